@@ -1,0 +1,233 @@
+//! The HTTP API: one table of routes (the contract, mirrored by `api-spec/openapi.yaml`), the
+//! shared state, and the observing middleware every request passes through.
+
+mod observe;
+mod proxy;
+mod status;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::routing::{on, MethodFilter};
+use axum::Router;
+
+use crate::config::Config;
+use crate::limits::QueryLimiter;
+use crate::telemetry::Metrics;
+use crate::upstream::Upstream;
+
+/// Which face answered a request; set by handlers as a response extension, read by the access
+/// log and `janus_http_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    Metric,
+    Log,
+    Janus,
+}
+
+impl Face {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Face::Metric => "metric",
+            Face::Log => "log",
+            Face::Janus => "janus",
+        }
+    }
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub upstream: Arc<Upstream>,
+    pub metrics: Arc<Metrics>,
+    pub limiter: QueryLimiter,
+    pub started: SystemTime,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn new(config: Config) -> Result<SharedState, reqwest::Error> {
+        let metrics = Arc::new(Metrics::new());
+        let upstream = Arc::new(Upstream::new(&config, Arc::clone(&metrics))?);
+        let limiter = QueryLimiter::new(config.query_max_concurrency, Arc::clone(&metrics));
+        Ok(Arc::new(AppState {
+            config,
+            upstream,
+            metrics,
+            limiter,
+            started: SystemTime::now(),
+        }))
+    }
+}
+
+/// What answers a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    /// Forwarded to the upstream (the log face joins here in later issues).
+    Upstream,
+    Root,
+    Healthy,
+    Ready,
+    Metrics,
+}
+
+pub struct Route {
+    pub path: &'static str,
+    pub methods: &'static [&'static str],
+    pub handler: Handler,
+}
+
+const GET: &[&str] = &["GET"];
+const GET_POST: &[&str] = &["GET", "POST"];
+
+/// Every route Janus serves. `tests/api_spec.rs` checks this table against the OpenAPI file.
+pub const ROUTES: &[Route] = &[
+    Route {
+        path: "/",
+        methods: GET,
+        handler: Handler::Root,
+    },
+    Route {
+        path: "/-/healthy",
+        methods: GET,
+        handler: Handler::Healthy,
+    },
+    Route {
+        path: "/-/ready",
+        methods: GET,
+        handler: Handler::Ready,
+    },
+    Route {
+        path: "/metrics",
+        methods: GET,
+        handler: Handler::Metrics,
+    },
+    Route {
+        path: "/api/v1/query",
+        methods: GET_POST,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/query_range",
+        methods: GET_POST,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/query_exemplars",
+        methods: GET_POST,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/format_query",
+        methods: GET_POST,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/series",
+        methods: GET_POST,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/labels",
+        methods: GET_POST,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/label/{name}/values",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/metadata",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/targets",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/targets/metadata",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/rules",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/alerts",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/alertmanagers",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/status/buildinfo",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/status/runtimeinfo",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/status/flags",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/status/config",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/status/tsdb",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+    Route {
+        path: "/api/v1/status/walreplay",
+        methods: GET,
+        handler: Handler::Upstream,
+    },
+];
+
+fn method_filter(methods: &[&str]) -> MethodFilter {
+    methods
+        .iter()
+        .map(|m| match *m {
+            "POST" => MethodFilter::POST,
+            _ => MethodFilter::GET,
+        })
+        .reduce(MethodFilter::or)
+        .unwrap_or(MethodFilter::GET)
+}
+
+/// Builds the application: every route of `ROUTES`, observed by one middleware.
+pub fn router(state: SharedState) -> Router {
+    let mut router = Router::new();
+    for route in ROUTES {
+        let filter = method_filter(route.methods);
+        let method_router = match route.handler {
+            Handler::Upstream => on(filter, proxy::forward),
+            Handler::Root => on(filter, status::root),
+            Handler::Healthy => on(filter, status::healthy),
+            Handler::Ready => on(filter, status::ready),
+            Handler::Metrics => on(filter, status::metrics),
+        };
+        router = router.route(route.path, method_router);
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            observe::observe,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,111 @@
+//! Janus's own endpoints: the status page, liveness, readiness and `/metrics`.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use super::SharedState;
+use crate::error::ApiError;
+
+pub async fn healthy() -> Response {
+    text(StatusCode::OK, "Janus is Healthy.\n")
+}
+
+/// Ready once the configuration is loaded (it is, or we would not be serving) and the store's
+/// root is a usable directory. The upstream's health is deliberately not part of it: logs must
+/// stay served while the upstream is down.
+pub async fn ready(State(state): State<SharedState>) -> Response {
+    match store_problem(&state) {
+        None => text(StatusCode::OK, "Janus is Ready.\n"),
+        Some(problem) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("Janus is not ready: {problem}\n"),
+        ),
+    }
+}
+
+fn store_problem(state: &SharedState) -> Option<String> {
+    let path = &state.config.storage_path;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => None,
+        Ok(_) => Some(format!(
+            "storage path {} is not a directory",
+            path.display()
+        )),
+        Err(e) => Some(format!("storage path {}: {e}", path.display())),
+    }
+}
+
+pub async fn metrics(State(state): State<SharedState>) -> Response {
+    match state.metrics.encode() {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => ApiError::Internal(format!("encoding metrics: {e}")).into_response(),
+    }
+}
+
+/// A small human page. Client libraries (prometheus-api-client) only need a 200 here.
+pub async fn root(State(state): State<SharedState>) -> Response {
+    let health = state.upstream.health();
+    let upstream_status = match health.up {
+        None => "not probed yet".to_string(),
+        Some(true) => format!("up: {}", health.detail),
+        Some(false) => format!("down: {}", health.detail),
+    };
+    let checked = health
+        .checked_at
+        .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())
+        .unwrap_or_else(|| "never".into());
+    let store = match store_problem(&state) {
+        None => "usable".to_string(),
+        Some(problem) => problem,
+    };
+    let started = chrono::DateTime::<chrono::Utc>::from(state.started).to_rfc3339();
+    let mut page = String::new();
+    let _ = writeln!(
+        page,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Janus</title></head><body>\
+         <h1>Janus {version}</h1>\
+         <p>One PromQL endpoint for metrics and logs: the Prometheus HTTP API at this URL, metric \
+         queries answered by the upstream, log queries by the embedded store.</p>\
+         <table>\
+         <tr><th align=left>Upstream</th><td>{upstream}</td></tr>\
+         <tr><th align=left>Upstream health</th><td>{upstream_status} (checked {checked})</td></tr>\
+         <tr><th align=left>Store path</th><td>{store_path} ({store})</td></tr>\
+         <tr><th align=left>Started</th><td>{started}</td></tr>\
+         </table>\
+         <p><a href=\"/metrics\">/metrics</a> · <a href=\"/-/ready\">/-/ready</a> · \
+         <a href=\"/api/v1/status/buildinfo\">/api/v1/status/buildinfo</a></p>\
+         </body></html>",
+        version = env!("CARGO_PKG_VERSION"),
+        upstream = escape(state.upstream.base_url()),
+        upstream_status = escape(&upstream_status),
+        store_path = escape(&state.config.storage_path.display().to_string()),
+        store = escape(&store),
+    );
+    Html(page).into_response()
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,511 @@
+//! Configuration: Prometheus-style flags over an optional YAML file over built-in defaults.
+//!
+//! Flags win over the file so that one file can serve many instances with a flag or two changed.
+//! Every refusal names the setting it is about, because an operator reading a crash-looping pod's
+//! log has one line to go on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::duration;
+
+/// A setting that could not be accepted, named as the operator wrote it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{setting}: {message}")]
+    Invalid { setting: String, message: String },
+    #[error("--config.file {path}: {message}")]
+    File { path: String, message: String },
+}
+
+fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting: setting.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Command-line flags. None has a clap default: an absent flag must not hide the file's value.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "janus",
+    version,
+    about = "One PromQL endpoint for metrics and logs: Prometheus HTTP API gateway with an embedded log store"
+)]
+pub struct Flags {
+    /// YAML configuration file; flags override its values.
+    #[arg(long = "config.file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:9099].
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    pub listen_address: Option<String>,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT [default: 30s].
+    #[arg(long = "web.shutdown-timeout", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+    /// Upstream Prometheus-compatible server for metric queries [default: http://127.0.0.1:9090].
+    #[arg(long = "upstream.url", value_name = "URL")]
+    pub upstream_url: Option<String>,
+    /// Root of the log store [default: ./data].
+    #[arg(long = "storage.path", value_name = "PATH")]
+    pub storage_path: Option<PathBuf>,
+    /// Longest time a query may take [default: 2m].
+    #[arg(long = "query.timeout", value_name = "DURATION")]
+    pub query_timeout: Option<String>,
+    /// Queries answered at once; more wait in a queue [default: 20].
+    #[arg(long = "query.max-concurrency", value_name = "N")]
+    pub query_max_concurrency: Option<String>,
+    /// Log level: debug, info, warn, error [default: info].
+    #[arg(long = "log.level", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: logfmt or json [default: logfmt].
+    #[arg(long = "log.format", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The YAML file. Unknown keys are errors: a misspelt key silently ignored is a setting lost.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub web: WebFile,
+    pub upstream: UpstreamFile,
+    pub storage: StorageFile,
+    pub query: QueryFile,
+    pub log: LogFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebFile {
+    pub listen_address: Option<String>,
+    pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamFile {
+    pub url: Option<String>,
+    pub basic_auth: Option<BasicAuthFile>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub tls_config: Option<TlsFile>,
+    pub forward_headers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthFile {
+    pub username: String,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsFile {
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageFile {
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryFile {
+    pub timeout: Option<String>,
+    pub max_concurrency: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFile {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+/// Credentials sent with every upstream request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAuth {
+    None,
+    Basic { username: String, password: String },
+    Bearer(String),
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_address: SocketAddr,
+    pub shutdown_timeout: Duration,
+    pub upstream_url: reqwest::Url,
+    pub upstream_auth: UpstreamAuth,
+    pub upstream_ca_pem: Option<Vec<u8>>,
+    pub upstream_insecure_skip_verify: bool,
+    pub forward_headers: Vec<http::HeaderName>,
+    pub storage_path: PathBuf,
+    pub query_timeout: Duration,
+    pub query_max_concurrency: usize,
+    pub log_level: tracing::Level,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Built-in defaults, as documented in the README.
+    pub fn defaults() -> Self {
+        Config::from_sources(Flags::default(), FileConfig::default())
+            .expect("built-in defaults are valid")
+    }
+
+    /// Reads the file named by the flags (if any) and merges everything.
+    pub fn load(flags: Flags) -> Result<Self, ConfigError> {
+        let file = match &flags.config_file {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::from_sources(flags, file)
+    }
+
+    pub fn from_sources(flags: Flags, file: FileConfig) -> Result<Self, ConfigError> {
+        let listen = flags
+            .listen_address
+            .or(file.web.listen_address)
+            .unwrap_or_else(|| "0.0.0.0:9099".into());
+        let listen_address = parse_listen(&listen)
+            .ok_or_else(|| invalid("web.listen-address", format!("{listen:?} is not host:port")))?;
+
+        let shutdown_timeout = parse_duration_setting(
+            "web.shutdown-timeout",
+            flags.shutdown_timeout.or(file.web.shutdown_timeout),
+            "30s",
+        )?;
+
+        let url_text = flags
+            .upstream_url
+            .or(file.upstream.url)
+            .unwrap_or_else(|| "http://127.0.0.1:9090".into());
+        let upstream_url = reqwest::Url::parse(&url_text)
+            .map_err(|e| invalid("upstream.url", format!("{url_text:?}: {e}")))?;
+        if !matches!(upstream_url.scheme(), "http" | "https") {
+            return Err(invalid(
+                "upstream.url",
+                format!("{url_text:?}: scheme must be http or https"),
+            ));
+        }
+        if upstream_url.query().is_some() || upstream_url.fragment().is_some() {
+            return Err(invalid(
+                "upstream.url",
+                format!("{url_text:?}: must not have a query string or fragment"),
+            ));
+        }
+
+        let upstream_auth = match (file.upstream.basic_auth, file.upstream.bearer_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "upstream.basic_auth",
+                    "cannot be combined with upstream.bearer_token_file",
+                ))
+            }
+            (Some(basic), None) => {
+                let password = match (basic.password, basic.password_file) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            "upstream.basic_auth.password",
+                            "set password or password_file, not both",
+                        ))
+                    }
+                    (Some(p), None) => p,
+                    (None, Some(path)) => read_secret("upstream.basic_auth.password_file", &path)?,
+                    (None, None) => String::new(),
+                };
+                UpstreamAuth::Basic {
+                    username: basic.username,
+                    password,
+                }
+            }
+            (None, Some(path)) => {
+                UpstreamAuth::Bearer(read_secret("upstream.bearer_token_file", &path)?)
+            }
+            (None, None) => UpstreamAuth::None,
+        };
+
+        let tls = file.upstream.tls_config.unwrap_or_default();
+        let upstream_ca_pem = match tls.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(&path).map_err(|e| {
+                    invalid(
+                        "upstream.tls_config.ca_file",
+                        format!("{}: {e}", path.display()),
+                    )
+                })?;
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    invalid(
+                        "upstream.tls_config.ca_file",
+                        format!("{}: {e}", path.display()),
+                    )
+                })?;
+                Some(pem)
+            }
+            None => None,
+        };
+
+        let forward_headers = file
+            .upstream
+            .forward_headers
+            .unwrap_or_else(|| vec!["X-Scope-OrgID".to_string()])
+            .iter()
+            .map(|name| {
+                http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    invalid(
+                        "upstream.forward_headers",
+                        format!("{name:?} is not a valid header name"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let storage_path = flags
+            .storage_path
+            .or(file.storage.path)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        if storage_path.as_os_str().is_empty() {
+            return Err(invalid("storage.path", "must not be empty"));
+        }
+
+        let query_timeout = parse_duration_setting(
+            "query.timeout",
+            flags.query_timeout.or(file.query.timeout),
+            "2m",
+        )?;
+        if query_timeout.is_zero() {
+            return Err(invalid("query.timeout", "must be greater than 0"));
+        }
+
+        let query_max_concurrency = match flags.query_max_concurrency {
+            Some(text) => text.parse::<u32>().map_err(|_| {
+                invalid(
+                    "query.max-concurrency",
+                    format!("{text:?} is not a whole number"),
+                )
+            })?,
+            None => file.query.max_concurrency.unwrap_or(20),
+        };
+        if query_max_concurrency == 0 {
+            return Err(invalid("query.max-concurrency", "must be at least 1"));
+        }
+
+        let level_text = flags
+            .log_level
+            .or(file.log.level)
+            .unwrap_or_else(|| "info".into());
+        let log_level = match level_text.as_str() {
+            "debug" => tracing::Level::DEBUG,
+            "info" => tracing::Level::INFO,
+            "warn" => tracing::Level::WARN,
+            "error" => tracing::Level::ERROR,
+            other => {
+                return Err(invalid(
+                    "log.level",
+                    format!("{other:?} is not one of debug, info, warn, error"),
+                ))
+            }
+        };
+        let format_text = flags
+            .log_format
+            .or(file.log.format)
+            .unwrap_or_else(|| "logfmt".into());
+        let log_format = match format_text.as_str() {
+            "logfmt" => LogFormat::Logfmt,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("{other:?} is not one of logfmt, json"),
+                ))
+            }
+        };
+
+        Ok(Config {
+            listen_address,
+            shutdown_timeout,
+            upstream_url,
+            upstream_auth,
+            upstream_ca_pem,
+            upstream_insecure_skip_verify: tls.insecure_skip_verify,
+            forward_headers,
+            storage_path,
+            query_timeout,
+            query_max_concurrency: query_max_concurrency as usize,
+            log_level,
+            log_format,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let file_error = |message: String| ConfigError::File {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    // serde_norway's messages name the key path and line, which is what the operator needs.
+    serde_norway::from_str(&text).map_err(|e| file_error(e.to_string().replace('\n', " ")))
+}
+
+fn read_secret(setting: &str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| invalid(setting, format!("{}: {e}", path.display())))
+}
+
+fn parse_listen(text: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Some(addr);
+    }
+    // Prometheus accepts ":9099" for every interface.
+    text.strip_prefix(':')
+        .and_then(|port| port.parse::<u16>().ok())
+        .map(|port| SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
+fn parse_duration_setting(
+    setting: &str,
+    value: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    duration::parse(&text).map_err(|e| invalid(setting, format!("{text:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut argv = vec!["janus"];
+        argv.extend_from_slice(args);
+        Flags::try_parse_from(argv).unwrap()
+    }
+
+    fn file(yaml: &str) -> FileConfig {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_readme() {
+        let c = Config::defaults();
+        assert_eq!(c.listen_address.to_string(), "0.0.0.0:9099");
+        assert_eq!(c.upstream_url.as_str(), "http://127.0.0.1:9090/");
+        assert_eq!(c.storage_path, PathBuf::from("./data"));
+        assert_eq!(c.query_timeout, Duration::from_secs(120));
+        assert_eq!(c.query_max_concurrency, 20);
+        assert_eq!(
+            c.forward_headers,
+            vec![http::HeaderName::from_static("x-scope-orgid")]
+        );
+        assert_eq!(c.log_format, LogFormat::Logfmt);
+        assert_eq!(c.upstream_auth, UpstreamAuth::None);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f = file(
+            "upstream:\n  url: http://file:9090\nquery:\n  timeout: 30s\n  max_concurrency: 4\n",
+        );
+        let c = Config::from_sources(flags(&["--upstream.url", "http://flag:9090"]), f).unwrap();
+        assert_eq!(c.upstream_url.host_str(), Some("flag"));
+        assert_eq!(c.query_timeout, Duration::from_secs(30));
+        assert_eq!(c.query_max_concurrency, 4);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases: [(&[&str], &str); 7] = [
+            (&["--query.timeout", "2 minutes"], "query.timeout: "),
+            (
+                &["--query.timeout", "0"],
+                "query.timeout: must be greater than 0",
+            ),
+            (&["--upstream.url", "ftp://x"], "upstream.url: "),
+            (&["--upstream.url", "not a url"], "upstream.url: "),
+            (&["--web.listen-address", "nowhere"], "web.listen-address: "),
+            (
+                &["--query.max-concurrency", "0"],
+                "query.max-concurrency: must be at least 1",
+            ),
+            (&["--log.format", "xml"], "log.format: "),
+        ];
+        for (args, prefix) in cases {
+            let err = Config::from_sources(flags(args), FileConfig::default()).unwrap_err();
+            assert!(err.to_string().starts_with(prefix), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("janus-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.yaml");
+        std::fs::write(&path, "upstream:\n  ulr: http://x\n").unwrap();
+        let err = Config::load(Flags {
+            config_file: Some(path.clone()),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("ulr"), "{err}");
+        std::fs::write(&path, "upstream:\n  forward_headers: [\"bad header\"]\n").unwrap();
+        let err = Config::load(Flags {
+            config_file: Some(path),
+            ..Flags::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("upstream.forward_headers"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn auth_from_files() {
+        let dir = std::env::temp_dir().join(format!("janus-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let f = file(&format!(
+            "upstream:\n  bearer_token_file: {}\n",
+            token.display()
+        ));
+        let c = Config::from_sources(Flags::default(), f).unwrap();
+        assert_eq!(c.upstream_auth, UpstreamAuth::Bearer("s3cret".into()));
+        let f = file("upstream:\n  basic_auth: {username: u, password: p}\n");
+        let c = Config::from_sources(Flags::default(), f).unwrap();
+        assert_eq!(
+            c.upstream_auth,
+            UpstreamAuth::Basic {
+                username: "u".into(),
+                password: "p".into()
+            }
+        );
+        let f = file("upstream:\n  bearer_token_file: /nonexistent/token\n");
+        let err = Config::from_sources(Flags::default(), f).unwrap_err();
+        assert!(
+            err.to_string().starts_with("upstream.bearer_token_file: "),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,118 @@
+//! The one error type of the HTTP API and its single mapping to Prometheus-style answers.
+//!
+//! Every handler returns `Result<_, ApiError>`; nothing else decides status codes, so the
+//! `errorType` ↔ HTTP status pairing matches Prometheus's `web/api/v1/api.go` in exactly one place.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answered to a client. The variants are Prometheus's `errorType`s plus the few HTTP
+/// conditions (body too large, not found) that Prometheus answers outside its JSON envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A malformed query or parameter: the client's mistake, never retried.
+    #[error("{0}")]
+    BadData(String),
+    /// The query was valid but failed while running.
+    #[error("{0}")]
+    Execution(String),
+    /// The query deadline passed before an answer was ready.
+    #[error("{0}")]
+    Timeout(String),
+    /// A backend Janus depends on (the upstream) could not be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The client went away or the request was cancelled.
+    #[error("{0}")]
+    Canceled(String),
+    /// A request body over the configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A bug in Janus. Never the answer to user input.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Prometheus's `errorType` string for this error.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ApiError::BadData(_) | ApiError::TooLarge(_) => "bad_data",
+            ApiError::Execution(_) => "execution",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Canceled(_) => "canceled",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status Prometheus pairs with the `errorType`.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadData(_) => StatusCode::BAD_REQUEST,
+            ApiError::Execution(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Timeout(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // Prometheus answers a cancelled query with 499 (client closed request).
+            ApiError::Canceled(_) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status: &'static str,
+    #[serde(rename = "errorType")]
+    error_type: &'static str,
+    error: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        let body = ErrorBody {
+            status: "error",
+            error_type: self.error_type(),
+            error: &message,
+        };
+        // Serializing three strings cannot fail; fall back to a fixed body rather than panic.
+        let json = serde_json::to_vec(&body).unwrap_or_else(|_| {
+            br#"{"status":"error","errorType":"internal","error":"error encoding failed"}"#.to_vec()
+        });
+        let mut response = (self.status(), json).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn encodes_like_prometheus() {
+        let response = ApiError::BadData("invalid parameter \"step\": x".into()).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            &body[..],
+            br#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"step\": x"}"#
+        );
+    }
+
+    #[test]
+    fn status_codes_follow_prometheus() {
+        assert_eq!(ApiError::Execution(String::new()).status(), 422);
+        assert_eq!(ApiError::Timeout(String::new()).status(), 503);
+        assert_eq!(ApiError::Unavailable(String::new()).status(), 503);
+        assert_eq!(ApiError::Internal(String::new()).status(), 500);
+        assert_eq!(ApiError::TooLarge(String::new()).status(), 413);
+    }
+}

@@ -1,0 +1,16 @@
+//! Janus: one PromQL endpoint for metrics and logs.
+//!
+//! The request path reads top to bottom: [`api`] (HTTP routes and the observing middleware) →
+//! [`params`] (Prometheus's parameter rules) → [`upstream`] (faithful forwarding) → the answer,
+//! with every refusal an [`error::ApiError`] mapped to HTTP in one place.
+
+pub mod api;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod limits;
+pub mod logging;
+pub mod params;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,62 @@
+//! The `janus` binary: flags → config → logging → serve.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use janus::config::{Config, Flags};
+use janus::{logging, server};
+
+fn main() -> ExitCode {
+    let flags = match Flags::try_parse() {
+        Ok(flags) => flags,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line is what a crash-looping pod's log shows; clap's usage block follows it.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("janus: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::load(flags) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("janus: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(&config);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("janus: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let listener = server::bind(&config).await?;
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            listen = %config.listen_address,
+            upstream = %config.upstream_url,
+            storage = %config.storage_path.display(),
+            "Janus started"
+        );
+        server::serve(config, listener, server::shutdown_signal()).await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("janus: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

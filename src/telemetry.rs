@@ -1,0 +1,190 @@
+//! Janus's own metrics, served on `/metrics`.
+//!
+//! Held in one struct shared by the middleware, the upstream client and the health prober, so each
+//! counter has exactly one writer and the exposition is always a consistent snapshot.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub handler: String,
+    pub code: String,
+    pub face: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    pub handler: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub handler: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    revision: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Latency buckets from 0.5 ms to ~16 s: a proxy hop is sub-millisecond, a heavy query seconds.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: HistogramFamily<HandlerLabels>,
+    pub in_flight: Gauge,
+    pub queued: Gauge,
+    pub upstream_duration: HistogramFamily<UpstreamLabels>,
+    pub upstream_errors: Family<ReasonLabels, Counter>,
+    pub upstream_up: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "janus_http_requests",
+            "HTTP requests answered, by handler, status code and face (metric, log or janus)",
+            requests.clone(),
+        );
+        let request_duration: HistogramFamily<HandlerLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "janus_http_request_duration_seconds",
+            "Time to the response head, by handler and status code",
+            request_duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "janus_http_requests_in_flight",
+            "Requests being answered now",
+            in_flight.clone(),
+        );
+        let queued = Gauge::default();
+        registry.register(
+            "janus_query_queue_length",
+            "Queries waiting for a slot under --query.max-concurrency",
+            queued.clone(),
+        );
+        let upstream_duration: HistogramFamily<UpstreamLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "janus_upstream_request_duration_seconds",
+            "Time from sending a request upstream to its response head, by handler",
+            upstream_duration.clone(),
+        );
+        let upstream_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "janus_upstream_errors",
+            "Upstream requests that got no answer, by reason (unreachable, timeout, canceled)",
+            upstream_errors.clone(),
+        );
+        let upstream_up = Gauge::default();
+        registry.register(
+            "janus_upstream_up",
+            "1 when the upstream's /-/ready answered 200 at the last probe, else 0",
+            upstream_up.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                revision: option_env!("JANUS_REVISION")
+                    .unwrap_or("unknown")
+                    .to_string(),
+            })
+            .set(1);
+        registry.register(
+            "janus_build_info",
+            "Always 1, labelled with the version Janus was built from",
+            build_info,
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            in_flight,
+            queued,
+            upstream_duration,
+            upstream_errors,
+            upstream_up,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+
+    pub fn upstream_error(&self, reason: &str) {
+        self.upstream_errors
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_every_family() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RequestLabels {
+                handler: "/api/v1/query".into(),
+                code: "200".into(),
+                face: "metric".into(),
+            })
+            .inc();
+        m.upstream_error("unreachable");
+        m.request_duration
+            .get_or_create(&HandlerLabels {
+                handler: "/api/v1/query".into(),
+                code: "200".into(),
+            })
+            .observe(0.002);
+        let text = m.encode().unwrap();
+        for needle in [
+            "janus_http_requests_total{handler=\"/api/v1/query\",code=\"200\",face=\"metric\"} 1",
+            "# TYPE janus_http_request_duration_seconds histogram",
+            "janus_http_requests_in_flight 0",
+            "janus_query_queue_length 0",
+            "janus_upstream_errors_total{reason=\"unreachable\"} 1",
+            "janus_upstream_up 0",
+            "janus_build_info{version=",
+            "# HELP janus_http_requests_in_flight Requests being answered now.\n",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+}

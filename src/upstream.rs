@@ -1,0 +1,276 @@
+//! The upstream Prometheus-compatible server: one pooled client, faithful forwarding, health.
+//!
+//! Forwarding never decodes: bodies stream through as bytes in both directions, so a gzip answer
+//! stays the upstream's gzip and Janus's memory does not grow with the size of an answer.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Method, Response};
+use tokio::time::Instant;
+
+use crate::config::{Config, UpstreamAuth};
+use crate::duration;
+use crate::error::ApiError;
+use crate::telemetry::{Metrics, UpstreamLabels};
+
+/// How often the upstream's `/-/ready` is probed for the status page and `janus_upstream_up`.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// A blackholed upstream must fail fast rather than hold a query slot for the whole deadline.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Request headers that are always end-to-end and matter to the upstream's answer.
+const ALWAYS_FORWARDED: [HeaderName; 3] = [
+    header::ACCEPT,
+    header::ACCEPT_ENCODING,
+    header::CONTENT_TYPE,
+];
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not the message.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// What the last health probe saw.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    pub up: Option<bool>,
+    pub detail: String,
+    pub checked_at: Option<SystemTime>,
+}
+
+/// A request to send upstream, already read and checked by the API layer.
+pub struct Forward<'a> {
+    pub method: Method,
+    /// Path and query exactly as the client sent them (percent-encoding untouched).
+    pub path_and_query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+    /// Route template, for metrics.
+    pub handler: &'a str,
+    pub deadline: Instant,
+    pub budget: Duration,
+}
+
+pub struct Upstream {
+    client: reqwest::Client,
+    /// Base URL without a trailing slash, so a path prefix (`/prometheus`) is kept.
+    base: String,
+    auth: UpstreamAuth,
+    forward_headers: Vec<HeaderName>,
+    health: Mutex<Health>,
+    metrics: Arc<Metrics>,
+}
+
+impl Upstream {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("janus/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            // A proxy passes redirects on; following them would hide them from the client.
+            .redirect(reqwest::redirect::Policy::none())
+            // Like Prometheus's HTTP client config: proxies are explicit, not taken from env.
+            .no_proxy()
+            .danger_accept_invalid_certs(config.upstream_insecure_skip_verify);
+        if let Some(pem) = &config.upstream_ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(Upstream {
+            client: builder.build()?,
+            base: config
+                .upstream_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
+            auth: config.upstream_auth.clone(),
+            forward_headers: config.forward_headers.clone(),
+            health: Mutex::new(Health::default()),
+            metrics,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    fn request(&self, method: Method, path_and_query: &str) -> reqwest::RequestBuilder {
+        let builder = self
+            .client
+            .request(method, format!("{}{}", self.base, path_and_query));
+        match &self.auth {
+            UpstreamAuth::None => builder,
+            UpstreamAuth::Basic { username, password } => {
+                builder.basic_auth(username, Some(password))
+            }
+            UpstreamAuth::Bearer(token) => builder.bearer_auth(token),
+        }
+    }
+
+    /// Sends the request and returns the upstream's answer as a streaming response. The answer
+    /// head must arrive before the deadline; the body then streams at the client's pace.
+    pub async fn forward(&self, req: Forward<'_>) -> Result<Response<Body>, ApiError> {
+        let mut builder = self.request(req.method, req.path_and_query);
+        for name in ALWAYS_FORWARDED.iter().chain(self.forward_headers.iter()) {
+            for value in req.headers.get_all(name) {
+                builder = builder.header(name, value);
+            }
+        }
+        if !req.body.is_empty() {
+            builder = builder.body(req.body);
+        }
+        let started = std::time::Instant::now();
+        let sent = tokio::time::timeout_at(req.deadline, builder.send()).await;
+        let answer = match sent {
+            Err(_) => {
+                self.metrics.upstream_error("timeout");
+                return Err(ApiError::Timeout(format!(
+                    "query timed out: upstream {} did not answer within {}",
+                    self.base,
+                    duration::format(req.budget)
+                )));
+            }
+            Ok(Err(e)) => {
+                self.metrics.upstream_error("unreachable");
+                return Err(self.unreachable(&e));
+            }
+            Ok(Ok(answer)) => answer,
+        };
+        self.metrics
+            .upstream_duration
+            .get_or_create(&UpstreamLabels {
+                handler: req.handler.to_string(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+
+        let mut response = Response::builder().status(answer.status());
+        if let Some(headers) = response.headers_mut() {
+            copy_end_to_end(answer.headers(), headers);
+        }
+        response
+            .body(Body::from_stream(answer.bytes_stream()))
+            .map_err(|e| ApiError::Internal(format!("building the upstream answer: {e}")))
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> ApiError {
+        ApiError::Unavailable(format!(
+            "upstream {} is unreachable ({}); start it or point --upstream.url at a running Prometheus-compatible server",
+            self.base,
+            root_cause(e)
+        ))
+    }
+
+    /// Probes `/-/ready` once and records the outcome.
+    pub async fn probe(&self) -> Health {
+        let outcome = self
+            .request(Method::GET, "/-/ready")
+            .timeout(HEALTH_TIMEOUT)
+            .send()
+            .await;
+        let (up, detail) = match outcome {
+            Ok(r) if r.status().is_success() => (true, format!("ready ({})", r.status())),
+            Ok(r) => (false, format!("not ready ({})", r.status())),
+            Err(e) => (false, root_cause(&e)),
+        };
+        self.metrics.upstream_up.set(i64::from(up));
+        let health = Health {
+            up: Some(up),
+            detail,
+            checked_at: Some(SystemTime::now()),
+        };
+        if let Ok(mut slot) = self.health.lock() {
+            *slot = health.clone();
+        }
+        health
+    }
+
+    /// Probes forever; the task ends with the runtime.
+    pub fn spawn_health_probe(self: &Arc<Self>) {
+        let upstream = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(HEALTH_INTERVAL);
+            loop {
+                ticker.tick().await;
+                upstream.probe().await;
+            }
+        });
+    }
+}
+
+/// Copies every header that is about the message rather than the connection.
+fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
+    let named_in_connection: Vec<String> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    for (name, value) in from {
+        let lower = name.as_str();
+        if HOP_BY_HOP.contains(&lower) || named_in_connection.iter().any(|n| n == lower) {
+            continue;
+        }
+        to.append(name.clone(), value.clone());
+    }
+}
+
+/// The innermost error: "Connection refused (os error 111)" says more than "error sending request".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn drops_hop_by_hop_headers() {
+        let mut from = HeaderMap::new();
+        from.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        from.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        from.insert(header::VARY, HeaderValue::from_static("Origin"));
+        from.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Custom"),
+        );
+        from.insert("x-custom", HeaderValue::from_static("1"));
+        from.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        from.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        let mut to = HeaderMap::new();
+        copy_end_to_end(&from, &mut to);
+        let mut names: Vec<_> = to.keys().map(|k| k.as_str().to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["content-encoding", "content-type", "vary"]);
+    }
+}
