@@ -1,0 +1,104 @@
+//! Shared by the integration tests: an in-process Janus on a free port, environment lookups, and
+//! tiny hand-made upstreams for the fault tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use janus::config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A Janus serving in this process; stopped (gracefully) on drop.
+pub struct TestJanus {
+    pub url: String,
+    pub storage: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestJanus {
+    /// Stops the server and waits until it has returned.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestJanus {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = std::fs::remove_dir_all(&self.storage);
+    }
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "janus-test-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Starts Janus in front of `upstream` with the defaults, adjusted by `adjust`.
+pub async fn start_janus(upstream: &str, adjust: impl FnOnce(&mut Config)) -> TestJanus {
+    let storage = temp_dir("store");
+    let mut config = Config::defaults();
+    config.upstream_url = upstream.parse().expect("upstream url");
+    config.storage_path = storage.clone();
+    config.listen_address = "127.0.0.1:0".parse().expect("addr");
+    config.shutdown_timeout = Duration::from_secs(5);
+    adjust(&mut config);
+    let listener = TcpListener::bind(config.listen_address).await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        janus::server::serve(config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("janus serves");
+    });
+    TestJanus {
+        url,
+        storage,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+/// A URL the compatibility run exports; a clear failure (not a skip) when it is missing, so a
+/// run without the real upstreams can never pass silently.
+pub fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the test command `compat-tests/run`, which starts the real upstreams")
+    })
+}
+
+/// A client that never decompresses, so bodies compare byte for byte.
+pub fn raw_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// An address on which nothing listens.
+pub async fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    format!("http://{addr}")
+}
