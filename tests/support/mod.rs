@@ -60,7 +60,9 @@ pub async fn start_janus(upstream: &str, adjust: impl FnOnce(&mut Config)) -> Te
     config.listen_address = "127.0.0.1:0".parse().expect("addr");
     config.shutdown_timeout = Duration::from_secs(5);
     adjust(&mut config);
-    let listener = TcpListener::bind(config.listen_address).await.expect("bind");
+    let listener = TcpListener::bind(config.listen_address)
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
