@@ -187,7 +187,11 @@ async fn run_corpus(upstream: &str, strictness: Strictness) -> usize {
             Strictness::Bytes => "prometheus",
             Strictness::UpstreamNoise => "victoriametrics",
         };
-        if case.only.as_deref().is_some_and(|only| only != upstream_name) {
+        if case
+            .only
+            .as_deref()
+            .is_some_and(|only| only != upstream_name)
+        {
             continue;
         }
         let direct = send(&client, upstream, case).await;
