@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::io;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
@@ -57,6 +58,13 @@ pub async fn serve(
         tracing::info!(grace = %duration::format(grace), "shutting down: no new connections, finishing in-flight requests");
         let _ = stopping_tx.send(true);
     };
+    // Answers are often written as a head and then body chunks; Nagle's algorithm would hold the
+    // chunks back waiting for an ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(signalled);
     let grace_over = async move {
         while !*stopping_rx.borrow() {

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Gateway benchmark: the same requests straight to Prometheus and through Janus, side by side in
+# one run, with wrk; then Janus's peak RSS while it streams an answer of more than 50 MB.
+#
+# usage: docs/benchmarks/gateway.sh [seconds-per-wrk-run]   (needs prometheus, promtool, wrk)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-10}
+for tool in prometheus promtool wrk curl; do
+  command -v $tool >/dev/null || { echo "missing $tool (apt-get install -y prometheus wrk curl)" >&2; exit 1; }
+done
+cargo build --release --quiet
+
+work=$(mktemp -d /tmp/janus-bench.XXXXXX)
+pids=()
+trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ready() { for _ in $(seq 300); do curl -fs -o /dev/null "$1" && return; sleep 0.1; done; echo "not ready: $1" >&2; exit 1; }
+
+echo "generating 2,000 extra series x 1,441 samples (6 h at 15 s)..." >&2
+python3 compat-tests/gen_metrics.py "$work/m.om" "$work/m.prom" --bench-series 2000
+promtool tsdb create-blocks-from openmetrics "$work/m.om" "$work/tsdb" >/dev/null
+pp=$(port); jp=$(port)
+prometheus --config.file=compat-tests/prometheus.yml --storage.tsdb.path="$work/tsdb" \
+  --storage.tsdb.retention.time=100y --web.listen-address=127.0.0.1:$pp >"$work/prom.log" 2>&1 &
+pids+=($!)
+ready "http://127.0.0.1:$pp/-/ready"
+./target/release/janus --web.listen-address=127.0.0.1:$jp --upstream.url=http://127.0.0.1:$pp \
+  --storage.path="$work/store" 2>/dev/null &
+jpid=$!; pids+=($jpid)
+ready "http://127.0.0.1:$jp/-/ready"
+
+P=http://127.0.0.1:$pp; J=http://127.0.0.1:$jp
+cheap='/api/v1/query?query=up&time=1704078000'
+range='/api/v1/query_range?query=bench_load&start=1704067200&end=1704088800&step=60'
+huge='/api/v1/query_range?query=bench_load&start=1704067200&end=1704088800&step=15'
+size() { curl -s -o /dev/null -w '%{size_download}' "$1"; }
+echo "range answer: $(( $(size "$P$range") / 1000000 )) MB; huge answer: $(( $(size "$P$huge") / 1000000 )) MB" >&2
+
+# wrk's summary → "p50_ms req_per_s"
+measure() { # url connections threads
+  wrk -t"$3" -c"$2" -d"${secs}s" --latency "$1" 2>/dev/null | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    $1=="50%" {p50=ms($2)} $1=="99%" {p99=ms($2)} /^Requests\/sec/ {rps=$2}
+    END {printf "%.3f %.3f %.1f", p50, p99, rps}'
+}
+
+printf '| workload | target | p50 ms | p99 ms | req/s |\n|---|---|---:|---:|---:|\n'
+declare -A res
+for w in "cheap c=1:$cheap:1:1" "cheap c=16:$cheap:16:2" "range ${secs}s c=2:$range:2:1"; do
+  IFS=: read -r name path c t <<<"$w"
+  for target in direct janus; do
+    base=$P; [ $target = janus ] && base=$J
+    read -r p50 p99 rps <<<"$(measure "$base$path" "$c" "$t")"
+    res[$name.$target]="$p50 $rps"
+    printf '| %s | %s | %s | %s | %s |\n' "$name" "$target" "$p50" "$p99" "$rps"
+  done
+done
+echo
+printf '| workload | added p50 latency ms | throughput through Janus / direct |\n|---|---:|---:|\n'
+for name in "cheap c=1" "cheap c=16" "range ${secs}s c=2"; do
+  read -r dp drps <<<"${res[$name.direct]}"; read -r jp50 jrps <<<"${res[$name.janus]}"
+  awk -v n="$name" -v a="$dp" -v b="$jp50" -v x="$drps" -v y="$jrps" \
+    'BEGIN { printf "| %s | %.3f | %.1f%% |\n", n, b-a, 100*y/x }'
+done
+
+# Peak RSS while streaming the huge answer, to a fast reader and to a slow one (backpressure).
+rss() { awk '/VmHWM/ {print $2/1024}' /proc/$jpid/status; }
+echo
+before=$(rss)
+curl -s -o /dev/null "$J$huge"
+fast=$(rss)
+curl -s -o /dev/null --limit-rate 20M "$J$huge"
+slow=$(rss)
+printf '| Janus peak RSS (MB) | value |\n|---|---:|\n| after start-up and the wrk runs | %.1f |\n| after streaming the %s MB answer to a fast reader | %.1f |\n| after streaming it to a 20 MB/s reader | %.1f |\n' \
+  "$before" "$(( $(size "$P$huge") / 1000000 ))" "$fast" "$slow"
