@@ -68,6 +68,9 @@ pub struct Upstream {
     client: reqwest::Client,
     /// Base URL without a trailing slash, so a path prefix (`/prometheus`) is kept.
     base: String,
+    base_url: reqwest::Url,
+    /// The base URL's path without its trailing slash (`""` or `/prometheus`).
+    base_path: String,
     auth: UpstreamAuth,
     forward_headers: Vec<HeaderName>,
     health: Mutex<Health>,
@@ -98,6 +101,8 @@ impl Upstream {
                 .as_str()
                 .trim_end_matches('/')
                 .to_string(),
+            base_url: config.upstream_url.clone(),
+            base_path: config.upstream_url.path().trim_end_matches('/').to_string(),
             auth: config.upstream_auth.clone(),
             forward_headers: config.forward_headers.clone(),
             health: Mutex::new(Health::default()),
@@ -114,9 +119,16 @@ impl Upstream {
     }
 
     fn request(&self, method: Method, path_and_query: &str) -> reqwest::RequestBuilder {
-        let builder = self
-            .client
-            .request(method, format!("{}{}", self.base, path_and_query));
+        // Editing a parsed copy of the base URL skips re-parsing (and IDNA-checking) the host on
+        // every request; path and query are already valid URI text from hyper.
+        let mut url = self.base_url.clone();
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        url.set_path(&format!("{}{}", self.base_path, path));
+        url.set_query(query);
+        let builder = self.client.request(method, url);
         match &self.auth {
             UpstreamAuth::None => builder,
             UpstreamAuth::Basic { username, password } => {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Gateway benchmark: the same requests straight to Prometheus and through Janus, side by side in
-# one run, with wrk; then Janus's peak RSS while it streams an answer of more than 50 MB.
+# Gateway benchmark: the same requests straight to Prometheus, through Janus, and (when nginx is
+# installed) through nginx's proxy_pass as a reference for what any extra hop costs on this
+# machine, side by side in one run with wrk; then Janus's peak RSS while it streams > 50 MB.
 #
-# usage: docs/benchmarks/gateway.sh [seconds-per-wrk-run]   (needs prometheus, promtool, wrk)
+# usage: docs/benchmarks/gateway.sh [seconds-per-wrk-run]
+#        (needs prometheus, promtool, wrk, curl; nginx optional: apt-get install -y nginx-light)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
@@ -31,6 +33,36 @@ jpid=$!; pids+=($jpid)
 ready "http://127.0.0.1:$jp/-/ready"
 
 P=http://127.0.0.1:$pp; J=http://127.0.0.1:$jp
+targets="direct janus"
+if command -v nginx >/dev/null; then
+  np=$(port)
+  mkdir -p "$work/nginx"
+  cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+error_log $work/nginx/error.log;
+pid $work/nginx/nginx.pid;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  upstream prom { server 127.0.0.1:$pp; keepalive 32; }
+  server {
+    listen 127.0.0.1:$np;
+    location / {
+      proxy_pass http://prom; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+  nginx -c "$work/nginx/nginx.conf" &
+  pids+=($!)
+  ready "http://127.0.0.1:$np/-/ready"
+  N=http://127.0.0.1:$np
+  targets="direct janus nginx"
+fi
 cheap='/api/v1/query?query=up&time=1704078000'
 range='/api/v1/query_range?query=bench_load&start=1704067200&end=1704088800&step=60'
 huge='/api/v1/query_range?query=bench_load&start=1704067200&end=1704088800&step=15'
@@ -49,19 +81,22 @@ printf '| workload | target | p50 ms | p99 ms | req/s |\n|---|---|---:|---:|---:
 declare -A res
 for w in "cheap c=1:$cheap:1:1" "cheap c=16:$cheap:16:2" "range ${secs}s c=2:$range:2:1"; do
   IFS=: read -r name path c t <<<"$w"
-  for target in direct janus; do
-    base=$P; [ $target = janus ] && base=$J
+  for target in $targets; do
+    case $target in direct) base=$P ;; janus) base=$J ;; nginx) base=$N ;; esac
     read -r p50 p99 rps <<<"$(measure "$base$path" "$c" "$t")"
     res[$name.$target]="$p50 $rps"
     printf '| %s | %s | %s | %s | %s |\n' "$name" "$target" "$p50" "$p99" "$rps"
   done
 done
 echo
-printf '| workload | added p50 latency ms | throughput through Janus / direct |\n|---|---:|---:|\n'
+printf '| workload | proxy | added p50 latency ms | throughput / direct |\n|---|---|---:|---:|\n'
 for name in "cheap c=1" "cheap c=16" "range ${secs}s c=2"; do
-  read -r dp drps <<<"${res[$name.direct]}"; read -r jp50 jrps <<<"${res[$name.janus]}"
-  awk -v n="$name" -v a="$dp" -v b="$jp50" -v x="$drps" -v y="$jrps" \
-    'BEGIN { printf "| %s | %.3f | %.1f%% |\n", n, b-a, 100*y/x }'
+  read -r dp drps <<<"${res[$name.direct]}"
+  for target in ${targets#direct }; do
+    read -r tp50 trps <<<"${res[$name.$target]}"
+    awk -v n="$name" -v t="$target" -v a="$dp" -v b="$tp50" -v x="$drps" -v y="$trps" \
+      'BEGIN { printf "| %s | %s | %.3f | %.1f%% |\n", n, t, b-a, 100*y/x }'
+  done
 done
 
 # Peak RSS while streaming the huge answer, to a fast reader and to a slow one (backpressure).
