@@ -10,6 +10,7 @@ pub mod duration;
 pub mod error;
 pub mod limits;
 pub mod logging;
+pub mod logql;
 pub mod params;
 pub mod server;
 pub mod telemetry;

@@ -1,0 +1,303 @@
+//! A small PromQL-aware tokenizer: enough to tell log queries from metric queries, and to split
+//! a LetheQL pipeline (`|= "x"`, which PromQL's lexer cannot read) from its selector.
+//!
+//! It knows strings (double, single, back quotes, with escapes), `#` comments and brackets, so a
+//! `pod{` or `|=` inside a string or a comment never turns a metric query into a log query.
+
+/// One token with its byte span in the query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub kind: Kind,
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Ident,
+    /// A string literal, still quoted; [`unquote`] decodes it.
+    Str,
+    Number,
+    LBrace,
+    RBrace,
+    LBracket,
+    RBracket,
+    LParen,
+    RParen,
+    Comma,
+    /// `|=` `|~` `!=` `!~` `=~` `=` `==` and the other operators.
+    Op,
+    /// A string that never ends; the lexer stops there.
+    Unterminated,
+}
+
+/// Splits a query into tokens, skipping white space and comments.
+pub fn tokenize(query: &str) -> Vec<Token> {
+    let bytes = query.as_bytes();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let start = i;
+        let kind = match c {
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' | b'\'' | b'`' => match string_end(bytes, i) {
+                Some(end) => {
+                    i = end;
+                    Kind::Str
+                }
+                None => {
+                    tokens.push(Token {
+                        kind: Kind::Unterminated,
+                        start,
+                        end: bytes.len(),
+                    });
+                    break;
+                }
+            },
+            b'{' => single(&mut i, Kind::LBrace),
+            b'}' => single(&mut i, Kind::RBrace),
+            b'[' => single(&mut i, Kind::LBracket),
+            b']' => single(&mut i, Kind::RBracket),
+            b'(' => single(&mut i, Kind::LParen),
+            b')' => single(&mut i, Kind::RParen),
+            b',' => single(&mut i, Kind::Comma),
+            c if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b':')
+                {
+                    i += 1;
+                }
+                Kind::Ident
+            }
+            c if c.is_ascii_digit() || c == b'.' => {
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.' || bytes[i] == b'_')
+                {
+                    i += 1;
+                }
+                Kind::Number
+            }
+            _ => {
+                // Two-character operators first, then any other single character.
+                let two = bytes.get(i..i + 2);
+                i += match two {
+                    Some(b"|=" | b"|~" | b"!=" | b"!~" | b"=~" | b"==" | b"<=" | b">=") => 2,
+                    _ => query[i..].chars().next().map_or(1, char::len_utf8),
+                };
+                Kind::Op
+            }
+        };
+        tokens.push(Token {
+            kind,
+            start,
+            end: i,
+        });
+    }
+    tokens
+}
+
+fn single(i: &mut usize, kind: Kind) -> Kind {
+    *i += 1;
+    kind
+}
+
+/// The index just past the closing quote of the string starting at `start`.
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let quote = bytes[start];
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if quote != b'`' => i += 2,
+            b if b == quote => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The names that start a log selector.
+pub const LOG_SELECTORS: [&str; 2] = ["pod", "node"];
+
+/// True when the query involves logs: a `pod{…}`/`node{…}` selector outside any braces, or a
+/// `|=`/`|~` line filter, outside strings and comments. Everything else is the upstream's.
+pub fn involves_logs(query: &str) -> bool {
+    let tokens = tokenize(query);
+    let mut depth = 0usize;
+    for (i, t) in tokens.iter().enumerate() {
+        match t.kind {
+            Kind::LBrace => depth += 1,
+            Kind::RBrace => depth = depth.saturating_sub(1),
+            Kind::Ident if depth == 0 && LOG_SELECTORS.contains(&&query[t.start..t.end]) => {
+                if tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LBrace) {
+                    return true;
+                }
+            }
+            Kind::Op if matches!(&query[t.start..t.end], "|=" | "|~") => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Decodes a PromQL string literal (Go syntax): `"…"` and `'…'` with escapes, `` `…` `` raw.
+pub fn unquote(literal: &str) -> Result<String, String> {
+    let mut chars = literal.chars();
+    let quote = chars.next().ok_or("empty string literal")?;
+    if literal.len() < 2 || !literal.ends_with(quote) {
+        return Err("unterminated quoted string".into());
+    }
+    let inner = &literal[quote.len_utf8()..literal.len() - quote.len_utf8()];
+    if quote == '`' {
+        return Ok(inner.to_string());
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut it = inner.chars().peekable();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let e = it.next().ok_or("unterminated escape sequence")?;
+        match e {
+            'a' => out.push('\x07'),
+            'b' => out.push('\x08'),
+            'f' => out.push('\x0c'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'v' => out.push('\x0b'),
+            '\\' => out.push('\\'),
+            '"' | '\'' => out.push(e),
+            'x' | 'u' | 'U' => {
+                let n = match e {
+                    'x' => 2,
+                    'u' => 4,
+                    _ => 8,
+                };
+                let hex: String = (0..n).filter_map(|_| it.next()).collect();
+                let code = u32::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == n)
+                    .ok_or_else(|| format!("invalid escape sequence \\{e}{hex}"))?;
+                out.push(
+                    char::from_u32(code)
+                        .ok_or_else(|| format!("invalid Unicode code point \\{e}{hex}"))?,
+                );
+            }
+            '0'..='7' => {
+                let mut digits = String::from(e);
+                for _ in 0..2 {
+                    if let Some(d) = it.next_if(|d| ('0'..='7').contains(d)) {
+                        digits.push(d);
+                    }
+                }
+                let code = u32::from_str_radix(&digits, 8)
+                    .ok()
+                    .filter(|c| digits.len() == 3 && *c <= 255)
+                    .ok_or_else(|| format!("invalid escape sequence \\{digits}"))?;
+                out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+            }
+            other => return Err(format!("unknown escape sequence \\{other}")),
+        }
+    }
+    Ok(out)
+}
+
+/// `line:column` (1-based, columns in bytes as Prometheus counts them) of a byte offset.
+pub fn position(query: &str, offset: usize) -> String {
+    let before = &query.as_bytes()[..offset.min(query.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    format!("{}:{}", line, offset.min(query.len()) - line_start + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_log_queries() {
+        for q in [
+            r#"pod{namespace="x"}"#,
+            r#"node {node="n"}"#,
+            r#"pod{namespace="x"} |= "a""#,
+            r#"rate(pod{namespace="x"}[5m])"#,
+            r#"sum(rate(pod{namespace="x"} |~ "e" [5m])) / sum(rate(http_requests_total[5m]))"#,
+            r#"up |= "x""#,
+        ] {
+            assert!(involves_logs(q), "{q}");
+        }
+    }
+
+    #[test]
+    fn leaves_metric_queries_alone() {
+        for q in [
+            "up",
+            r#"up{pod="x"}"#,
+            r#"kube_pod{namespace="x"}"#,
+            r#"pods{namespace="x"}"#,
+            r#"up{job="pod{x}"}"#,
+            r#"label_replace(up, "pod", "$1", "instance", "(.*)")"#,
+            r#"up{job="a |= b"}"#,
+            "sum by (pod, node) (up) # pod{namespace=\"x\"} |= \"y\"",
+            r#"up != 1"#,
+            r#"up{a!~"x"}"#,
+            "`pod{` + up",
+            r#"holt_winters(x[5m], 0.5, 0.5)"#,
+            r#"WITH (x = up) x"#,
+            "sum(up) by (node)",
+        ] {
+            assert!(!involves_logs(q), "{q}");
+        }
+    }
+
+    #[test]
+    fn unquotes_go_strings() {
+        assert_eq!(unquote(r#""a\"b\n""#).unwrap(), "a\"b\n");
+        assert_eq!(unquote(r"'it\'s'").unwrap(), "it's");
+        assert_eq!(unquote(r"`a\d+`").unwrap(), r"a\d+");
+        assert_eq!(unquote(r#""\x41\u00e9\101""#).unwrap(), "AéA");
+        assert!(unquote(r#""\q""#).is_err());
+        assert!(unquote(r#""\x4""#).is_err());
+    }
+
+    #[test]
+    fn tokens_and_positions() {
+        let q = "pod{a=\"x\"} |= \"y\"\n  != 'z'";
+        let kinds: Vec<_> = tokenize(q).into_iter().map(|t| t.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                Kind::Ident,
+                Kind::LBrace,
+                Kind::Ident,
+                Kind::Op,
+                Kind::Str,
+                Kind::RBrace,
+                Kind::Op,
+                Kind::Str,
+                Kind::Op,
+                Kind::Str
+            ]
+        );
+        assert_eq!(position(q, 0), "1:1");
+        assert_eq!(position(q, q.find("!=").unwrap()), "2:3");
+        assert_eq!(
+            tokenize("up{a=\"x").last().unwrap().kind,
+            Kind::Unterminated
+        );
+    }
+}

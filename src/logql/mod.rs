@@ -1,0 +1,7 @@
+//! The log query language: routing (which queries involve logs) and LetheQL parsing.
+
+pub mod lexer;
+pub mod parse;
+
+pub use lexer::involves_logs;
+pub use parse::{parse_log_query, FieldMatcher, LineFilter, LogKind, LogQuery};
