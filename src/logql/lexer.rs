@@ -137,10 +137,12 @@ pub fn involves_logs(query: &str) -> bool {
         match t.kind {
             Kind::LBrace => depth += 1,
             Kind::RBrace => depth = depth.saturating_sub(1),
-            Kind::Ident if depth == 0 && LOG_SELECTORS.contains(&&query[t.start..t.end]) => {
-                if tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LBrace) {
-                    return true;
-                }
+            Kind::Ident
+                if depth == 0
+                    && LOG_SELECTORS.contains(&&query[t.start..t.end])
+                    && tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LBrace) =>
+            {
+                return true;
             }
             Kind::Op if matches!(&query[t.start..t.end], "|=" | "|~") => return true,
             _ => {}
