@@ -58,6 +58,15 @@ pub struct Flags {
     /// Queries answered at once; more wait in a queue [default: 20].
     #[arg(long = "query.max-concurrency", value_name = "N")]
     pub query_max_concurrency: Option<String>,
+    /// Window of an instant log query without a [range] [default: 1m].
+    #[arg(long = "query.log-lookback", value_name = "DURATION")]
+    pub query_log_lookback: Option<String>,
+    /// Lines a log query returns unless its `limit` says otherwise [default: 1000].
+    #[arg(long = "query.log-limit", value_name = "N")]
+    pub query_log_limit: Option<String>,
+    /// Shape of log answers without a `format` parameter: lethe or streams [default: lethe].
+    #[arg(long = "query.log-format", value_name = "FORMAT")]
+    pub query_log_format: Option<String>,
     /// Log level: debug, info, warn, error [default: info].
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -120,6 +129,9 @@ pub struct StorageFile {
 pub struct QueryFile {
     pub timeout: Option<String>,
     pub max_concurrency: Option<u32>,
+    pub log_lookback: Option<String>,
+    pub log_limit: Option<u32>,
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +140,28 @@ pub struct LogFile {
     pub level: Option<String>,
     pub format: Option<String>,
 }
+
+/// The shape of log answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogAnswerFormat {
+    /// Lethe's `resultType: "logs"` (what Venti reads).
+    Lethe,
+    /// Loki's `resultType: "streams"`.
+    Streams,
+}
+
+impl LogAnswerFormat {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "lethe" => Some(LogAnswerFormat::Lethe),
+            "streams" => Some(LogAnswerFormat::Streams),
+            _ => None,
+        }
+    }
+}
+
+/// The largest `limit` a log query may ask for: the answer is held in memory.
+pub const MAX_LOG_LIMIT: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -156,6 +190,9 @@ pub struct Config {
     pub storage_path: PathBuf,
     pub query_timeout: Duration,
     pub query_max_concurrency: usize,
+    pub query_log_lookback: Duration,
+    pub query_log_limit: usize,
+    pub query_log_format: LogAnswerFormat,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
 }
@@ -304,6 +341,37 @@ impl Config {
             return Err(invalid("query.max-concurrency", "must be at least 1"));
         }
 
+        let query_log_lookback = parse_duration_setting(
+            "query.log-lookback",
+            flags.query_log_lookback.or(file.query.log_lookback),
+            "1m",
+        )?;
+        if query_log_lookback.is_zero() {
+            return Err(invalid("query.log-lookback", "must be greater than 0"));
+        }
+        let query_log_limit = match flags.query_log_limit {
+            Some(text) => text.parse::<u32>().map_err(|_| {
+                invalid("query.log-limit", format!("{text:?} is not a whole number"))
+            })?,
+            None => file.query.log_limit.unwrap_or(1000),
+        } as usize;
+        if query_log_limit == 0 || query_log_limit > MAX_LOG_LIMIT {
+            return Err(invalid(
+                "query.log-limit",
+                format!("must be between 1 and {MAX_LOG_LIMIT}"),
+            ));
+        }
+        let log_format_text = flags
+            .query_log_format
+            .or(file.query.log_format)
+            .unwrap_or_else(|| "lethe".into());
+        let query_log_format = LogAnswerFormat::parse(&log_format_text).ok_or_else(|| {
+            invalid(
+                "query.log-format",
+                format!("{log_format_text:?} is not one of lethe, streams"),
+            )
+        })?;
+
         let level_text = flags
             .log_level
             .or(file.log.level)
@@ -346,6 +414,9 @@ impl Config {
             storage_path,
             query_timeout,
             query_max_concurrency: query_max_concurrency as usize,
+            query_log_lookback,
+            query_log_limit,
+            query_log_format,
             log_level,
             log_format,
         })

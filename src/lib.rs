@@ -13,5 +13,6 @@ pub mod logging;
 pub mod logql;
 pub mod params;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;

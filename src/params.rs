@@ -129,6 +129,69 @@ impl Params {
     }
 }
 
+impl Params {
+    /// `start` and `end` of a raw log range query: as Prometheus's, but `step` is optional
+    /// (Lethe clients send none) and, when given, only needs to be valid: lines are not sampled.
+    pub fn log_range(&self) -> Result<(Timestamp, Timestamp), ApiError> {
+        let start = parse_time(self.get("start")).map_err(|e| invalid("start", &e))?;
+        let end = parse_time(self.get("end")).map_err(|e| invalid("end", &e))?;
+        if end < start {
+            return Err(invalid(
+                "end",
+                "end timestamp must not be before start time",
+            ));
+        }
+        let step = self.get("step");
+        if !step.is_empty() {
+            let step = parse_duration_nanos(step).map_err(|e| invalid("step", &e))?;
+            if step <= 0 {
+                return Err(invalid(
+                    "step",
+                    "zero or negative query resolution step widths are not accepted. Try a positive integer",
+                ));
+            }
+        }
+        Ok((start, end))
+    }
+
+    /// `limit`: absent or 0 means "the default"; otherwise a whole number up to `max`.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        let text = self.get("limit");
+        if text.is_empty() {
+            return Ok(default);
+        }
+        match text.parse::<i64>() {
+            Err(_) => Err(invalid(
+                "limit",
+                &format!("cannot parse {text:?} to a valid limit"),
+            )),
+            Ok(n) if n < 0 => Err(invalid("limit", "limit must be non-negative")),
+            Ok(0) => Ok(default),
+            Ok(n) if n as u64 > max as u64 => Err(invalid(
+                "limit",
+                &format!("limit must be at most {max} for log queries"),
+            )),
+            Ok(n) => Ok(n as usize),
+        }
+    }
+
+    /// A parameter that must be one of `allowed` when present.
+    pub fn choice(&self, name: &str, allowed: &[&str]) -> Result<Option<&str>, ApiError> {
+        let value = self.get(name);
+        if value.is_empty() {
+            return Ok(None);
+        }
+        if allowed.contains(&value) {
+            Ok(Some(value))
+        } else {
+            Err(invalid(
+                name,
+                &format!("{value:?} is not one of {}", allowed.join(", ")),
+            ))
+        }
+    }
+}
+
 /// A validated range: `start <= end`, `step > 0`, at most 11,000 steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RangeParams {

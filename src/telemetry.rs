@@ -55,6 +55,11 @@ pub struct Metrics {
     pub upstream_duration: HistogramFamily<UpstreamLabels>,
     pub upstream_errors: Family<ReasonLabels, Counter>,
     pub upstream_up: Gauge,
+    pub store_skipped_entries: Counter,
+    pub store_unparsable_lines: Counter,
+    pub store_bytes_indexed: Counter,
+    pub store_bytes_scanned: Counter,
+    pub store_scan_duration: Histogram,
 }
 
 impl Metrics {
@@ -104,6 +109,36 @@ impl Metrics {
             "1 when the upstream's /-/ready answered 200 at the last probe, else 0",
             upstream_up.clone(),
         );
+        let store_skipped_entries = Counter::default();
+        registry.register(
+            "janus_store_skipped_entries",
+            "Directory entries passed over while listing the store (odd file names, links, unreadable), counted each time a query meets one",
+            store_skipped_entries.clone(),
+        );
+        let store_unparsable_lines = Counter::default();
+        registry.register(
+            "janus_store_unparsable_lines",
+            "Stored lines without a parsable timestamp, counted once when their file is indexed; queries skip them",
+            store_unparsable_lines.clone(),
+        );
+        let store_bytes_indexed = Counter::default();
+        registry.register(
+            "janus_store_indexed_bytes",
+            "Bytes of hour files read to build or extend their time index",
+            store_bytes_indexed.clone(),
+        );
+        let store_bytes_scanned = Counter::default();
+        registry.register(
+            "janus_store_scanned_bytes",
+            "Bytes of hour files read by log queries",
+            store_bytes_scanned.clone(),
+        );
+        let store_scan_duration = latency_histogram();
+        registry.register(
+            "janus_store_search_duration_seconds",
+            "Time to answer one log search from the store",
+            store_scan_duration.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -127,6 +162,11 @@ impl Metrics {
             upstream_duration,
             upstream_errors,
             upstream_up,
+            store_skipped_entries,
+            store_unparsable_lines,
+            store_bytes_indexed,
+            store_bytes_scanned,
+            store_scan_duration,
         }
     }
 

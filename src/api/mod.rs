@@ -1,8 +1,12 @@
 //! The HTTP API: one table of routes (the contract, mirrored by `api-spec/openapi.yaml`), the
 //! shared state, and the observing middleware every request passes through.
 
+mod log_encode;
+mod logs;
 mod observe;
 mod proxy;
+mod query;
+mod request;
 mod status;
 
 use std::sync::Arc;
@@ -13,6 +17,7 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::limits::QueryLimiter;
+use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
@@ -40,6 +45,7 @@ pub struct AppState {
     pub upstream: Arc<Upstream>,
     pub metrics: Arc<Metrics>,
     pub limiter: QueryLimiter,
+    pub store: Arc<Store>,
     pub started: SystemTime,
 }
 
@@ -50,11 +56,16 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let upstream = Arc::new(Upstream::new(&config, Arc::clone(&metrics))?);
         let limiter = QueryLimiter::new(config.query_max_concurrency, Arc::clone(&metrics));
+        let store = Arc::new(Store::new(
+            config.storage_path.clone(),
+            Arc::clone(&metrics),
+        ));
         Ok(Arc::new(AppState {
             config,
             upstream,
             metrics,
             limiter,
+            store,
             started: SystemTime::now(),
         }))
     }
@@ -63,7 +74,10 @@ impl AppState {
 /// What answers a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handler {
-    /// Forwarded to the upstream (the log face joins here in later issues).
+    /// Instant and range queries: routed to the log face or the upstream.
+    Query,
+    QueryRange,
+    /// Forwarded to the upstream.
     Upstream,
     Root,
     Healthy,
@@ -81,122 +95,31 @@ const GET: &[&str] = &["GET"];
 const GET_POST: &[&str] = &["GET", "POST"];
 
 /// Every route Janus serves. `tests/api_spec.rs` checks this table against the OpenAPI file.
+#[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
-    Route {
-        path: "/",
-        methods: GET,
-        handler: Handler::Root,
-    },
-    Route {
-        path: "/-/healthy",
-        methods: GET,
-        handler: Handler::Healthy,
-    },
-    Route {
-        path: "/-/ready",
-        methods: GET,
-        handler: Handler::Ready,
-    },
-    Route {
-        path: "/metrics",
-        methods: GET,
-        handler: Handler::Metrics,
-    },
-    Route {
-        path: "/api/v1/query",
-        methods: GET_POST,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/query_range",
-        methods: GET_POST,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/query_exemplars",
-        methods: GET_POST,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/format_query",
-        methods: GET_POST,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/series",
-        methods: GET_POST,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/labels",
-        methods: GET_POST,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/label/{name}/values",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/metadata",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/targets",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/targets/metadata",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/rules",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/alerts",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/alertmanagers",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/status/buildinfo",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/status/runtimeinfo",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/status/flags",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/status/config",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/status/tsdb",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
-    Route {
-        path: "/api/v1/status/walreplay",
-        methods: GET,
-        handler: Handler::Upstream,
-    },
+    Route { path: "/", methods: GET, handler: Handler::Root },
+    Route { path: "/-/healthy", methods: GET, handler: Handler::Healthy },
+    Route { path: "/-/ready", methods: GET, handler: Handler::Ready },
+    Route { path: "/metrics", methods: GET, handler: Handler::Metrics },
+    Route { path: "/api/v1/query", methods: GET_POST, handler: Handler::Query },
+    Route { path: "/api/v1/query_range", methods: GET_POST, handler: Handler::QueryRange },
+    Route { path: "/api/v1/query_exemplars", methods: GET_POST, handler: Handler::Upstream },
+    Route { path: "/api/v1/format_query", methods: GET_POST, handler: Handler::Upstream },
+    Route { path: "/api/v1/series", methods: GET_POST, handler: Handler::Upstream },
+    Route { path: "/api/v1/labels", methods: GET_POST, handler: Handler::Upstream },
+    Route { path: "/api/v1/label/{name}/values", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/metadata", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/targets", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/targets/metadata", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/rules", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/alerts", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/alertmanagers", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/status/buildinfo", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/status/runtimeinfo", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/status/flags", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/status/config", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/status/tsdb", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/status/walreplay", methods: GET, handler: Handler::Upstream },
 ];
 
 fn method_filter(methods: &[&str]) -> MethodFilter {
@@ -216,7 +139,9 @@ pub fn router(state: SharedState) -> Router {
     for route in ROUTES {
         let filter = method_filter(route.methods);
         let method_router = match route.handler {
-            Handler::Upstream => on(filter, proxy::forward),
+            Handler::Query => on(filter, query::instant),
+            Handler::QueryRange => on(filter, query::range),
+            Handler::Upstream => on(filter, proxy::handler),
             Handler::Root => on(filter, status::root),
             Handler::Healthy => on(filter, status::healthy),
             Handler::Ready => on(filter, status::ready),

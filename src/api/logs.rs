@@ -1,0 +1,128 @@
+//! Answering a log query from the store: parameters → LetheQL → window → search → encode.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+
+use super::log_encode;
+use super::query::QueryKind;
+use super::request::Deadline;
+use super::SharedState;
+use crate::config::{LogAnswerFormat, MAX_LOG_LIMIT};
+use crate::error::ApiError;
+use crate::logql;
+use crate::params::{Params, Timestamp};
+use crate::store::scan::{Keep, ScanStop};
+use crate::store::Search;
+
+/// The order lines are returned in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
+}
+
+pub async fn answer(state: &SharedState, params: &Params, kind: QueryKind) -> Response {
+    match answer_inner(state, params, kind).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Sets the flag when dropped: a client that goes away drops the handler future, and the scan
+/// sees the flag at its next block.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn answer_inner(
+    state: &SharedState,
+    params: &Params,
+    kind: QueryKind,
+) -> Result<Response, ApiError> {
+    let config = &state.config;
+    // Parameters in Prometheus's order (times, then timeout), then the query itself.
+    let window = match kind {
+        QueryKind::Instant => Window::Instant(params.time_or("time", Timestamp::now())?),
+        QueryKind::Range => {
+            let (start, end) = params.log_range()?;
+            Window::Range(start, end)
+        }
+    };
+    let deadline = Deadline::own(params, config)?;
+    let query = logql::parse_log_query(params.query()?)?;
+    let limit = params.limit(config.query_log_limit, MAX_LOG_LIMIT)?;
+    // Default: the newest lines, oldest first. `forward`: the oldest (Lethe's choice).
+    // `backward`: the newest, newest first (Loki's meaning).
+    let (keep, order) = match params.choice("direction", &["forward", "backward"])? {
+        None => (Keep::Newest, Order::Ascending),
+        Some("forward") => (Keep::Oldest, Order::Ascending),
+        Some(_) => (Keep::Newest, Order::Descending),
+    };
+    let format = match params.choice("format", &["lethe", "streams"])? {
+        Some(f) => LogAnswerFormat::parse(f).unwrap_or(config.query_log_format),
+        None => config.query_log_format,
+    };
+    let (lo, hi) = match window {
+        Window::Instant(t) => {
+            let range = query.range.unwrap_or(config.query_log_lookback);
+            let range = i64::try_from(range.as_nanos()).unwrap_or(i64::MAX);
+            (t.0.saturating_sub(range), t.0)
+        }
+        Window::Range(start, end) => (start.0, end.0),
+    };
+
+    let _slot = state.limiter.acquire(deadline.at).await?;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(Arc::clone(&cancelled));
+    let store = Arc::clone(&state.store);
+    let std_deadline = deadline.at.into_std();
+    let searched = tokio::task::spawn_blocking(move || {
+        store
+            .search(&Search {
+                query: &query,
+                lo,
+                hi,
+                limit,
+                keep,
+                deadline: std_deadline,
+                cancelled: &cancelled,
+            })
+            .map(|found| (found, query.kind))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("log search failed: {e}")))?;
+    let (found, log_kind) = match searched {
+        Ok(found) => found,
+        Err(ScanStop::Deadline) => {
+            return Err(ApiError::Timeout(
+                "query timed out in query execution".into(),
+            ))
+        }
+        Err(ScanStop::Cancelled) => return Err(ApiError::Canceled("query was canceled".into())),
+    };
+    let mut warnings = found.warnings;
+    if found.truncated {
+        warnings.push("results truncated due to limit".into());
+    }
+    let body = match format {
+        LogAnswerFormat::Lethe => log_encode::lethe(log_kind, &found.lines, order, &warnings),
+        LogAnswerFormat::Streams => log_encode::streams(log_kind, &found.lines, order, &warnings),
+    }
+    .map_err(|e| ApiError::Internal(format!("encoding the answer: {e}")))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+enum Window {
+    Instant(Timestamp),
+    Range(Timestamp, Timestamp),
+}

@@ -1,0 +1,207 @@
+//! A sparse time index per hour file: line-aligned blocks of about [`BLOCK_BYTES`] with the
+//! smallest and largest timestamp in each.
+//!
+//! Files are *mostly* ordered (Fluent Bit appends in arrival order; late lines happen), so no
+//! position in a file bounds the time of the lines after it. The block bounds do: the scanner skips
+//! blocks outside the window and, for newest-N, reads blocks in order of their newest line and
+//! stops as soon as no unread block can beat the answer it holds. That keeps newest-N exact for
+//! out-of-order lines and independent of the size of the hour. Indexes are built on first touch,
+//! extended when the file grows, rebuilt when it is replaced or shrinks, and kept in memory.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::line::timestamp_of;
+
+/// Target size of one block. Small enough that newest-1000 reads a few hundred KiB, large
+/// enough that the index of a 1 GiB hour is a few thousand entries.
+pub const BLOCK_BYTES: u64 = 256 * 1024;
+const READ_CHUNK: usize = 4 << 20;
+/// Indexes kept; far more than the hour files a store holds in its retention window.
+const MAX_CACHED: usize = 200_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    pub start: u64,
+    pub end: u64,
+    /// `i64::MAX`/`i64::MIN` when the block holds no parsable line.
+    pub min_ts: i64,
+    pub max_ts: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FileIndex {
+    dev: u64,
+    ino: u64,
+    /// Bytes covered: up to the end of the last complete line (a torn tail is left for later).
+    pub indexed_len: u64,
+    pub blocks: Vec<Block>,
+    /// Lines without a parsable timestamp (skipped by every query).
+    pub bad_lines: u64,
+}
+
+/// The in-memory index cache, shared by all queries.
+#[derive(Default)]
+pub struct IndexCache {
+    entries: Mutex<HashMap<PathBuf, Arc<FileIndex>>>,
+}
+
+/// What `IndexCache::get` did, for metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IndexWork {
+    pub bytes_indexed: u64,
+    pub new_bad_lines: u64,
+}
+
+impl IndexCache {
+    /// The index of `path` as it is now on disk, built or extended as needed.
+    pub fn get(&self, path: &Path, file: &File) -> std::io::Result<(Arc<FileIndex>, IndexWork)> {
+        let meta = file.metadata()?;
+        let cached = self.entries.lock().ok().and_then(|m| m.get(path).cloned());
+        let reusable = cached
+            .filter(|c| c.dev == meta.dev() && c.ino == meta.ino() && c.indexed_len <= meta.len());
+        if let Some(index) = &reusable {
+            if index.indexed_len == meta.len() {
+                return Ok((Arc::clone(index), IndexWork::default()));
+            }
+        }
+        let mut index = reusable.map(|c| (*c).clone()).unwrap_or(FileIndex {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ..FileIndex::default()
+        });
+        let before_bad = index.bad_lines;
+        let from = index.indexed_len;
+        extend(&mut index, file, meta.len())?;
+        let work = IndexWork {
+            bytes_indexed: index.indexed_len - from,
+            new_bad_lines: index.bad_lines - before_bad,
+        };
+        let index = Arc::new(index);
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MAX_CACHED {
+                entries.clear();
+            }
+            entries.insert(path.to_path_buf(), Arc::clone(&index));
+        }
+        Ok((index, work))
+    }
+
+    /// Drops indexes of files that no longer exist (after retention deleted them).
+    pub fn forget_missing(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|path, _| path.exists());
+        }
+    }
+}
+
+/// Indexes `[index.indexed_len, len)`, appending blocks.
+fn extend(index: &mut FileIndex, file: &File, len: u64) -> std::io::Result<()> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut pos = index.indexed_len;
+    let mut block = Block {
+        start: pos,
+        end: pos,
+        min_ts: i64::MAX,
+        max_ts: i64::MIN,
+    };
+    // Bytes of a line that straddles two reads.
+    let mut carry: Vec<u8> = Vec::new();
+    while pos < len {
+        let want = ((len - pos) as usize).min(READ_CHUNK);
+        let n = file.read_at(&mut buf[..want], pos)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        let mut line_start = 0;
+        for nl in memchr::memchr_iter(b'\n', chunk) {
+            let line_end_abs = pos + nl as u64 + 1;
+            let ts = if carry.is_empty() {
+                timestamp_of(&chunk[line_start..nl])
+            } else {
+                carry.extend_from_slice(&chunk[line_start..nl]);
+                let ts = timestamp_of(&carry);
+                carry.clear();
+                ts
+            };
+            match ts {
+                Some(ts) => {
+                    block.min_ts = block.min_ts.min(ts);
+                    block.max_ts = block.max_ts.max(ts);
+                }
+                None => index.bad_lines += 1,
+            }
+            block.end = line_end_abs;
+            line_start = nl + 1;
+            if block.end - block.start >= BLOCK_BYTES {
+                index.blocks.push(block);
+                block = Block {
+                    start: block.end,
+                    end: block.end,
+                    min_ts: i64::MAX,
+                    max_ts: i64::MIN,
+                };
+            }
+        }
+        // Keep only what a timestamp needs of a long partial line.
+        if carry.len() < 64 {
+            let keep = (chunk.len() - line_start).min(64 - carry.len());
+            carry.extend_from_slice(&chunk[line_start..line_start + keep]);
+        }
+        pos += n as u64;
+    }
+    if block.end > block.start {
+        index.blocks.push(block);
+    }
+    index.indexed_len = block.end.max(index.indexed_len);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_blocks_and_leaves_torn_tails() {
+        let dir = std::env::temp_dir().join(format!("janus-index-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("2024-01-01_00.log");
+        let mut text = String::new();
+        for i in 0..20_000u32 {
+            text.push_str(&format!(
+                "2024-01-01T00:{:02}:{:02}Z[ns|p|c] message number {i} padded to be a bit longer\n",
+                (i / 60) % 60,
+                i % 60
+            ));
+        }
+        text.push_str("not a log line\n");
+        text.push_str("2024-01-01T00:59:59Z[ns|p|c] torn");
+        std::fs::write(&path, &text).unwrap();
+        let cache = IndexCache::default();
+        let file = File::open(&path).unwrap();
+        let (index, work) = cache.get(&path, &file).unwrap();
+        assert!(index.blocks.len() > 4);
+        assert_eq!(index.bad_lines, 1);
+        assert_eq!(work.new_bad_lines, 1);
+        assert_eq!(index.indexed_len as usize, text.rfind('\n').unwrap() + 1);
+        assert_eq!(index.blocks[0].start, 0);
+        for pair in index.blocks.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        // The torn line completes: only the new part is indexed.
+        std::fs::write(&path, format!("{text}\n")).unwrap();
+        let file = File::open(&path).unwrap();
+        let (grown, work) = cache.get(&path, &file).unwrap();
+        assert_eq!(grown.indexed_len as usize, text.len() + 1);
+        assert!(work.bytes_indexed < 100);
+        assert_eq!(
+            grown.blocks.last().unwrap().max_ts,
+            index.blocks.iter().map(|b| b.max_ts).max().unwrap()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

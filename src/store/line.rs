@@ -1,0 +1,201 @@
+//! One stored log line: `<RFC 3339 time>[<field>|<field>…] <message>`.
+//!
+//! Parsed on bytes, without allocating, because the scanner calls this for every candidate line.
+
+/// The parts of a line, borrowed from the block it was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line<'a> {
+    pub ts: i64,
+    /// The timestamp exactly as written (Lethe answers it verbatim).
+    pub time_text: &'a [u8],
+    /// The bracket fields, up to three (pod: namespace, pod, container; node: node, process).
+    pub fields: [&'a [u8]; 3],
+    pub field_count: usize,
+    pub message: &'a [u8],
+}
+
+/// Parses a whole line (without its `\n`). `None` for anything that is not a log line.
+pub fn parse(line: &[u8]) -> Option<Line<'_>> {
+    let open = memchr::memchr(b'[', line)?;
+    let time_text = &line[..open];
+    let ts = parse_timestamp(time_text)?;
+    let rest = &line[open + 1..];
+    let close = memchr::memchr(b']', rest)?;
+    let mut fields: [&[u8]; 3] = [&[], &[], &[]];
+    let mut field_count = 0;
+    for field in rest[..close].split(|&b| b == b'|') {
+        if field_count == 3 {
+            return None;
+        }
+        fields[field_count] = field;
+        field_count += 1;
+    }
+    let after = &rest[close + 1..];
+    // Exactly one space separates the fields from the message; tolerate its absence.
+    let message = after.strip_prefix(b" ").unwrap_or(after);
+    Some(Line {
+        ts,
+        time_text,
+        fields,
+        field_count,
+        message,
+    })
+}
+
+/// Just the timestamp of a line (what the index needs), in nanoseconds since the epoch.
+pub fn timestamp_of(line: &[u8]) -> Option<i64> {
+    let open = memchr::memchr(b'[', &line[..line.len().min(64)])?;
+    parse_timestamp(&line[..open])
+}
+
+fn digits(b: &[u8]) -> Option<i64> {
+    let mut v: i64 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// RFC 3339: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, to nanoseconds.
+pub fn parse_timestamp(t: &[u8]) -> Option<i64> {
+    if t.len() < 20 || t[4] != b'-' || t[7] != b'-' || !matches!(t[10], b'T' | b't') {
+        return None;
+    }
+    if t[13] != b':' || t[16] != b':' {
+        return None;
+    }
+    let year = digits(&t[0..4])?;
+    let month = digits(&t[5..7])?;
+    let day = digits(&t[8..10])?;
+    let hour = digits(&t[11..13])?;
+    let minute = digits(&t[14..16])?;
+    let second = digits(&t[17..19])?;
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos: i64 = 0;
+    if t[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < t.len() && t[i].is_ascii_digit() {
+            if i - start < 9 {
+                nanos = nanos * 10 + i64::from(t[i] - b'0');
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n..9 {
+            nanos *= 10;
+        }
+    }
+    let offset_seconds = match t.get(i..)? {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let h = digits(&[*h1, *h2])?;
+            let m = digits(&[*m1, *m2])?;
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let s = h * 3600 + m * 60;
+            if *sign == b'+' {
+                s
+            } else {
+                -s
+            }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
+    seconds.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+pub fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chrono_ns(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap()
+    }
+
+    #[test]
+    fn timestamps_agree_with_chrono() {
+        for s in [
+            "2009-11-10T22:56:00.000000Z",
+            "2024-09-24T15:00:01Z",
+            "2000-02-29T23:59:59.999999999Z",
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.5Z",
+            "2024-01-01T01:00:00+01:00",
+            "2024-01-01T01:00:00.123-05:30",
+        ] {
+            assert_eq!(parse_timestamp(s.as_bytes()), Some(chrono_ns(s)), "{s}");
+        }
+        for bad in [
+            "0000-00-00T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-01-01 00:00:00Z",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00.Z",
+            "2024-01-01T24:00:00Z",
+            "lorem",
+        ] {
+            assert_eq!(parse_timestamp(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn splits_pod_and_node_lines() {
+        let l = parse(b"2024-09-24T15:00:01Z[ns|pod-1|c] hello [x] world").unwrap();
+        assert_eq!(l.time_text, b"2024-09-24T15:00:01Z");
+        assert_eq!(l.field_count, 3);
+        assert_eq!(&l.fields[..3], [&b"ns"[..], b"pod-1", b"c"]);
+        assert_eq!(l.message, b"hello [x] world");
+        let l = parse(b"2024-09-24T15:00:01Z[node01|kubelet] a").unwrap();
+        assert_eq!(
+            (l.field_count, l.fields[1], l.message),
+            (2, &b"kubelet"[..], &b"a"[..])
+        );
+        let l = parse(b"2024-09-24T15:00:01Z[n|p]").unwrap();
+        assert_eq!(l.message, b"");
+        assert!(parse(b"lorem").is_none());
+        assert!(parse(b"2024-09-24T15:00:01Z[a|b|c|d] x").is_none());
+        assert!(parse(b"2024-09-24T15:00:01Z[a|b").is_none());
+    }
+}

@@ -1,0 +1,206 @@
+//! The embedded log store, compatible with Lethe's flat files (`docs/storage.md`).
+//!
+//! Reading only, for now: layout listing ([`layout`]), line parsing ([`line`]), per-file time
+//! indexes ([`index`]) and the scan engine ([`scan`]).
+
+pub mod index;
+pub mod layout;
+pub mod line;
+pub mod scan;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::logql::{LogKind, LogQuery};
+use crate::telemetry::Metrics;
+use index::IndexCache;
+use scan::{Keep, ScanFile, ScanRequest, ScanStop};
+
+/// A search over the store: a parsed query, an inclusive window and how many lines to keep.
+pub struct Search<'a> {
+    pub query: &'a LogQuery,
+    pub lo: i64,
+    pub hi: i64,
+    pub limit: usize,
+    pub keep: Keep,
+    pub deadline: Instant,
+    pub cancelled: &'a AtomicBool,
+}
+
+/// A line of the answer.
+pub struct FoundLine {
+    pub ts: i64,
+    /// The whole stored line (`time[fields] message`).
+    pub text: Vec<u8>,
+}
+
+pub struct Found {
+    /// Oldest → newest; ties by target, file, position.
+    pub lines: Vec<FoundLine>,
+    pub truncated: bool,
+    pub warnings: Vec<String>,
+}
+
+pub struct Store {
+    root: PathBuf,
+    indexes: IndexCache,
+    metrics: Arc<Metrics>,
+    threads: usize,
+}
+
+impl Store {
+    pub fn new(root: PathBuf, metrics: Arc<Metrics>) -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Store {
+            root,
+            indexes: IndexCache::default(),
+            metrics,
+            threads,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs a search. Blocking: call it from a blocking thread.
+    pub fn search(&self, s: &Search<'_>) -> Result<Found, ScanStop> {
+        let started = Instant::now();
+        let mut skipped = layout::Skipped::default();
+        let targets = layout::targets(
+            &self.root,
+            s.query.kind,
+            |name| s.query.target_matches(name),
+            &mut skipped,
+        );
+        let mut candidates = Vec::new();
+        for target in &targets {
+            for file in layout::hour_files(target, &mut skipped) {
+                if layout::hour_overlaps(file.hour_start, s.lo, s.hi) {
+                    candidates.push((target.name.clone(), file));
+                }
+            }
+        }
+        self.metrics.store_skipped_entries.inc_by(skipped.entries);
+
+        let mut warnings = Vec::new();
+        let files = self.open_and_index(candidates, &mut warnings);
+        let outcome = scan::scan(
+            &files,
+            &ScanRequest {
+                query: s.query,
+                lo: s.lo,
+                hi: s.hi,
+                limit: s.limit,
+                keep: s.keep,
+                deadline: s.deadline,
+                cancelled: s.cancelled,
+                threads: self.threads,
+            },
+        )?;
+        self.metrics.store_bytes_scanned.inc_by(outcome.bytes_read);
+        self.metrics
+            .store_scan_duration
+            .observe(started.elapsed().as_secs_f64());
+        if outcome.unreadable_blocks > 0 {
+            warnings.push(format!(
+                "{} blocks changed while being read and were skipped",
+                outcome.unreadable_blocks
+            ));
+        }
+        Ok(Found {
+            lines: outcome
+                .hits
+                .into_iter()
+                .map(|h| FoundLine {
+                    ts: h.ts,
+                    text: h.line,
+                })
+                .collect(),
+            truncated: outcome.truncated,
+            warnings,
+        })
+    }
+
+    /// Opens the candidate files (never following links) and gets their indexes, in parallel:
+    /// on a cold cache this is the first full read of each file.
+    fn open_and_index(
+        &self,
+        candidates: Vec<(String, layout::HourFile)>,
+        warnings: &mut Vec<String>,
+    ) -> Vec<ScanFile> {
+        let slots: Vec<std::sync::Mutex<Option<Result<ScanFile, String>>>> = candidates
+            .iter()
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((target, hour)) = candidates.get(i) else {
+                return;
+            };
+            let opened = open_no_follow(&hour.path).and_then(|file| {
+                let (index, work) = self.indexes.get(&hour.path, &file)?;
+                self.metrics.store_bytes_indexed.inc_by(work.bytes_indexed);
+                self.metrics
+                    .store_unparsable_lines
+                    .inc_by(work.new_bad_lines);
+                Ok(ScanFile {
+                    target: target.clone(),
+                    file,
+                    index,
+                })
+            });
+            let result = match opened {
+                Ok(f) => Some(Ok(f)),
+                // Deleted by retention between listing and opening: not part of the answer.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => Some(Err(format!("{}/{}: {e}", target, hour.name))),
+            };
+            if let Ok(mut slot) = slots[i].lock() {
+                *slot = result;
+            }
+        };
+        let threads = self.threads.min(candidates.len()).max(1);
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(work);
+            }
+            work();
+        });
+        let mut files = Vec::new();
+        for slot in slots {
+            match slot.into_inner().ok().flatten() {
+                Some(Ok(f)) => files.push(f),
+                Some(Err(e)) => warnings.push(format!("skipped unreadable file {e}")),
+                None => {}
+            }
+        }
+        files
+    }
+
+    /// Target directory names of a kind (for labels, targets and metadata).
+    pub fn target_names(&self, kind: LogKind) -> Vec<String> {
+        let mut skipped = layout::Skipped::default();
+        layout::targets(&self.root, kind, |_| true, &mut skipped)
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+    }
+
+    pub fn forget_deleted(&self) {
+        self.indexes.forget_missing();
+    }
+}
+
+fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    options.custom_flags(0o400000); // O_NOFOLLOW: a file swapped for a link is not opened.
+    options.open(path)
+}

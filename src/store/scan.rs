@@ -1,0 +1,417 @@
+//! The scan engine: from a parsed log query and a time window to the matching lines.
+//!
+//! Work is split into (file, block) units taken from the file indexes. Units outside the window
+//! are dropped; the rest are ordered by the best timestamp they can hold (newest first for
+//! newest-N) and taken by worker threads from a shared cursor. Each worker reads its block with
+//! one `pread`, then finds candidate lines the way ripgrep does: a selective literal (`|=`) or an
+//! anchor-free regex is searched in the whole block first, and only the line around a hit is
+//! parsed; the bracket fields are checked before any other filter. Once the answer holds `limit`
+//! lines and no remaining unit can hold a better one, the workers stop.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::index::{Block, FileIndex};
+use super::line;
+use crate::logql::{LineFilter, LogQuery};
+
+/// One file to scan with its index, in global order (target name, then file name).
+pub struct ScanFile {
+    pub target: String,
+    pub file: File,
+    pub index: Arc<FileIndex>,
+}
+
+/// A matching line. Ordered by (time, target, file, position): the answer's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub ts: i64,
+    /// Index into the scan's file list, which is sorted by target then file name.
+    pub file: usize,
+    pub offset: u64,
+    pub line: Vec<u8>,
+}
+
+impl Hit {
+    fn key(&self) -> (i64, usize, u64) {
+        (self.ts, self.file, self.offset)
+    }
+}
+
+impl Ord for Hit {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl PartialOrd for Hit {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Which end of the window to keep when more than `limit` lines match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Newest,
+    Oldest,
+}
+
+pub struct ScanRequest<'a> {
+    pub query: &'a LogQuery,
+    /// Inclusive window, nanoseconds.
+    pub lo: i64,
+    pub hi: i64,
+    pub limit: usize,
+    pub keep: Keep,
+    pub deadline: Instant,
+    pub cancelled: &'a AtomicBool,
+    pub threads: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScanStop {
+    Deadline,
+    Cancelled,
+}
+
+pub struct ScanOutcome {
+    /// Sorted oldest → newest.
+    pub hits: Vec<Hit>,
+    /// More lines matched than `limit`.
+    pub truncated: bool,
+    pub bytes_read: u64,
+    /// Blocks that could not be read (a file truncated or replaced under the scan).
+    pub unreadable_blocks: u64,
+}
+
+/// The kept lines: a heap whose top is the worst kept line, so it can be replaced.
+struct Kept {
+    keep: Keep,
+    limit: usize,
+    newest: BinaryHeap<std::cmp::Reverse<Hit>>,
+    oldest: BinaryHeap<Hit>,
+    overflowed: bool,
+}
+
+impl Kept {
+    fn new(keep: Keep, limit: usize) -> Self {
+        Kept {
+            keep,
+            limit,
+            newest: BinaryHeap::new(),
+            oldest: BinaryHeap::new(),
+            overflowed: false,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.newest.len() + self.oldest.len()
+    }
+
+    fn push(&mut self, hit: Hit) {
+        match self.keep {
+            Keep::Newest => {
+                self.newest.push(std::cmp::Reverse(hit));
+                if self.newest.len() > self.limit {
+                    self.newest.pop();
+                    self.overflowed = true;
+                }
+            }
+            Keep::Oldest => {
+                self.oldest.push(hit);
+                if self.oldest.len() > self.limit {
+                    self.oldest.pop();
+                    self.overflowed = true;
+                }
+            }
+        }
+    }
+
+    /// Time of the worst kept line once full: a unit that cannot reach it is not needed.
+    fn bar(&self) -> Option<i64> {
+        if self.len() < self.limit {
+            return None;
+        }
+        match self.keep {
+            Keep::Newest => self.newest.peek().map(|h| h.0.ts),
+            Keep::Oldest => self.oldest.peek().map(|h| h.ts),
+        }
+    }
+
+    fn into_sorted(self) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = match self.keep {
+            Keep::Newest => self.newest.into_iter().map(|r| r.0).collect(),
+            Keep::Oldest => self.oldest.into_vec(),
+        };
+        hits.sort_unstable();
+        hits
+    }
+}
+
+struct Unit {
+    file: usize,
+    block: Block,
+}
+
+/// Can lines of this unit still get into the answer, given the bar?
+fn can_improve(unit: &Unit, keep: Keep, bar: Option<i64>) -> bool {
+    match (bar, keep) {
+        (None, _) => true,
+        // Ties may still win on (target, file, position): keep equal times.
+        (Some(bar), Keep::Newest) => unit.block.max_ts >= bar,
+        (Some(bar), Keep::Oldest) => unit.block.min_ts <= bar,
+    }
+}
+
+pub fn scan(files: &[ScanFile], req: &ScanRequest<'_>) -> Result<ScanOutcome, ScanStop> {
+    let mut units: Vec<Unit> = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        for block in &f.index.blocks {
+            if block.max_ts >= req.lo && block.min_ts <= req.hi {
+                units.push(Unit {
+                    file: i,
+                    block: *block,
+                });
+            }
+        }
+    }
+    match req.keep {
+        Keep::Newest => units.sort_by_key(|u| std::cmp::Reverse(u.block.max_ts)),
+        Keep::Oldest => units.sort_by_key(|u| u.block.min_ts),
+    }
+    let filters = req.query.filters_by_cost();
+    let prefilter = Prefilter::choose(&req.query.filters);
+    let kept = Mutex::new(Kept::new(req.keep, req.limit.max(1)));
+    let cursor = AtomicUsize::new(0);
+    let stop: Mutex<Option<ScanStop>> = Mutex::new(None);
+    let stopping = AtomicBool::new(false);
+    let bytes_read = AtomicUsize::new(0);
+    let unreadable = AtomicUsize::new(0);
+    // The first unit that was not needed: where a truncation probe would continue.
+    let first_unneeded = AtomicUsize::new(usize::MAX);
+
+    let worker = || {
+        let mut buf = Vec::new();
+        loop {
+            if stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            let i = cursor.fetch_add(1, Ordering::Relaxed);
+            let Some(unit) = units.get(i) else { return };
+            let bar = kept.lock().ok().and_then(|k| k.bar());
+            if !can_improve(unit, req.keep, bar) {
+                // Sorted by their best time: no later unit can improve either.
+                first_unneeded.fetch_min(i, Ordering::Relaxed);
+                stopping.store(true, Ordering::Relaxed);
+                return;
+            }
+            if let Some(why) = interrupted(req) {
+                if let Ok(mut s) = stop.lock() {
+                    s.get_or_insert(why);
+                }
+                stopping.store(true, Ordering::Relaxed);
+                return;
+            }
+            let mut local = Kept::new(req.keep, req.limit.max(1));
+            match scan_unit(files, unit, req, &filters, &prefilter, &mut buf, &mut |h| {
+                local.push(h)
+            }) {
+                Ok(n) => {
+                    bytes_read.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    unreadable.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let local_overflowed = local.overflowed;
+            if let Ok(mut k) = kept.lock() {
+                k.overflowed |= local_overflowed;
+                for hit in local.into_sorted() {
+                    k.push(hit);
+                }
+            }
+        }
+    };
+    let threads = req.threads.clamp(1, 64).min(units.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    if let Some(why) = stop.into_inner().ok().flatten() {
+        return Err(why);
+    }
+    let mut kept = match kept.into_inner() {
+        Ok(kept) => kept,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    // Stopped early with exactly `limit` lines: look on until one more match says "truncated".
+    let mut truncated = kept.overflowed;
+    let from = first_unneeded.load(Ordering::Relaxed);
+    if !truncated && from != usize::MAX {
+        let mut buf = Vec::new();
+        for unit in &units[from..] {
+            if let Some(why) = interrupted(req) {
+                return Err(why);
+            }
+            let mut found = false;
+            match scan_unit(
+                files,
+                unit,
+                req,
+                &filters,
+                &prefilter,
+                &mut buf,
+                &mut |_| found = true,
+            ) {
+                Ok(n) => {
+                    bytes_read.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    unreadable.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if found {
+                truncated = true;
+                break;
+            }
+        }
+    }
+    kept.overflowed = truncated;
+    Ok(ScanOutcome {
+        truncated,
+        hits: kept.into_sorted(),
+        bytes_read: bytes_read.into_inner() as u64,
+        unreadable_blocks: unreadable.into_inner() as u64,
+    })
+}
+
+fn interrupted(req: &ScanRequest<'_>) -> Option<ScanStop> {
+    if req.cancelled.load(Ordering::Relaxed) {
+        Some(ScanStop::Cancelled)
+    } else if Instant::now() >= req.deadline {
+        Some(ScanStop::Deadline)
+    } else {
+        None
+    }
+}
+
+/// How candidate lines are found in a block.
+enum Prefilter {
+    /// Every line is a candidate.
+    None,
+    /// Lines containing this literal (the longest `|=`).
+    Literal(Box<memchr::memmem::Finder<'static>>),
+    /// Lines where this regex can start a match. Only for patterns without anchors, whose
+    /// matches in a line and in the block around it start at the same places.
+    Regex(regex::bytes::Regex),
+}
+
+impl Prefilter {
+    fn choose(filters: &[LineFilter]) -> Prefilter {
+        let literal = filters
+            .iter()
+            .filter_map(|f| match f {
+                LineFilter::Contains(finder) if !finder.needle().is_empty() => Some(finder),
+                _ => None,
+            })
+            .max_by_key(|f| f.needle().len());
+        if let Some(finder) = literal {
+            return Prefilter::Literal(Box::new(finder.clone()));
+        }
+        for f in filters {
+            if let LineFilter::Matches(re) = f {
+                let p = re.as_str();
+                if !p.contains(['^', '$']) && !p.contains("\\A") && !p.contains("\\z") {
+                    return Prefilter::Regex(re.clone());
+                }
+            }
+        }
+        Prefilter::None
+    }
+}
+
+/// Scans one block, calling `emit` for every matching line. Returns the bytes read.
+fn scan_unit(
+    files: &[ScanFile],
+    unit: &Unit,
+    req: &ScanRequest<'_>,
+    filters: &[LineFilter],
+    prefilter: &Prefilter,
+    buf: &mut Vec<u8>,
+    emit: &mut dyn FnMut(Hit),
+) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let f = &files[unit.file];
+    let len = (unit.block.end - unit.block.start) as usize;
+    buf.resize(len, 0);
+    f.file.read_exact_at(&mut buf[..len], unit.block.start)?;
+    let block = &buf[..len];
+    let mut check = |start: usize, end: usize| {
+        let raw = &block[start..end];
+        let Some(l) = line::parse(raw) else { return };
+        if l.ts < req.lo || l.ts > req.hi {
+            return;
+        }
+        if l.field_count != req.query.kind.labels().len() {
+            return;
+        }
+        for m in &req.query.fields {
+            match std::str::from_utf8(l.fields[m.field]) {
+                Ok(v) if m.matches(v) => {}
+                _ => return,
+            }
+        }
+        if filters.iter().all(|f| f.matches(l.message)) {
+            emit(Hit {
+                ts: l.ts,
+                file: unit.file,
+                offset: unit.block.start + start as u64,
+                line: raw.to_vec(),
+            });
+        }
+    };
+    let line_bounds = |pos: usize| {
+        let start = memchr::memrchr(b'\n', &block[..pos]).map_or(0, |p| p + 1);
+        let end = memchr::memchr(b'\n', &block[pos..]).map_or(block.len(), |p| pos + p);
+        (start, end)
+    };
+    match prefilter {
+        Prefilter::None => {
+            let mut start = 0;
+            for nl in memchr::memchr_iter(b'\n', block) {
+                check(start, nl);
+                start = nl + 1;
+            }
+        }
+        Prefilter::Literal(finder) => {
+            let mut from = 0;
+            while let Some(p) = finder.find(&block[from..]) {
+                let (start, end) = line_bounds(from + p);
+                check(start, end);
+                from = end + 1;
+                if from >= block.len() {
+                    break;
+                }
+            }
+        }
+        Prefilter::Regex(re) => {
+            let mut from = 0;
+            while from < block.len() {
+                let Some(m) = re.find_at(block, from) else {
+                    break;
+                };
+                let (start, end) = line_bounds(m.start().min(block.len().saturating_sub(1)));
+                check(start, end);
+                from = end + 1;
+            }
+        }
+    }
+    Ok(len)
+}
