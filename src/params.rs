@@ -50,6 +50,11 @@ impl Params {
         Params { pairs }
     }
 
+    /// Every name/value pair, body first, in request order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
     /// The first value of `name`, or `""` when absent (Go's `FormValue`).
     pub fn get(&self, name: &str) -> &str {
         self.pairs

@@ -62,6 +62,8 @@ pub struct Forward<'a> {
     pub handler: &'a str,
     pub deadline: Instant,
     pub budget: Duration,
+    /// Ask for an uncompressed answer (Janus reads it to merge), whatever the client accepts.
+    pub identity: bool,
 }
 
 pub struct Upstream {
@@ -143,6 +145,9 @@ impl Upstream {
     pub async fn forward(&self, req: Forward<'_>) -> Result<Response<Body>, ApiError> {
         let mut builder = self.request(req.method, req.path_and_query);
         for name in ALWAYS_FORWARDED.iter().chain(self.forward_headers.iter()) {
+            if req.identity && name == header::ACCEPT_ENCODING {
+                continue;
+            }
             for value in req.headers.get_all(name) {
                 builder = builder.header(name, value);
             }

@@ -3,6 +3,7 @@
 
 mod log_encode;
 mod logs;
+mod merged;
 mod observe;
 mod proxy;
 mod query;
@@ -79,6 +80,12 @@ pub enum Handler {
     QueryRange,
     /// Forwarded to the upstream.
     Upstream,
+    /// Answered by both faces, merged.
+    Labels,
+    LabelValues,
+    Series,
+    Metadata,
+    Targets,
     Root,
     Healthy,
     Ready,
@@ -105,11 +112,11 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/api/v1/query_range", methods: GET_POST, handler: Handler::QueryRange },
     Route { path: "/api/v1/query_exemplars", methods: GET_POST, handler: Handler::Upstream },
     Route { path: "/api/v1/format_query", methods: GET_POST, handler: Handler::Upstream },
-    Route { path: "/api/v1/series", methods: GET_POST, handler: Handler::Upstream },
-    Route { path: "/api/v1/labels", methods: GET_POST, handler: Handler::Upstream },
-    Route { path: "/api/v1/label/{name}/values", methods: GET, handler: Handler::Upstream },
-    Route { path: "/api/v1/metadata", methods: GET, handler: Handler::Upstream },
-    Route { path: "/api/v1/targets", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/series", methods: GET_POST, handler: Handler::Series },
+    Route { path: "/api/v1/labels", methods: GET_POST, handler: Handler::Labels },
+    Route { path: "/api/v1/label/{name}/values", methods: GET, handler: Handler::LabelValues },
+    Route { path: "/api/v1/metadata", methods: GET, handler: Handler::Metadata },
+    Route { path: "/api/v1/targets", methods: GET, handler: Handler::Targets },
     Route { path: "/api/v1/targets/metadata", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/rules", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/alerts", methods: GET, handler: Handler::Upstream },
@@ -142,6 +149,11 @@ pub fn router(state: SharedState) -> Router {
             Handler::Query => on(filter, query::instant),
             Handler::QueryRange => on(filter, query::range),
             Handler::Upstream => on(filter, proxy::handler),
+            Handler::Labels => on(filter, merged::labels),
+            Handler::LabelValues => on(filter, merged::label_values),
+            Handler::Series => on(filter, merged::series),
+            Handler::Metadata => on(filter, merged::metadata),
+            Handler::Targets => on(filter, merged::targets),
             Handler::Root => on(filter, status::root),
             Handler::Healthy => on(filter, status::healthy),
             Handler::Ready => on(filter, status::ready),

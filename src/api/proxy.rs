@@ -59,6 +59,7 @@ async fn forward_inner(state: &SharedState, read: ReadRequest) -> Result<Respons
             handler: &handler,
             deadline: deadline.at,
             budget: deadline.budget,
+            identity: false,
         })
         .await?;
     let (head, body) = answer.into_parts();

@@ -8,7 +8,7 @@
 //! out-of-order lines and independent of the size of the hour. Indexes are built on first touch,
 //! extended when the file grows, rebuilt when it is replaced or shrinks, and kept in memory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -41,6 +41,25 @@ pub struct FileIndex {
     pub blocks: Vec<Block>,
     /// Lines without a parsable timestamp (skipped by every query).
     pub bad_lines: u64,
+    /// Distinct bracket contents (`ns|pod|container`) of the file's lines, for label values and
+    /// series without a scan; at most [`MAX_STREAMS`] (then `streams_capped`).
+    pub streams: BTreeSet<Vec<u8>>,
+    pub streams_capped: bool,
+}
+
+/// Streams remembered per file; a file with more is still scanned correctly, only label values
+/// and series may miss some.
+pub const MAX_STREAMS: usize = 10_000;
+
+impl FileIndex {
+    /// Newest line time in the file, if it has a parsable line.
+    pub fn max_ts(&self) -> Option<i64> {
+        self.blocks
+            .iter()
+            .map(|b| b.max_ts)
+            .max()
+            .filter(|&t| t != i64::MIN)
+    }
 }
 
 /// The in-memory index cache, shared by all queries.
@@ -98,6 +117,29 @@ impl IndexCache {
     }
 }
 
+/// Timestamp (≤ 40 bytes) plus three label values of up to 253 bytes and their separators.
+const CARRY_MAX: usize = 1024;
+
+/// Remembers the bracket content of a line (its stream).
+fn note_stream(index: &mut FileIndex, line: &[u8]) {
+    let head = &line[..line.len().min(CARRY_MAX)];
+    let Some(open) = memchr::memchr(b'[', &head[..head.len().min(64)]) else {
+        return;
+    };
+    let Some(close) = memchr::memchr(b']', &head[open + 1..]) else {
+        return;
+    };
+    let fields = &head[open + 1..open + 1 + close];
+    if index.streams.contains(fields) {
+        return;
+    }
+    if index.streams.len() >= MAX_STREAMS {
+        index.streams_capped = true;
+        return;
+    }
+    index.streams.insert(fields.to_vec());
+}
+
 /// Indexes `[index.indexed_len, len)`, appending blocks.
 fn extend(index: &mut FileIndex, file: &File, len: u64) -> std::io::Result<()> {
     let mut buf = vec![0u8; READ_CHUNK];
@@ -121,9 +163,11 @@ fn extend(index: &mut FileIndex, file: &File, len: u64) -> std::io::Result<()> {
         for nl in memchr::memchr_iter(b'\n', chunk) {
             let line_end_abs = pos + nl as u64 + 1;
             let ts = if carry.is_empty() {
+                note_stream(index, &chunk[line_start..nl]);
                 timestamp_of(&chunk[line_start..nl])
             } else {
                 carry.extend_from_slice(&chunk[line_start..nl]);
+                note_stream(index, &carry);
                 let ts = timestamp_of(&carry);
                 carry.clear();
                 ts
@@ -147,9 +191,9 @@ fn extend(index: &mut FileIndex, file: &File, len: u64) -> std::io::Result<()> {
                 };
             }
         }
-        // Keep only what a timestamp needs of a long partial line.
-        if carry.len() < 64 {
-            let keep = (chunk.len() - line_start).min(64 - carry.len());
+        // Keep only what a timestamp and the fields need of a long partial line.
+        if carry.len() < CARRY_MAX {
+            let keep = (chunk.len() - line_start).min(CARRY_MAX - carry.len());
             carry.extend_from_slice(&chunk[line_start..line_start + keep]);
         }
         pos += n as u64;

@@ -191,6 +191,65 @@ impl Store {
             .collect()
     }
 
+    /// The distinct streams of `kind` (label values in [`LogKind::labels`] order) in hour files
+    /// overlapping `[lo, hi]` of targets that `keep` accepts; `true` when a file had more
+    /// streams than its index remembers.
+    pub fn streams(
+        &self,
+        kind: LogKind,
+        keep: impl Fn(&str) -> bool,
+        lo: i64,
+        hi: i64,
+    ) -> (std::collections::BTreeSet<Vec<String>>, bool) {
+        let mut skipped = layout::Skipped::default();
+        let mut candidates = Vec::new();
+        for target in layout::targets(&self.root, kind, keep, &mut skipped) {
+            for file in layout::hour_files(&target, &mut skipped) {
+                if layout::hour_overlaps(file.hour_start, lo, hi) {
+                    candidates.push((target.name.clone(), file));
+                }
+            }
+        }
+        let mut warnings = Vec::new();
+        let files = self.open_and_index(candidates, &mut warnings);
+        let mut out = std::collections::BTreeSet::new();
+        let mut capped = false;
+        for f in &files {
+            capped |= f.index.streams_capped;
+            for fields in &f.index.streams {
+                let values: Vec<String> = fields
+                    .split(|&b| b == b'|')
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .collect();
+                if values.len() == kind.labels().len() {
+                    out.insert(values);
+                }
+            }
+        }
+        (out, capped)
+    }
+
+    /// Time of the newest line of a target (its newest hour file that holds a line).
+    pub fn newest_line(&self, kind: LogKind, target: &str) -> Option<i64> {
+        let mut skipped = layout::Skipped::default();
+        let found = layout::targets(&self.root, kind, |name| name == target, &mut skipped);
+        let target = found.first()?;
+        let mut files = layout::hour_files(target, &mut skipped);
+        files.sort_by_key(|f| std::cmp::Reverse(f.hour_start));
+        for hour in files {
+            let Ok(file) = open_no_follow(&hour.path) else {
+                continue;
+            };
+            let Ok((index, _)) = self.indexes.get(&hour.path, &file) else {
+                continue;
+            };
+            if let Some(ts) = index.max_ts() {
+                return Some(ts);
+            }
+        }
+        None
+    }
+
     pub fn forget_deleted(&self) {
         self.indexes.forget_missing();
     }

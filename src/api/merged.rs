@@ -1,0 +1,607 @@
+//! Endpoints answered by both faces: `labels`, `label/<name>/values`, `series`, `metadata` and
+//! `targets`. The store's part is worked out first; when it adds nothing the request is simply
+//! forwarded (the upstream's bytes come back untouched). Otherwise the upstream is asked for an
+//! uncompressed answer, the two are merged and encoded as Prometheus encodes them. An upstream
+//! that is down leaves the log part answering, with a warning.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use super::request::{self, Deadline, ReadRequest};
+use super::{proxy, Face, SharedState};
+use crate::error::ApiError;
+use crate::logql::{self, LogKind, LogQuery};
+use crate::params::{Params, Timestamp};
+use crate::store::Store;
+use crate::upstream::Forward;
+
+/// Upstream answers read for merging are held in memory; beyond this they are refused.
+const MAX_MERGED_UPSTREAM_BODY: usize = 256 << 20;
+
+/// What a merged endpoint asks of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Labels,
+    Values,
+    Series,
+}
+
+pub async fn labels(state: State<SharedState>, request: Request) -> Response {
+    label_endpoint(state, request, Endpoint::Labels, None).await
+}
+
+pub async fn label_values(
+    state: State<SharedState>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    label_endpoint(state, request, Endpoint::Values, Some(name)).await
+}
+
+pub async fn series(state: State<SharedState>, request: Request) -> Response {
+    label_endpoint(state, request, Endpoint::Series, None).await
+}
+
+/// The `match[]` values split by face.
+struct Matches {
+    logs: Vec<LogQuery>,
+    metrics: Vec<String>,
+}
+
+fn split_matches(params: &Params) -> Result<Matches, ApiError> {
+    let mut logs = Vec::new();
+    let mut metrics = Vec::new();
+    for m in params.get_all("match[]") {
+        if logql::involves_logs(m) {
+            let q = logql::parse_log_query(m)
+                .map_err(|e| ApiError::BadData(format!("invalid parameter \"match[]\": {e}")))?;
+            if !q.filters.is_empty() || q.range.is_some() {
+                return Err(ApiError::BadData(format!(
+                    "invalid parameter \"match[]\": {m:?}: a series selector takes no line filters or range"
+                )));
+            }
+            logs.push(q);
+        } else {
+            metrics.push(m.to_string());
+        }
+    }
+    Ok(Matches { logs, metrics })
+}
+
+/// `start`/`end` as Prometheus reads them for metadata endpoints (unbounded by default).
+fn window(params: &Params) -> Result<(i64, i64), ApiError> {
+    let lo = params.time_or("start", Timestamp(i64::MIN))?;
+    let hi = params.time_or("end", Timestamp(i64::MAX))?;
+    Ok((lo.0, hi.0))
+}
+
+/// Label sets of the store's streams selected by `selectors` (or every stream when `None`).
+fn store_series(
+    store: &Store,
+    selectors: Option<&[LogQuery]>,
+    lo: i64,
+    hi: i64,
+) -> Vec<BTreeMap<String, String>> {
+    let mut out = Vec::new();
+    for kind in [LogKind::Pod, LogKind::Node] {
+        let chosen: Vec<&LogQuery> = match selectors {
+            Some(s) => s.iter().filter(|q| q.kind == kind).collect(),
+            None => Vec::new(),
+        };
+        if selectors.is_some() && chosen.is_empty() {
+            continue;
+        }
+        let keep = |name: &str| chosen.is_empty() || chosen.iter().any(|q| q.target_matches(name));
+        let (streams, _) = store.streams(kind, keep, lo, hi);
+        for values in streams {
+            let selected = chosen.is_empty()
+                || chosen.iter().any(|q| {
+                    q.targets.iter().all(|m| m.is_match(&values[0]))
+                        && q.fields.iter().all(|f| f.matches(&values[f.field]))
+                });
+            if selected {
+                let mut labels: BTreeMap<String, String> = kind
+                    .labels()
+                    .iter()
+                    .map(|l| l.to_string())
+                    .zip(values)
+                    .collect();
+                labels.insert("__name__".into(), kind.name().into());
+                out.push(labels);
+            }
+        }
+    }
+    out
+}
+
+async fn label_endpoint(
+    State(state): State<SharedState>,
+    request: Request,
+    endpoint: Endpoint,
+    name: Option<String>,
+) -> Response {
+    let read = match request::read(request).await {
+        Ok(read) => read,
+        Err(e) => return e.into_response(),
+    };
+    let (lo, hi) = match window(&read.params) {
+        Ok(w) => w,
+        // Refusals of the window are the upstream's to word.
+        Err(_) => return proxy::forward(&state, read).await,
+    };
+    let matches = match split_matches(&read.params) {
+        Ok(m) => m,
+        Err(e) => return tag(e.into_response()),
+    };
+    // With only metric matchers (or none, for series) the store has nothing to add.
+    let store_applies =
+        !matches.logs.is_empty() || (endpoint != Endpoint::Series && matches.metrics.is_empty());
+    if !store_applies {
+        return proxy::forward(&state, read).await;
+    }
+    let store = Arc::clone(&state.store);
+    let selectors = (!matches.logs.is_empty()).then(|| matches.logs.clone());
+    let series =
+        tokio::task::spawn_blocking(move || store_series(&store, selectors.as_deref(), lo, hi))
+            .await
+            .unwrap_or_default();
+    if series.is_empty() && matches.logs.is_empty() {
+        return proxy::forward(&state, read).await;
+    }
+    let ours: Part = match endpoint {
+        Endpoint::Labels => Part::Strings(
+            series
+                .iter()
+                .flat_map(|s| s.keys().cloned())
+                .collect::<BTreeSet<_>>(),
+        ),
+        Endpoint::Values => {
+            let name = name.unwrap_or_default();
+            Part::Strings(
+                series
+                    .iter()
+                    .filter_map(|s| s.get(&name).cloned())
+                    .collect(),
+            )
+        }
+        Endpoint::Series => Part::Series(series),
+    };
+    // The upstream's part: unchanged when no log matcher was given, without the log matchers
+    // otherwise, and not asked at all when every matcher was a log selector.
+    let upstream_params: Option<Vec<(String, String)>> = if matches.logs.is_empty() {
+        Some(read.params.pairs().to_vec())
+    } else if matches.metrics.is_empty() {
+        None
+    } else {
+        Some(
+            read.params
+                .pairs()
+                .iter()
+                .filter(|(k, v)| k != "match[]" || matches.metrics.contains(v))
+                .cloned()
+                .collect(),
+        )
+    };
+    let limit = read.params.limit(0, usize::MAX).unwrap_or(0);
+    let mut warnings = Vec::new();
+    let theirs = match upstream_params {
+        None => UpstreamPart::Absent,
+        Some(pairs) => fetch_upstream(&state, &read, &pairs).await,
+    };
+    let merged = match (ours, theirs) {
+        (_, UpstreamPart::Passthrough(response)) => return response,
+        (ours, UpstreamPart::Unavailable(why)) => {
+            warnings.push(why);
+            ours
+        }
+        (ours, UpstreamPart::Absent) => ours,
+        (Part::Strings(mut ours), UpstreamPart::Json(body)) => {
+            match serde_json::from_slice::<Envelope<Vec<String>>>(&body) {
+                Ok(e) => {
+                    ours.extend(e.data);
+                    warnings.extend(e.warnings);
+                    Part::Strings(ours)
+                }
+                Err(e) => return bad_upstream(e),
+            }
+        }
+        (Part::Series(mut ours), UpstreamPart::Json(body)) => {
+            match serde_json::from_slice::<Envelope<Vec<BTreeMap<String, String>>>>(&body) {
+                Ok(e) => {
+                    ours.extend(e.data);
+                    warnings.extend(e.warnings);
+                    Part::Series(ours)
+                }
+                Err(e) => return bad_upstream(e),
+            }
+        }
+    };
+    let encoded = match merged {
+        Part::Strings(set) => {
+            let mut values: Vec<String> = set.into_iter().collect();
+            truncate(&mut values, limit, &mut warnings);
+            encode(&values, &warnings)
+        }
+        Part::Series(mut series) => {
+            series.sort_by(compare_label_sets);
+            series.dedup();
+            truncate(&mut series, limit, &mut warnings);
+            encode(&series, &warnings)
+        }
+    };
+    tag(encoded)
+}
+
+enum Part {
+    Strings(BTreeSet<String>),
+    Series(Vec<BTreeMap<String, String>>),
+}
+
+enum UpstreamPart {
+    /// Not asked: every matcher was a log selector.
+    Absent,
+    /// A 2xx JSON answer to merge.
+    Json(bytes::Bytes),
+    /// The upstream's own refusal, passed on unchanged.
+    Passthrough(Response),
+    /// Unreachable or too slow: the log part answers alone, with this warning.
+    Unavailable(String),
+}
+
+/// Asks the upstream with `pairs` as the request's parameters, uncompressed.
+async fn fetch_upstream(
+    state: &SharedState,
+    read: &ReadRequest,
+    pairs: &[(String, String)],
+) -> UpstreamPart {
+    let encoded = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    let path = read.parts.uri.path();
+    let (path_and_query, body) = if read.parts.method == Method::POST {
+        (path.to_string(), bytes::Bytes::from(encoded))
+    } else if encoded.is_empty() {
+        (path.to_string(), bytes::Bytes::new())
+    } else {
+        (format!("{path}?{encoded}"), bytes::Bytes::new())
+    };
+    let mut headers = read.parts.headers.clone();
+    if read.parts.method == Method::POST {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+    }
+    let deadline = Deadline::forwarded(&read.params, &state.config);
+    let handler = read
+        .parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let slot = match state.limiter.acquire(deadline.at).await {
+        Ok(slot) => slot,
+        Err(e) => return UpstreamPart::Unavailable(format!("upstream not asked: {e}")),
+    };
+    let answer = state
+        .upstream
+        .forward(Forward {
+            method: read.parts.method.clone(),
+            path_and_query: &path_and_query,
+            headers: &headers,
+            body,
+            handler: &handler,
+            deadline: deadline.at,
+            budget: deadline.budget,
+            identity: true,
+        })
+        .await;
+    drop(slot);
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => return UpstreamPart::Unavailable(e.to_string()),
+    };
+    if !answer.status().is_success() {
+        let (head, body) = answer.into_parts();
+        return UpstreamPart::Passthrough(tag(Response::from_parts(head, body)));
+    }
+    match axum::body::to_bytes(answer.into_body(), MAX_MERGED_UPSTREAM_BODY).await {
+        Ok(body) => UpstreamPart::Json(body),
+        Err(e) => UpstreamPart::Unavailable(format!("reading the upstream answer: {e}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    data: T,
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Answer<'a, T: Serialize> {
+    status: &'static str,
+    data: T,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+fn encode<T: Serialize>(data: T, warnings: &[String]) -> Response {
+    match serde_json::to_vec(&Answer {
+        status: "success",
+        data,
+        warnings,
+    }) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => ApiError::Internal(format!("encoding the answer: {e}")).into_response(),
+    }
+}
+
+fn truncate<T>(items: &mut Vec<T>, limit: usize, warnings: &mut Vec<String>) {
+    if limit > 0 && items.len() > limit {
+        items.truncate(limit);
+        warnings.push("results truncated due to limit".into());
+    }
+}
+
+/// Prometheus's `labels.Compare`: label by label (sorted by name), name then value.
+fn compare_label_sets(
+    a: &BTreeMap<String, String>,
+    b: &BTreeMap<String, String>,
+) -> std::cmp::Ordering {
+    a.iter().cmp(b.iter())
+}
+
+fn bad_upstream(e: serde_json::Error) -> Response {
+    tag(ApiError::Unavailable(format!(
+        "the upstream's answer could not be read for merging: {e}"
+    ))
+    .into_response())
+}
+
+fn tag(mut response: Response) -> Response {
+    response.extensions_mut().insert(Face::Log);
+    response
+}
+
+/// Upstream JSON objects kept verbatim, in the upstream's key order.
+struct OrderedRaw(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for OrderedRaw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedRaw;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedRaw, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedRaw(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl Serialize for OrderedRaw {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+fn raw(json: String) -> Box<RawValue> {
+    RawValue::from_string(json).unwrap_or_else(|_| {
+        RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!("null is JSON"))
+    })
+}
+
+/// `/api/v1/metadata`: adds `pod` and `node` when the store holds such logs.
+pub async fn metadata(State(state): State<SharedState>, request: Request) -> Response {
+    let read = match request::read(request).await {
+        Ok(read) => read,
+        Err(e) => return e.into_response(),
+    };
+    let metric = read.params.get("metric").to_string();
+    let store = Arc::clone(&state.store);
+    let kinds: Vec<LogKind> = tokio::task::spawn_blocking(move || {
+        [LogKind::Pod, LogKind::Node]
+            .into_iter()
+            .filter(|k| metric.is_empty() || metric == k.name())
+            .filter(|k| !store.target_names(*k).is_empty())
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    if kinds.is_empty() {
+        return proxy::forward(&state, read).await;
+    }
+    let mut warnings = Vec::new();
+    let mut entries: BTreeMap<String, Box<RawValue>> = BTreeMap::new();
+    match fetch_upstream(&state, &read, read.params.pairs()).await {
+        UpstreamPart::Passthrough(response) => return response,
+        UpstreamPart::Unavailable(why) => warnings.push(why),
+        UpstreamPart::Absent => {}
+        UpstreamPart::Json(body) => {
+            match serde_json::from_slice::<Envelope<BTreeMap<String, Box<RawValue>>>>(&body) {
+                Ok(e) => {
+                    entries.extend(e.data);
+                    warnings.extend(e.warnings);
+                }
+                Err(e) => return bad_upstream(e),
+            }
+        }
+    }
+    for kind in kinds {
+        let help = match kind {
+            LogKind::Pod => "Pod logs in Janus's log store: pod{namespace=\"…\", pod=\"…\", container=\"…\"} with |= != |~ !~ line filters",
+            LogKind::Node => "Node logs in Janus's log store: node{node=\"…\", process=\"…\"} with |= != |~ !~ line filters",
+        };
+        let entry = [MetadataEntry {
+            kind: "unknown",
+            help,
+            unit: "",
+        }];
+        match serde_json::to_string(&entry) {
+            Ok(json) => {
+                entries.insert(kind.name().into(), raw(json));
+            }
+            Err(e) => return tag(ApiError::Internal(e.to_string()).into_response()),
+        }
+    }
+    let limit = read.params.limit(0, usize::MAX).unwrap_or(0);
+    if limit > 0 && entries.len() > limit {
+        entries = entries.into_iter().take(limit).collect();
+    }
+    tag(encode(&entries, &warnings))
+}
+
+/// `/api/v1/targets`: one active target per namespace and node directory (what Venti builds
+/// its workload tree from), after the upstream's own.
+pub async fn targets(State(state): State<SharedState>, request: Request) -> Response {
+    let read = match request::read(request).await {
+        Ok(read) => read,
+        Err(e) => return e.into_response(),
+    };
+    if read.params.get("state") == "dropped" {
+        return proxy::forward(&state, read).await;
+    }
+    let store = Arc::clone(&state.store);
+    let ours: Vec<Box<RawValue>> = tokio::task::spawn_blocking(move || log_targets(&store))
+        .await
+        .unwrap_or_default();
+    if ours.is_empty() {
+        return proxy::forward(&state, read).await;
+    }
+    let mut warnings = Vec::new();
+    let mut data = OrderedRaw(Vec::new());
+    let mut active: Vec<Box<RawValue>> = Vec::new();
+    match fetch_upstream(&state, &read, read.params.pairs()).await {
+        UpstreamPart::Passthrough(response) => return response,
+        UpstreamPart::Unavailable(why) => warnings.push(why),
+        UpstreamPart::Absent => {}
+        UpstreamPart::Json(body) => {
+            let ordered = match serde_json::from_slice::<Envelope<OrderedRaw>>(&body) {
+                Ok(e) => {
+                    warnings.extend(e.warnings);
+                    e.data
+                }
+                Err(e) => return bad_upstream(e),
+            };
+            for (key, value) in ordered.0 {
+                if key == "activeTargets" {
+                    match serde_json::from_str::<Vec<Box<RawValue>>>(value.get()) {
+                        Ok(list) => active = list,
+                        Err(e) => return bad_upstream(e),
+                    }
+                    data.0.push((key, raw("null".into())));
+                } else {
+                    data.0.push((key, value));
+                }
+            }
+        }
+    }
+    active.extend(ours);
+    let active_json = match serde_json::to_string(&active) {
+        Ok(j) => raw(j),
+        Err(e) => return tag(ApiError::Internal(e.to_string()).into_response()),
+    };
+    match data.0.iter_mut().find(|(k, _)| k == "activeTargets") {
+        Some(slot) => slot.1 = active_json,
+        None => {
+            data.0.insert(0, ("activeTargets".into(), active_json));
+            if !data.0.iter().any(|(k, _)| k == "droppedTargets") {
+                data.0.push(("droppedTargets".into(), raw("[]".into())));
+            }
+        }
+    }
+    tag(encode(&data, &warnings))
+}
+
+/// Prometheus's metadata entry, fields in its order.
+#[derive(Serialize)]
+struct MetadataEntry {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    help: &'static str,
+    unit: &'static str,
+}
+
+/// Prometheus's target object, fields in its order; Lethe's fields (`discoveredLabels`,
+/// `health`, `lastScrape`) are among them, so Venti reads it as it read Lethe's.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LogTarget {
+    discovered_labels: BTreeMap<&'static str, String>,
+    labels: BTreeMap<&'static str, String>,
+    scrape_pool: &'static str,
+    scrape_url: &'static str,
+    global_url: &'static str,
+    last_error: &'static str,
+    last_scrape: String,
+    last_scrape_duration: u8,
+    health: &'static str,
+    scrape_interval: &'static str,
+    scrape_timeout: &'static str,
+}
+
+fn log_targets(store: &Store) -> Vec<Box<RawValue>> {
+    let mut out = Vec::new();
+    for kind in [LogKind::Pod, LogKind::Node] {
+        let meta_label = match kind {
+            LogKind::Pod => "__meta_kubernetes_namespace",
+            LogKind::Node => "__meta_kubernetes_node_name",
+        };
+        for name in store.target_names(kind) {
+            let newest = store.newest_line(kind, &name);
+            let last_scrape = newest
+                .map(|ns| {
+                    chrono::DateTime::<chrono::Utc>::from_timestamp(
+                        ns.div_euclid(1_000_000_000),
+                        ns.rem_euclid(1_000_000_000) as u32,
+                    )
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                })
+                .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+            let target = LogTarget {
+                discovered_labels: BTreeMap::from([
+                    (meta_label, name.clone()),
+                    ("job", kind.name().to_string()),
+                ]),
+                labels: BTreeMap::from([
+                    ("job", kind.name().to_string()),
+                    (kind.target_label(), name.clone()),
+                ]),
+                scrape_pool: kind.name(),
+                scrape_url: "",
+                global_url: "",
+                last_error: "",
+                last_scrape,
+                last_scrape_duration: 0,
+                health: if newest.is_some() { "up" } else { "unknown" },
+                scrape_interval: "",
+                scrape_timeout: "",
+            };
+            if let Ok(json) = serde_json::to_string(&target) {
+                out.push(raw(json));
+            }
+        }
+    }
+    out
+}
