@@ -63,9 +63,15 @@ impl FileIndex {
 }
 
 /// The in-memory index cache, shared by all queries.
-#[derive(Default)]
 pub struct IndexCache {
     entries: Mutex<HashMap<PathBuf, Arc<FileIndex>>>,
+    block_bytes: u64,
+}
+
+impl Default for IndexCache {
+    fn default() -> Self {
+        IndexCache::with_block_bytes(BLOCK_BYTES)
+    }
 }
 
 /// What `IndexCache::get` did, for metrics.
@@ -76,6 +82,14 @@ pub struct IndexWork {
 }
 
 impl IndexCache {
+    /// Tests use tiny blocks so that small files span many of them.
+    pub fn with_block_bytes(block_bytes: u64) -> Self {
+        IndexCache {
+            entries: Mutex::new(HashMap::new()),
+            block_bytes: block_bytes.max(1),
+        }
+    }
+
     /// The index of `path` as it is now on disk, built or extended as needed.
     pub fn get(&self, path: &Path, file: &File) -> std::io::Result<(Arc<FileIndex>, IndexWork)> {
         let meta = file.metadata()?;
@@ -94,7 +108,7 @@ impl IndexCache {
         });
         let before_bad = index.bad_lines;
         let from = index.indexed_len;
-        extend(&mut index, file, meta.len())?;
+        extend(&mut index, file, meta.len(), self.block_bytes)?;
         let work = IndexWork {
             bytes_indexed: index.indexed_len - from,
             new_bad_lines: index.bad_lines - before_bad,
@@ -141,7 +155,7 @@ fn note_stream(index: &mut FileIndex, line: &[u8]) {
 }
 
 /// Indexes `[index.indexed_len, len)`, appending blocks.
-fn extend(index: &mut FileIndex, file: &File, len: u64) -> std::io::Result<()> {
+fn extend(index: &mut FileIndex, file: &File, len: u64, block_bytes: u64) -> std::io::Result<()> {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut pos = index.indexed_len;
     let mut block = Block {
@@ -181,7 +195,7 @@ fn extend(index: &mut FileIndex, file: &File, len: u64) -> std::io::Result<()> {
             }
             block.end = line_end_abs;
             line_start = nl + 1;
-            if block.end - block.start >= BLOCK_BYTES {
+            if block.end - block.start >= block_bytes {
                 index.blocks.push(block);
                 block = Block {
                     start: block.end,

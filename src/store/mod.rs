@@ -53,10 +53,15 @@ pub struct Store {
 
 impl Store {
     pub fn new(root: PathBuf, metrics: Arc<Metrics>) -> Self {
+        Store::with_block_bytes(root, metrics, index::BLOCK_BYTES)
+    }
+
+    /// A store whose indexes cut blocks of about `block_bytes` (tests use tiny ones).
+    pub fn with_block_bytes(root: PathBuf, metrics: Arc<Metrics>, block_bytes: u64) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Store {
             root,
-            indexes: IndexCache::default(),
+            indexes: IndexCache::with_block_bytes(block_bytes),
             metrics,
             threads,
         }
