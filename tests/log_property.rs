@@ -23,7 +23,6 @@ const WORDS: [&str; 6] = ["error", "warn", "info", "timeout", "GET /", "db"];
 
 #[derive(Debug, Clone)]
 struct GenLine {
-    ns: usize,
     pod: usize,
     container: usize,
     second: i64,
@@ -42,7 +41,6 @@ struct GenFile {
 
 fn line_strategy() -> impl Strategy<Value = GenLine> {
     (
-        0..3usize,
         0..2usize,
         0..2usize,
         // Mostly inside the file's hour (often in its first minutes, so times tie); the rest up
@@ -51,8 +49,7 @@ fn line_strategy() -> impl Strategy<Value = GenLine> {
         prop_oneof![3 => Just(0u32), 1 => 0..1_000_000_000u32],
         prop::collection::vec(0..WORDS.len(), 1..4),
     )
-        .prop_map(|(ns, pod, container, second, nanos, words)| GenLine {
-            ns,
+        .prop_map(|(pod, container, second, nanos, words)| GenLine {
             pod,
             container,
             second,
