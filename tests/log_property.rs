@@ -116,19 +116,17 @@ fn write_tree(root: &Path, files: &[GenFile]) {
             ));
         }
         if f.torn_tail {
+            // A line being appended: valid so far, but no newline yet.
+            let torn = GenLine {
+                pod: 0,
+                container: 0,
+                second: 5,
+                nanos: 0,
+                words: vec![0],
+            };
             text.push_str(&format!(
                 "{}[{}|web-1|app] torn error",
-                time_text(
-                    &f.lines.first().cloned().unwrap_or(GenLine {
-                        ns: 0,
-                        pod: 0,
-                        container: 0,
-                        second: 5,
-                        nanos: 0,
-                        words: vec![]
-                    }),
-                    f.hour
-                ),
+                time_text(&torn, f.hour),
                 NAMESPACES[f.ns]
             ));
         }
