@@ -464,3 +464,109 @@ async fn labels_values_series_and_metadata_from_the_store() {
     );
     janus.stop().await;
 }
+
+/// A store with one busy hour (about 30 MB) in namespace `busy`.
+fn busy_store() -> PathBuf {
+    use std::io::Write;
+    let root = temp_dir("busy");
+    let dir = root.join("pod/busy");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(dir.join("2024-01-01_00.log")).expect("create"),
+    );
+    for i in 0..300_000u32 {
+        writeln!(
+            out,
+            "2024-01-01T00:{:02}:{:02}.{:06}Z[busy|web-{}|app] request {i} served in {}ms",
+            (i / 5000) % 60,
+            (i / 84) % 60,
+            i % 1_000_000,
+            i % 7,
+            i % 113
+        )
+        .expect("write");
+    }
+    out.flush().expect("flush");
+    root
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_stops_a_scan_with_timeout() {
+    let root = busy_store();
+    let data = root.clone();
+    let janus = start_janus(&closed_port_url().await, move |c| c.storage_path = data).await;
+    let query = (
+        "query",
+        r#"pod{namespace="busy"} |~ "served in 1[0-9]{2}ms" != "web-9""#,
+    );
+    let window = [
+        ("start", "2024-01-01T00:00:00Z"),
+        ("end", "2024-01-01T01:00:00Z"),
+    ];
+    // Cold: the index is being built when the deadline passes.
+    let (status, body) = get(
+        &janus,
+        "/api/v1/query_range",
+        &[query, window[0], window[1], ("timeout", "1ms")],
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body,
+        r#"{"status":"error","errorType":"timeout","error":"query timed out in query execution"}"#
+    );
+    // Warm: the same query without a deadline answers, then a tiny deadline stops the scan.
+    let (status, _) = get(
+        &janus,
+        "/api/v1/query_range",
+        &[query, window[0], window[1]],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = get(
+        &janus,
+        "/api/v1/query_range",
+        &[
+            query,
+            window[0],
+            window[1],
+            ("timeout", "1ms"),
+            ("limit", "100000"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body.contains("\"errorType\":\"timeout\"")),
+        (503, true),
+        "{body}"
+    );
+    janus.stop().await;
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn a_cancelled_search_stops() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    let root = busy_store();
+    let store = janus::store::Store::new(
+        root.clone(),
+        std::sync::Arc::new(janus::telemetry::Metrics::new()),
+    );
+    let query = janus::logql::parse_log_query(r#"pod{namespace="busy"}"#).expect("parses");
+    let cancelled = AtomicBool::new(true);
+    let outcome = store.search(&janus::store::Search {
+        query: &query,
+        lo: 1_704_067_200_000_000_000,
+        hi: 1_704_070_800_000_000_000,
+        limit: 10,
+        keep: janus::store::scan::Keep::Newest,
+        deadline: Instant::now() + Duration::from_secs(60),
+        cancelled: &cancelled,
+    });
+    assert!(matches!(
+        outcome,
+        Err(janus::store::scan::ScanStop::Cancelled)
+    ));
+    let _ = std::fs::remove_dir_all(root);
+}

@@ -91,7 +91,14 @@ impl IndexCache {
     }
 
     /// The index of `path` as it is now on disk, built or extended as needed.
-    pub fn get(&self, path: &Path, file: &File) -> std::io::Result<(Arc<FileIndex>, IndexWork)> {
+    /// `stop` is asked between reads; when it says so, the partial work is dropped and the
+    /// error kind is `Interrupted`.
+    pub fn get(
+        &self,
+        path: &Path,
+        file: &File,
+        stop: &dyn Fn() -> bool,
+    ) -> std::io::Result<(Arc<FileIndex>, IndexWork)> {
         let meta = file.metadata()?;
         let cached = self.entries.lock().ok().and_then(|m| m.get(path).cloned());
         let reusable = cached
@@ -108,7 +115,7 @@ impl IndexCache {
         });
         let before_bad = index.bad_lines;
         let from = index.indexed_len;
-        extend(&mut index, file, meta.len(), self.block_bytes)?;
+        extend(&mut index, file, meta.len(), self.block_bytes, stop)?;
         let work = IndexWork {
             bytes_indexed: index.indexed_len - from,
             new_bad_lines: index.bad_lines - before_bad,
@@ -155,7 +162,13 @@ fn note_stream(index: &mut FileIndex, line: &[u8]) {
 }
 
 /// Indexes `[index.indexed_len, len)`, appending blocks.
-fn extend(index: &mut FileIndex, file: &File, len: u64, block_bytes: u64) -> std::io::Result<()> {
+fn extend(
+    index: &mut FileIndex,
+    file: &File,
+    len: u64,
+    block_bytes: u64,
+    stop: &dyn Fn() -> bool,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut pos = index.indexed_len;
     let mut block = Block {
@@ -167,6 +180,9 @@ fn extend(index: &mut FileIndex, file: &File, len: u64, block_bytes: u64) -> std
     // Bytes of a line that straddles two reads.
     let mut carry: Vec<u8> = Vec::new();
     while pos < len {
+        if stop() {
+            return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
+        }
         let want = ((len - pos) as usize).min(READ_CHUNK);
         let n = file.read_at(&mut buf[..want], pos)?;
         if n == 0 {
@@ -241,7 +257,7 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let cache = IndexCache::default();
         let file = File::open(&path).unwrap();
-        let (index, work) = cache.get(&path, &file).unwrap();
+        let (index, work) = cache.get(&path, &file, &|| false).unwrap();
         assert!(index.blocks.len() > 4);
         assert_eq!(index.bad_lines, 1);
         assert_eq!(work.new_bad_lines, 1);
@@ -253,7 +269,7 @@ mod tests {
         // The torn line completes: only the new part is indexed.
         std::fs::write(&path, format!("{text}\n")).unwrap();
         let file = File::open(&path).unwrap();
-        let (grown, work) = cache.get(&path, &file).unwrap();
+        let (grown, work) = cache.get(&path, &file, &|| false).unwrap();
         assert_eq!(grown.indexed_len as usize, text.len() + 1);
         assert!(work.bytes_indexed < 100);
         assert_eq!(

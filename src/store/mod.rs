@@ -92,7 +92,11 @@ impl Store {
         self.metrics.store_skipped_entries.inc_by(skipped.entries);
 
         let mut warnings = Vec::new();
-        let files = self.open_and_index(candidates, &mut warnings);
+        let stop = || scan::interrupted(s.deadline, s.cancelled).is_some();
+        let files = self.open_and_index(candidates, &mut warnings, &stop);
+        if let Some(why) = scan::interrupted(s.deadline, s.cancelled) {
+            return Err(why);
+        }
         let outcome = scan::scan(
             &files,
             &ScanRequest {
@@ -136,6 +140,7 @@ impl Store {
         &self,
         candidates: Vec<(String, layout::HourFile)>,
         warnings: &mut Vec<String>,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Vec<ScanFile> {
         let slots: Vec<std::sync::Mutex<Option<Result<ScanFile, String>>>> = candidates
             .iter()
@@ -148,7 +153,7 @@ impl Store {
                 return;
             };
             let opened = open_no_follow(&hour.path).and_then(|file| {
-                let (index, work) = self.indexes.get(&hour.path, &file)?;
+                let (index, work) = self.indexes.get(&hour.path, &file, stop)?;
                 self.metrics.store_bytes_indexed.inc_by(work.bytes_indexed);
                 self.metrics
                     .store_unparsable_lines
@@ -163,6 +168,8 @@ impl Store {
                 Ok(f) => Some(Ok(f)),
                 // Deleted by retention between listing and opening: not part of the answer.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                // Deadline or cancellation: the search reports it.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
                 Err(e) => Some(Err(format!("{}/{}: {e}", target, hour.name))),
             };
             if let Ok(mut slot) = slots[i].lock() {
@@ -216,7 +223,7 @@ impl Store {
             }
         }
         let mut warnings = Vec::new();
-        let files = self.open_and_index(candidates, &mut warnings);
+        let files = self.open_and_index(candidates, &mut warnings, &|| false);
         let mut out = std::collections::BTreeSet::new();
         let mut capped = false;
         for f in &files {
@@ -245,7 +252,7 @@ impl Store {
             let Ok(file) = open_no_follow(&hour.path) else {
                 continue;
             };
-            let Ok((index, _)) = self.indexes.get(&hour.path, &file) else {
+            let Ok((index, _)) = self.indexes.get(&hour.path, &file, &|| false) else {
                 continue;
             };
             if let Some(ts) = index.max_ts() {

@@ -210,7 +210,7 @@ pub fn scan(files: &[ScanFile], req: &ScanRequest<'_>) -> Result<ScanOutcome, Sc
                 stopping.store(true, Ordering::Relaxed);
                 return;
             }
-            if let Some(why) = interrupted(req) {
+            if let Some(why) = interrupted(req.deadline, req.cancelled) {
                 if let Ok(mut s) = stop.lock() {
                     s.get_or_insert(why);
                 }
@@ -257,7 +257,7 @@ pub fn scan(files: &[ScanFile], req: &ScanRequest<'_>) -> Result<ScanOutcome, Sc
     if !truncated && from != usize::MAX {
         let mut buf = Vec::new();
         for unit in &units[from..] {
-            if let Some(why) = interrupted(req) {
+            if let Some(why) = interrupted(req.deadline, req.cancelled) {
                 return Err(why);
             }
             let mut found = false;
@@ -292,10 +292,11 @@ pub fn scan(files: &[ScanFile], req: &ScanRequest<'_>) -> Result<ScanOutcome, Sc
     })
 }
 
-fn interrupted(req: &ScanRequest<'_>) -> Option<ScanStop> {
-    if req.cancelled.load(Ordering::Relaxed) {
+/// Whether a search must stop now, and why.
+pub fn interrupted(deadline: Instant, cancelled: &AtomicBool) -> Option<ScanStop> {
+    if cancelled.load(Ordering::Relaxed) {
         Some(ScanStop::Cancelled)
-    } else if Instant::now() >= req.deadline {
+    } else if Instant::now() >= deadline {
         Some(ScanStop::Deadline)
     } else {
         None
