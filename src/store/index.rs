@@ -8,13 +8,16 @@
 //! out-of-order lines and independent of the size of the hour. Indexes are built on first touch,
 //! extended when the file grows, rebuilt when it is replaced or shrinks, and kept in memory.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+
+use rustc_hash::FxHashSet;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::line::timestamp_of;
+use super::line::{timestamp_of, TimestampCache};
 
 /// Target size of one block. Small enough that newest-1000 reads a few hundred KiB, large
 /// enough that the index of a 1 GiB hour is a few thousand entries.
@@ -43,13 +46,15 @@ pub struct FileIndex {
     pub bad_lines: u64,
     /// Distinct bracket contents (`ns|pod|container`) of the file's lines, for label values and
     /// series without a scan; at most [`MAX_STREAMS`] (then `streams_capped`).
-    pub streams: BTreeSet<Vec<u8>>,
+    pub streams: FxHashSet<Vec<u8>>,
     pub streams_capped: bool,
 }
 
-/// Streams remembered per file; a file with more is still scanned correctly, only label values
-/// and series may miss some.
-pub const MAX_STREAMS: usize = 10_000;
+/// Streams remembered per file, and in all indexes together: memory stays bounded whatever the
+/// store holds. A file whose streams were not all remembered is marked `streams_capped`, and
+/// label values and series read its lines instead.
+pub const MAX_STREAMS: usize = 5_000;
+pub const STREAM_BUDGET: usize = 200_000;
 
 impl FileIndex {
     /// Newest line time in the file, if it has a parsable line.
@@ -66,6 +71,8 @@ impl FileIndex {
 pub struct IndexCache {
     entries: Mutex<HashMap<PathBuf, Arc<FileIndex>>>,
     block_bytes: u64,
+    /// Streams that may still be remembered, across all indexes.
+    stream_budget: AtomicUsize,
 }
 
 impl Default for IndexCache {
@@ -87,6 +94,7 @@ impl IndexCache {
         IndexCache {
             entries: Mutex::new(HashMap::new()),
             block_bytes: block_bytes.max(1),
+            stream_budget: AtomicUsize::new(STREAM_BUDGET),
         }
     }
 
@@ -115,7 +123,19 @@ impl IndexCache {
         });
         let before_bad = index.bad_lines;
         let from = index.indexed_len;
-        extend(&mut index, file, meta.len(), self.block_bytes, stop)?;
+        let streams_before = index.streams.len();
+        let extended = extend(
+            &mut index,
+            file,
+            meta.len(),
+            self.block_bytes,
+            &self.stream_budget,
+            stop,
+        );
+        if let Err(e) = extended {
+            self.release(index.streams.len() - streams_before);
+            return Err(e);
+        }
         let work = IndexWork {
             bytes_indexed: index.indexed_len - from,
             new_bad_lines: index.bad_lines - before_bad,
@@ -123,17 +143,37 @@ impl IndexCache {
         let index = Arc::new(index);
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= MAX_CACHED {
+                let held: usize = entries.values().map(|i| i.streams.len()).sum();
                 entries.clear();
+                self.release(held);
             }
-            entries.insert(path.to_path_buf(), Arc::clone(&index));
+            if let Some(old) = entries.insert(path.to_path_buf(), Arc::clone(&index)) {
+                // The replaced index's streams were carried over when it was extended; a rebuilt
+                // one starts afresh, so give the old one's back.
+                if old.ino != index.ino || old.indexed_len > index.indexed_len {
+                    self.release(old.streams.len());
+                }
+            }
         }
         Ok((index, work))
+    }
+
+    fn release(&self, streams: usize) {
+        self.stream_budget.fetch_add(streams, Ordering::Relaxed);
     }
 
     /// Drops indexes of files that no longer exist (after retention deleted them).
     pub fn forget_missing(&self) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|path, _| path.exists());
+            let mut freed = 0;
+            entries.retain(|path, index| {
+                let keep = path.exists();
+                if !keep {
+                    freed += index.streams.len();
+                }
+                keep
+            });
+            self.release(freed);
         }
     }
 }
@@ -141,8 +181,8 @@ impl IndexCache {
 /// Timestamp (≤ 40 bytes) plus three label values of up to 253 bytes and their separators.
 const CARRY_MAX: usize = 1024;
 
-/// Remembers the bracket content of a line (its stream).
-fn note_stream(index: &mut FileIndex, line: &[u8]) {
+/// Remembers the bracket content of a line (its stream), within the per-file cap and the budget.
+fn note_stream(index: &mut FileIndex, line: &[u8], budget: &AtomicUsize) {
     let head = &line[..line.len().min(CARRY_MAX)];
     let Some(open) = memchr::memchr(b'[', &head[..head.len().min(64)]) else {
         return;
@@ -154,11 +194,61 @@ fn note_stream(index: &mut FileIndex, line: &[u8]) {
     if index.streams.contains(fields) {
         return;
     }
-    if index.streams.len() >= MAX_STREAMS {
+    let taken = index.streams.len() < MAX_STREAMS
+        && budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+            .is_ok();
+    if !taken {
         index.streams_capped = true;
         return;
     }
     index.streams.insert(fields.to_vec());
+}
+
+/// Every distinct bracket content of a file's complete lines, up to `limit`: the slow path for
+/// files whose index could not remember all of theirs.
+pub fn read_streams(file: &File, limit: usize) -> std::io::Result<FxHashSet<Vec<u8>>> {
+    let len = file.metadata()?.len();
+    let mut out = FxHashSet::default();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut pos = 0u64;
+    let mut carry: Vec<u8> = Vec::new();
+    let note = |line: &[u8], out: &mut FxHashSet<Vec<u8>>| {
+        let head = &line[..line.len().min(CARRY_MAX)];
+        if let Some(open) = memchr::memchr(b'[', &head[..head.len().min(64)]) {
+            if let Some(close) = memchr::memchr(b']', &head[open + 1..]) {
+                let fields = &head[open + 1..open + 1 + close];
+                if out.len() < limit && !out.contains(fields) {
+                    out.insert(fields.to_vec());
+                }
+            }
+        }
+    };
+    while pos < len && out.len() < limit {
+        let want = ((len - pos) as usize).min(READ_CHUNK);
+        let n = file.read_at(&mut buf[..want], pos)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', chunk) {
+            if carry.is_empty() {
+                note(&chunk[start..nl], &mut out);
+            } else {
+                carry.extend_from_slice(&chunk[start..nl]);
+                note(&carry, &mut out);
+                carry.clear();
+            }
+            start = nl + 1;
+        }
+        if carry.len() < CARRY_MAX {
+            let keep = (chunk.len() - start).min(CARRY_MAX - carry.len());
+            carry.extend_from_slice(&chunk[start..start + keep]);
+        }
+        pos += n as u64;
+    }
+    Ok(out)
 }
 
 /// Indexes `[index.indexed_len, len)`, appending blocks.
@@ -167,6 +257,7 @@ fn extend(
     file: &File,
     len: u64,
     block_bytes: u64,
+    budget: &AtomicUsize,
     stop: &dyn Fn() -> bool,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; READ_CHUNK];
@@ -179,6 +270,7 @@ fn extend(
     };
     // Bytes of a line that straddles two reads.
     let mut carry: Vec<u8> = Vec::new();
+    let mut times = TimestampCache::default();
     while pos < len {
         if stop() {
             return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
@@ -193,12 +285,12 @@ fn extend(
         for nl in memchr::memchr_iter(b'\n', chunk) {
             let line_end_abs = pos + nl as u64 + 1;
             let ts = if carry.is_empty() {
-                note_stream(index, &chunk[line_start..nl]);
-                timestamp_of(&chunk[line_start..nl])
+                note_stream(index, &chunk[line_start..nl], budget);
+                timestamp_of(&chunk[line_start..nl], &mut times)
             } else {
                 carry.extend_from_slice(&chunk[line_start..nl]);
-                note_stream(index, &carry);
-                let ts = timestamp_of(&carry);
+                note_stream(index, &carry, budget);
+                let ts = timestamp_of(&carry, &mut times);
                 carry.clear();
                 ts
             };

@@ -43,9 +43,9 @@ pub fn parse(line: &[u8]) -> Option<Line<'_>> {
 }
 
 /// Just the timestamp of a line (what the index needs), in nanoseconds since the epoch.
-pub fn timestamp_of(line: &[u8]) -> Option<i64> {
+pub fn timestamp_of(line: &[u8], cache: &mut TimestampCache) -> Option<i64> {
     let open = memchr::memchr(b'[', &line[..line.len().min(64)])?;
-    parse_timestamp(&line[..open])
+    cache.parse(&line[..open])
 }
 
 fn digits(b: &[u8]) -> Option<i64> {
@@ -57,6 +57,67 @@ fn digits(b: &[u8]) -> Option<i64> {
         v = v * 10 + i64::from(c - b'0');
     }
     Some(v)
+}
+
+/// Remembers the date and hour of the last timestamp parsed, because consecutive lines of an
+/// hour file share them: the index builder then parses only minutes, seconds and fraction.
+#[derive(Debug, Default)]
+pub struct TimestampCache {
+    prefix: [u8; 13],
+    /// Nanoseconds of `prefix` (UTC lines only; others take the full path).
+    base: i64,
+    valid: bool,
+}
+
+impl TimestampCache {
+    pub fn parse(&mut self, t: &[u8]) -> Option<i64> {
+        // Fast path: same `YYYY-MM-DDTHH`, then `:MM:SS[.frac]Z`.
+        if self.valid && t.len() >= 20 && t[..13] == self.prefix && t[t.len() - 1] == b'Z' {
+            if let Some(rest) = parse_minute_second_fraction(&t[13..t.len() - 1]) {
+                return Some(self.base + rest);
+            }
+        }
+        let ts = parse_timestamp(t)?;
+        if t.len() >= 20 && t[t.len() - 1] == b'Z' {
+            if let Some(rest) = parse_minute_second_fraction(&t[13..t.len() - 1]) {
+                self.prefix.copy_from_slice(&t[..13]);
+                self.base = ts - rest;
+                self.valid = true;
+            }
+        }
+        Some(ts)
+    }
+}
+
+/// `:MM:SS[.fraction]` → nanoseconds into the hour.
+fn parse_minute_second_fraction(t: &[u8]) -> Option<i64> {
+    if t.len() < 6 || t[0] != b':' || t[3] != b':' {
+        return None;
+    }
+    let minute = digits(&t[1..3])?;
+    let second = digits(&t[4..6])?;
+    if minute > 59 || second > 60 {
+        return None;
+    }
+    let mut nanos = 0i64;
+    if t.len() > 6 {
+        if t[6] != b'.' || t.len() == 7 {
+            return None;
+        }
+        let frac = &t[7..];
+        for (i, &c) in frac.iter().enumerate() {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            if i < 9 {
+                nanos = nanos * 10 + i64::from(c - b'0');
+            }
+        }
+        for _ in frac.len().min(9)..9 {
+            nanos *= 10;
+        }
+    }
+    Some((minute * 60 + second) * 1_000_000_000 + nanos)
 }
 
 /// RFC 3339: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, to nanoseconds.
@@ -177,6 +238,28 @@ mod tests {
             "lorem",
         ] {
             assert_eq!(parse_timestamp(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cache_agrees_with_the_full_parser() {
+        let mut cache = TimestampCache::default();
+        for s in [
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T00:59:59.5Z",
+            "2024-01-01T00:10:00.123456789Z",
+            "2024-01-01T00:10:00.1234567891Z",
+            "2024-01-01T01:00:00+01:00",
+            "2024-01-01T00:10:00Z",
+            "2024-01-01T00:61:00Z",
+            "2024-01-01T00:10:00.Z",
+            "2024-01-02T00:00:00Z",
+        ] {
+            assert_eq!(
+                cache.parse(s.as_bytes()),
+                parse_timestamp(s.as_bytes()),
+                "{s}"
+            );
         }
     }
 

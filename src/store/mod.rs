@@ -226,9 +226,22 @@ impl Store {
         let files = self.open_and_index(candidates, &mut warnings, &|| false);
         let mut out = std::collections::BTreeSet::new();
         let mut capped = false;
+        /// Streams one answer may list; beyond it the answer says so.
+        const MAX_ANSWER_STREAMS: usize = 100_000;
         for f in &files {
-            capped |= f.index.streams_capped;
-            for fields in &f.index.streams {
+            // A file whose index could not remember all its streams is read for them.
+            let read;
+            let streams = if f.index.streams_capped {
+                read = index::read_streams(&f.file, MAX_ANSWER_STREAMS).unwrap_or_default();
+                &read
+            } else {
+                &f.index.streams
+            };
+            if out.len() >= MAX_ANSWER_STREAMS {
+                capped = true;
+                break;
+            }
+            for fields in streams {
                 let values: Vec<String> = fields
                     .split(|&b| b == b'|')
                     .map(|v| String::from_utf8_lossy(v).into_owned())
