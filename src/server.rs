@@ -50,6 +50,9 @@ pub async fn serve(
     let grace = config.shutdown_timeout;
     let state = AppState::new(config)?;
     state.upstream.spawn_health_probe();
+    // Build the time indexes of the last day's log files before queries ask for them.
+    let store = std::sync::Arc::clone(&state.store);
+    tokio::task::spawn_blocking(move || store.warm_recent(24));
     let app = api::router(state);
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);

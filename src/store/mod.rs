@@ -275,6 +275,28 @@ impl Store {
         None
     }
 
+    /// Indexes the hour files of the last `hours` hours, newest first, so that queries over
+    /// recent logs find their indexes built. Meant for a background thread at start-up.
+    pub fn warm_recent(&self, hours: i64) {
+        let now = crate::params::Timestamp::now().0;
+        let since = now - hours * layout::HOUR_NANOS;
+        let mut skipped = layout::Skipped::default();
+        let mut candidates = Vec::new();
+        for kind in [LogKind::Pod, LogKind::Node] {
+            for target in layout::targets(&self.root, kind, |_| true, &mut skipped) {
+                for file in layout::hour_files(&target, &mut skipped) {
+                    if file.hour_start + layout::HOUR_NANOS > since {
+                        candidates.push((target.name.clone(), file));
+                    }
+                }
+            }
+        }
+        candidates.sort_by_key(|(_, f)| std::cmp::Reverse(f.hour_start));
+        let mut warnings = Vec::new();
+        let files = self.open_and_index(candidates, &mut warnings, &|| false);
+        tracing::info!(files = files.len(), hours, "indexed recent log files");
+    }
+
     pub fn forget_deleted(&self) {
         self.indexes.forget_missing();
     }
