@@ -53,6 +53,16 @@ pub async fn serve(
     // Build the time indexes of the last day's log files before queries ask for them.
     let store = std::sync::Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || store.warm_recent(24));
+    // Drop the indexes of files that retention (or anyone) deleted.
+    let store = std::sync::Arc::clone(&state.store);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(300));
+        loop {
+            ticker.tick().await;
+            let store = std::sync::Arc::clone(&store);
+            let _ = tokio::task::spawn_blocking(move || store.forget_deleted()).await;
+        }
+    });
     let app = api::router(state);
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
