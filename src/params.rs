@@ -105,21 +105,8 @@ impl Params {
 
     /// `start`, `end` and `step` of a range query, validated in Prometheus's order and words.
     pub fn range(&self) -> Result<RangeParams, ApiError> {
-        let start = parse_time(self.get("start")).map_err(|e| invalid("start", &e))?;
-        let end = parse_time(self.get("end")).map_err(|e| invalid("end", &e))?;
-        if end < start {
-            return Err(invalid(
-                "end",
-                "end timestamp must not be before start time",
-            ));
-        }
-        let step = parse_duration_nanos(self.get("step")).map_err(|e| invalid("step", &e))?;
-        if step <= 0 {
-            return Err(invalid(
-                "step",
-                "zero or negative query resolution step widths are not accepted. Try a positive integer",
-            ));
-        }
+        let (start, end) = self.start_end()?;
+        let step = self.step()?;
         let span = (end.0 as i128) - (start.0 as i128);
         if span / (step as i128) > MAX_POINTS_PER_SERIES as i128 {
             return Err(ApiError::BadData(
@@ -138,6 +125,15 @@ impl Params {
     /// `start` and `end` of a raw log range query: as Prometheus's, but `step` is optional
     /// (Lethe clients send none) and, when given, only needs to be valid: lines are not sampled.
     pub fn log_range(&self) -> Result<(Timestamp, Timestamp), ApiError> {
+        let (start, end) = self.start_end()?;
+        if !self.get("step").is_empty() {
+            self.step()?;
+        }
+        Ok((start, end))
+    }
+
+    /// Required `start` and `end`, `end` not before `start`.
+    fn start_end(&self) -> Result<(Timestamp, Timestamp), ApiError> {
         let start = parse_time(self.get("start")).map_err(|e| invalid("start", &e))?;
         let end = parse_time(self.get("end")).map_err(|e| invalid("end", &e))?;
         if end < start {
@@ -146,17 +142,19 @@ impl Params {
                 "end timestamp must not be before start time",
             ));
         }
-        let step = self.get("step");
-        if !step.is_empty() {
-            let step = parse_duration_nanos(step).map_err(|e| invalid("step", &e))?;
-            if step <= 0 {
-                return Err(invalid(
-                    "step",
-                    "zero or negative query resolution step widths are not accepted. Try a positive integer",
-                ));
-            }
-        }
         Ok((start, end))
+    }
+
+    /// A required, positive `step` in nanoseconds.
+    fn step(&self) -> Result<i64, ApiError> {
+        let step = parse_duration_nanos(self.get("step")).map_err(|e| invalid("step", &e))?;
+        if step <= 0 {
+            return Err(invalid(
+                "step",
+                "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            ));
+        }
+        Ok(step)
     }
 
     /// `limit`: absent or 0 means "the default"; otherwise a whole number up to `max`.

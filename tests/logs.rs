@@ -3,38 +3,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use support::{closed_port_url, raw_client, start_janus, temp_dir, TestJanus};
+use support::{closed_port_url, lethe_testdata, raw_client, start_janus, temp_dir, TestJanus};
 
 const NGINX: &str = "nginx-deployment-75675f5897-7ci7o";
 const APACHE: &str = "apache-75675f5897-7ci7o";
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read testdata") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// A copy of `shared/lethe-testdata/log`.
-pub fn lethe_testdata() -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lethe-testdata/log");
-    assert!(
-        source.is_dir(),
-        "Lethe's sample tree is missing at {}",
-        source.display()
-    );
-    let copy = temp_dir("lethe");
-    copy_tree(&source, &copy);
-    copy
-}
 
 async fn janus_on_testdata() -> TestJanus {
     let data = lethe_testdata();

@@ -3,22 +3,7 @@
 
 mod support;
 
-use std::path::Path;
-
-use support::{raw_client, required_env, start_janus, temp_dir};
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
+use support::{lethe_testdata, raw_client, required_env, start_janus};
 
 async fn get(base: &str, path_and_query: &str) -> (u16, String, String) {
     let r = raw_client()
@@ -45,11 +30,7 @@ fn encode(q: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn venti_calls_for_both_datasource_types_on_one_url() {
     let prometheus = required_env("JANUS_TEST_PROMETHEUS");
-    let store = temp_dir("venti");
-    copy_tree(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lethe-testdata/log"),
-        &store,
-    );
+    let store = lethe_testdata();
     let data = store.clone();
     let janus = start_janus(&prometheus, move |c| c.storage_path = data).await;
     let j = janus.url.as_str();

@@ -132,6 +132,14 @@ pub const LOG_SELECTORS: [&str; 2] = ["pod", "node"];
 /// `|=`/`|~` line filter, outside strings and comments. Everything else is the upstream's.
 pub fn involves_logs(query: &str) -> bool {
     let tokens = tokenize(query);
+    first_log_selector(query, &tokens).is_some()
+        || tokens
+            .iter()
+            .any(|t| t.kind == Kind::Op && matches!(&query[t.start..t.end], "|=" | "|~"))
+}
+
+/// The first `pod{`/`node{` selector name outside braces: its token.
+pub fn first_log_selector<'t>(query: &str, tokens: &'t [Token]) -> Option<&'t Token> {
     let mut depth = 0usize;
     for (i, t) in tokens.iter().enumerate() {
         match t.kind {
@@ -142,13 +150,12 @@ pub fn involves_logs(query: &str) -> bool {
                     && LOG_SELECTORS.contains(&&query[t.start..t.end])
                     && tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LBrace) =>
             {
-                return true;
+                return Some(t);
             }
-            Kind::Op if matches!(&query[t.start..t.end], "|=" | "|~") => return true,
             _ => {}
         }
     }
-    false
+    None
 }
 
 /// Decodes a PromQL string literal (Go syntax): `"…"` and `'…'` with escapes, `` `…` `` raw.

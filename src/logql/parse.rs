@@ -10,7 +10,7 @@ use memchr::memmem;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::Expr;
 
-use super::lexer::{position, tokenize, unquote, Kind, Token, LOG_SELECTORS};
+use super::lexer::{first_log_selector, position, tokenize, unquote, Kind, Token, LOG_SELECTORS};
 use crate::duration;
 use crate::error::ApiError;
 
@@ -244,27 +244,15 @@ pub fn parse_log_query(query: &str) -> Result<LogQuery, ApiError> {
 /// The error for a query that involves logs but does not start with a log selector.
 fn not_a_log_query(query: &str, tokens: &[Token]) -> ApiError {
     let text = |t: &Token| &query[t.start..t.end];
-    let mut depth = 0usize;
-    for (i, t) in tokens.iter().enumerate() {
-        match t.kind {
-            Kind::LBrace => depth += 1,
-            Kind::RBrace => depth = depth.saturating_sub(1),
-            Kind::Ident
-                if depth == 0
-                    && LOG_SELECTORS.contains(&text(t))
-                    && tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LBrace) =>
-            {
-                return parse_error(
-                    query,
-                    t.start,
-                    format!(
-                        "{}{{…}} must be the whole query: functions and operators over log selectors are not supported yet",
-                        text(t)
-                    ),
-                );
-            }
-            _ => {}
-        }
+    if let Some(t) = first_log_selector(query, tokens) {
+        return parse_error(
+            query,
+            t.start,
+            format!(
+                "{}{{…}} must be the whole query: functions and operators over log selectors are not supported yet",
+                text(t)
+            ),
+        );
     }
     let filter = tokens
         .iter()

@@ -183,14 +183,9 @@ const CARRY_MAX: usize = 1024;
 
 /// Remembers the bracket content of a line (its stream), within the per-file cap and the budget.
 fn note_stream(index: &mut FileIndex, line: &[u8], budget: &AtomicUsize) {
-    let head = &line[..line.len().min(CARRY_MAX)];
-    let Some(open) = memchr::memchr(b'[', &head[..head.len().min(64)]) else {
+    let Some(fields) = fields_of(line) else {
         return;
     };
-    let Some(close) = memchr::memchr(b']', &head[open + 1..]) else {
-        return;
-    };
-    let fields = &head[open + 1..open + 1 + close];
     if index.streams.contains(fields) {
         return;
     }
@@ -205,26 +200,32 @@ fn note_stream(index: &mut FileIndex, line: &[u8], budget: &AtomicUsize) {
     index.streams.insert(fields.to_vec());
 }
 
-/// Every distinct bracket content of a file's complete lines, up to `limit`: the slow path for
-/// files whose index could not remember all of theirs.
-pub fn read_streams(file: &File, limit: usize) -> std::io::Result<FxHashSet<Vec<u8>>> {
-    let len = file.metadata()?.len();
-    let mut out = FxHashSet::default();
+/// The bracket content (`ns|pod|container`) of a line's head, if it has one.
+fn fields_of(line: &[u8]) -> Option<&[u8]> {
+    let head = &line[..line.len().min(CARRY_MAX)];
+    let open = memchr::memchr(b'[', &head[..head.len().min(64)])?;
+    let close = memchr::memchr(b']', &head[open + 1..])?;
+    Some(&head[open + 1..open + 1 + close])
+}
+
+/// Calls `each(line_head, end_offset)` for every complete line of `[from, len)`, in order, with
+/// at least the first [`CARRY_MAX`] bytes of each line (all a timestamp and fields need), reading
+/// in large chunks. Stops early when `each` returns false or `stop` says so (`Interrupted`).
+fn for_each_line(
+    file: &File,
+    from: u64,
+    len: u64,
+    stop: &dyn Fn() -> bool,
+    mut each: impl FnMut(&[u8], u64) -> bool,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; READ_CHUNK];
-    let mut pos = 0u64;
+    let mut pos = from;
+    // The head of a line that straddles two reads.
     let mut carry: Vec<u8> = Vec::new();
-    let note = |line: &[u8], out: &mut FxHashSet<Vec<u8>>| {
-        let head = &line[..line.len().min(CARRY_MAX)];
-        if let Some(open) = memchr::memchr(b'[', &head[..head.len().min(64)]) {
-            if let Some(close) = memchr::memchr(b']', &head[open + 1..]) {
-                let fields = &head[open + 1..open + 1 + close];
-                if out.len() < limit && !out.contains(fields) {
-                    out.insert(fields.to_vec());
-                }
-            }
+    while pos < len {
+        if stop() {
+            return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
         }
-    };
-    while pos < len && out.len() < limit {
         let want = ((len - pos) as usize).min(READ_CHUNK);
         let n = file.read_at(&mut buf[..want], pos)?;
         if n == 0 {
@@ -233,12 +234,17 @@ pub fn read_streams(file: &File, limit: usize) -> std::io::Result<FxHashSet<Vec<
         let chunk = &buf[..n];
         let mut start = 0;
         for nl in memchr::memchr_iter(b'\n', chunk) {
-            if carry.is_empty() {
-                note(&chunk[start..nl], &mut out);
+            let end = pos + nl as u64 + 1;
+            let go_on = if carry.is_empty() {
+                each(&chunk[start..nl], end)
             } else {
                 carry.extend_from_slice(&chunk[start..nl]);
-                note(&carry, &mut out);
+                let go_on = each(&carry, end);
                 carry.clear();
+                go_on
+            };
+            if !go_on {
+                return Ok(());
             }
             start = nl + 1;
         }
@@ -248,6 +254,22 @@ pub fn read_streams(file: &File, limit: usize) -> std::io::Result<FxHashSet<Vec<
         }
         pos += n as u64;
     }
+    Ok(())
+}
+
+/// Every distinct bracket content of a file's complete lines, up to `limit`: the slow path for
+/// files whose index could not remember all of theirs.
+pub fn read_streams(file: &File, limit: usize) -> std::io::Result<FxHashSet<Vec<u8>>> {
+    let len = file.metadata()?.len();
+    let mut out: FxHashSet<Vec<u8>> = FxHashSet::default();
+    for_each_line(file, 0, len, &|| false, |line, _| {
+        if let Some(fields) = fields_of(line) {
+            if !out.contains(fields) {
+                out.insert(fields.to_vec());
+            }
+        }
+        out.len() < limit
+    })?;
     Ok(out)
 }
 
@@ -260,66 +282,35 @@ fn extend(
     budget: &AtomicUsize,
     stop: &dyn Fn() -> bool,
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut pos = index.indexed_len;
+    let start = index.indexed_len;
     let mut block = Block {
-        start: pos,
-        end: pos,
+        start,
+        end: start,
         min_ts: i64::MAX,
         max_ts: i64::MIN,
     };
-    // Bytes of a line that straddles two reads.
-    let mut carry: Vec<u8> = Vec::new();
     let mut times = TimestampCache::default();
-    while pos < len {
-        if stop() {
-            return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
+    for_each_line(file, start, len, stop, |line, end| {
+        note_stream(index, line, budget);
+        match timestamp_of(line, &mut times) {
+            Some(ts) => {
+                block.min_ts = block.min_ts.min(ts);
+                block.max_ts = block.max_ts.max(ts);
+            }
+            None => index.bad_lines += 1,
         }
-        let want = ((len - pos) as usize).min(READ_CHUNK);
-        let n = file.read_at(&mut buf[..want], pos)?;
-        if n == 0 {
-            break;
-        }
-        let chunk = &buf[..n];
-        let mut line_start = 0;
-        for nl in memchr::memchr_iter(b'\n', chunk) {
-            let line_end_abs = pos + nl as u64 + 1;
-            let ts = if carry.is_empty() {
-                note_stream(index, &chunk[line_start..nl], budget);
-                timestamp_of(&chunk[line_start..nl], &mut times)
-            } else {
-                carry.extend_from_slice(&chunk[line_start..nl]);
-                note_stream(index, &carry, budget);
-                let ts = timestamp_of(&carry, &mut times);
-                carry.clear();
-                ts
+        block.end = end;
+        if block.end - block.start >= block_bytes {
+            index.blocks.push(block);
+            block = Block {
+                start: end,
+                end,
+                min_ts: i64::MAX,
+                max_ts: i64::MIN,
             };
-            match ts {
-                Some(ts) => {
-                    block.min_ts = block.min_ts.min(ts);
-                    block.max_ts = block.max_ts.max(ts);
-                }
-                None => index.bad_lines += 1,
-            }
-            block.end = line_end_abs;
-            line_start = nl + 1;
-            if block.end - block.start >= block_bytes {
-                index.blocks.push(block);
-                block = Block {
-                    start: block.end,
-                    end: block.end,
-                    min_ts: i64::MAX,
-                    max_ts: i64::MIN,
-                };
-            }
         }
-        // Keep only what a timestamp and the fields need of a long partial line.
-        if carry.len() < CARRY_MAX {
-            let keep = (chunk.len() - line_start).min(CARRY_MAX - carry.len());
-            carry.extend_from_slice(&chunk[line_start..line_start + keep]);
-        }
-        pos += n as u64;
-    }
+        true
+    })?;
     if block.end > block.start {
         index.blocks.push(block);
     }

@@ -97,6 +97,34 @@ pub fn raw_client() -> reqwest::Client {
         .expect("client")
 }
 
+/// Copies a directory tree (tests never touch `shared/` in place).
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A fresh copy of Lethe's sample tree, `shared/lethe-testdata/log`.
+pub fn lethe_testdata() -> PathBuf {
+    let source =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lethe-testdata/log");
+    assert!(
+        source.is_dir(),
+        "Lethe's sample tree is missing at {}",
+        source.display()
+    );
+    let copy = temp_dir("lethe");
+    copy_tree(&source, &copy);
+    copy
+}
+
 /// An address on which nothing listens.
 pub async fn closed_port_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
