@@ -12,6 +12,9 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::duration;
+use crate::ingest::mapping::LabelMapping;
+use crate::store::retention::parse_size;
+use crate::store::writer::FsyncMode;
 
 /// A setting that could not be accepted, named as the operator wrote it.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,24 @@ pub struct Flags {
     /// Shape of log answers without a `format` parameter: lethe or streams [default: lethe].
     #[arg(long = "query.log-format", value_name = "FORMAT")]
     pub query_log_format: Option<String>,
+    /// Largest push request body, after decompression, e.g. 64MB [default: 64MB].
+    #[arg(long = "ingest.max-body-size", value_name = "SIZE")]
+    pub ingest_max_body_size: Option<String>,
+    /// When pushed lines are forced to disk: never, batch or always [default: batch].
+    #[arg(long = "storage.fsync", value_name = "MODE")]
+    pub storage_fsync: Option<String>,
+    /// Longest time between syncs with --storage.fsync=batch [default: 1s].
+    #[arg(long = "storage.fsync-interval", value_name = "DURATION")]
+    pub storage_fsync_interval: Option<String>,
+    /// Hour files older than this are deleted; 0 keeps them [default: 15d].
+    #[arg(long = "retention.time", value_name = "DURATION")]
+    pub retention_time: Option<String>,
+    /// Oldest hour files are deleted while the store is larger, e.g. 100GB; 0 is off [default: 0].
+    #[arg(long = "retention.size", value_name = "SIZE")]
+    pub retention_size: Option<String>,
+    /// How often retention runs [default: 20s].
+    #[arg(long = "retention.interval", value_name = "DURATION")]
+    pub retention_interval: Option<String>,
     /// Log level: debug, info, warn, error [default: info].
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -83,7 +104,25 @@ pub struct FileConfig {
     pub upstream: UpstreamFile,
     pub storage: StorageFile,
     pub query: QueryFile,
+    pub ingest: IngestFile,
+    pub retention: RetentionFile,
     pub log: LogFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestFile {
+    pub max_body_size: Option<String>,
+    /// Which pushed label names feed namespace, pod, container, node and process.
+    pub labels: Option<LabelMapping>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionFile {
+    pub time: Option<String>,
+    pub size: Option<String>,
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +161,8 @@ pub struct TlsFile {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageFile {
     pub path: Option<PathBuf>,
+    pub fsync: Option<String>,
+    pub fsync_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +234,13 @@ pub struct Config {
     pub query_log_lookback: Duration,
     pub query_log_limit: usize,
     pub query_log_format: LogAnswerFormat,
+    pub ingest_max_body_size: usize,
+    pub ingest_labels: LabelMapping,
+    pub storage_fsync: FsyncMode,
+    pub storage_fsync_interval: Duration,
+    pub retention_time: Duration,
+    pub retention_size: u64,
+    pub retention_interval: Duration,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
 }
@@ -372,6 +420,61 @@ impl Config {
             )
         })?;
 
+        let size_text = flags
+            .ingest_max_body_size
+            .or(file.ingest.max_body_size)
+            .unwrap_or_else(|| "64MB".into());
+        let ingest_max_body_size = parse_size(&size_text)
+            .filter(|&n| n > 0)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                invalid(
+                    "ingest.max-body-size",
+                    format!("{size_text:?} is not a size like 64MB"),
+                )
+            })?;
+        let fsync_text = flags
+            .storage_fsync
+            .or(file.storage.fsync)
+            .unwrap_or_else(|| "batch".into());
+        let storage_fsync = FsyncMode::parse(&fsync_text).ok_or_else(|| {
+            invalid(
+                "storage.fsync",
+                format!("{fsync_text:?} is not one of never, batch, always"),
+            )
+        })?;
+        let storage_fsync_interval = parse_duration_setting(
+            "storage.fsync-interval",
+            flags.storage_fsync_interval.or(file.storage.fsync_interval),
+            "1s",
+        )?;
+        if storage_fsync_interval.is_zero() {
+            return Err(invalid("storage.fsync-interval", "must be greater than 0"));
+        }
+        let retention_time = parse_duration_setting(
+            "retention.time",
+            flags.retention_time.or(file.retention.time),
+            "15d",
+        )?;
+        let retention_size_text = flags
+            .retention_size
+            .or(file.retention.size)
+            .unwrap_or_else(|| "0".into());
+        let retention_size = parse_size(&retention_size_text).ok_or_else(|| {
+            invalid(
+                "retention.size",
+                format!("{retention_size_text:?} is not a size like 100GB (or 0)"),
+            )
+        })?;
+        let retention_interval = parse_duration_setting(
+            "retention.interval",
+            flags.retention_interval.or(file.retention.interval),
+            "20s",
+        )?;
+        if retention_interval.is_zero() {
+            return Err(invalid("retention.interval", "must be greater than 0"));
+        }
+
         let level_text = flags
             .log_level
             .or(file.log.level)
@@ -417,6 +520,13 @@ impl Config {
             query_log_lookback,
             query_log_limit,
             query_log_format,
+            ingest_max_body_size,
+            ingest_labels: file.ingest.labels.unwrap_or_default(),
+            storage_fsync,
+            storage_fsync_interval,
+            retention_time,
+            retention_size,
+            retention_interval,
             log_level,
             log_format,
         })

@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod ingest;
 pub mod limits;
 pub mod logging;
 pub mod logql;

@@ -49,7 +49,20 @@ pub async fn serve(
     prepare_store(&config);
     let grace = config.shutdown_timeout;
     let state = AppState::new(config)?;
+    // Lines a killed predecessor was half-way through writing were never acknowledged: cut them
+    // off before anything is appended after them.
+    match state.writer.repair_after_crash() {
+        Ok(repaired) if !repaired.is_empty() => {
+            tracing::warn!(
+                files = repaired.len(),
+                "cut unterminated lines left by an interrupted write"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "repairing files after a crash failed"),
+    }
     state.upstream.spawn_health_probe();
+    spawn_storage_tasks(&state);
     // Build the time indexes of the last day's log files before queries ask for them.
     let store = std::sync::Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || store.warm_recent(24));
@@ -63,6 +76,7 @@ pub async fn serve(
             let _ = tokio::task::spawn_blocking(move || store.forget_deleted()).await;
         }
     });
+    let writer = std::sync::Arc::clone(&state.writer);
     let app = api::router(state);
 
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
@@ -91,8 +105,83 @@ pub async fn serve(
         served = server => served?,
         _ = grace_over => tracing::warn!("shutdown grace period over; dropping requests still in flight"),
     }
+    if let Err(e) = writer.close_idle(true) {
+        tracing::warn!(error = %e, "closing log files at shutdown failed");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Background work on the store: batch fsync, closing idle appenders, retention.
+fn spawn_storage_tasks(state: &api::SharedState) {
+    use std::sync::Arc;
+    use std::time::Duration;
+    if state.config.storage_fsync == crate::store::writer::FsyncMode::Batch {
+        let s = Arc::clone(state);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(s.config.storage_fsync_interval);
+            loop {
+                ticker.tick().await;
+                let w = Arc::clone(&s);
+                match tokio::task::spawn_blocking(move || w.writer.sync_dirty()).await {
+                    Ok(Ok(seconds)) if seconds > 0.0 => s.metrics.fsync_duration.observe(seconds),
+                    Ok(Err(e)) => tracing::error!(error = %e, "fsync of log files failed"),
+                    _ => {}
+                }
+            }
+        });
+    }
+    let s = Arc::clone(state);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            ticker.tick().await;
+            let w = Arc::clone(&s);
+            let _ = tokio::task::spawn_blocking(move || w.writer.close_idle(false)).await;
+        }
+    });
+    let s = Arc::clone(state);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(s.config.retention_interval);
+        loop {
+            ticker.tick().await;
+            let w = Arc::clone(&s);
+            let outcome = tokio::task::spawn_blocking(move || {
+                let writer = Arc::clone(&w.writer);
+                crate::store::retention::run(
+                    &w.config.storage_path,
+                    crate::params::Timestamp::now().0,
+                    w.config.retention_time,
+                    w.config.retention_size,
+                    &|path| writer.is_open(path),
+                )
+            })
+            .await;
+            if let Ok(o) = outcome {
+                s.metrics
+                    .store_size
+                    .set(i64::try_from(o.store_bytes).unwrap_or(i64::MAX));
+                for (reason, n) in [("time", o.deleted_by_time), ("size", o.deleted_by_size)] {
+                    if n > 0 {
+                        s.metrics
+                            .retention_deleted
+                            .get_or_create(&crate::telemetry::ReasonLabels {
+                                reason: reason.into(),
+                            })
+                            .inc_by(n);
+                    }
+                }
+                if o.deleted_by_time + o.deleted_by_size > 0 {
+                    tracing::info!(
+                        by_time = o.deleted_by_time,
+                        by_size = o.deleted_by_size,
+                        bytes = o.bytes_deleted,
+                        "retention deleted hour files"
+                    );
+                }
+            }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

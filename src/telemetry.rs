@@ -60,6 +60,17 @@ pub struct Metrics {
     pub store_bytes_indexed: Counter,
     pub store_bytes_scanned: Counter,
     pub store_scan_duration: Histogram,
+    pub ingest_lines: Family<StageLabels, Counter>,
+    pub ingest_bytes_written: Counter,
+    pub ingest_refused: Family<ReasonLabels, Counter>,
+    pub fsync_duration: Histogram,
+    pub retention_deleted: Family<ReasonLabels, Counter>,
+    pub store_size: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: String,
 }
 
 impl Metrics {
@@ -139,6 +150,42 @@ impl Metrics {
             "Time to answer one log search from the store",
             store_scan_duration.clone(),
         );
+        let ingest_lines = Family::<StageLabels, Counter>::default();
+        registry.register(
+            "janus_ingest_lines",
+            "Pushed log lines by stage: received (entries decoded), written (stored lines, after splitting multi-line messages), refused (in refused requests)",
+            ingest_lines.clone(),
+        );
+        let ingest_bytes_written = Counter::default();
+        registry.register(
+            "janus_ingest_written_bytes",
+            "Bytes appended to hour files by the push API",
+            ingest_bytes_written.clone(),
+        );
+        let ingest_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "janus_ingest_refused_requests",
+            "Push requests refused, by reason (bad_request, too_large, write_failed)",
+            ingest_refused.clone(),
+        );
+        let fsync_duration = latency_histogram();
+        registry.register(
+            "janus_storage_fsync_duration_seconds",
+            "Time spent forcing appended lines to disk (per request under fsync=always, per pass under batch)",
+            fsync_duration.clone(),
+        );
+        let retention_deleted = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "janus_retention_deleted_files",
+            "Hour files deleted by retention, by reason (time, size)",
+            retention_deleted.clone(),
+        );
+        let store_size = Gauge::default();
+        registry.register(
+            "janus_store_size_bytes",
+            "Bytes of hour files in the store at the last retention pass",
+            store_size.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -167,6 +214,12 @@ impl Metrics {
             store_bytes_indexed,
             store_bytes_scanned,
             store_scan_duration,
+            ingest_lines,
+            ingest_bytes_written,
+            ingest_refused,
+            fsync_duration,
+            retention_deleted,
+            store_size,
         }
     }
 

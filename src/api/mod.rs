@@ -6,6 +6,7 @@ mod logs;
 mod merged;
 mod observe;
 mod proxy;
+mod push;
 mod query;
 mod request;
 mod status;
@@ -18,6 +19,7 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::limits::QueryLimiter;
+use crate::store::writer::Writer;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
@@ -47,6 +49,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub limiter: QueryLimiter,
     pub store: Arc<Store>,
+    pub writer: Arc<Writer>,
     pub started: SystemTime,
 }
 
@@ -61,12 +64,17 @@ impl AppState {
             config.storage_path.clone(),
             Arc::clone(&metrics),
         ));
+        let writer = Arc::new(Writer::new(
+            config.storage_path.clone(),
+            config.storage_fsync,
+        ));
         Ok(Arc::new(AppState {
             config,
             upstream,
             metrics,
             limiter,
             store,
+            writer,
             started: SystemTime::now(),
         }))
     }
@@ -80,6 +88,8 @@ pub enum Handler {
     QueryRange,
     /// Forwarded to the upstream.
     Upstream,
+    /// The Loki push API.
+    Push,
     /// Answered by both faces, merged.
     Labels,
     LabelValues,
@@ -100,6 +110,7 @@ pub struct Route {
 
 const GET: &[&str] = &["GET"];
 const GET_POST: &[&str] = &["GET", "POST"];
+const POST: &[&str] = &["POST"];
 
 /// Every route Janus serves. `tests/api_spec.rs` checks this table against the OpenAPI file.
 #[rustfmt::skip]
@@ -127,6 +138,7 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/api/v1/status/config", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/status/tsdb", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/status/walreplay", methods: GET, handler: Handler::Upstream },
+    Route { path: "/loki/api/v1/push", methods: POST, handler: Handler::Push },
 ];
 
 fn method_filter(methods: &[&str]) -> MethodFilter {
@@ -154,6 +166,7 @@ pub fn router(state: SharedState) -> Router {
             Handler::Series => on(filter, merged::series),
             Handler::Metadata => on(filter, merged::metadata),
             Handler::Targets => on(filter, merged::targets),
+            Handler::Push => on(filter, push::push),
             Handler::Root => on(filter, status::root),
             Handler::Healthy => on(filter, status::healthy),
             Handler::Ready => on(filter, status::ready),

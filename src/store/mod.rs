@@ -6,7 +6,9 @@
 pub mod index;
 pub mod layout;
 pub mod line;
+pub mod retention;
 pub mod scan;
+pub mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
