@@ -20,7 +20,7 @@ cat "$dir"/pod/*/* >/dev/null # warm the page cache for everyone
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ./target/release/janus --web.listen-address=127.0.0.1:$port --storage.path="$dir" \
-  --upstream.url=http://127.0.0.1:1 --query.log-limit=100000 2>/dev/null &
+  --upstream.url=http://127.0.0.1:1 --query.log-limit=100000 --retention.time=0 2>/dev/null &
 jpid=$!
 trap 'kill $jpid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/-/ready" && break; sleep 0.05; done

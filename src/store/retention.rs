@@ -52,7 +52,12 @@ pub fn run(
     }
     files.sort_by(|a, b| (a.hour_start, &a.path).cmp(&(b.hour_start, &b.path)));
     let current_hour = now_ns.div_euclid(HOUR_NANOS) * HOUR_NANOS;
-    let cutoff = now_ns.saturating_sub(i64::try_from(max_age.as_nanos()).unwrap_or(i64::MAX));
+    // A zero age turns deletion by time off.
+    let cutoff = if max_age.is_zero() {
+        i64::MIN
+    } else {
+        now_ns.saturating_sub(i64::try_from(max_age.as_nanos()).unwrap_or(i64::MAX))
+    };
     let mut total: u64 = files.iter().map(|f| f.bytes).sum();
     for f in &files {
         let by_time = f.hour_start.saturating_add(HOUR_NANOS) <= cutoff;

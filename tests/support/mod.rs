@@ -59,6 +59,8 @@ pub async fn start_janus(upstream: &str, adjust: impl FnOnce(&mut Config)) -> Te
     config.storage_path = storage.clone();
     config.listen_address = "127.0.0.1:0".parse().expect("addr");
     config.shutdown_timeout = Duration::from_secs(5);
+    // Test trees hold old dates (Lethe's is from 2009): retention would delete them.
+    config.retention_time = Duration::ZERO;
     adjust(&mut config);
     let listener = TcpListener::bind(config.listen_address)
         .await
