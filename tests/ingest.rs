@@ -15,10 +15,13 @@ const T0: i64 = 1_704_067_200_000_000_000; // 2024-01-01T00:00:00Z
 
 /// The streams every encoding test sends: a pod stream, a node stream, a multi-line message and
 /// lines in two hours.
-fn sample() -> Vec<(
+/// A stream to push: labels and (unix ns, line) entries.
+type Sample = (
     BTreeMap<&'static str, &'static str>,
     Vec<(i64, &'static str)>,
-)> {
+);
+
+fn sample() -> Vec<Sample> {
     vec![
         (
             BTreeMap::from([
