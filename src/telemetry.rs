@@ -62,6 +62,7 @@ pub struct Metrics {
     pub store_scan_duration: Histogram,
     pub ingest_lines: Family<StageLabels, Counter>,
     pub ingest_bytes_written: Counter,
+    pub ingest_bytes_received: Counter,
     pub ingest_refused: Family<ReasonLabels, Counter>,
     pub fsync_duration: Histogram,
     pub retention_deleted: Family<ReasonLabels, Counter>,
@@ -162,6 +163,12 @@ impl Metrics {
             "Bytes appended to hour files by the push API",
             ingest_bytes_written.clone(),
         );
+        let ingest_bytes_received = Counter::default();
+        registry.register(
+            "janus_ingest_received_bytes",
+            "Bytes of push request bodies received, as sent (compressed or not)",
+            ingest_bytes_received.clone(),
+        );
         let ingest_refused = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "janus_ingest_refused_requests",
@@ -216,6 +223,7 @@ impl Metrics {
             store_scan_duration,
             ingest_lines,
             ingest_bytes_written,
+            ingest_bytes_received,
             ingest_refused,
             fsync_duration,
             retention_deleted,

@@ -58,6 +58,10 @@ async fn push_inner(state: &SharedState, request: Request) -> Result<(), (&'stat
             )),
         )
     })?;
+    state
+        .metrics
+        .ingest_bytes_received
+        .inc_by(body.len() as u64);
     let state_for_work = std::sync::Arc::clone(state);
     let outcome = tokio::task::spawn_blocking(move || {
         let streams = decode::decode(&content_type, content_encoding.as_deref(), &body, max)
