@@ -241,6 +241,10 @@ pub struct Config {
     pub retention_time: Duration,
     pub retention_size: u64,
     pub retention_interval: Duration,
+    /// Testing aid, not a flag: evaluate metric-only queries in Janus too, pushing down only the
+    /// smallest sub-expressions (selectors and range functions over them), so the evaluator can be
+    /// checked against a real Prometheus.
+    pub evaluate_metric_queries: bool,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
 }
@@ -527,6 +531,7 @@ impl Config {
             retention_time,
             retention_size,
             retention_interval,
+            evaluate_metric_queries: false,
             log_level,
             log_format,
         })

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod logging;
 pub mod logql;
 pub mod params;
+pub mod promql;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -23,10 +23,65 @@ pub enum Order {
     Descending,
 }
 
-pub async fn answer(state: &SharedState, params: &Params, kind: QueryKind) -> Response {
-    match answer_inner(state, params, kind).await {
+pub async fn answer(
+    state: &SharedState,
+    params: &Params,
+    headers: &axum::http::HeaderMap,
+    kind: QueryKind,
+) -> Response {
+    let outcome = match route(params) {
+        Ok(Route::Lines) => answer_inner(state, params, kind).await,
+        Ok(Route::Expression(rewritten, expr)) => {
+            super::expr::answer(state, params, headers, kind, rewritten, expr).await
+        }
+        Err(e) => Err(e),
+    };
+    match outcome {
         Ok(response) => response,
         Err(e) => e.into_response(),
+    }
+}
+
+enum Route {
+    /// A bare log selector with its pipeline: lines.
+    Lines,
+    /// Log metrics, aggregations, mixed expressions: numbers.
+    Expression(
+        crate::logql::rewrite::Rewritten,
+        promql_parser::parser::Expr,
+    ),
+}
+
+/// Lines or numbers? A query that is one log selector (with pipeline and range) asks for lines;
+/// anything around it makes it an expression.
+fn route(params: &Params) -> Result<Route, ApiError> {
+    let text = params.get("query");
+    if text.trim().is_empty() {
+        return Ok(Route::Lines); // refused with Prometheus's words by the lines path
+    }
+    let rewritten = crate::logql::rewrite::rewrite(text)?;
+    match promql_parser::parser::parse(&rewritten.promql) {
+        Ok(promql_parser::parser::Expr::VectorSelector(_))
+        | Ok(promql_parser::parser::Expr::MatrixSelector(_))
+            if rewritten.logs.len() == 1 =>
+        {
+            Ok(Route::Lines)
+        }
+        Ok(expr) => Ok(Route::Expression(rewritten, expr)),
+        // A query that starts with a log selector is worded best by the lines parser, with
+        // positions in the query as written.
+        Err(e) => {
+            let starts_with_selector = logql::lexer::LOG_SELECTORS
+                .iter()
+                .any(|name| text.trim_start().starts_with(name));
+            match logql::parse_log_query(text) {
+                Err(ours) if starts_with_selector => Err(ours),
+                _ => Err(ApiError::BadData(format!(
+                    "invalid parameter \"query\": {}",
+                    e.trim()
+                ))),
+            }
+        }
     }
 }
 

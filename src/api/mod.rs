@@ -1,6 +1,7 @@
 //! The HTTP API: one table of routes (the contract, mirrored by `api-spec/openapi.yaml`), the
 //! shared state, and the observing middleware every request passes through.
 
+mod expr;
 mod log_encode;
 mod logs;
 mod merged;

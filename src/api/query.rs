@@ -27,8 +27,8 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
         Ok(read) => read,
         Err(e) => return e.into_response(),
     };
-    if logql::involves_logs(read.params.get("query")) {
-        let mut response = logs::answer(&state, &read.params, kind).await;
+    if logql::involves_logs(read.params.get("query")) || state.config.evaluate_metric_queries {
+        let mut response = logs::answer(&state, &read.params, &read.parts.headers, kind).await;
         response.extensions_mut().insert(Face::Log);
         response
     } else {

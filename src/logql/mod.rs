@@ -2,6 +2,7 @@
 
 pub mod lexer;
 pub mod parse;
+pub mod rewrite;
 
 pub use lexer::involves_logs;
 pub use parse::{parse_log_query, FieldMatcher, LineFilter, LogKind, LogQuery};

@@ -150,22 +150,7 @@ pub fn parse_log_query(query: &str) -> Result<LogQuery, ApiError> {
     let kind = LogKind::from_name(text(first)).unwrap_or(LogKind::Pod);
 
     // The selector: up to the brace that closes the first one.
-    let mut depth = 0;
-    let mut close = None;
-    for (i, t) in tokens.iter().enumerate().skip(1) {
-        match t.kind {
-            Kind::LBrace => depth += 1,
-            Kind::RBrace => {
-                depth -= 1;
-                if depth == 0 {
-                    close = Some(i);
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
-    let Some(close) = close else {
+    let Some(close) = closing_brace(&tokens, 1) else {
         return Err(parse_error(
             query,
             tokens[1].start,
@@ -239,6 +224,89 @@ pub fn parse_log_query(query: &str) -> Result<LogQuery, ApiError> {
         filters,
         range,
     })
+}
+
+/// The index of the `}` closing the `{` at `open`.
+fn closing_brace(tokens: &[Token], open: usize) -> Option<usize> {
+    let mut depth = 0;
+    for (i, t) in tokens.iter().enumerate().skip(open) {
+        match t.kind {
+            Kind::LBrace => depth += 1,
+            Kind::RBrace => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A log selector with its pipeline inside a larger expression (`rate(pod{…} |= "x" [5m])`):
+/// parses from the selector name at token `at` through the last line filter, and returns the
+/// index of the first token after them. The range stays with the surrounding PromQL.
+pub fn parse_embedded(
+    query: &str,
+    tokens: &[Token],
+    at: usize,
+) -> Result<(LogQuery, usize), ApiError> {
+    let text = |t: &Token| &query[t.start..t.end];
+    let first = &tokens[at];
+    let kind = LogKind::from_name(text(first)).unwrap_or(LogKind::Pod);
+    let Some(close) = closing_brace(tokens, at + 1) else {
+        return Err(parse_error(
+            query,
+            first.start,
+            "unclosed left brace in log selector",
+        ));
+    };
+    let selector_text = &query[first.start..tokens[close].end];
+    let (targets, fields) =
+        selector_matchers(query, first.start, selector_text, kind, &tokens[at..=close])?;
+    let mut filters = Vec::new();
+    let mut i = close + 1;
+    while let Some(t) = tokens.get(i) {
+        let op = text(t);
+        if t.kind != Kind::Op || !matches!(op, "|=" | "!=" | "|~" | "!~") {
+            break;
+        }
+        let Some(operand) = tokens.get(i + 1) else {
+            return Err(parse_error(
+                query,
+                t.end,
+                format!("line filter {op} needs a string literal, found end of input"),
+            ));
+        };
+        if operand.kind != Kind::Str {
+            // `!=` before something else is PromQL's comparison, not a line filter.
+            if op == "!=" {
+                break;
+            }
+            return Err(parse_error(
+                query,
+                operand.start,
+                format!(
+                    "line filter {op} needs a string literal, found {:?}",
+                    text(operand)
+                ),
+            ));
+        }
+        let value = unquote(text(operand)).map_err(|e| parse_error(query, operand.start, e))?;
+        filters.push(line_filter(query, operand.start, op, &value)?);
+        i += 2;
+    }
+    Ok((
+        LogQuery {
+            kind,
+            targets,
+            fields,
+            filters,
+            range: None,
+        },
+        i,
+    ))
 }
 
 /// The error for a query that involves logs but does not start with a log selector.

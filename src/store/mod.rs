@@ -10,6 +10,7 @@ pub mod retention;
 pub mod scan;
 pub mod writer;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -31,6 +32,9 @@ pub struct Search<'a> {
     pub deadline: Instant,
     pub cancelled: &'a AtomicBool,
 }
+
+/// Per stream (its label values), per bucket: lines and message bytes.
+pub type StreamBuckets = BTreeMap<Vec<String>, Vec<(u64, u64)>>;
 
 /// A line of the answer.
 pub struct FoundLine {
@@ -134,6 +138,97 @@ impl Store {
             truncated: outcome.truncated,
             warnings,
         })
+    }
+
+    /// Counts the lines (and message bytes) of each stream between consecutive `bounds`: bucket
+    /// `j` (1 ≤ j < bounds.len()) holds lines with time in `(bounds[j-1], bounds[j]]`; bucket 0
+    /// is unused. `bounds` must be sorted. One pass over the window's lines, on every core.
+    pub fn buckets(
+        &self,
+        query: &LogQuery,
+        bounds: &[i64],
+        deadline: Instant,
+        cancelled: &AtomicBool,
+    ) -> Result<StreamBuckets, ScanStop> {
+        let (Some(&first), Some(&last)) = (bounds.first(), bounds.last()) else {
+            return Ok(BTreeMap::new());
+        };
+        let (lo, hi) = (first.saturating_add(1), last);
+        let mut skipped = layout::Skipped::default();
+        let mut candidates = Vec::new();
+        for target in layout::targets(
+            &self.root,
+            query.kind,
+            |n| query.target_matches(n),
+            &mut skipped,
+        ) {
+            for file in layout::hour_files(&target, &mut skipped) {
+                if layout::hour_overlaps(file.hour_start, lo, hi) {
+                    candidates.push((target.name.clone(), file));
+                }
+            }
+        }
+        self.metrics.store_skipped_entries.inc_by(skipped.entries);
+        let mut warnings = Vec::new();
+        let stop = || scan::interrupted(deadline, cancelled).is_some();
+        let files = self.open_and_index(candidates, &mut warnings, &stop);
+        if let Some(why) = scan::interrupted(deadline, cancelled) {
+            return Err(why);
+        }
+        let request = ScanRequest {
+            query,
+            lo,
+            hi,
+            limit: 0,
+            keep: Keep::Oldest,
+            deadline,
+            cancelled,
+            threads: self.threads,
+        };
+        type Counts = rustc_hash::FxHashMap<Vec<u8>, Vec<(u64, u64)>>;
+        let states = scan::for_each_match(
+            &files,
+            &request,
+            || (Counts::default(), Vec::<u8>::new()),
+            |(counts, key), _file, line| {
+                let j = bounds.partition_point(|&b| b < line.ts);
+                if j == 0 || j >= bounds.len() {
+                    return;
+                }
+                key.clear();
+                for (n, field) in line.fields[..line.field_count].iter().enumerate() {
+                    if n > 0 {
+                        key.push(b'|');
+                    }
+                    key.extend_from_slice(field);
+                }
+                let slot = match counts.get_mut(key.as_slice()) {
+                    Some(slot) => slot,
+                    None => counts
+                        .entry(key.clone())
+                        .or_insert_with(|| vec![(0, 0); bounds.len()]),
+                };
+                slot[j].0 += 1;
+                slot[j].1 += line.message.len() as u64;
+            },
+        )?;
+        let mut merged: BTreeMap<Vec<String>, Vec<(u64, u64)>> = BTreeMap::new();
+        for (counts, _) in states {
+            for (key, buckets) in counts {
+                let labels: Vec<String> = key
+                    .split(|&b| b == b'|')
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .collect();
+                let slot = merged
+                    .entry(labels)
+                    .or_insert_with(|| vec![(0, 0); bounds.len()]);
+                for (s, b) in slot.iter_mut().zip(buckets) {
+                    s.0 += b.0;
+                    s.1 += b.1;
+                }
+            }
+        }
+        Ok(merged)
     }
 
     /// Opens the candidate files (never following links) and gets their indexes, in parallel:

@@ -54,6 +54,25 @@ impl PartialOrd for Hit {
     }
 }
 
+/// A matching line as the scanner sees it, borrowed from the block being scanned.
+pub struct Match<'a> {
+    pub file: usize,
+    pub offset: u64,
+    pub raw: &'a [u8],
+    pub line: &'a line::Line<'a>,
+}
+
+impl Match<'_> {
+    fn to_hit(&self) -> Hit {
+        Hit {
+            ts: self.line.ts,
+            file: self.file,
+            offset: self.offset,
+            line: self.raw.to_vec(),
+        }
+    }
+}
+
 /// Which end of the window to keep when more than `limit` lines match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
@@ -218,8 +237,8 @@ pub fn scan(files: &[ScanFile], req: &ScanRequest<'_>) -> Result<ScanOutcome, Sc
                 return;
             }
             let mut local = Kept::new(req.keep, req.limit.max(1));
-            match scan_unit(files, unit, req, &filters, &prefilter, &mut buf, &mut |h| {
-                local.push(h)
+            match scan_unit(files, unit, req, &filters, &prefilter, &mut buf, &mut |m| {
+                local.push(m.to_hit())
             }) {
                 Ok(n) => {
                     bytes_read.fetch_add(n, Ordering::Relaxed);
@@ -346,7 +365,7 @@ fn scan_unit(
     filters: &[LineFilter],
     prefilter: &Prefilter,
     buf: &mut Vec<u8>,
-    emit: &mut dyn FnMut(Hit),
+    emit: &mut dyn FnMut(Match<'_>),
 ) -> std::io::Result<usize> {
     use std::os::unix::fs::FileExt;
     let f = &files[unit.file];
@@ -370,11 +389,11 @@ fn scan_unit(
             }
         }
         if filters.iter().all(|f| f.matches(l.message)) {
-            emit(Hit {
-                ts: l.ts,
+            emit(Match {
                 file: unit.file,
                 offset: unit.block.start + start as u64,
-                line: raw.to_vec(),
+                raw,
+                line: &l,
             });
         }
     };
@@ -415,4 +434,64 @@ fn scan_unit(
         }
     }
     Ok(len)
+}
+
+/// Calls `visit` for every matching line of the window, on every core, each worker with its own
+/// state from `start`; returns the workers' states for the caller to merge. No line is copied:
+/// this is the one pass behind log metrics.
+pub fn for_each_match<S: Send>(
+    files: &[ScanFile],
+    req: &ScanRequest<'_>,
+    start: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, &ScanFile, &line::Line<'_>) + Sync,
+) -> Result<Vec<S>, ScanStop> {
+    let units: Vec<Unit> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(i, f)| {
+            f.index
+                .blocks
+                .iter()
+                .filter(|b| b.max_ts >= req.lo && b.min_ts <= req.hi)
+                .map(move |b| Unit { file: i, block: *b })
+        })
+        .collect();
+    let filters = req.query.filters_by_cost();
+    let prefilter = Prefilter::choose(&req.query.filters);
+    let cursor = AtomicUsize::new(0);
+    let stop: Mutex<Option<ScanStop>> = Mutex::new(None);
+    let states: Mutex<Vec<S>> = Mutex::new(Vec::new());
+    let worker = || {
+        let mut state = start();
+        let mut buf = Vec::new();
+        loop {
+            let i = cursor.fetch_add(1, Ordering::Relaxed);
+            let Some(unit) = units.get(i) else { break };
+            if let Some(why) = interrupted(req.deadline, req.cancelled) {
+                if let Ok(mut s) = stop.lock() {
+                    s.get_or_insert(why);
+                }
+                break;
+            }
+            let file = &files[unit.file];
+            // A block that changed under the scan is skipped, as in searches.
+            let _ = scan_unit(files, unit, req, &filters, &prefilter, &mut buf, &mut |m| {
+                visit(&mut state, file, m.line)
+            });
+        }
+        if let Ok(mut all) = states.lock() {
+            all.push(state);
+        }
+    };
+    let threads = req.threads.clamp(1, 64).min(units.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(worker);
+        }
+        worker();
+    });
+    if let Some(why) = stop.into_inner().ok().flatten() {
+        return Err(why);
+    }
+    Ok(states.into_inner().unwrap_or_default())
 }

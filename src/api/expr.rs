@@ -1,0 +1,201 @@
+//! Expressions over logs (log metrics, aggregations, mixed with metrics): parse with the log
+//! selectors replaced, plan, compute the leaves concurrently (store and upstream), evaluate,
+//! encode as Prometheus does.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use promql_parser::parser::Expr;
+
+use super::query::QueryKind;
+use super::request::Deadline;
+use super::SharedState;
+use crate::error::ApiError;
+use crate::logql::rewrite::Rewritten;
+use crate::params::{Params, Timestamp};
+use crate::promql::plan::{self, LogCall};
+use crate::promql::value::{Steps, Value};
+use crate::promql::{encode, plan::from_upstream};
+use crate::store::scan::ScanStop;
+use crate::upstream::Forward;
+
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Unix seconds with nanoseconds, as the upstream reads `time`, `start`, `end`, `step`.
+fn seconds(ns: i64) -> String {
+    format!(
+        "{}.{:09}",
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000)
+    )
+}
+
+pub async fn answer(
+    state: &SharedState,
+    params: &Params,
+    headers: &HeaderMap,
+    kind: QueryKind,
+    rewritten: Rewritten,
+    expr: Expr,
+) -> Result<Response, ApiError> {
+    let steps = match kind {
+        QueryKind::Instant => Steps {
+            start: params.time_or("time", Timestamp::now())?.0,
+            step: 1,
+            count: 1,
+        },
+        QueryKind::Range => {
+            let r = params.range()?;
+            Steps {
+                start: r.start.0,
+                step: r.step_nanos,
+                count: ((r.end.0 - r.start.0) / r.step_nanos) as usize + 1,
+            }
+        }
+    };
+    let deadline = Deadline::own(params, &state.config)?;
+    let plan = plan::plan(&expr, state.config.evaluate_metric_queries)?;
+    let _slot = state.limiter.acquire(deadline.at).await?;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(Arc::clone(&cancelled));
+
+    let logs = Arc::new(rewritten.logs);
+    let log_tasks = plan.logs.iter().map(|(text, call)| {
+        let (store, logs, call, cancelled) = (
+            Arc::clone(&state.store),
+            Arc::clone(&logs),
+            call.clone(),
+            Arc::clone(&cancelled),
+        );
+        let text = text.clone();
+        let at = deadline.at.into_std();
+        async move {
+            let value = tokio::task::spawn_blocking(move || {
+                run_log_call(&store, &logs, &call, &steps, at, &cancelled)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("log metric failed: {e}")))??;
+            Ok::<_, ApiError>((text, value, Vec::new()))
+        }
+    });
+    let upstream_tasks = plan.upstream.iter().map(|(text, scalar)| {
+        let path = match kind {
+            QueryKind::Instant => format!(
+                "/api/v1/query?{}",
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("query", text)
+                    .append_pair("time", &seconds(steps.start))
+                    .finish()
+            ),
+            QueryKind::Range => format!(
+                "/api/v1/query_range?{}",
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("query", text)
+                    .append_pair("start", &seconds(steps.start))
+                    .append_pair("end", &seconds(steps.time(steps.count - 1)))
+                    .append_pair("step", &seconds(steps.step))
+                    .finish()
+            ),
+        };
+        let text = text.clone();
+        let scalar = *scalar;
+        async move {
+            let answer = state
+                .upstream
+                .forward(Forward {
+                    method: axum::http::Method::GET,
+                    path_and_query: &path,
+                    headers,
+                    body: bytes::Bytes::new(),
+                    handler: "/api/v1/query (pushed down)",
+                    deadline: deadline.at,
+                    budget: deadline.budget,
+                    identity: true,
+                })
+                .await?;
+            let status = answer.status();
+            let body = axum::body::to_bytes(answer.into_body(), 512 << 20)
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("reading the upstream answer: {e}")))?;
+            let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::Unavailable(format!("the upstream's answer is not JSON ({status}): {e}"))
+            })?;
+            if !status.is_success() || json["status"] != "success" {
+                let message = json["error"]
+                    .as_str()
+                    .unwrap_or("upstream error")
+                    .to_string();
+                return Err(match json["errorType"].as_str() {
+                    Some("bad_data") => ApiError::BadData(message),
+                    Some("execution") => ApiError::Execution(message),
+                    Some("timeout") => ApiError::Timeout(message),
+                    Some("canceled") => ApiError::Canceled(message),
+                    _ => ApiError::Unavailable(message),
+                });
+            }
+            let warnings: Vec<String> = json["warnings"]
+                .as_array()
+                .map(|w| {
+                    w.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok::<_, ApiError>((
+                text,
+                from_upstream(&json["data"], &steps, scalar)?,
+                warnings,
+            ))
+        }
+    });
+    let (logs_done, upstream_done) = tokio::join!(
+        futures_util::future::join_all(log_tasks),
+        futures_util::future::join_all(upstream_tasks)
+    );
+    let mut inputs: HashMap<String, Value> = HashMap::new();
+    let mut warnings = Vec::new();
+    for done in logs_done.into_iter().chain(upstream_done) {
+        let (text, value, w) = done?;
+        inputs.insert(text, value);
+        warnings.extend(w);
+    }
+    let value = plan::evaluate(&expr, steps, &inputs)?;
+    let data = encode::data(&value, &steps, kind == QueryKind::Range);
+    let mut body = format!("{{\"status\":\"success\",\"data\":{data}");
+    if !warnings.is_empty() {
+        body.push_str(",\"warnings\":");
+        body.push_str(&serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()));
+    }
+    body.push('}');
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+fn run_log_call(
+    store: &crate::store::Store,
+    logs: &[crate::logql::LogQuery],
+    call: &LogCall,
+    steps: &Steps,
+    deadline: std::time::Instant,
+    cancelled: &AtomicBool,
+) -> Result<Value, ApiError> {
+    let query = logs
+        .get(call.log)
+        .ok_or_else(|| ApiError::Internal("log selector placeholder without a query".into()))?;
+    plan::log_call(store, query, call, steps, deadline, cancelled).map_err(|stop| match stop {
+        ScanStop::Deadline => ApiError::Timeout("query timed out in query execution".into()),
+        ScanStop::Cancelled => ApiError::Canceled("query was canceled".into()),
+    })
+}

@@ -1,0 +1,99 @@
+//! Log selectors inside PromQL: `promql-parser` cannot read `pod{…} |= "x"`, so each log
+//! selector with its pipeline is parsed here and replaced by a placeholder metric name
+//! (`__janus_log_0__`) that the parser accepts wherever a selector may stand. The evaluator maps
+//! placeholders back to the parsed log queries.
+
+use super::lexer::{tokenize, Kind, LOG_SELECTORS};
+use super::parse::{parse_embedded, LogQuery};
+use crate::error::ApiError;
+
+pub const PLACEHOLDER_PREFIX: &str = "__janus_log_";
+
+pub fn placeholder(i: usize) -> String {
+    format!("{PLACEHOLDER_PREFIX}{i}__")
+}
+
+/// The index of the log query a placeholder name stands for.
+pub fn placeholder_index(name: &str) -> Option<usize> {
+    name.strip_prefix(PLACEHOLDER_PREFIX)?
+        .strip_suffix("__")?
+        .parse()
+        .ok()
+}
+
+/// A query with its log selectors replaced.
+#[derive(Debug)]
+pub struct Rewritten {
+    pub promql: String,
+    pub logs: Vec<LogQuery>,
+}
+
+pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
+    let tokens = tokenize(query);
+    if let Some(t) = tokens.iter().find(|t| t.kind == Kind::Unterminated) {
+        return Err(ApiError::BadData(format!(
+            "{}: parse error: unterminated quoted string",
+            super::lexer::position(query, t.start)
+        )));
+    }
+    let mut promql = String::with_capacity(query.len());
+    let mut logs = Vec::new();
+    let mut copied = 0;
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        match t.kind {
+            Kind::LBrace => depth += 1,
+            Kind::RBrace => depth = depth.saturating_sub(1),
+            Kind::Ident
+                if depth == 0
+                    && LOG_SELECTORS.contains(&&query[t.start..t.end])
+                    && tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LBrace) =>
+            {
+                let (log, next) = parse_embedded(query, &tokens, i)?;
+                promql.push_str(&query[copied..t.start]);
+                promql.push_str(&placeholder(logs.len()));
+                logs.push(log);
+                copied = tokens[next - 1].end;
+                i = next;
+                continue;
+            }
+            Kind::Op if matches!(&query[t.start..t.end], "|=" | "|~") => {
+                return Err(ApiError::BadData(format!(
+                    "{}: parse error: line filter {} must follow a log selector: pod{{namespace=\"…\"}} or node{{node=\"…\"}}",
+                    super::lexer::position(query, t.start),
+                    &query[t.start..t.end]
+                )));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    promql.push_str(&query[copied..]);
+    Ok(Rewritten { promql, logs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_selectors_and_pipelines() {
+        let r = rewrite(r#"sum by (namespace) (rate(pod{namespace=~"prod-.*"} |= "ERROR" != "retry" [5m])) / 2"#).unwrap();
+        assert_eq!(
+            r.promql,
+            "sum by (namespace) (rate(__janus_log_0__ [5m])) / 2"
+        );
+        assert_eq!(r.logs.len(), 1);
+        assert_eq!(r.logs[0].filters.len(), 2);
+        let r = rewrite(r#"count_over_time(node{node="n"}[1m]) > bool 3 or absent_over_time(pod{namespace="a"}[1m])"#).unwrap();
+        assert_eq!(r.promql, "count_over_time(__janus_log_0__[1m]) > bool 3 or absent_over_time(__janus_log_1__[1m])");
+        assert_eq!(placeholder_index("__janus_log_12__"), Some(12));
+        assert!(rewrite(r#"rate(pod{nmspace="a"}[5m])"#)
+            .unwrap_err()
+            .to_string()
+            .starts_with("1:10: parse error: unknown label"));
+        assert!(rewrite(r#"rate(up[5m]) |= "x""#).is_err());
+    }
+}

@@ -1,0 +1,4 @@
+pub mod encode;
+pub mod eval;
+pub mod plan;
+pub mod value;

@@ -1,0 +1,418 @@
+//! Planning and running an expression that involves log selectors: find its leaves — log range
+//! functions (answered from the store in one pass each) and every largest sub-expression without
+//! log selectors (pushed down to the upstream as its own query, with the same time or
+//! start/end/step) — compute them concurrently, then evaluate the rest (`eval.rs`).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{AtModifier, Expr, Offset};
+
+use super::eval::Evaluator;
+use super::value::{Labels, Series, Steps, Value};
+use crate::error::ApiError;
+use crate::logql::rewrite::placeholder_index;
+use crate::logql::LogQuery;
+use crate::store::Store;
+
+pub const LOG_FUNCTIONS: [&str; 5] = [
+    "count_over_time",
+    "rate",
+    "bytes_over_time",
+    "bytes_rate",
+    "absent_over_time",
+];
+
+/// A log range function call to answer from the store.
+#[derive(Debug, Clone)]
+pub struct LogCall {
+    pub function: &'static str,
+    pub log: usize,
+    pub range: Duration,
+    pub offset_ns: i64,
+    pub at: Option<AtModifier>,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub logs: Vec<(String, LogCall)>,
+    /// Sub-expressions for the upstream: text and whether the answer is a scalar.
+    pub upstream: Vec<(String, bool)>,
+}
+
+fn placeholder_of(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::VectorSelector(vs) => vs.name.as_deref().and_then(placeholder_index),
+        Expr::MatrixSelector(ms) => ms.vs.name.as_deref().and_then(placeholder_index),
+        _ => None,
+    }
+}
+
+fn involves_logs(expr: &Expr) -> bool {
+    if placeholder_of(expr).is_some() {
+        return true;
+    }
+    match expr {
+        Expr::Aggregate(a) => {
+            involves_logs(&a.expr) || a.param.as_ref().is_some_and(|p| involves_logs(p))
+        }
+        Expr::Unary(u) => involves_logs(&u.expr),
+        Expr::Binary(b) => involves_logs(&b.lhs) || involves_logs(&b.rhs),
+        Expr::Paren(p) => involves_logs(&p.expr),
+        Expr::Subquery(s) => involves_logs(&s.expr),
+        Expr::Call(c) => c.args.args.iter().any(|a| involves_logs(a)),
+        _ => false,
+    }
+}
+
+fn offset_ns(offset: &Option<Offset>) -> i64 {
+    match offset {
+        Some(Offset::Pos(d)) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Some(Offset::Neg(d)) => -i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        None => 0,
+    }
+}
+
+/// Instant-vector functions the evaluator computes itself.
+pub const LOCAL_FUNCTIONS: [&str; 19] = [
+    "abs",
+    "ceil",
+    "floor",
+    "sqrt",
+    "exp",
+    "ln",
+    "log2",
+    "log10",
+    "sgn",
+    "round",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "scalar",
+    "vector",
+    "time",
+    "sort",
+    "sort_desc",
+    "count_values",
+];
+
+/// Whether Janus can evaluate this node itself (given its children).
+fn evaluable_here(expr: &Expr) -> bool {
+    match expr {
+        Expr::Aggregate(a) => matches!(
+            a.op.to_string().as_str(),
+            "sum"
+                | "avg"
+                | "min"
+                | "max"
+                | "count"
+                | "group"
+                | "stddev"
+                | "stdvar"
+                | "topk"
+                | "bottomk"
+                | "quantile"
+                | "count_values"
+        ),
+        Expr::Binary(_)
+        | Expr::Unary(_)
+        | Expr::Paren(_)
+        | Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_) => true,
+        Expr::Call(c) => {
+            LOCAL_FUNCTIONS.contains(&c.func.name)
+                && !c
+                    .args
+                    .args
+                    .iter()
+                    .any(|a| matches!(a.as_ref(), Expr::MatrixSelector(_) | Expr::Subquery(_)))
+        }
+        _ => false,
+    }
+}
+
+/// `smallest`: push down only what Janus cannot evaluate (selectors, range functions over
+/// them, functions it does not have) — the testing switch; otherwise every largest
+/// sub-expression without log selectors goes to the upstream.
+pub fn plan(expr: &Expr, smallest: bool) -> Result<Plan, ApiError> {
+    let mut plan = Plan::default();
+    collect(expr, &mut plan, smallest)?;
+    Ok(plan)
+}
+
+fn collect(expr: &Expr, plan: &mut Plan, smallest: bool) -> Result<(), ApiError> {
+    if smallest && !involves_logs(expr) && evaluable_here(expr) {
+        return match expr {
+            Expr::Aggregate(a) => {
+                collect(&a.expr, plan, smallest)?;
+                a.param
+                    .as_ref()
+                    .map_or(Ok(()), |p| collect(p, plan, smallest))
+            }
+            Expr::Binary(b) => {
+                collect(&b.lhs, plan, smallest)?;
+                collect(&b.rhs, plan, smallest)
+            }
+            Expr::Unary(u) => collect(&u.expr, plan, smallest),
+            Expr::Paren(p) => collect(&p.expr, plan, smallest),
+            Expr::Call(c) => c
+                .args
+                .args
+                .iter()
+                .try_for_each(|a| collect(a, plan, smallest)),
+            _ => Ok(()),
+        };
+    }
+    if !involves_logs(expr) {
+        if !matches!(expr, Expr::NumberLiteral(_) | Expr::StringLiteral(_)) {
+            plan.upstream
+                .push((expr.to_string(), expr.value_type() == ValueType::Scalar));
+        }
+        return Ok(());
+    }
+    match expr {
+        Expr::Call(c) if LOG_FUNCTIONS.contains(&c.func.name) => {
+            let arg = c.args.args.first().map(|a| a.as_ref());
+            let Some(Expr::MatrixSelector(ms)) = arg else {
+                return Err(ApiError::BadData(format!(
+                    "{} needs a log range selector such as pod{{namespace=\"…\"}}[5m]",
+                    c.func.name
+                )));
+            };
+            let log = ms.vs.name.as_deref().and_then(placeholder_index).ok_or_else(|| {
+                ApiError::BadData(format!("{} over logs needs a log selector", c.func.name))
+            })?;
+            plan.logs.push((
+                expr.to_string(),
+                LogCall {
+                    function: c.func.name,
+                    log,
+                    range: ms.range,
+                    offset_ns: offset_ns(&ms.vs.offset),
+                    at: ms.vs.at.clone(),
+                },
+            ));
+            Ok(())
+        }
+        Expr::Call(c) => {
+            if c.args.args.iter().any(|a| matches!(a.as_ref(), Expr::MatrixSelector(_)) && involves_logs(a)) {
+                return Err(ApiError::BadData(format!(
+                    "{} cannot read log lines: use one of {} over a log selector",
+                    c.func.name,
+                    LOG_FUNCTIONS.join(", ")
+                )));
+            }
+            c.args.args.iter().try_for_each(|a| collect(a, plan, smallest))
+        }
+        Expr::Aggregate(a) => {
+            collect(&a.expr, plan, smallest)?;
+            if let Some(p) = &a.param {
+                collect(p, plan, smallest)?;
+            }
+            Ok(())
+        }
+        Expr::Binary(b) => {
+            collect(&b.lhs, plan, smallest)?;
+            collect(&b.rhs, plan, smallest)
+        }
+        Expr::Unary(u) => collect(&u.expr, plan, smallest),
+        Expr::Paren(p) => collect(&p.expr, plan, smallest),
+        Expr::Subquery(_) => Err(ApiError::BadData(
+            "subqueries over log metrics are not supported yet".into(),
+        )),
+        _ => Err(ApiError::BadData(
+            "a log selector inside an expression needs a log range function around it, e.g. rate(pod{namespace=\"…\"} |= \"error\" [5m])".into(),
+        )),
+    }
+}
+
+/// Answers one log range function at every step, reading the window's lines once.
+pub fn log_call(
+    store: &Store,
+    query: &LogQuery,
+    call: &LogCall,
+    steps: &Steps,
+    deadline: std::time::Instant,
+    cancelled: &AtomicBool,
+) -> Result<Value, crate::store::scan::ScanStop> {
+    let range = i64::try_from(call.range.as_nanos()).unwrap_or(i64::MAX);
+    let eval_time = |k: usize| -> i64 {
+        let t = match &call.at {
+            Some(AtModifier::Start) => steps.start,
+            Some(AtModifier::End) => steps.time(steps.count.saturating_sub(1)),
+            Some(AtModifier::At(t)) => match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+                Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+            },
+            None => steps.time(k),
+        };
+        t.saturating_sub(call.offset_ns)
+    };
+    let mut bounds: Vec<i64> = (0..steps.count)
+        .flat_map(|k| {
+            let end = eval_time(k);
+            [end.saturating_sub(range), end]
+        })
+        .collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let buckets = store.buckets(query, &bounds, deadline, cancelled)?;
+    let index = |t: i64| bounds.partition_point(|&b| b < t);
+    let labels_of = |values: &[String]| -> Labels {
+        query
+            .kind
+            .labels()
+            .iter()
+            .map(|l| l.to_string())
+            .zip(values.iter().cloned())
+            .collect()
+    };
+    let seconds = call.range.as_secs_f64();
+    if call.function == "absent_over_time" {
+        let mut totals = vec![0u64; bounds.len()];
+        for b in buckets.values() {
+            for (t, (count, _)) in totals.iter_mut().zip(b) {
+                *t += count;
+            }
+        }
+        let prefix = prefix_sums(&totals);
+        let points = (0..steps.count)
+            .map(|k| {
+                let end = eval_time(k);
+                let n = prefix[index(end)] - prefix[index(end.saturating_sub(range))];
+                (n == 0).then_some(1.0)
+            })
+            .collect();
+        let mut labels = Labels::new();
+        for m in &query.targets {
+            if let promql_parser::label::MatchOp::Equal = m.op {
+                labels.insert(query.kind.target_label().to_string(), m.value.clone());
+            }
+        }
+        for f in &query.fields {
+            if let Some(v) = f.equal_value() {
+                labels.insert(query.kind.labels()[f.field].to_string(), v.to_string());
+            }
+        }
+        return Ok(Value::Vector(vec![Series { labels, points }]));
+    }
+    let mut out = Vec::with_capacity(buckets.len());
+    for (values, b) in buckets {
+        let counts: Vec<u64> = b.iter().map(|x| x.0).collect();
+        let bytes: Vec<u64> = b.iter().map(|x| x.1).collect();
+        let (pc, pb) = (prefix_sums(&counts), prefix_sums(&bytes));
+        let points = (0..steps.count)
+            .map(|k| {
+                let end = eval_time(k);
+                let (hi, lo) = (index(end), index(end.saturating_sub(range)));
+                let n = pc[hi] - pc[lo];
+                if n == 0 {
+                    return None;
+                }
+                let bytes = (pb[hi] - pb[lo]) as f64;
+                Some(match call.function {
+                    "count_over_time" => n as f64,
+                    "rate" => n as f64 / seconds,
+                    "bytes_over_time" => bytes,
+                    _ => bytes / seconds,
+                })
+            })
+            .collect();
+        out.push(Series {
+            labels: labels_of(&values),
+            points,
+        });
+    }
+    Ok(Value::Vector(out))
+}
+
+/// `p[j]` = sum of `v[1..=j]` (bucket 0 is never used).
+fn prefix_sums(v: &[u64]) -> Vec<u64> {
+    let mut p = Vec::with_capacity(v.len());
+    let mut sum = 0;
+    for (j, x) in v.iter().enumerate() {
+        if j > 0 {
+            sum += x;
+        }
+        p.push(sum);
+    }
+    p
+}
+
+/// Evaluates `expr` with its leaves already computed.
+pub fn evaluate(
+    expr: &Expr,
+    steps: Steps,
+    inputs: &HashMap<String, Value>,
+) -> Result<Value, ApiError> {
+    Evaluator { steps, inputs }.eval(expr)
+}
+
+/// Converts an upstream answer (`data` of a query or query_range) to a step-aligned value.
+pub fn from_upstream(
+    data: &serde_json::Value,
+    steps: &Steps,
+    scalar: bool,
+) -> Result<Value, ApiError> {
+    let bad = |what: &str| {
+        ApiError::Unavailable(format!("the upstream's answer could not be read: {what}"))
+    };
+    let result_type = data["resultType"].as_str().unwrap_or_default();
+    let parse_point = |p: &serde_json::Value| -> Option<(usize, f64)> {
+        let t = p.get(0)?.as_f64()?;
+        let v = p.get(1)?.as_str()?;
+        let v = match v {
+            "NaN" => f64::NAN,
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            other => other.parse().ok()?,
+        };
+        let ns = (t * 1e9).round() as i64;
+        let k = if steps.count == 1 {
+            0
+        } else {
+            usize::try_from(((ns - steps.start) as f64 / steps.step as f64).round() as i64).ok()?
+        };
+        (k < steps.count).then_some((k, v))
+    };
+    let mut series = Vec::new();
+    match result_type {
+        "scalar" => {
+            let (_, v) = parse_point(&data["result"]).ok_or_else(|| bad("scalar"))?;
+            return Ok(Value::Scalar(vec![v; steps.count]));
+        }
+        "vector" | "matrix" => {
+            for s in data["result"].as_array().ok_or_else(|| bad("result"))? {
+                let labels: Labels =
+                    serde_json::from_value(s["metric"].clone()).map_err(|_| bad("metric"))?;
+                let mut points = vec![None; steps.count];
+                let samples: Vec<&serde_json::Value> = if result_type == "vector" {
+                    vec![&s["value"]]
+                } else {
+                    s["values"]
+                        .as_array()
+                        .map(|v| v.iter().collect())
+                        .unwrap_or_default()
+                };
+                for p in samples {
+                    if let Some((k, v)) = parse_point(p) {
+                        points[k] = Some(v);
+                    }
+                }
+                series.push(Series { labels, points });
+            }
+        }
+        other => return Err(bad(other)),
+    }
+    if scalar {
+        // A scalar sub-expression in a range query comes back as a one-series matrix.
+        let points = series
+            .first()
+            .map(|s| s.points.iter().map(|p| p.unwrap_or(f64::NAN)).collect())
+            .unwrap_or_else(|| vec![f64::NAN; steps.count]);
+        return Ok(Value::Scalar(points));
+    }
+    Ok(Value::Vector(series))
+}
