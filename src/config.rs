@@ -88,6 +88,9 @@ pub struct Flags {
     /// How often retention runs [default: 20s].
     #[arg(long = "retention.interval", value_name = "DURATION")]
     pub retention_interval: Option<String>,
+    /// Most samples an expression over logs may hold in memory at once [default: 50000000].
+    #[arg(long = "query.max-samples", value_name = "N")]
+    pub query_max_samples: Option<String>,
     /// Log level: debug, info, warn, error [default: info].
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -170,6 +173,7 @@ pub struct StorageFile {
 pub struct QueryFile {
     pub timeout: Option<String>,
     pub max_concurrency: Option<u32>,
+    pub max_samples: Option<u64>,
     pub log_lookback: Option<String>,
     pub log_limit: Option<u32>,
     pub log_format: Option<String>,
@@ -231,6 +235,7 @@ pub struct Config {
     pub storage_path: PathBuf,
     pub query_timeout: Duration,
     pub query_max_concurrency: usize,
+    pub query_max_samples: usize,
     pub query_log_lookback: Duration,
     pub query_log_limit: usize,
     pub query_log_format: LogAnswerFormat,
@@ -393,6 +398,18 @@ impl Config {
             return Err(invalid("query.max-concurrency", "must be at least 1"));
         }
 
+        let query_max_samples = match flags.query_max_samples {
+            Some(text) => text.parse::<u64>().map_err(|_| {
+                invalid(
+                    "query.max-samples",
+                    format!("{text:?} is not a whole number"),
+                )
+            })?,
+            None => file.query.max_samples.unwrap_or(50_000_000),
+        };
+        if query_max_samples == 0 {
+            return Err(invalid("query.max-samples", "must be at least 1"));
+        }
         let query_log_lookback = parse_duration_setting(
             "query.log-lookback",
             flags.query_log_lookback.or(file.query.log_lookback),
@@ -521,6 +538,7 @@ impl Config {
             storage_path,
             query_timeout,
             query_max_concurrency: query_max_concurrency as usize,
+            query_max_samples: usize::try_from(query_max_samples).unwrap_or(usize::MAX),
             query_log_lookback,
             query_log_limit,
             query_log_format,

@@ -32,7 +32,11 @@ fn file_strategy() -> impl Strategy<Value = GenFile> {
         0..2usize,
         0..3i64,
         prop::collection::vec(
-            (prop_oneof![8 => 0..3600i64, 1 => -600..0i64, 1 => 3600..4200i64], 0..3usize, 0..40usize),
+            (
+                prop_oneof![8 => 0..3600i64, 1 => -600..0i64, 1 => 3600..4200i64],
+                0..3usize,
+                0..40usize,
+            ),
             0..120,
         ),
     )
@@ -45,10 +49,23 @@ fn write_tree(root: &Path, files: &[GenFile]) {
         let dir = root.join("pod").join(["a", "b"][f.ns]);
         std::fs::create_dir_all(&dir).expect("mkdir");
         let name = janus::store::layout::name_of_hour((BASE + f.hour * 3600) * NS);
-        let mut out = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).expect("open");
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+            .expect("open");
         for (second, pod, len) in &f.lines {
-            let t = chrono::DateTime::<chrono::Utc>::from_timestamp(BASE + f.hour * 3600 + second, 0).expect("t");
-            writeln!(out, "{}[{}|p{pod}|c] {}", t.format("%Y-%m-%dT%H:%M:%SZ"), ["a", "b"][f.ns], "m".repeat(*len)).expect("write");
+            let t =
+                chrono::DateTime::<chrono::Utc>::from_timestamp(BASE + f.hour * 3600 + second, 0)
+                    .expect("t");
+            writeln!(
+                out,
+                "{}[{}|p{pod}|c] {}",
+                t.format("%Y-%m-%dT%H:%M:%SZ"),
+                ["a", "b"][f.ns],
+                "m".repeat(*len)
+            )
+            .expect("write");
         }
     }
 }
@@ -57,16 +74,23 @@ fn write_tree(root: &Path, files: &[GenFile]) {
 /// store chooses them for `[lo, hi]`.
 fn reference_lines(root: &Path, lo: i64, hi: i64) -> Vec<(String, i64, usize)> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(root.join("pod/a")) else { return out };
+    let Ok(entries) = std::fs::read_dir(root.join("pod/a")) else {
+        return out;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(hour) = janus::store::layout::hour_of_name(&name) else { continue };
+        let Some(hour) = janus::store::layout::hour_of_name(&name) else {
+            continue;
+        };
         if !(hour <= hi && hour + 3600 * NS > lo) {
             continue;
         }
         for line in std::fs::read_to_string(e.path()).expect("read").lines() {
             let (time, rest) = line.split_once('[').expect("line");
-            let ts = chrono::DateTime::parse_from_rfc3339(time).expect("time").timestamp_nanos_opt().expect("ns");
+            let ts = chrono::DateTime::parse_from_rfc3339(time)
+                .expect("time")
+                .timestamp_nanos_opt()
+                .expect("ns");
             let (fields, message) = rest.split_once("] ").expect("fields");
             out.push((fields.to_string(), ts, message.len()));
         }

@@ -163,12 +163,25 @@ pub async fn answer(
     );
     let mut inputs: HashMap<String, Value> = HashMap::new();
     let mut warnings = Vec::new();
+    let mut samples = 0usize;
     for done in logs_done.into_iter().chain(upstream_done) {
         let (text, value, w) = done?;
+        samples += sample_count(&value);
         inputs.insert(text, value);
         warnings.extend(w);
     }
+    let too_many = || {
+        ApiError::Execution(
+            "query processing would load too many samples into memory in query execution".into(),
+        )
+    };
+    if samples > state.config.query_max_samples {
+        return Err(too_many());
+    }
     let value = plan::evaluate(&expr, steps, &inputs)?;
+    if sample_count(&value) > state.config.query_max_samples {
+        return Err(too_many());
+    }
     let data = encode::data(&value, &steps, kind == QueryKind::Range);
     let mut body = format!("{{\"status\":\"success\",\"data\":{data}");
     if !warnings.is_empty() {
@@ -181,6 +194,17 @@ pub async fn answer(
         body,
     )
         .into_response())
+}
+
+fn sample_count(value: &Value) -> usize {
+    match value {
+        Value::Scalar(points) => points.len(),
+        Value::Vector(series) => series
+            .iter()
+            .map(|s| s.points.iter().flatten().count())
+            .sum(),
+        Value::String(_) => 1,
+    }
 }
 
 fn run_log_call(
