@@ -125,6 +125,11 @@ const EXPRESSIONS: &[&str] = &[
     "sort_desc(sum by (namespace) (cpu_usage_ratio))",
     "sum(up) * scalar(count(up))",
     "cpu_usage_ratio * scalar(up{instance=\"10.0.0.3:9100\"})",
+    "label_replace(up, \"host\", \"$1\", \"instance\", \"(.*):.*\")",
+    "label_replace(cpu_usage_ratio, \"pod\", \"\", \"pod\", \".*\")",
+    "label_replace(sum by (namespace) (cpu_usage_ratio), \"ns\", \"x-${1}\", \"namespace\", \"(s.*)\")",
+    "label_join(up, \"id\", \"-\", \"job\", \"instance\")",
+    "label_join(cpu_usage_ratio, \"namespace\", \"\", \"missing\")",
     // functions Janus pushes down as a whole around its own operators
     "histogram_quantile(0.9, sum by (le) (rate(request_duration_seconds_bucket{namespace=\"shop\"}[5m]))) * 1000",
     "label_replace(up, \"host\", \"$1\", \"instance\", \"(.*):.*\") * 2",

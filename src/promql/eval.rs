@@ -524,6 +524,95 @@ impl Evaluator<'_> {
                 }
                 Ok(Value::Vector(v))
             }
+            "timestamp" => {
+                // Evaluated values are computed at the step time itself.
+                let v = self.vector(&args[0])?;
+                Ok(Value::Vector(
+                    v.into_iter()
+                        .map(|s| Series {
+                            labels: without_name(&s.labels),
+                            points: s
+                                .points
+                                .iter()
+                                .enumerate()
+                                .map(|(k, p)| p.map(|_| self.steps.time(k) as f64 / 1e9))
+                                .collect(),
+                        })
+                        .collect(),
+                ))
+            }
+            "absent" => {
+                let v = self.vector(&args[0])?;
+                let points = (0..self.steps.count)
+                    .map(|k| (!v.iter().any(|s| s.points[k].is_some())).then_some(1.0))
+                    .collect();
+                Ok(Value::Vector(vec![Series {
+                    labels: Labels::new(),
+                    points,
+                }]))
+            }
+            "label_replace" => {
+                let v = self.vector(&args[0])?;
+                let text = |i: usize| -> Result<String, ApiError> {
+                    match self.eval(&args[i])? {
+                        Value::String(s) => Ok(s),
+                        other => Err(ApiError::BadData(format!(
+                            "expected string argument, got {}",
+                            other.type_name()
+                        ))),
+                    }
+                };
+                let (dst, replacement, src, pattern) = (text(1)?, text(2)?, text(3)?, text(4)?);
+                let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+                    ApiError::BadData(format!(
+                        "invalid regular expression in label_replace(): {pattern}: {e}"
+                    ))
+                })?;
+                let relabeled = v.into_iter().map(|mut s| {
+                    let value = s.labels.get(&src).cloned().unwrap_or_default();
+                    if let Some(caps) = re.captures(&value) {
+                        let mut out = String::new();
+                        caps.expand(&replacement, &mut out);
+                        if out.is_empty() {
+                            s.labels.remove(&dst);
+                        } else {
+                            s.labels.insert(dst.clone(), out);
+                        }
+                    }
+                    s
+                });
+                Ok(Value::Vector(merge_checked(relabeled.collect())?))
+            }
+            "label_join" => {
+                let v = self.vector(&args[0])?;
+                let mut texts = Vec::new();
+                for a in &args[1..] {
+                    match self.eval(a)? {
+                        Value::String(s) => texts.push(s),
+                        other => {
+                            return Err(ApiError::BadData(format!(
+                                "expected string argument, got {}",
+                                other.type_name()
+                            )))
+                        }
+                    }
+                }
+                let (dst, sep, srcs) = (&texts[0], &texts[1], &texts[2..]);
+                let joined = v.into_iter().map(|mut s| {
+                    let value: Vec<String> = srcs
+                        .iter()
+                        .map(|l| s.labels.get(l).cloned().unwrap_or_default())
+                        .collect();
+                    let value = value.join(sep);
+                    if value.is_empty() {
+                        s.labels.remove(dst);
+                    } else {
+                        s.labels.insert(dst.clone(), value);
+                    }
+                    s
+                });
+                Ok(Value::Vector(merge_checked(joined.collect())?))
+            }
             other => Err(unsupported(&format!("function {other}"))),
         }
     }
@@ -665,6 +754,29 @@ fn result_labels(
         }
     }
     labels
+}
+
+/// Series that now share a label set must not both have a value at one step.
+fn merge_checked(series: Vec<Series>) -> Result<Vec<Series>, ApiError> {
+    let mut out: Vec<Series> = Vec::new();
+    for s in series {
+        match out.iter_mut().find(|o| o.labels == s.labels) {
+            Some(o) => {
+                for (p, q) in o.points.iter_mut().zip(s.points) {
+                    if q.is_some() {
+                        if p.is_some() {
+                            return Err(execution(
+                                "vector cannot contain metrics with the same labelset",
+                            ));
+                        }
+                        *p = q;
+                    }
+                }
+            }
+            None => out.push(s),
+        }
+    }
+    Ok(out)
 }
 
 fn merge_same_labels(series: Vec<Series>) -> Vec<Series> {
