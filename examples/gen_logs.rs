@@ -125,7 +125,6 @@ fn write_hour(
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(dir.join(name))?);
     let mut msg = String::new();
     let mut written = 0u64;
-    let mut i = 0i64;
     while written < bytes {
         // Time advances with the bytes written, so the hour is filled evenly; mostly ordered,
         // one line in ten thousand arrives up to two minutes late.
@@ -136,19 +135,27 @@ fn write_hour(
         }
         let ts = ts.clamp(start, start + 3_599_999_999_999);
         message(rng, &mut msg);
+        // A stable set of pods per namespace, as a Deployment has: their names do not change
+        // from line to line.
+        let pod = rng.below(PODS_PER_NAMESPACE);
+        let hash = namespace
+            .bytes()
+            .fold(pod.wrapping_mul(0x9E37_79B9), |h, b| {
+                h.wrapping_mul(31).wrapping_add(u64::from(b))
+            })
+            & 0xf_ffff;
         let line = format!(
-            "{}[{}|{}-{:x}-{}|{}] {}\n",
+            "{}[{}|{}-{:05x}-{}|{}] {}\n",
             timestamp(ts),
             namespace,
-            ["web", "api", "worker", "cache"][(i % 4) as usize],
-            rng.below(1 << 20),
-            rng.below(PODS_PER_NAMESPACE),
+            ["web", "api", "worker", "cache"][(pod % 4) as usize],
+            hash,
+            pod,
             ["app", "sidecar"][rng.below(2) as usize],
             msg
         );
         out.write_all(line.as_bytes())?;
         written += line.len() as u64;
-        i += 1;
     }
     out.flush()?;
     Ok(written)

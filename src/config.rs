@@ -91,6 +91,9 @@ pub struct Flags {
     /// Most samples an expression over logs may hold in memory at once [default: 50000000].
     #[arg(long = "query.max-samples", value_name = "N")]
     pub query_max_samples: Option<String>,
+    /// Most log streams one log metric may select [default: 10000].
+    #[arg(long = "query.max-series", value_name = "N")]
+    pub query_max_series: Option<String>,
     /// Log level: debug, info, warn, error [default: info].
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -174,6 +177,7 @@ pub struct QueryFile {
     pub timeout: Option<String>,
     pub max_concurrency: Option<u32>,
     pub max_samples: Option<u64>,
+    pub max_series: Option<u64>,
     pub log_lookback: Option<String>,
     pub log_limit: Option<u32>,
     pub log_format: Option<String>,
@@ -236,6 +240,7 @@ pub struct Config {
     pub query_timeout: Duration,
     pub query_max_concurrency: usize,
     pub query_max_samples: usize,
+    pub query_max_series: usize,
     pub query_log_lookback: Duration,
     pub query_log_limit: usize,
     pub query_log_format: LogAnswerFormat,
@@ -410,6 +415,18 @@ impl Config {
         if query_max_samples == 0 {
             return Err(invalid("query.max-samples", "must be at least 1"));
         }
+        let query_max_series = match flags.query_max_series {
+            Some(text) => text.parse::<u64>().map_err(|_| {
+                invalid(
+                    "query.max-series",
+                    format!("{text:?} is not a whole number"),
+                )
+            })?,
+            None => file.query.max_series.unwrap_or(10_000),
+        };
+        if query_max_series == 0 {
+            return Err(invalid("query.max-series", "must be at least 1"));
+        }
         let query_log_lookback = parse_duration_setting(
             "query.log-lookback",
             flags.query_log_lookback.or(file.query.log_lookback),
@@ -539,6 +556,7 @@ impl Config {
             query_timeout,
             query_max_concurrency: query_max_concurrency as usize,
             query_max_samples: usize::try_from(query_max_samples).unwrap_or(usize::MAX),
+            query_max_series: usize::try_from(query_max_series).unwrap_or(usize::MAX),
             query_log_lookback,
             query_log_limit,
             query_log_format,

@@ -124,7 +124,7 @@ proptest! {
             at: None,
         };
         let cancelled = AtomicBool::new(false);
-        let Value::Vector(series) = log_call(&store, &query, &call, &steps, Instant::now() + Duration::from_secs(30), &cancelled).expect("answers") else {
+        let Value::Vector(series) = log_call(&store, &query, &call, &steps, Instant::now() + Duration::from_secs(30), &cancelled, 1_000_000).expect("answers") else {
             panic!("a vector");
         };
         let ours: BTreeMap<String, Vec<Option<f64>>> = series

@@ -69,6 +69,12 @@ pub async fn answer(
     let _guard = CancelOnDrop(Arc::clone(&cancelled));
 
     let logs = Arc::new(rewritten.logs);
+    // Each stream holds a value per step: bound the streams by both limits.
+    let max_streams = state
+        .config
+        .query_max_series
+        .min(state.config.query_max_samples / steps.count.max(1))
+        .max(1);
     let log_tasks = plan.logs.iter().map(|(text, call)| {
         let (store, logs, call, cancelled) = (
             Arc::clone(&state.store),
@@ -80,7 +86,7 @@ pub async fn answer(
         let at = deadline.at.into_std();
         async move {
             let value = tokio::task::spawn_blocking(move || {
-                run_log_call(&store, &logs, &call, &steps, at, &cancelled)
+                run_log_call(&store, &logs, &call, &steps, at, &cancelled, max_streams)
             })
             .await
             .map_err(|e| ApiError::Internal(format!("log metric failed: {e}")))??;
@@ -214,12 +220,16 @@ fn run_log_call(
     steps: &Steps,
     deadline: std::time::Instant,
     cancelled: &AtomicBool,
+    max_streams: usize,
 ) -> Result<Value, ApiError> {
     let query = logs
         .get(call.log)
         .ok_or_else(|| ApiError::Internal("log selector placeholder without a query".into()))?;
-    plan::log_call(store, query, call, steps, deadline, cancelled).map_err(|stop| match stop {
+    plan::log_call(store, query, call, steps, deadline, cancelled, max_streams).map_err(|stop| match stop {
         ScanStop::Deadline => ApiError::Timeout("query timed out in query execution".into()),
         ScanStop::Cancelled => ApiError::Canceled("query was canceled".into()),
+        ScanStop::TooManyStreams(limit) => ApiError::Execution(format!(
+            "query processing would load too many samples into memory in query execution: the log selector matches more than {limit} streams (--query.max-samples, --query.max-series)"
+        )),
     })
 }

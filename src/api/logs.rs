@@ -160,6 +160,11 @@ async fn answer_inner(
             ))
         }
         Err(ScanStop::Cancelled) => return Err(ApiError::Canceled("query was canceled".into())),
+        Err(ScanStop::TooManyStreams(_)) => {
+            return Err(ApiError::Internal(
+                "a line search cannot exceed a stream limit".into(),
+            ))
+        }
     };
     let mut warnings = found.warnings;
     if found.truncated {

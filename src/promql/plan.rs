@@ -236,6 +236,7 @@ pub fn log_call(
     steps: &Steps,
     deadline: std::time::Instant,
     cancelled: &AtomicBool,
+    max_streams: usize,
 ) -> Result<Value, crate::store::scan::ScanStop> {
     let range = i64::try_from(call.range.as_nanos()).unwrap_or(i64::MAX);
     let eval_time = |k: usize| -> i64 {
@@ -258,7 +259,7 @@ pub fn log_call(
         .collect();
     bounds.sort_unstable();
     bounds.dedup();
-    let buckets = store.buckets(query, &bounds, deadline, cancelled)?;
+    let buckets = store.buckets(query, &bounds, deadline, cancelled, max_streams)?;
     let index = |t: i64| bounds.partition_point(|&b| b < t);
     let labels_of = |values: &[String]| -> Labels {
         query

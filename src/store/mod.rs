@@ -149,6 +149,7 @@ impl Store {
         bounds: &[i64],
         deadline: Instant,
         cancelled: &AtomicBool,
+        max_streams: usize,
     ) -> Result<StreamBuckets, ScanStop> {
         let (Some(&first), Some(&last)) = (bounds.first(), bounds.last()) else {
             return Ok(BTreeMap::new());
@@ -186,9 +187,13 @@ impl Store {
             threads: self.threads,
         };
         type Counts = rustc_hash::FxHashMap<Vec<u8>, Vec<(u64, u64)>>;
+        // Each new stream costs a bucket array: past the limit the scan stops (the caller
+        // answers 422), so memory stays bounded by streams × buckets.
+        let too_many = AtomicBool::new(false);
         let states = scan::for_each_match(
             &files,
             &request,
+            &too_many,
             || (Counts::default(), Vec::<u8>::new()),
             |(counts, key), _file, line| {
                 let j = bounds.partition_point(|&b| b < line.ts);
@@ -211,7 +216,11 @@ impl Store {
                 slot[j].0 += 1;
                 slot[j].1 += line.message.len() as u64;
             },
-        )?;
+        );
+        if too_many.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ScanStop::TooManyStreams(max_streams));
+        }
+        let states = states?;
         let mut merged: BTreeMap<Vec<String>, Vec<(u64, u64)>> = BTreeMap::new();
         for (counts, _) in states {
             for (key, buckets) in counts {
@@ -219,6 +228,9 @@ impl Store {
                     .split(|&b| b == b'|')
                     .map(|v| String::from_utf8_lossy(v).into_owned())
                     .collect();
+                if merged.len() >= max_streams && !merged.contains_key(&labels) {
+                    return Err(ScanStop::TooManyStreams(max_streams));
+                }
                 let slot = merged
                     .entry(labels)
                     .or_insert_with(|| vec![(0, 0); bounds.len()]);

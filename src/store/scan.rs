@@ -96,6 +96,8 @@ pub struct ScanRequest<'a> {
 pub enum ScanStop {
     Deadline,
     Cancelled,
+    /// A log metric selected more streams than the query may hold.
+    TooManyStreams(usize),
 }
 
 pub struct ScanOutcome {
@@ -438,10 +440,11 @@ fn scan_unit(
 
 /// Calls `visit` for every matching line of the window, on every core, each worker with its own
 /// state from `start`; returns the workers' states for the caller to merge. No line is copied:
-/// this is the one pass behind log metrics.
+/// this is the one pass behind log metrics. `visit` may set `halt` to stop the scan early.
 pub fn for_each_match<S: Send>(
     files: &[ScanFile],
     req: &ScanRequest<'_>,
+    halt: &AtomicBool,
     start: impl Fn() -> S + Sync,
     visit: impl Fn(&mut S, &ScanFile, &line::Line<'_>) + Sync,
 ) -> Result<Vec<S>, ScanStop> {
@@ -467,6 +470,9 @@ pub fn for_each_match<S: Send>(
         loop {
             let i = cursor.fetch_add(1, Ordering::Relaxed);
             let Some(unit) = units.get(i) else { break };
+            if halt.load(Ordering::Relaxed) {
+                break;
+            }
             if let Some(why) = interrupted(req.deadline, req.cancelled) {
                 if let Ok(mut s) = stop.lock() {
                     s.get_or_insert(why);
