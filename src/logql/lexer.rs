@@ -138,6 +138,14 @@ pub fn involves_logs(query: &str) -> bool {
             .any(|t| t.kind == Kind::Op && matches!(&query[t.start..t.end], "|=" | "|~"))
 }
 
+/// Whether token `i` (outside braces) starts a log selector: `pod` or `node` followed by `{`.
+pub fn starts_log_selector(query: &str, tokens: &[Token], i: usize) -> bool {
+    let t = &tokens[i];
+    t.kind == Kind::Ident
+        && LOG_SELECTORS.contains(&&query[t.start..t.end])
+        && tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LBrace)
+}
+
 /// The first `pod{`/`node{` selector name outside braces: its token.
 pub fn first_log_selector<'t>(query: &str, tokens: &'t [Token]) -> Option<&'t Token> {
     let mut depth = 0usize;
@@ -145,13 +153,7 @@ pub fn first_log_selector<'t>(query: &str, tokens: &'t [Token]) -> Option<&'t To
         match t.kind {
             Kind::LBrace => depth += 1,
             Kind::RBrace => depth = depth.saturating_sub(1),
-            Kind::Ident
-                if depth == 0
-                    && LOG_SELECTORS.contains(&&query[t.start..t.end])
-                    && tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LBrace) =>
-            {
-                return Some(t);
-            }
+            _ if depth == 0 && starts_log_selector(query, tokens, i) => return Some(t),
             _ => {}
         }
     }

@@ -3,7 +3,7 @@
 //! (`__janus_log_0__`) that the parser accepts wherever a selector may stand. The evaluator maps
 //! placeholders back to the parsed log queries.
 
-use super::lexer::{tokenize, Kind, LOG_SELECTORS};
+use super::lexer::{starts_log_selector, tokenize, Kind};
 use super::parse::{parse_embedded, LogQuery};
 use crate::error::ApiError;
 
@@ -46,11 +46,7 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
         match t.kind {
             Kind::LBrace => depth += 1,
             Kind::RBrace => depth = depth.saturating_sub(1),
-            Kind::Ident
-                if depth == 0
-                    && LOG_SELECTORS.contains(&&query[t.start..t.end])
-                    && tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LBrace) =>
-            {
+            _ if depth == 0 && starts_log_selector(query, &tokens, i) => {
                 let (log, next) = parse_embedded(query, &tokens, i)?;
                 promql.push_str(&query[copied..t.start]);
                 promql.push_str(&placeholder(logs.len()));

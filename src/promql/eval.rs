@@ -264,17 +264,9 @@ impl Evaluator<'_> {
         let n = self.steps.count;
         let group_of = |labels: &Labels| -> Labels {
             match &a.modifier {
-                Some(LabelModifier::Include(by)) => labels
-                    .iter()
-                    .filter(|(k, _)| by.labels.iter().any(|l| l == *k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                Some(LabelModifier::Exclude(without)) => labels
-                    .iter()
-                    .filter(|(k, _)| *k != "__name__" && !without.labels.iter().any(|l| l == *k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
                 None => Labels::new(),
+                // `by` and `without` pick labels as `on` and `ignoring` do.
+                modifier => sig_labels(labels, modifier.as_ref()),
             }
         };
         match op.as_str() {
