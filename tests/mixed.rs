@@ -163,6 +163,30 @@ async fn log_metrics_combined_with_real_metrics() {
         serde_json::json!([{"metric": {"namespace": "shop", "pod": "web-z"}, "value": [MID, "1"]}])
     );
 
+    // Subqueries over log metrics: per-minute counts are 8, 8, 9, 8, 7 in the last five minutes.
+    for (q, expected) in [
+        (
+            r#"max_over_time(sum(count_over_time(pod{namespace="shop"}[1m]))[10m:1m])"#,
+            "9",
+        ),
+        (
+            r#"sum_over_time(sum(count_over_time(pod{namespace="shop"}[1m]))[10m:1m])"#,
+            "40",
+        ),
+        (
+            r#"min_over_time(sum(count_over_time(pod{namespace="shop"}[1m]))[5m:1m])"#,
+            "7",
+        ),
+        (
+            r#"count_over_time(sum(count_over_time(pod{namespace="shop"}[1m]))[10m:1m]) * on () group_left count(up)"#,
+            "15",
+        ),
+    ] {
+        let (status, v) = query(&janus, &[("query", q), ("time", &at)], "/api/v1/query").await;
+        assert_eq!(status, 200, "{q}: {v}");
+        assert_eq!(v["data"]["result"][0]["value"][1], expected, "{q}: {v}");
+    }
+
     // An upstream error inside a mixed expression comes back as that error.
     let (status, v) = query(
         &janus,
@@ -195,8 +219,9 @@ async fn malformed_log_metrics_are_refused() {
         (r#"count_over_time(pod{nmspace="shop"}[5m])"#, 400),
         (r#"count_over_time(pod{namespace="shop"} |~ "(" [5m])"#, 400),
         (r#"rate(pod{namespace="shop"}[5m])[30m:1m]"#, 400),
+        (r#"rate(rate(pod{namespace="shop"}[5m])[30m:1m])"#, 400),
         (
-            r#"max_over_time(rate(pod{namespace="shop"}[5m])[30m:1m])"#,
+            r#"quantile_over_time(scalar(up), rate(pod{namespace="shop"}[5m])[30m:1m])"#,
             400,
         ),
         (r#"rate(pod{namespace="shop"}[5m]) |= "x""#, 400),

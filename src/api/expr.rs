@@ -63,131 +63,17 @@ pub async fn answer(
         }
     };
     let deadline = Deadline::own(params, &state.config)?;
-    let plan = plan::plan(&expr, state.config.evaluate_metric_queries)?;
     let _slot = state.limiter.acquire(deadline.at).await?;
     let cancelled = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(Arc::clone(&cancelled));
-
-    let logs = Arc::new(rewritten.logs);
-    // Each stream holds a value per step: bound the streams by both limits.
-    let max_streams = state
-        .config
-        .query_max_series
-        .min(state.config.query_max_samples / steps.count.max(1))
-        .max(1);
-    let log_tasks = plan.logs.iter().map(|(text, call)| {
-        let (store, logs, call, cancelled) = (
-            Arc::clone(&state.store),
-            Arc::clone(&logs),
-            call.clone(),
-            Arc::clone(&cancelled),
-        );
-        let text = text.clone();
-        let at = deadline.at.into_std();
-        async move {
-            let value = tokio::task::spawn_blocking(move || {
-                run_log_call(&store, &logs, &call, &steps, at, &cancelled, max_streams)
-            })
-            .await
-            .map_err(|e| ApiError::Internal(format!("log metric failed: {e}")))??;
-            Ok::<_, ApiError>((text, value, Vec::new()))
-        }
-    });
-    let upstream_tasks = plan.upstream.iter().map(|(text, scalar)| {
-        let path = match kind {
-            QueryKind::Instant => format!(
-                "/api/v1/query?{}",
-                form_urlencoded::Serializer::new(String::new())
-                    .append_pair("query", text)
-                    .append_pair("time", &seconds(steps.start))
-                    .finish()
-            ),
-            QueryKind::Range => format!(
-                "/api/v1/query_range?{}",
-                form_urlencoded::Serializer::new(String::new())
-                    .append_pair("query", text)
-                    .append_pair("start", &seconds(steps.start))
-                    .append_pair("end", &seconds(steps.time(steps.count - 1)))
-                    .append_pair("step", &seconds(steps.step))
-                    .finish()
-            ),
-        };
-        let text = text.clone();
-        let scalar = *scalar;
-        async move {
-            let answer = state
-                .upstream
-                .forward(Forward {
-                    method: axum::http::Method::GET,
-                    path_and_query: &path,
-                    headers,
-                    body: bytes::Bytes::new(),
-                    handler: "/api/v1/query (pushed down)",
-                    deadline: deadline.at,
-                    budget: deadline.budget,
-                    identity: true,
-                })
-                .await?;
-            let status = answer.status();
-            let body = axum::body::to_bytes(answer.into_body(), 512 << 20)
-                .await
-                .map_err(|e| ApiError::Unavailable(format!("reading the upstream answer: {e}")))?;
-            let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-                ApiError::Unavailable(format!("the upstream's answer is not JSON ({status}): {e}"))
-            })?;
-            if !status.is_success() || json["status"] != "success" {
-                let message = json["error"]
-                    .as_str()
-                    .unwrap_or("upstream error")
-                    .to_string();
-                return Err(match json["errorType"].as_str() {
-                    Some("bad_data") => ApiError::BadData(message),
-                    Some("execution") => ApiError::Execution(message),
-                    Some("timeout") => ApiError::Timeout(message),
-                    Some("canceled") => ApiError::Canceled(message),
-                    _ => ApiError::Unavailable(message),
-                });
-            }
-            let warnings: Vec<String> = json["warnings"]
-                .as_array()
-                .map(|w| {
-                    w.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            Ok::<_, ApiError>((
-                text,
-                from_upstream(&json["data"], &steps, scalar)?,
-                warnings,
-            ))
-        }
-    });
-    let (logs_done, upstream_done) = tokio::join!(
-        futures_util::future::join_all(log_tasks),
-        futures_util::future::join_all(upstream_tasks)
-    );
-    let mut inputs: HashMap<String, Value> = HashMap::new();
-    let mut warnings = Vec::new();
-    let mut samples = 0usize;
-    for done in logs_done.into_iter().chain(upstream_done) {
-        let (text, value, w) = done?;
-        samples += sample_count(&value);
-        inputs.insert(text, value);
-        warnings.extend(w);
-    }
-    let too_many = || {
-        ApiError::Execution(
-            "query processing would load too many samples into memory in query execution".into(),
-        )
+    let context = Context {
+        state,
+        headers,
+        logs: Arc::new(rewritten.logs),
+        deadline,
+        cancelled,
     };
-    if samples > state.config.query_max_samples {
-        return Err(too_many());
-    }
-    let value = plan::evaluate(&expr, steps, &inputs)?;
-    if sample_count(&value) > state.config.query_max_samples {
-        return Err(too_many());
-    }
+    let (value, warnings) = evaluate(&context, &expr, steps).await?;
     let data = encode::data(&value, &steps, kind == QueryKind::Range);
     let mut body = format!("{{\"status\":\"success\",\"data\":{data}");
     if !warnings.is_empty() {
@@ -200,6 +86,177 @@ pub async fn answer(
         body,
     )
         .into_response())
+}
+
+/// What every level of a (possibly nested) evaluation shares.
+struct Context<'a> {
+    state: &'a SharedState,
+    headers: &'a HeaderMap,
+    logs: Arc<Vec<crate::logql::LogQuery>>,
+    deadline: Deadline,
+    cancelled: Arc<AtomicBool>,
+}
+
+type Evaluated = Result<(Value, Vec<String>), ApiError>;
+
+/// Plans `expr` at `steps`, computes its leaves concurrently — log range functions from the
+/// store, pushed-down parts from the upstream, subqueries by evaluating their inner expression
+/// at their own steps — and evaluates the rest.
+fn evaluate<'a>(
+    ctx: &'a Context<'a>,
+    expr: &'a Expr,
+    steps: Steps,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Evaluated> + Send + 'a>> {
+    Box::pin(async move {
+        let state = ctx.state;
+        let plan = plan::plan(expr, state.config.evaluate_metric_queries)?;
+        // Each stream holds a value per step: bound the streams by both limits.
+        let max_streams = state
+            .config
+            .query_max_series
+            .min(state.config.query_max_samples / steps.count.max(1))
+            .max(1);
+        let range = steps.count > 1;
+        let log_tasks = plan.logs.iter().map(|(text, call)| {
+            let (store, logs, call, cancelled) = (
+                Arc::clone(&state.store),
+                Arc::clone(&ctx.logs),
+                call.clone(),
+                Arc::clone(&ctx.cancelled),
+            );
+            let text = text.clone();
+            let at = ctx.deadline.at.into_std();
+            async move {
+                let value = tokio::task::spawn_blocking(move || {
+                    run_log_call(&store, &logs, &call, &steps, at, &cancelled, max_streams)
+                })
+                .await
+                .map_err(|e| ApiError::Internal(format!("log metric failed: {e}")))??;
+                Ok::<_, ApiError>((text, value, Vec::new()))
+            }
+        });
+        let upstream_tasks = plan
+            .upstream
+            .iter()
+            .map(|(text, scalar)| push_down(ctx, text, *scalar, steps, range));
+        let subquery_tasks = plan.subqueries.iter().map(|(text, call)| async move {
+            let inner_steps = call.inner_steps(&steps);
+            let (inner, warnings) = evaluate(ctx, &call.inner, inner_steps).await?;
+            Ok::<_, ApiError>((
+                text.clone(),
+                call.apply(&inner, &inner_steps, &steps)?,
+                warnings,
+            ))
+        });
+        let (logs_done, upstream_done, subqueries_done) = tokio::join!(
+            futures_util::future::join_all(log_tasks),
+            futures_util::future::join_all(upstream_tasks),
+            futures_util::future::join_all(subquery_tasks)
+        );
+        let mut inputs: HashMap<String, Value> = HashMap::new();
+        let mut warnings = Vec::new();
+        let mut samples = 0usize;
+        for done in logs_done
+            .into_iter()
+            .chain(upstream_done)
+            .chain(subqueries_done)
+        {
+            let (text, value, w) = done?;
+            samples += sample_count(&value);
+            inputs.insert(text, value);
+            warnings.extend(w);
+        }
+        let too_many = || {
+            ApiError::Execution(
+                "query processing would load too many samples into memory in query execution"
+                    .into(),
+            )
+        };
+        if samples > state.config.query_max_samples {
+            return Err(too_many());
+        }
+        let value = plan::evaluate(expr, steps, &inputs)?;
+        if sample_count(&value) > state.config.query_max_samples {
+            return Err(too_many());
+        }
+        Ok((value, warnings))
+    })
+}
+
+/// One sub-expression without log selectors, answered by the upstream at the same steps.
+async fn push_down(
+    ctx: &Context<'_>,
+    text: &str,
+    scalar: bool,
+    steps: Steps,
+    range: bool,
+) -> Result<(String, Value, Vec<String>), ApiError> {
+    let path = if range {
+        format!(
+            "/api/v1/query_range?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("query", text)
+                .append_pair("start", &seconds(steps.start))
+                .append_pair("end", &seconds(steps.time(steps.count - 1)))
+                .append_pair("step", &seconds(steps.step))
+                .finish()
+        )
+    } else {
+        format!(
+            "/api/v1/query?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("query", text)
+                .append_pair("time", &seconds(steps.start))
+                .finish()
+        )
+    };
+    let answer = ctx
+        .state
+        .upstream
+        .forward(Forward {
+            method: axum::http::Method::GET,
+            path_and_query: &path,
+            headers: ctx.headers,
+            body: bytes::Bytes::new(),
+            handler: "/api/v1/query (pushed down)",
+            deadline: ctx.deadline.at,
+            budget: ctx.deadline.budget,
+            identity: true,
+        })
+        .await?;
+    let status = answer.status();
+    let body = axum::body::to_bytes(answer.into_body(), 512 << 20)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("reading the upstream answer: {e}")))?;
+    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::Unavailable(format!("the upstream's answer is not JSON ({status}): {e}"))
+    })?;
+    if !status.is_success() || json["status"] != "success" {
+        let message = json["error"]
+            .as_str()
+            .unwrap_or("upstream error")
+            .to_string();
+        return Err(match json["errorType"].as_str() {
+            Some("bad_data") => ApiError::BadData(message),
+            Some("execution") => ApiError::Execution(message),
+            Some("timeout") => ApiError::Timeout(message),
+            Some("canceled") => ApiError::Canceled(message),
+            _ => ApiError::Unavailable(message),
+        });
+    }
+    let warnings: Vec<String> = json["warnings"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((
+        text.to_string(),
+        from_upstream(&json["data"], &steps, scalar)?,
+        warnings,
+    ))
 }
 
 fn sample_count(value: &Value) -> usize {

@@ -35,9 +35,186 @@ pub struct LogCall {
     pub at: Option<AtModifier>,
 }
 
+/// A range function over a subquery of log metrics, e.g.
+/// `max_over_time(rate(pod{…}[5m])[1h:1m])`: the inner expression is evaluated at the subquery's
+/// own steps, then the function runs over each outer step's window.
+#[derive(Debug, Clone)]
+pub struct SubqueryCall {
+    pub function: &'static str,
+    /// `quantile_over_time`'s φ.
+    pub param: Option<f64>,
+    pub inner: Expr,
+    pub range: Duration,
+    pub step: Option<Duration>,
+    pub offset_ns: i64,
+    pub at: Option<AtModifier>,
+}
+
+/// Range functions that can run over a subquery of log metrics.
+pub const OVER_TIME: [&str; 10] = [
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "last_over_time",
+    "present_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "quantile_over_time",
+];
+
+/// Prometheus's default subquery resolution (its default evaluation interval).
+const DEFAULT_SUBQUERY_STEP: Duration = Duration::from_secs(60);
+
+fn at_time(at: &AtModifier, outer: &Steps) -> i64 {
+    match at {
+        AtModifier::Start => outer.start,
+        AtModifier::End => outer.time(outer.count.saturating_sub(1)),
+        AtModifier::At(t) => match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+        },
+    }
+}
+
+impl SubqueryCall {
+    fn eval_time(&self, outer: &Steps, k: usize) -> i64 {
+        let t = self
+            .at
+            .as_ref()
+            .map_or(outer.time(k), |at| at_time(at, outer));
+        t.saturating_sub(self.offset_ns)
+    }
+
+    /// The inner steps: aligned to multiples of the subquery step, covering every outer window
+    /// (as Prometheus aligns them).
+    pub fn inner_steps(&self, outer: &Steps) -> Steps {
+        let step = i64::try_from(self.step.unwrap_or(DEFAULT_SUBQUERY_STEP).as_nanos())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let range = i64::try_from(self.range.as_nanos()).unwrap_or(i64::MAX);
+        let first = self.eval_time(outer, 0).saturating_sub(range);
+        let last = self.eval_time(outer, outer.count.saturating_sub(1));
+        let mut start = first - first.rem_euclid(step);
+        if start < first {
+            start += step;
+        }
+        let count = if last < start {
+            0
+        } else {
+            ((last - start) / step) as usize + 1
+        };
+        Steps {
+            start,
+            step,
+            count: count.max(1),
+        }
+    }
+
+    /// Applies the range function over each outer window `[t − range, t]` of the inner values.
+    pub fn apply(
+        &self,
+        inner: &Value,
+        inner_steps: &Steps,
+        outer: &Steps,
+    ) -> Result<Value, ApiError> {
+        let series = match inner {
+            Value::Vector(v) => v.clone(),
+            Value::Scalar(points) => vec![Series {
+                labels: Labels::new(),
+                points: points.iter().map(|p| Some(*p)).collect(),
+            }],
+            Value::String(_) => {
+                return Err(ApiError::BadData(format!(
+                    "expected type range vector in call to function {:?}, got string",
+                    self.function
+                )))
+            }
+        };
+        let range = i64::try_from(self.range.as_nanos()).unwrap_or(i64::MAX);
+        let mut out = Vec::new();
+        for s in series {
+            let mut labels = s.labels.clone();
+            labels.remove("__name__");
+            let points = (0..outer.count)
+                .map(|k| {
+                    let end = self.eval_time(outer, k);
+                    let begin = end.saturating_sub(range);
+                    let values: Vec<f64> = s
+                        .points
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| {
+                            let t = inner_steps.time(*j);
+                            t >= begin && t <= end
+                        })
+                        .filter_map(|(_, p)| *p)
+                        .collect();
+                    (!values.is_empty()).then(|| over_time(self.function, self.param, &values))
+                })
+                .collect();
+            out.push(Series { labels, points });
+        }
+        Ok(Value::Vector(out))
+    }
+}
+
+fn over_time(function: &str, param: Option<f64>, values: &[f64]) -> f64 {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    match function {
+        "avg_over_time" => mean,
+        "min_over_time" => {
+            values
+                .iter()
+                .copied()
+                .fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a })
+        }
+        "max_over_time" => {
+            values
+                .iter()
+                .copied()
+                .fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a })
+        }
+        "sum_over_time" => values.iter().sum(),
+        "count_over_time" => n,
+        "last_over_time" => values[values.len() - 1],
+        "present_over_time" => 1.0,
+        "stddev_over_time" | "stdvar_over_time" => {
+            let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+            if function == "stddev_over_time" {
+                var.sqrt()
+            } else {
+                var
+            }
+        }
+        _ => {
+            let q = param.unwrap_or(f64::NAN);
+            let mut sorted = values.to_vec();
+            sorted.sort_by(|a, b| a.total_cmp(b));
+            if q.is_nan() {
+                return f64::NAN;
+            }
+            if q < 0.0 {
+                return f64::NEG_INFINITY;
+            }
+            if q > 1.0 {
+                return f64::INFINITY;
+            }
+            let rank = q * (n - 1.0);
+            let lower = rank.floor() as usize;
+            let upper = (lower + 1).min(sorted.len() - 1);
+            let w = rank - rank.floor();
+            sorted[lower] * (1.0 - w) + sorted[upper] * w
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Plan {
     pub logs: Vec<(String, LogCall)>,
+    pub subqueries: Vec<(String, SubqueryCall)>,
     /// Sub-expressions for the upstream: text and whether the answer is a scalar.
     pub upstream: Vec<(String, bool)>,
 }
@@ -173,8 +350,48 @@ fn collect(expr: &Expr, plan: &mut Plan, smallest: bool) -> Result<(), ApiError>
         return Ok(());
     }
     match expr {
+        Expr::Call(c)
+            if OVER_TIME.contains(&c.func.name)
+                && c.args.args.last().is_some_and(|a| matches!(a.as_ref(), Expr::Subquery(_))) =>
+        {
+            let Some(Expr::Subquery(sq)) = c.args.args.last().map(|a| a.as_ref()) else {
+                return Ok(());
+            };
+            let param = if c.func.name == "quantile_over_time" {
+                match c.args.args.first().map(|a| a.as_ref()) {
+                    Some(Expr::NumberLiteral(n)) => Some(n.val),
+                    _ => {
+                        return Err(ApiError::BadData(
+                            "quantile_over_time over log metrics needs a number as its first argument".into(),
+                        ))
+                    }
+                }
+            } else {
+                None
+            };
+            plan.subqueries.push((
+                expr.to_string(),
+                SubqueryCall {
+                    function: c.func.name,
+                    param,
+                    inner: (*sq.expr).clone(),
+                    range: sq.range,
+                    step: sq.step,
+                    offset_ns: offset_ns(&sq.offset),
+                    at: sq.at.clone(),
+                },
+            ));
+            Ok(())
+        }
         Expr::Call(c) if LOG_FUNCTIONS.contains(&c.func.name) => {
             let arg = c.args.args.first().map(|a| a.as_ref());
+            if let Some(Expr::Subquery(_)) = arg {
+                return Err(ApiError::BadData(format!(
+                    "{} over a subquery of log metrics is not supported; use one of {}",
+                    c.func.name,
+                    OVER_TIME.join(", ")
+                )));
+            }
             let Some(Expr::MatrixSelector(ms)) = arg else {
                 return Err(ApiError::BadData(format!(
                     "{} needs a log range selector such as pod{{namespace=\"…\"}}[5m]",
@@ -197,7 +414,7 @@ fn collect(expr: &Expr, plan: &mut Plan, smallest: bool) -> Result<(), ApiError>
             Ok(())
         }
         Expr::Call(c) => {
-            if c.args.args.iter().any(|a| matches!(a.as_ref(), Expr::MatrixSelector(_)) && involves_logs(a)) {
+            if c.args.args.iter().any(|a| matches!(a.as_ref(), Expr::MatrixSelector(_) | Expr::Subquery(_)) && involves_logs(a)) {
                 return Err(ApiError::BadData(format!(
                     "{} cannot read log lines: use one of {} over a log selector",
                     c.func.name,
@@ -219,9 +436,10 @@ fn collect(expr: &Expr, plan: &mut Plan, smallest: bool) -> Result<(), ApiError>
         }
         Expr::Unary(u) => collect(&u.expr, plan, smallest),
         Expr::Paren(p) => collect(&p.expr, plan, smallest),
-        Expr::Subquery(_) => Err(ApiError::BadData(
-            "subqueries over log metrics are not supported yet".into(),
-        )),
+        Expr::Subquery(_) => Err(ApiError::BadData(format!(
+            "a subquery over log metrics needs a range function around it: one of {}",
+            OVER_TIME.join(", ")
+        ))),
         _ => Err(ApiError::BadData(
             "a log selector inside an expression needs a log range function around it, e.g. rate(pod{namespace=\"…\"} |= \"error\" [5m])".into(),
         )),
