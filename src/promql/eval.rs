@@ -389,15 +389,9 @@ impl Evaluator<'_> {
         let name = c.func.name;
         let args = &c.args.args;
         let map = |f: &dyn Fn(f64) -> f64| -> Result<Value, ApiError> {
-            let v = self.vector(&args[0])?;
-            Ok(Value::Vector(
-                v.into_iter()
-                    .map(|s| Series {
-                        labels: without_name(&s.labels),
-                        points: s.points.into_iter().map(|p| p.map(f)).collect(),
-                    })
-                    .collect(),
-            ))
+            Ok(Value::Vector(map_points(self.vector(&args[0])?, |_, x| {
+                f(x)
+            })))
         };
         let scalar_arg = |i: usize| -> Result<Vec<f64>, ApiError> { self.scalar(&args[i]) };
         match name {
@@ -425,19 +419,9 @@ impl Evaluator<'_> {
                     vec![1.0; self.steps.count]
                 };
                 let v = self.vector(&args[0])?;
-                Ok(Value::Vector(
-                    v.into_iter()
-                        .map(|s| Series {
-                            labels: without_name(&s.labels),
-                            points: s
-                                .points
-                                .into_iter()
-                                .enumerate()
-                                .map(|(k, p)| p.map(|x| (x / to[k] + 0.5).floor() * to[k]))
-                                .collect(),
-                        })
-                        .collect(),
-                ))
+                Ok(Value::Vector(map_points(v, |k, x| {
+                    (x / to[k] + 0.5).floor() * to[k]
+                })))
             }
             "clamp" | "clamp_min" | "clamp_max" => {
                 let v = self.vector(&args[0])?;
@@ -519,19 +503,9 @@ impl Evaluator<'_> {
             "timestamp" => {
                 // Evaluated values are computed at the step time itself.
                 let v = self.vector(&args[0])?;
-                Ok(Value::Vector(
-                    v.into_iter()
-                        .map(|s| Series {
-                            labels: without_name(&s.labels),
-                            points: s
-                                .points
-                                .iter()
-                                .enumerate()
-                                .map(|(k, p)| p.map(|_| self.steps.time(k) as f64 / 1e9))
-                                .collect(),
-                        })
-                        .collect(),
-                ))
+                Ok(Value::Vector(map_points(v, |k, _| {
+                    self.steps.time(k) as f64 / 1e9
+                })))
             }
             "absent" => {
                 let v = self.vector(&args[0])?;
@@ -678,6 +652,23 @@ fn vector_scalar(
         .collect()
 }
 
+/// Applies `f(step, value)` to every present point; the metric name goes, as in Prometheus's
+/// instant-vector functions.
+fn map_points(series: Vec<Series>, f: impl Fn(usize, f64) -> f64) -> Vec<Series> {
+    series
+        .into_iter()
+        .map(|s| Series {
+            labels: without_name(&s.labels),
+            points: s
+                .points
+                .into_iter()
+                .enumerate()
+                .map(|(k, p)| p.map(|x| f(k, x)))
+                .collect(),
+        })
+        .collect()
+}
+
 fn without_name(labels: &Labels) -> Labels {
     let mut l = labels.clone();
     l.remove("__name__");
@@ -788,7 +779,7 @@ fn merge_same_labels(series: Vec<Series>) -> Vec<Series> {
     out
 }
 
-fn reduce(op: &str, values: &[f64]) -> Result<f64, ApiError> {
+pub(crate) fn reduce(op: &str, values: &[f64]) -> Result<f64, ApiError> {
     let n = values.len() as f64;
     Ok(match op {
         "sum" => values.iter().sum(),
@@ -817,7 +808,7 @@ fn reduce(op: &str, values: &[f64]) -> Result<f64, ApiError> {
 }
 
 /// Prometheus's `quantile`: linear interpolation between the closest ranks.
-fn quantile(q: f64, values: &mut [f64]) -> f64 {
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }

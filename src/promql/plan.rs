@@ -161,52 +161,15 @@ impl SubqueryCall {
 }
 
 fn over_time(function: &str, param: Option<f64>, values: &[f64]) -> f64 {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
     match function {
-        "avg_over_time" => mean,
-        "min_over_time" => {
-            values
-                .iter()
-                .copied()
-                .fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a })
-        }
-        "max_over_time" => {
-            values
-                .iter()
-                .copied()
-                .fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a })
-        }
-        "sum_over_time" => values.iter().sum(),
-        "count_over_time" => n,
         "last_over_time" => values[values.len() - 1],
         "present_over_time" => 1.0,
-        "stddev_over_time" | "stdvar_over_time" => {
-            let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-            if function == "stddev_over_time" {
-                var.sqrt()
-            } else {
-                var
-            }
+        "quantile_over_time" => {
+            super::eval::quantile(param.unwrap_or(f64::NAN), &mut values.to_vec())
         }
-        _ => {
-            let q = param.unwrap_or(f64::NAN);
-            let mut sorted = values.to_vec();
-            sorted.sort_by(|a, b| a.total_cmp(b));
-            if q.is_nan() {
-                return f64::NAN;
-            }
-            if q < 0.0 {
-                return f64::NEG_INFINITY;
-            }
-            if q > 1.0 {
-                return f64::INFINITY;
-            }
-            let rank = q * (n - 1.0);
-            let lower = rank.floor() as usize;
-            let upper = (lower + 1).min(sorted.len() - 1);
-            let w = rank - rank.floor();
-            sorted[lower] * (1.0 - w) + sorted[upper] * w
+        // avg, min, max, sum, count, stddev, stdvar: the aggregation of the same name.
+        other => {
+            super::eval::reduce(other.trim_end_matches("_over_time"), values).unwrap_or(f64::NAN)
         }
     }
 }
