@@ -390,43 +390,29 @@ impl Config {
             return Err(invalid("query.timeout", "must be greater than 0"));
         }
 
-        let query_max_concurrency = match flags.query_max_concurrency {
-            Some(text) => text.parse::<u32>().map_err(|_| {
-                invalid(
-                    "query.max-concurrency",
-                    format!("{text:?} is not a whole number"),
-                )
-            })?,
-            None => file.query.max_concurrency.unwrap_or(20),
-        };
-        if query_max_concurrency == 0 {
-            return Err(invalid("query.max-concurrency", "must be at least 1"));
-        }
+        // A bound the query semaphore can hold.
+        let query_max_concurrency = count_setting(
+            "query.max-concurrency",
+            flags.query_max_concurrency,
+            file.query.max_concurrency.map(u64::from),
+            20,
+            1_000_000,
+        )?;
 
-        let query_max_samples = match flags.query_max_samples {
-            Some(text) => text.parse::<u64>().map_err(|_| {
-                invalid(
-                    "query.max-samples",
-                    format!("{text:?} is not a whole number"),
-                )
-            })?,
-            None => file.query.max_samples.unwrap_or(50_000_000),
-        };
-        if query_max_samples == 0 {
-            return Err(invalid("query.max-samples", "must be at least 1"));
-        }
-        let query_max_series = match flags.query_max_series {
-            Some(text) => text.parse::<u64>().map_err(|_| {
-                invalid(
-                    "query.max-series",
-                    format!("{text:?} is not a whole number"),
-                )
-            })?,
-            None => file.query.max_series.unwrap_or(10_000),
-        };
-        if query_max_series == 0 {
-            return Err(invalid("query.max-series", "must be at least 1"));
-        }
+        let query_max_samples = count_setting(
+            "query.max-samples",
+            flags.query_max_samples,
+            file.query.max_samples,
+            50_000_000,
+            u64::MAX,
+        )?;
+        let query_max_series = count_setting(
+            "query.max-series",
+            flags.query_max_series,
+            file.query.max_series,
+            10_000,
+            u64::MAX,
+        )?;
         let query_log_lookback = parse_duration_setting(
             "query.log-lookback",
             flags.query_log_lookback.or(file.query.log_lookback),
@@ -435,18 +421,13 @@ impl Config {
         if query_log_lookback.is_zero() {
             return Err(invalid("query.log-lookback", "must be greater than 0"));
         }
-        let query_log_limit = match flags.query_log_limit {
-            Some(text) => text.parse::<u32>().map_err(|_| {
-                invalid("query.log-limit", format!("{text:?} is not a whole number"))
-            })?,
-            None => file.query.log_limit.unwrap_or(1000),
-        } as usize;
-        if query_log_limit == 0 || query_log_limit > MAX_LOG_LIMIT {
-            return Err(invalid(
-                "query.log-limit",
-                format!("must be between 1 and {MAX_LOG_LIMIT}"),
-            ));
-        }
+        let query_log_limit = count_setting(
+            "query.log-limit",
+            flags.query_log_limit,
+            file.query.log_limit.map(u64::from),
+            1000,
+            MAX_LOG_LIMIT as u64,
+        )? as usize;
         let log_format_text = flags
             .query_log_format
             .or(file.query.log_format)
@@ -554,7 +535,7 @@ impl Config {
             forward_headers,
             storage_path,
             query_timeout,
-            query_max_concurrency: query_max_concurrency as usize,
+            query_max_concurrency: usize::try_from(query_max_concurrency).unwrap_or(1),
             query_max_samples: usize::try_from(query_max_samples).unwrap_or(usize::MAX),
             query_max_series: usize::try_from(query_max_series).unwrap_or(usize::MAX),
             query_log_lookback,
@@ -601,6 +582,29 @@ fn parse_listen(text: &str) -> Option<SocketAddr> {
     text.strip_prefix(':')
         .and_then(|port| port.parse::<u16>().ok())
         .map(|port| SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
+/// A whole-number setting from the flag (text) or the file, within `1..=max`.
+fn count_setting(
+    setting: &str,
+    flag: Option<String>,
+    file: Option<u64>,
+    default: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let value = match flag {
+        Some(text) => text
+            .parse::<u64>()
+            .map_err(|_| invalid(setting, format!("{text:?} is not a whole number")))?,
+        None => file.unwrap_or(default),
+    };
+    if value == 0 {
+        return Err(invalid(setting, "must be at least 1"));
+    }
+    if value > max {
+        return Err(invalid(setting, format!("must be at most {max}")));
+    }
+    Ok(value)
 }
 
 fn parse_duration_setting(
