@@ -31,6 +31,14 @@ fn bad_settings_exit_2_with_one_line_naming_the_setting() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--query.timeout=soon"], "query.timeout"),
         (vec!["--query.max-concurrency=-1"], "query.max-concurrency"),
+        (
+            vec!["--query.max-concurrency=18446744073709551615"],
+            "query.max-concurrency: must be at most",
+        ),
+        (
+            vec!["--query.log-limit=0"],
+            "query.log-limit: must be at least 1",
+        ),
         (vec!["--upstream.url=localhost:9090"], "upstream.url"),
         (
             vec!["--web.listen-address=999.0.0.1:1"],
