@@ -271,14 +271,7 @@ async fn janus_evaluates_like_prometheus() {
         }
     }
     // The switch really evaluated in Janus: sub-expressions went to the upstream as their own queries.
-    let metrics = client
-        .get(format!("{}/metrics", janus.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = janus.metrics().await;
     assert!(
         metrics.contains("(pushed down)"),
         "nothing was pushed down:\n{metrics}"

@@ -119,14 +119,7 @@ async fn without_an_upstream_janus_answers_and_says_how_to_point_it() {
         page.contains("Janus") && page.contains("Upstream"),
         "{page}"
     );
-    let metrics = client
-        .get(format!("{}/metrics", janus.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = janus.metrics().await;
     assert!(
         metrics.contains("janus_upstream_errors_total{reason=\"unreachable\"} 1"),
         "{metrics}"
@@ -246,14 +239,7 @@ async fn queries_beyond_max_concurrency_wait_in_the_queue() {
     let first = tokio::spawn(client.get(&url).send());
     let second = tokio::spawn(client.get(&url).send());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let metrics = client
-        .get(format!("{}/metrics", janus.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = janus.metrics().await;
     assert!(metrics.contains("janus_query_queue_length 1"), "{metrics}");
     assert!(
         metrics.contains("janus_http_requests_in_flight 3"),

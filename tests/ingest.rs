@@ -508,14 +508,7 @@ async fn real_clients_push_and_read_back() {
             "{answer}"
         );
     }
-    let metrics = raw_client()
-        .get(format!("{}/metrics", j.url))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = j.metrics().await;
     assert!(
         metrics.contains("janus_ingest_lines_total{stage=\"written\"} 40"),
         "{metrics}"

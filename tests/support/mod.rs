@@ -127,6 +127,20 @@ pub fn lethe_testdata() -> PathBuf {
     copy
 }
 
+impl TestJanus {
+    /// The `/metrics` exposition, as text.
+    pub async fn metrics(&self) -> String {
+        raw_client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
 /// An address on which nothing listens.
 pub async fn closed_port_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
