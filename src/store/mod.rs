@@ -285,13 +285,7 @@ impl Store {
                 *slot = result;
             }
         };
-        let threads = self.threads.min(candidates.len()).max(1);
-        std::thread::scope(|s| {
-            for _ in 1..threads {
-                s.spawn(work);
-            }
-            work();
-        });
+        scan::on_threads(self.threads.min(candidates.len()), work);
         let mut files = Vec::new();
         for slot in slots {
             match slot.into_inner().ok().flatten() {

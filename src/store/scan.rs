@@ -179,6 +179,33 @@ struct Unit {
     block: Block,
 }
 
+/// Every block of `files` that may hold lines of `[lo, hi]`.
+fn units_in_window(files: &[ScanFile], lo: i64, hi: i64) -> Vec<Unit> {
+    files
+        .iter()
+        .enumerate()
+        .flat_map(|(i, f)| {
+            f.index
+                .blocks
+                .iter()
+                .filter(move |b| b.max_ts >= lo && b.min_ts <= hi)
+                .map(move |b| Unit { file: i, block: *b })
+        })
+        .collect()
+}
+
+/// Runs `work` on up to `threads` threads (this one included), at least one, at most 64;
+/// `work` pulls its own items from a shared cursor.
+pub(crate) fn on_threads(threads: usize, work: impl Fn() + Sync) {
+    let threads = threads.clamp(1, 64);
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(&work);
+        }
+        work();
+    });
+}
+
 /// Can lines of this unit still get into the answer, given the bar?
 fn can_improve(unit: &Unit, keep: Keep, bar: Option<i64>) -> bool {
     match (bar, keep) {
@@ -190,17 +217,7 @@ fn can_improve(unit: &Unit, keep: Keep, bar: Option<i64>) -> bool {
 }
 
 pub fn scan(files: &[ScanFile], req: &ScanRequest<'_>) -> Result<ScanOutcome, ScanStop> {
-    let mut units: Vec<Unit> = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        for block in &f.index.blocks {
-            if block.max_ts >= req.lo && block.min_ts <= req.hi {
-                units.push(Unit {
-                    file: i,
-                    block: *block,
-                });
-            }
-        }
-    }
+    let mut units = units_in_window(files, req.lo, req.hi);
     match req.keep {
         Keep::Newest => units.sort_by_key(|u| std::cmp::Reverse(u.block.max_ts)),
         Keep::Oldest => units.sort_by_key(|u| u.block.min_ts),
@@ -258,13 +275,7 @@ pub fn scan(files: &[ScanFile], req: &ScanRequest<'_>) -> Result<ScanOutcome, Sc
             }
         }
     };
-    let threads = req.threads.clamp(1, 64).min(units.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(worker);
-        }
-        worker();
-    });
+    on_threads(req.threads.min(units.len()), worker);
     if let Some(why) = stop.into_inner().ok().flatten() {
         return Err(why);
     }
@@ -448,17 +459,7 @@ pub fn for_each_match<S: Send>(
     start: impl Fn() -> S + Sync,
     visit: impl Fn(&mut S, &ScanFile, &line::Line<'_>) + Sync,
 ) -> Result<Vec<S>, ScanStop> {
-    let units: Vec<Unit> = files
-        .iter()
-        .enumerate()
-        .flat_map(|(i, f)| {
-            f.index
-                .blocks
-                .iter()
-                .filter(|b| b.max_ts >= req.lo && b.min_ts <= req.hi)
-                .map(move |b| Unit { file: i, block: *b })
-        })
-        .collect();
+    let units = units_in_window(files, req.lo, req.hi);
     let filters = req.query.filters_by_cost();
     let prefilter = Prefilter::choose(&req.query.filters);
     let cursor = AtomicUsize::new(0);
@@ -489,13 +490,7 @@ pub fn for_each_match<S: Send>(
             all.push(state);
         }
     };
-    let threads = req.threads.clamp(1, 64).min(units.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(worker);
-        }
-        worker();
-    });
+    on_threads(req.threads.min(units.len()), worker);
     if let Some(why) = stop.into_inner().ok().flatten() {
         return Err(why);
     }
