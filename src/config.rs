@@ -73,13 +73,28 @@ pub struct Flags {
     /// Largest push request body, after decompression, e.g. 64MB [default: 64MB].
     #[arg(long = "ingest.max-body-size", value_name = "SIZE")]
     pub ingest_max_body_size: Option<String>,
+    /// Most entries one push request may hold [default: 1000000].
+    #[arg(long = "ingest.max-entries", value_name = "N")]
+    pub ingest_max_entries: Option<String>,
+    /// Push requests read and decoded at once; more wait (up to 30s) [default: 4].
+    #[arg(long = "ingest.max-concurrency", value_name = "N")]
+    pub ingest_max_concurrency: Option<String>,
+    /// Most open client connections; more are closed at once [default: 512].
+    #[arg(long = "web.max-connections", value_name = "N")]
+    pub web_max_connections: Option<String>,
+    /// Longest time a client may take to send a request's head [default: 10s].
+    #[arg(long = "web.read-header-timeout", value_name = "DURATION")]
+    pub web_read_header_timeout: Option<String>,
+    /// A connection with no request in flight is closed after this long [default: 2m].
+    #[arg(long = "web.idle-timeout", value_name = "DURATION")]
+    pub web_idle_timeout: Option<String>,
     /// When pushed lines are forced to disk: never, batch or always [default: batch].
     #[arg(long = "storage.fsync", value_name = "MODE")]
     pub storage_fsync: Option<String>,
     /// Longest time between syncs with --storage.fsync=batch [default: 1s].
     #[arg(long = "storage.fsync-interval", value_name = "DURATION")]
     pub storage_fsync_interval: Option<String>,
-    /// Hour files older than this are deleted; 0 keeps them [default: 15d].
+    /// Hour files older than this are deleted; 0 keeps them (Lethe's choice is 15d) [default: 0].
     #[arg(long = "retention.time", value_name = "DURATION")]
     pub retention_time: Option<String>,
     /// Oldest hour files are deleted while the store is larger, e.g. 100GB; 0 is off [default: 0].
@@ -119,6 +134,8 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct IngestFile {
     pub max_body_size: Option<String>,
+    pub max_entries: Option<u64>,
+    pub max_concurrency: Option<u64>,
     /// Which pushed label names feed namespace, pod, container, node and process.
     pub labels: Option<LabelMapping>,
 }
@@ -136,6 +153,9 @@ pub struct RetentionFile {
 pub struct WebFile {
     pub listen_address: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub max_connections: Option<u64>,
+    pub read_header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -245,6 +265,11 @@ pub struct Config {
     pub query_log_limit: usize,
     pub query_log_format: LogAnswerFormat,
     pub ingest_max_body_size: usize,
+    pub ingest_max_entries: usize,
+    pub ingest_max_concurrency: usize,
+    pub web_max_connections: usize,
+    pub web_read_header_timeout: Duration,
+    pub web_idle_timeout: Duration,
     pub ingest_labels: LabelMapping,
     pub storage_fsync: FsyncMode,
     pub storage_fsync_interval: Duration,
@@ -452,6 +477,47 @@ impl Config {
                     format!("{size_text:?} is not a size like 64MB"),
                 )
             })?;
+        let ingest_max_entries = count_setting(
+            "ingest.max-entries",
+            flags.ingest_max_entries,
+            file.ingest.max_entries,
+            1_000_000,
+            1 << 32,
+        )? as usize;
+        let ingest_max_concurrency = count_setting(
+            "ingest.max-concurrency",
+            flags.ingest_max_concurrency,
+            file.ingest.max_concurrency,
+            4,
+            1_000_000,
+        )? as usize;
+        let web_max_connections = count_setting(
+            "web.max-connections",
+            flags.web_max_connections,
+            file.web.max_connections,
+            512,
+            1_000_000,
+        )? as usize;
+        let web_read_header_timeout = parse_duration_setting(
+            "web.read-header-timeout",
+            flags
+                .web_read_header_timeout
+                .or(file.web.read_header_timeout),
+            "10s",
+        )?;
+        let web_idle_timeout = parse_duration_setting(
+            "web.idle-timeout",
+            flags.web_idle_timeout.or(file.web.idle_timeout),
+            "2m",
+        )?;
+        for (setting, value) in [
+            ("web.read-header-timeout", web_read_header_timeout),
+            ("web.idle-timeout", web_idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(setting, "must be greater than 0"));
+            }
+        }
         let fsync_text = flags
             .storage_fsync
             .or(file.storage.fsync)
@@ -473,7 +539,7 @@ impl Config {
         let retention_time = parse_duration_setting(
             "retention.time",
             flags.retention_time.or(file.retention.time),
-            "15d",
+            "0",
         )?;
         let retention_size_text = flags
             .retention_size
@@ -542,6 +608,11 @@ impl Config {
             query_log_limit,
             query_log_format,
             ingest_max_body_size,
+            ingest_max_entries,
+            ingest_max_concurrency,
+            web_max_connections,
+            web_read_header_timeout,
+            web_idle_timeout,
             ingest_labels: file.ingest.labels.unwrap_or_default(),
             storage_fsync,
             storage_fsync_interval,

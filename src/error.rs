@@ -29,6 +29,9 @@ pub enum ApiError {
     /// A request body over the configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A body of a type the endpoint does not read.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// A bug in Janus. Never the answer to user input.
     #[error("{0}")]
     Internal(String),
@@ -38,7 +41,9 @@ impl ApiError {
     /// Prometheus's `errorType` string for this error.
     pub fn error_type(&self) -> &'static str {
         match self {
-            ApiError::BadData(_) | ApiError::TooLarge(_) => "bad_data",
+            ApiError::BadData(_) | ApiError::TooLarge(_) | ApiError::UnsupportedMediaType(_) => {
+                "bad_data"
+            }
             ApiError::Execution(_) => "execution",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
@@ -56,6 +61,7 @@ impl ApiError {
             // Prometheus answers a cancelled query with 499 (client closed request).
             ApiError::Canceled(_) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -67,6 +67,10 @@ pub struct Metrics {
     pub fsync_duration: Histogram,
     pub retention_deleted: Family<ReasonLabels, Counter>,
     pub store_size: Gauge,
+    pub ingest_invalid_utf8: Counter,
+    pub connections_open: Gauge,
+    pub connections_refused: Counter,
+    pub index_rebuilds: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -193,6 +197,30 @@ impl Metrics {
             "Bytes of hour files in the store at the last retention pass",
             store_size.clone(),
         );
+        let ingest_invalid_utf8 = Counter::default();
+        registry.register(
+            "janus_ingest_invalid_utf8_sequences",
+            "Invalid UTF-8 sequences in pushed requests, stored as U+FFFD instead of refusing the request",
+            ingest_invalid_utf8.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "janus_http_connections_open",
+            "Client connections open now (at most --web.max-connections)",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "janus_http_connections_refused",
+            "Client connections closed at once because --web.max-connections were open",
+            connections_refused.clone(),
+        );
+        let index_rebuilds = Counter::default();
+        registry.register(
+            "janus_store_index_rebuilds",
+            "Time indexes thrown away because their file was replaced or rewritten in place",
+            index_rebuilds.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -228,6 +256,10 @@ impl Metrics {
             fsync_duration,
             retention_deleted,
             store_size,
+            ingest_invalid_utf8,
+            connections_open,
+            connections_refused,
+            index_rebuilds,
         }
     }
 

@@ -51,6 +51,8 @@ pub struct AppState {
     pub limiter: QueryLimiter,
     pub store: Arc<Store>,
     pub writer: Arc<Writer>,
+    /// Pushes being read, decoded and written (--ingest.max-concurrency).
+    pub push_slots: Arc<tokio::sync::Semaphore>,
     pub started: SystemTime,
 }
 
@@ -69,6 +71,7 @@ impl AppState {
             config.storage_path.clone(),
             config.storage_fsync,
         ));
+        let push_slots = Arc::new(tokio::sync::Semaphore::new(config.ingest_max_concurrency));
         Ok(Arc::new(AppState {
             config,
             upstream,
@@ -76,6 +79,7 @@ impl AppState {
             limiter,
             store,
             writer,
+            push_slots,
             started: SystemTime::now(),
         }))
     }

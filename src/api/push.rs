@@ -38,8 +38,36 @@ fn count(state: &SharedState, stage: &str, n: u64) {
         .inc_by(n);
 }
 
+/// How long a push waits for a free decoding slot before it is answered 503 (the shipper retries).
+const PUSH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn push_inner(state: &SharedState, request: Request) -> Result<(), (&'static str, ApiError)> {
     let max = state.config.ingest_max_body_size;
+    let limits = decode::Limits {
+        max_size: max,
+        max_entries: state.config.ingest_max_entries,
+    };
+    // A push costs up to a few times its body in memory while it is read, decoded and rendered:
+    // bound how many are in that state at once (--ingest.max-concurrency).
+    let _slot = tokio::time::timeout(
+        PUSH_QUEUE_WAIT,
+        std::sync::Arc::clone(&state.push_slots).acquire_owned(),
+    )
+    .await
+    .map_err(|_| {
+        (
+            "busy",
+            ApiError::Unavailable(
+                "too many pushes in flight (--ingest.max-concurrency); retry the request".into(),
+            ),
+        )
+    })?
+    .map_err(|_| {
+        (
+            "busy",
+            ApiError::Unavailable("Janus is shutting down".into()),
+        )
+    })?;
     let (parts, body) = request.into_parts();
     let header_text = |name: header::HeaderName| {
         parts
@@ -64,13 +92,25 @@ async fn push_inner(state: &SharedState, request: Request) -> Result<(), (&'stat
         .inc_by(body.len() as u64);
     let state_for_work = std::sync::Arc::clone(state);
     let outcome = tokio::task::spawn_blocking(move || {
-        let streams = decode::decode(&content_type, content_encoding.as_deref(), &body, max)
+        let decoded = decode::decode(&content_type, content_encoding.as_deref(), &body, limits)
             .map_err(|e| match e {
-                decode::DecodeError::TooLarge(_) => {
+                decode::DecodeError::TooLarge(_) | decode::DecodeError::TooManyEntries(_) => {
                     ("too_large", ApiError::TooLarge(e.to_string()))
                 }
+                decode::DecodeError::ContentType(_) => (
+                    "content_type",
+                    ApiError::UnsupportedMediaType(e.to_string()),
+                ),
                 other => ("bad_request", ApiError::BadData(other.to_string())),
             })?;
+        drop(body);
+        let streams = decoded.streams;
+        if decoded.invalid_utf8 > 0 {
+            state_for_work
+                .metrics
+                .ingest_invalid_utf8
+                .inc_by(decoded.invalid_utf8);
+        }
         let received: u64 = streams.iter().map(|s| s.entries.len() as u64).sum();
         count(&state_for_work, "received", received);
         let prepared =

@@ -25,6 +25,10 @@ pub enum DecodeError {
     TooLarge(usize),
     #[error("unsupported Content-Type {0:?}: use application/json or application/x-protobuf")]
     ContentType(String),
+    #[error(
+        "the request holds more than {0} entries (--ingest.max-entries); send smaller batches"
+    )]
+    TooManyEntries(usize),
 }
 
 // logproto.PushRequest (Loki's push.proto), by field number.
@@ -48,8 +52,10 @@ pub struct StreamAdapter {
 pub struct EntryAdapter {
     #[prost(message, optional, tag = "1")]
     pub timestamp: Option<ProtoTimestamp>,
-    #[prost(string, tag = "2")]
-    pub line: String,
+    /// Bytes on the wire as `string` is: read as bytes so invalid UTF-8 can be replaced, not
+    /// refused.
+    #[prost(bytes = "vec", tag = "2")]
+    pub line: Vec<u8>,
     #[prost(message, repeated, tag = "3")]
     pub structured_metadata: Vec<LabelPairAdapter>,
 }
@@ -71,35 +77,30 @@ pub struct ProtoTimestamp {
     pub nanos: i32,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonPush {
-    streams: Vec<JsonStream>,
-}
-
-#[derive(Deserialize)]
-struct JsonStream {
-    stream: BTreeMap<String, String>,
-    values: Vec<Vec<serde_json::Value>>,
-}
-
-/// Decodes a request body by its content type and encoding.
+/// Decodes a request body by its content type and encoding. A request may hold at most
+/// `max_entries` entries: the decoded form costs memory per entry, which the byte limit alone does
+/// not bound (a 64 MB body of tiny entries is millions of them).
 pub fn decode(
     content_type: &str,
     content_encoding: Option<&str>,
     body: &[u8],
-    max_size: usize,
-) -> Result<Vec<PushStream>, DecodeError> {
+    limits: Limits,
+) -> Result<Decoded, DecodeError> {
     let media = content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    // Only the two types Loki's clients send: a body without a type could come from a web
+    // page's no-preflight `fetch`, which must not be able to write log lines.
+    if media != "application/json" && media != "application/x-protobuf" {
+        return Err(DecodeError::ContentType(content_type.to_string()));
+    }
     let encoding = content_encoding.map(|e| e.trim().to_ascii_lowercase());
     let body = match encoding.as_deref() {
         None | Some("") | Some("identity") => std::borrow::Cow::Borrowed(body),
-        Some("gzip") => std::borrow::Cow::Owned(gunzip(body, max_size)?),
+        Some("gzip") => std::borrow::Cow::Owned(gunzip(body, limits.max_size)?),
         Some("snappy") if media == "application/x-protobuf" => std::borrow::Cow::Borrowed(body),
         Some(other) => {
             return Err(DecodeError::Bad(format!(
@@ -107,11 +108,28 @@ pub fn decode(
             )))
         }
     };
-    match media.as_str() {
-        "application/json" | "" => decode_json(&body),
-        "application/x-protobuf" => decode_protobuf(&body, max_size),
-        other => Err(DecodeError::ContentType(other.to_string())),
+    if media == "application/json" {
+        decode_json(&body, limits.max_entries)
+    } else {
+        decode_protobuf(&body, limits)
     }
+}
+
+/// What one push may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Body bytes, also after decompression.
+    pub max_size: usize,
+    /// Entries over all streams.
+    pub max_entries: usize,
+}
+
+/// A decoded request.
+#[derive(Debug, Default, PartialEq)]
+pub struct Decoded {
+    pub streams: Vec<PushStream>,
+    /// Invalid UTF-8 sequences replaced by U+FFFD (as Loki does) rather than refused.
+    pub invalid_utf8: u64,
 }
 
 /// Inflates at most `max_size` bytes: a zip bomb stops at the limit.
@@ -127,75 +145,393 @@ fn gunzip(body: &[u8], max_size: usize) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
-fn decode_json(body: &[u8]) -> Result<Vec<PushStream>, DecodeError> {
-    let push: JsonPush = serde_json::from_slice(body)
-        .map_err(|e| DecodeError::Bad(format!("invalid JSON push request: {e}")))?;
-    push.streams
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let entries = s
-                .values
-                .into_iter()
-                .enumerate()
-                .map(|(j, v)| {
-                    json_entry(&v).map_err(|e| {
-                        DecodeError::Bad(format!(
-                            "stream {i} {}: value {j}: {e}",
-                            describe(&s.stream)
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(PushStream {
-                labels: s.stream,
-                entries,
-            })
-        })
-        .collect()
+/// A line as received, with each invalid UTF-8 sequence replaced by U+FFFD (as Loki does):
+/// one bad byte must not refuse the whole request, since shippers drop a refused batch for good.
+fn lossy_line(raw: Vec<u8>, invalid: &mut u64) -> String {
+    match String::from_utf8(raw) {
+        Ok(line) => line,
+        Err(e) => replace_invalid_utf8(e.as_bytes(), invalid),
+    }
 }
 
-fn json_entry(value: &[serde_json::Value]) -> Result<(i64, String), String> {
-    if !(2..=3).contains(&value.len()) {
+/// `String::from_utf8_lossy`, counting the sequences replaced.
+fn replace_invalid_utf8(bytes: &[u8], invalid: &mut u64) -> String {
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            out.push(char::REPLACEMENT_CHARACTER);
+            *invalid += 1;
+        }
+    }
+    out
+}
+
+/// Walks the JSON push body with seeds instead of building `serde_json::Value`s: each entry
+/// becomes `(i64, String)` directly, counted against the entry limit as it is read.
+struct JsonState {
+    max_entries: usize,
+    entries: usize,
+    invalid_utf8: u64,
+    /// An entry's own problem, worded with its stream and position.
+    entry_error: Option<String>,
+}
+
+fn decode_json(body: &[u8], max_entries: usize) -> Result<Decoded, DecodeError> {
+    let mut state = JsonState {
+        max_entries,
+        entries: 0,
+        invalid_utf8: 0,
+        entry_error: None,
+    };
+    // JSON's own syntax is ASCII, so replacing invalid sequences only touches string contents;
+    // serde_json has no way to read a string without checking it.
+    let body = match std::str::from_utf8(body) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => std::borrow::Cow::Owned(replace_invalid_utf8(body, &mut state.invalid_utf8)),
+    };
+    let mut de = serde_json::Deserializer::from_str(&body);
+    let streams = serde::de::DeserializeSeed::deserialize(PushSeed(&mut state), &mut de)
+        .and_then(|s| de.end().map(|()| s))
+        .map_err(|e| {
+            if state.entries > state.max_entries {
+                DecodeError::TooManyEntries(state.max_entries)
+            } else if let Some(message) = state.entry_error.take() {
+                DecodeError::Bad(message)
+            } else {
+                DecodeError::Bad(format!("invalid JSON push request: {e}"))
+            }
+        })?;
+    Ok(Decoded {
+        streams,
+        invalid_utf8: state.invalid_utf8,
+    })
+}
+
+struct PushSeed<'s>(&'s mut JsonState);
+
+impl<'de> serde::de::DeserializeSeed<'de> for PushSeed<'_> {
+    type Value = Vec<PushStream>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PushSeed<'_> {
+    type Value = Vec<PushStream>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object with \"streams\"")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let mut streams = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key != "streams" {
+                return Err(A::Error::unknown_field(&key, &["streams"]));
+            }
+            if streams.is_some() {
+                return Err(A::Error::duplicate_field("streams"));
+            }
+            streams = Some(map.next_value_seed(StreamsSeed(&mut *self.0))?);
+        }
+        streams.ok_or_else(|| A::Error::missing_field("streams"))
+    }
+}
+
+struct StreamsSeed<'s>(&'s mut JsonState);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StreamsSeed<'_> {
+    type Value = Vec<PushStream>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StreamsSeed<'_> {
+    type Value = Vec<PushStream>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of streams")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(stream) = seq.next_element_seed(StreamSeed {
+            state: &mut *self.0,
+            index: out.len(),
+        })? {
+            out.push(stream);
+        }
+        Ok(out)
+    }
+}
+
+struct StreamSeed<'s> {
+    state: &'s mut JsonState,
+    index: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for StreamSeed<'_> {
+    type Value = PushStream;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StreamSeed<'_> {
+    type Value = PushStream;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a stream: {\"stream\": {…}, \"values\": […]}")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let mut labels: Option<BTreeMap<String, String>> = None;
+        let mut entries = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "stream" => labels = Some(map.next_value()?),
+                "values" => {
+                    // Labels usually come first; name the stream in errors when they did.
+                    let described = labels.as_ref().map_or_else(
+                        || format!("stream {}", self.index),
+                        |l| format!("stream {} {}", self.index, describe(l)),
+                    );
+                    entries = Some(map.next_value_seed(EntriesSeed {
+                        state: &mut *self.state,
+                        stream: described,
+                    })?);
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(PushStream {
+            labels: labels.ok_or_else(|| A::Error::missing_field("stream"))?,
+            entries: entries.ok_or_else(|| A::Error::missing_field("values"))?,
+        })
+    }
+}
+
+struct EntriesSeed<'s> {
+    state: &'s mut JsonState,
+    stream: String,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = Vec<(i64, String)>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
+    type Value = Vec<(i64, String)>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of [\"<unix nanoseconds>\", \"<line>\"]")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let mut out = Vec::new();
+        loop {
+            if self.state.entries >= self.state.max_entries {
+                // One more element would pass the limit: stop before decoding it.
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    self.state.entries += 1;
+                    return Err(A::Error::custom("too many entries"));
+                }
+                break;
+            }
+            let Some(entry) = seq.next_element::<JsonEntry>()? else {
+                break;
+            };
+            let entry = match entry.0 {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let message = format!("{}: value {}: {e}", self.stream, out.len());
+                    self.state.entry_error = Some(message.clone());
+                    return Err(A::Error::custom(message));
+                }
+            };
+            self.state.entries += 1;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
+
+/// One `[ts, line, {metadata}?]`, or the reason it is not one (worded for the operator).
+struct JsonEntry(Result<(i64, String), String>);
+
+impl<'de> Deserialize<'de> for JsonEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(JsonEntryVisitor)
+    }
+}
+
+struct JsonEntryVisitor;
+
+/// A JSON scalar or structure, kept only as far as an error message needs it.
+enum Field {
+    Text(String),
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Field;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Field, E> {
+                Ok(Field::Text(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Field, E> {
+                Ok(Field::Text(v))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Field, E> {
+                Ok(Field::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Field, E> {
+                Ok(Field::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Field, E> {
+                Ok(Field::Other("a number"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Field, E> {
+                Ok(Field::Other("a boolean"))
+            }
+            fn visit_unit<E>(self) -> Result<Field, E> {
+                Ok(Field::Other("null"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Field, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Field::Other("a list"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Field, A::Error> {
+                while m
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Field::Other("an object"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonEntryVisitor {
+    type Value = JsonEntry;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("[\"<unix nanoseconds>\", \"<line>\"]")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonEntry, A::Error> {
+        let mut fields = Vec::with_capacity(3);
+        while let Some(f) = seq.next_element::<Field>()? {
+            fields.push(f);
+        }
+        Ok(JsonEntry(json_entry(fields)))
+    }
+}
+
+fn json_entry(fields: Vec<Field>) -> Result<(i64, String), String> {
+    if !(2..=3).contains(&fields.len()) {
         return Err(format!(
             "expected [\"<unix nanoseconds>\", \"<line>\"] (and optional structured metadata), found {} elements",
-            value.len()
+            fields.len()
         ));
     }
-    let ts = match &value[0] {
-        serde_json::Value::String(s) => s
+    let mut fields = fields.into_iter();
+    let ts = match fields.next() {
+        Some(Field::Text(text)) => text
             .parse::<i64>()
-            .map_err(|_| format!("timestamp {s:?} is not an integer of nanoseconds"))?,
-        other => {
+            .map_err(|_| format!("timestamp {text:?} is not an integer of nanoseconds"))?,
+        Some(Field::Other(what)) => {
             return Err(format!(
-                "timestamp must be a string of nanoseconds, found {other}"
+                "timestamp must be a string of nanoseconds, found {what}"
             ))
         }
+        None => return Err("missing timestamp".into()),
     };
-    let line = match &value[1] {
-        serde_json::Value::String(s) => s.clone(),
-        other => return Err(format!("line must be a string, found {other}")),
+    let line = match fields.next() {
+        Some(Field::Text(s)) => s,
+        Some(Field::Other(what)) => return Err(format!("line must be a string, found {what}")),
+        None => return Err("missing line".into()),
     };
-    if let Some(meta) = value.get(2) {
-        if !meta.is_object() {
+    if let Some(meta) = fields.next() {
+        if !matches!(meta, Field::Other("an object")) {
             return Err("structured metadata must be an object".into());
         }
     }
     Ok((ts, line))
 }
 
-fn decode_protobuf(body: &[u8], max_size: usize) -> Result<Vec<PushStream>, DecodeError> {
+/// Counts the entries of a protobuf push by walking the wire format, before anything is
+/// decoded: `PushRequest.streams` (1) → `StreamAdapter.entries` (2).
+fn count_protobuf_entries(raw: &[u8]) -> Result<usize, DecodeError> {
+    fn varint(buf: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = buf.split_first()?;
+            *buf = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    /// Calls `each` with the payload of every length-delimited field numbered `wanted`.
+    fn fields(mut buf: &[u8], wanted: u64, each: &mut dyn FnMut(&[u8])) -> Option<()> {
+        while !buf.is_empty() {
+            let key = varint(&mut buf)?;
+            match key & 7 {
+                0 => {
+                    varint(&mut buf)?;
+                }
+                1 => buf = buf.get(8..)?,
+                5 => buf = buf.get(4..)?,
+                2 => {
+                    let len = usize::try_from(varint(&mut buf)?).ok()?;
+                    let payload = buf.get(..len)?;
+                    if key >> 3 == wanted {
+                        each(payload);
+                    }
+                    buf = &buf[len..];
+                }
+                _ => return None,
+            }
+        }
+        Some(())
+    }
+    let mut entries = 0usize;
+    let mut ok = true;
+    fields(raw, 1, &mut |stream| {
+        ok &= fields(stream, 2, &mut |_| entries += 1).is_some();
+    })
+    .filter(|()| ok)
+    .ok_or_else(|| DecodeError::Bad("invalid protobuf push request: malformed wire data".into()))?;
+    Ok(entries)
+}
+
+fn decode_protobuf(body: &[u8], limits: Limits) -> Result<Decoded, DecodeError> {
     let length = snap::raw::decompress_len(body)
         .map_err(|e| DecodeError::Bad(format!("invalid snappy body: {e}")))?;
-    if length > max_size {
-        return Err(DecodeError::TooLarge(max_size));
+    if length > limits.max_size {
+        return Err(DecodeError::TooLarge(limits.max_size));
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| DecodeError::Bad(format!("invalid snappy body: {e}")))?;
+    if count_protobuf_entries(&raw)? > limits.max_entries {
+        return Err(DecodeError::TooManyEntries(limits.max_entries));
+    }
     let push = PushRequest::decode(&raw[..])
         .map_err(|e| DecodeError::Bad(format!("invalid protobuf push request: {e}")))?;
-    push.streams
+    drop(raw);
+    let mut invalid_utf8 = 0;
+    let streams = push
+        .streams
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
@@ -223,12 +559,16 @@ fn decode_protobuf(body: &[u8], max_size: usize) -> Result<Vec<PushStream>, Deco
                                 describe(&labels)
                             ))
                         })?;
-                    Ok((ns, e.line))
+                    Ok((ns, lossy_line(e.line, &mut invalid_utf8)))
                 })
                 .collect::<Result<Vec<_>, DecodeError>>()?;
             Ok(PushStream { labels, entries })
         })
-        .collect()
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    Ok(Decoded {
+        streams,
+        invalid_utf8,
+    })
 }
 
 /// Parses Loki's stream label string, `{name="value", …}` (Prometheus label syntax).
@@ -280,6 +620,11 @@ pub fn describe(labels: &BTreeMap<String, String>) -> String {
 mod tests {
     use super::*;
 
+    const MB: Limits = Limits {
+        max_size: 1 << 20,
+        max_entries: 1000,
+    };
+
     #[test]
     fn label_strings() {
         let l = parse_label_string(r#"{namespace="shop", pod="web-1",container="a\"b"}"#).unwrap();
@@ -300,7 +645,7 @@ mod tests {
     #[test]
     fn json_and_protobuf_decode_alike() {
         let json = br#"{"streams":[{"stream":{"namespace":"shop","pod":"p","container":"c"},"values":[["1700000000000000001","hello"],["1700000000000000002","world",{"trace_id":"x"}]]}]}"#;
-        let from_json = decode("application/json", None, json, 1 << 20).unwrap();
+        let from_json = decode("application/json", None, json, MB).unwrap().streams;
         let request = PushRequest {
             streams: vec![StreamAdapter {
                 labels: r#"{container="c", namespace="shop", pod="p"}"#.into(),
@@ -310,7 +655,7 @@ mod tests {
                             seconds: 1_700_000_000,
                             nanos: 1,
                         }),
-                        line: "hello".into(),
+                        line: b"hello".to_vec(),
                         structured_metadata: vec![],
                     },
                     EntryAdapter {
@@ -318,7 +663,7 @@ mod tests {
                             seconds: 1_700_000_000,
                             nanos: 2,
                         }),
-                        line: "world".into(),
+                        line: b"world".to_vec(),
                         structured_metadata: vec![LabelPairAdapter {
                             name: "trace_id".into(),
                             value: "x".into(),
@@ -331,7 +676,9 @@ mod tests {
         let compressed = snap::raw::Encoder::new()
             .compress_vec(&request.encode_to_vec())
             .unwrap();
-        let from_proto = decode("application/x-protobuf", None, &compressed, 1 << 20).unwrap();
+        let from_proto = decode("application/x-protobuf", None, &compressed, MB)
+            .unwrap()
+            .streams;
         assert_eq!(from_json, from_proto);
     }
 
@@ -342,36 +689,31 @@ mod tests {
         gz.write_all(&vec![b' '; 10 << 20]).unwrap();
         let bomb = gz.finish().unwrap();
         assert_eq!(
-            decode("application/json", Some("gzip"), &bomb, 1 << 20),
+            decode("application/json", Some("gzip"), &bomb, MB),
             Err(DecodeError::TooLarge(1 << 20))
         );
         assert!(matches!(
-            decode("application/json", Some("gzip"), b"not gzip", 1 << 20),
+            decode("application/json", Some("gzip"), b"not gzip", MB),
             Err(DecodeError::Bad(_))
         ));
         // A snappy header announcing 4 GiB is refused before anything is inflated.
         assert_eq!(
-            decode(
-                "application/x-protobuf",
-                None,
-                b"\xff\xff\xff\xff\x0f",
-                1 << 20
-            ),
+            decode("application/x-protobuf", None, b"\xff\xff\xff\xff\x0f", MB),
             Err(DecodeError::TooLarge(1 << 20))
         );
         assert!(matches!(
-            decode("application/x-protobuf", None, b"\x10garbage", 1 << 20),
+            decode("application/x-protobuf", None, b"\x10garbage", MB),
             Err(DecodeError::Bad(_))
         ));
         let not_protobuf = snap::raw::Encoder::new()
             .compress_vec(b"\xff\xff\xff")
             .unwrap();
         assert!(matches!(
-            decode("application/x-protobuf", None, &not_protobuf, 1 << 20),
+            decode("application/x-protobuf", None, &not_protobuf, MB),
             Err(DecodeError::Bad(_))
         ));
         assert!(matches!(
-            decode("text/plain", None, b"{}", 1 << 20),
+            decode("text/plain", None, b"{}", MB),
             Err(DecodeError::ContentType(_))
         ));
         assert!(matches!(
@@ -379,9 +721,104 @@ mod tests {
                 "application/json",
                 None,
                 br#"{"streams":[{"stream":{},"values":[[1,"x"]]}]}"#,
-                1 << 20
+                MB
             ),
             Err(DecodeError::Bad(_))
         ));
+    }
+
+    #[test]
+    fn a_body_without_a_loki_content_type_is_refused() {
+        let json = br#"{"streams":[]}"#;
+        for content_type in ["", "text/plain", "application/x-www-form-urlencoded"] {
+            assert!(matches!(
+                decode(content_type, None, json, MB),
+                Err(DecodeError::ContentType(_))
+            ));
+        }
+        assert!(decode("application/json; charset=utf-8", None, json, MB).is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_counted() {
+        let json = b"{\"streams\":[{\"stream\":{\"namespace\":\"a\"},\"values\":[[\"1\",\"ok \xff\xfe end\"],[\"2\",\"fine\"]]}]}";
+        let decoded = decode("application/json", None, json, MB).unwrap();
+        assert_eq!(decoded.invalid_utf8, 2);
+        assert_eq!(decoded.streams[0].entries[0].1, "ok \u{fffd}\u{fffd} end");
+        assert_eq!(decoded.streams[0].entries[1].1, "fine");
+        let request = PushRequest {
+            streams: vec![StreamAdapter {
+                labels: r#"{namespace="a"}"#.into(),
+                entries: vec![EntryAdapter {
+                    timestamp: Some(ProtoTimestamp {
+                        seconds: 1,
+                        nanos: 0,
+                    }),
+                    line: b"bad \xc3".to_vec(),
+                    structured_metadata: vec![],
+                }],
+                hash: 0,
+            }],
+        };
+        let compressed = snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .unwrap();
+        let decoded = decode("application/x-protobuf", None, &compressed, MB).unwrap();
+        assert_eq!(decoded.invalid_utf8, 1);
+        assert_eq!(decoded.streams[0].entries[0].1, "bad \u{fffd}");
+    }
+
+    #[test]
+    fn entries_are_counted_before_they_cost_memory() {
+        let limits = Limits {
+            max_size: 1 << 20,
+            max_entries: 3,
+        };
+        let values = |n: usize| vec![r#"["1","x"]"#; n].join(",");
+        let json = |n: usize| {
+            format!(
+                r#"{{"streams":[{{"stream":{{"namespace":"a"}},"values":[{}]}},{{"stream":{{"namespace":"b"}},"values":[{}]}}]}}"#,
+                values(n),
+                values(n)
+            )
+        };
+        assert!(decode("application/json", None, json(1).as_bytes(), limits).is_ok());
+        assert_eq!(
+            decode("application/json", None, json(2).as_bytes(), limits),
+            Err(DecodeError::TooManyEntries(3))
+        );
+        let entry = EntryAdapter {
+            timestamp: Some(ProtoTimestamp {
+                seconds: 1,
+                nanos: 0,
+            }),
+            line: b"x".to_vec(),
+            structured_metadata: vec![],
+        };
+        let request = PushRequest {
+            streams: vec![StreamAdapter {
+                labels: r#"{namespace="a"}"#.into(),
+                entries: vec![entry; 4],
+                hash: 0,
+            }],
+        };
+        let compressed = snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .unwrap();
+        assert_eq!(
+            decode("application/x-protobuf", None, &compressed, limits),
+            Err(DecodeError::TooManyEntries(3))
+        );
+    }
+
+    #[test]
+    fn entry_errors_name_the_stream_and_value() {
+        let json = br#"{"streams":[{"stream":{"namespace":"a"},"values":[["1","x"],[1,"x"]]}]}"#;
+        assert_eq!(
+            decode("application/json", None, json, MB),
+            Err(DecodeError::Bad(
+                "stream 0 {namespace=\"a\"}: value 1: timestamp must be a string of nanoseconds, found a number".into()
+            ))
+        );
     }
 }
