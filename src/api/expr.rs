@@ -45,7 +45,7 @@ pub async fn answer(
     headers: &HeaderMap,
     kind: QueryKind,
     rewritten: Rewritten,
-    expr: Expr,
+    expr: crate::promql::plan::Parsed,
 ) -> Result<Response, ApiError> {
     let steps = match kind {
         QueryKind::Instant => Steps {
@@ -73,7 +73,7 @@ pub async fn answer(
         deadline,
         cancelled,
     };
-    let (value, warnings) = evaluate(&context, &expr, steps).await?;
+    let (value, warnings) = evaluate(&context, &expr, steps, 0).await?;
     let data = encode::data(&value, &steps, kind == QueryKind::Range);
     let mut body = format!("{{\"status\":\"success\",\"data\":{data}");
     if !warnings.is_empty() {
@@ -102,10 +102,14 @@ type Evaluated = Result<(Value, Vec<String>), ApiError>;
 /// Plans `expr` at `steps`, computes its leaves concurrently — log range functions from the
 /// store, pushed-down parts from the upstream, subqueries by evaluating their inner expression
 /// at their own steps — and evaluates the rest.
+/// How deep subqueries may nest: each level is an evaluation (and an async frame) of its own.
+const MAX_SUBQUERY_NESTING: usize = 32;
+
 fn evaluate<'a>(
     ctx: &'a Context<'a>,
     expr: &'a Expr,
     steps: Steps,
+    nesting: usize,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Evaluated> + Send + 'a>> {
     Box::pin(async move {
         let state = ctx.state;
@@ -117,14 +121,14 @@ fn evaluate<'a>(
             .min(state.config.query_max_samples / steps.count.max(1))
             .max(1);
         let range = steps.count > 1;
-        let log_tasks = plan.logs.iter().map(|(text, call)| {
+        let log_tasks = plan.logs.iter().map(|(node, call)| {
             let (store, logs, call, cancelled) = (
                 Arc::clone(&state.store),
                 Arc::clone(&ctx.logs),
                 call.clone(),
                 Arc::clone(&ctx.cancelled),
             );
-            let text = text.clone();
+            let node = *node;
             let at = ctx.deadline.at.into_std();
             async move {
                 let value = tokio::task::spawn_blocking(move || {
@@ -132,28 +136,32 @@ fn evaluate<'a>(
                 })
                 .await
                 .map_err(|e| ApiError::Internal(format!("log metric failed: {e}")))??;
-                Ok::<_, ApiError>((text, value, Vec::new()))
+                Ok::<_, ApiError>((node, value, Vec::new()))
             }
         });
-        let upstream_tasks = plan
-            .upstream
-            .iter()
-            .map(|(text, scalar)| push_down(ctx, text, *scalar, steps, range));
-        let subquery_tasks = plan.subqueries.iter().map(|(text, call)| async move {
-            let inner_steps = call.inner_steps(&steps);
-            let (inner, warnings) = evaluate(ctx, &call.inner, inner_steps).await?;
-            Ok::<_, ApiError>((
-                text.clone(),
-                call.apply(&inner, &inner_steps, &steps)?,
-                warnings,
-            ))
+        let upstream_tasks = plan.upstream.iter().map(|(node, text, scalar)| async move {
+            let (value, warnings) = push_down(ctx, text, *scalar, steps, range).await?;
+            Ok::<_, ApiError>((*node, value, warnings))
+        });
+        let subquery_tasks = plan.subqueries.iter().map(|(node, call)| async move {
+            if nesting >= MAX_SUBQUERY_NESTING {
+                return Err(ApiError::BadData(format!(
+                    "subqueries nested more than {MAX_SUBQUERY_NESTING} deep"
+                )));
+            }
+            let inner_steps = call.inner_steps(&steps, state.config.query_max_samples)?;
+            let (inner, warnings) = evaluate(ctx, call.inner, inner_steps, nesting + 1).await?;
+            let at = ctx.deadline.at.into_std();
+            let applied =
+                tokio::task::block_in_place(|| call.apply(&inner, &inner_steps, &steps, at))?;
+            Ok::<_, ApiError>((*node, applied, warnings))
         });
         let (logs_done, upstream_done, subqueries_done) = tokio::join!(
             futures_util::future::join_all(log_tasks),
             futures_util::future::join_all(upstream_tasks),
             futures_util::future::join_all(subquery_tasks)
         );
-        let mut inputs: HashMap<String, Value> = HashMap::new();
+        let mut inputs: HashMap<plan::NodeId, Value> = HashMap::new();
         let mut warnings = Vec::new();
         let mut samples = 0usize;
         for done in logs_done
@@ -161,23 +169,17 @@ fn evaluate<'a>(
             .chain(upstream_done)
             .chain(subqueries_done)
         {
-            let (text, value, w) = done?;
+            let (node, value, w) = done?;
             samples += sample_count(&value);
-            inputs.insert(text, value);
+            inputs.insert(node, value);
             warnings.extend(w);
         }
-        let too_many = || {
-            ApiError::Execution(
-                "query processing would load too many samples into memory in query execution"
-                    .into(),
-            )
-        };
         if samples > state.config.query_max_samples {
-            return Err(too_many());
+            return Err(plan::too_many_samples());
         }
-        let value = plan::evaluate(expr, steps, &inputs)?;
+        let value = tokio::task::block_in_place(|| plan::evaluate(expr, steps, &inputs))?;
         if sample_count(&value) > state.config.query_max_samples {
-            return Err(too_many());
+            return Err(plan::too_many_samples());
         }
         Ok((value, warnings))
     })
@@ -190,7 +192,7 @@ async fn push_down(
     scalar: bool,
     steps: Steps,
     range: bool,
-) -> Result<(String, Value, Vec<String>), ApiError> {
+) -> Result<(Value, Vec<String>), ApiError> {
     let path = if range {
         format!(
             "/api/v1/query_range?{}",
@@ -252,11 +254,7 @@ async fn push_down(
                 .collect()
         })
         .unwrap_or_default();
-    Ok((
-        text.to_string(),
-        from_upstream(&json["data"], &steps, scalar)?,
-        warnings,
-    ))
+    Ok((from_upstream(&json["data"], &steps, scalar)?, warnings))
 }
 
 fn sample_count(value: &Value) -> usize {

@@ -48,7 +48,7 @@ enum Route {
     /// Log metrics, aggregations, mixed expressions: numbers.
     Expression(
         crate::logql::rewrite::Rewritten,
-        promql_parser::parser::Expr,
+        crate::promql::plan::Parsed,
     ),
 }
 
@@ -60,10 +60,14 @@ fn route(params: &Params) -> Result<Route, ApiError> {
         return Ok(Route::Lines); // refused with Prometheus's words by the lines path
     }
     let rewritten = crate::logql::rewrite::rewrite(text)?;
-    match promql_parser::parser::parse(&rewritten.promql) {
-        Ok(promql_parser::parser::Expr::VectorSelector(_))
-        | Ok(promql_parser::parser::Expr::MatrixSelector(_))
-            if rewritten.logs.len() == 1 =>
+    match crate::promql::plan::Parsed::parse(&rewritten.promql) {
+        Ok(expr)
+            if rewritten.logs.len() == 1
+                && matches!(
+                    &*expr,
+                    promql_parser::parser::Expr::VectorSelector(_)
+                        | promql_parser::parser::Expr::MatrixSelector(_)
+                ) =>
         {
             Ok(Route::Lines)
         }

@@ -28,6 +28,57 @@ pub struct Rewritten {
     pub logs: Vec<LogQuery>,
 }
 
+/// The deepest expression Janus parses and evaluates. Parsing, planning, evaluating, printing
+/// and dropping an expression all recurse once per level, so the depth is refused before the
+/// parser sees the query. Prometheus itself has no limit; real queries stay far below this.
+pub const MAX_DEPTH: usize = 1000;
+
+/// Words that are binary operators in PromQL.
+const WORD_OPERATORS: [&str; 4] = ["and", "or", "unless", "atan2"];
+
+/// An upper bound of the parsed expression's depth, read from the tokens: each bracket opens a
+/// level, and each operator adds one within its bracket (a chain `a + b + c` nests left).
+struct DepthBound {
+    /// Operators seen so far at each open bracket level.
+    levels: Vec<usize>,
+    current: usize,
+    deepest: usize,
+}
+
+impl DepthBound {
+    fn new() -> Self {
+        DepthBound {
+            levels: vec![0],
+            current: 1,
+            deepest: 1,
+        }
+    }
+
+    fn open(&mut self) {
+        self.levels.push(0);
+        self.bump(1);
+    }
+
+    fn close(&mut self) {
+        if self.levels.len() > 1 {
+            let operators = self.levels.pop().unwrap_or(0);
+            self.current -= operators + 1;
+        }
+    }
+
+    fn operator(&mut self) {
+        if let Some(top) = self.levels.last_mut() {
+            *top += 1;
+        }
+        self.bump(1);
+    }
+
+    fn bump(&mut self, n: usize) {
+        self.current += n;
+        self.deepest = self.deepest.max(self.current);
+    }
+}
+
 pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
     let tokens = tokenize(query);
     if let Some(t) = tokens.iter().find(|t| t.kind == Kind::Unterminated) {
@@ -36,6 +87,7 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
             super::lexer::position(query, t.start)
         )));
     }
+    let mut bound = DepthBound::new();
     let mut promql = String::with_capacity(query.len());
     let mut logs = Vec::new();
     let mut copied = 0;
@@ -62,7 +114,19 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
                     &query[t.start..t.end]
                 )));
             }
+            Kind::LParen | Kind::LBracket if depth == 0 => bound.open(),
+            Kind::RParen | Kind::RBracket if depth == 0 => bound.close(),
+            Kind::Op if depth == 0 => bound.operator(),
+            Kind::Ident if depth == 0 && WORD_OPERATORS.contains(&&query[t.start..t.end]) => {
+                bound.operator()
+            }
             _ => {}
+        }
+        if bound.deepest > MAX_DEPTH {
+            return Err(ApiError::BadData(format!(
+                "{}: parse error: expression nested more than {MAX_DEPTH} levels deep (brackets, calls and chained operators each count one)",
+                super::lexer::position(query, t.start),
+            )));
         }
         i += 1;
     }

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 pub struct Evaluator<'a> {
     pub steps: Steps,
     /// Precomputed leaves, by their expression text.
-    pub inputs: &'a HashMap<String, Value>,
+    pub inputs: &'a HashMap<super::plan::NodeId, Value>,
 }
 
 fn execution(message: impl Into<String>) -> ApiError {
@@ -32,7 +32,7 @@ fn unsupported(what: &str) -> ApiError {
 
 impl Evaluator<'_> {
     pub fn eval(&self, expr: &Expr) -> Result<Value, ApiError> {
-        if let Some(v) = self.inputs.get(&expr.to_string()) {
+        if let Some(v) = self.inputs.get(&super::plan::node_id(expr)) {
             return Ok(v.clone());
         }
         match expr {

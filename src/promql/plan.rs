@@ -39,11 +39,11 @@ pub struct LogCall {
 /// `max_over_time(rate(pod{…}[5m])[1h:1m])`: the inner expression is evaluated at the subquery's
 /// own steps, then the function runs over each outer step's window.
 #[derive(Debug, Clone)]
-pub struct SubqueryCall {
+pub struct SubqueryCall<'e> {
     pub function: &'static str,
     /// `quantile_over_time`'s φ.
     pub param: Option<f64>,
-    pub inner: Expr,
+    pub inner: &'e Expr,
     pub range: Duration,
     pub step: Option<Duration>,
     pub offset_ns: i64,
@@ -78,7 +78,7 @@ fn at_time(at: &AtModifier, outer: &Steps) -> i64 {
     }
 }
 
-impl SubqueryCall {
+impl SubqueryCall<'_> {
     fn eval_time(&self, outer: &Steps, k: usize) -> i64 {
         let t = self
             .at
@@ -88,36 +88,47 @@ impl SubqueryCall {
     }
 
     /// The inner steps: aligned to multiples of the subquery step, covering every outer window
-    /// (as Prometheus aligns them).
-    pub fn inner_steps(&self, outer: &Steps) -> Steps {
-        let step = i64::try_from(self.step.unwrap_or(DEFAULT_SUBQUERY_STEP).as_nanos())
-            .unwrap_or(i64::MAX)
+    /// (as Prometheus aligns them). Every inner step holds a sample of each inner series, so a
+    /// grid of more than `max_points` steps is refused before anything is allocated for it.
+    pub fn inner_steps(&self, outer: &Steps, max_points: usize) -> Result<Steps, ApiError> {
+        let step = i128::try_from(self.step.unwrap_or(DEFAULT_SUBQUERY_STEP).as_nanos())
+            .unwrap_or(i128::MAX)
             .max(1);
-        let range = i64::try_from(self.range.as_nanos()).unwrap_or(i64::MAX);
-        let first = self.eval_time(outer, 0).saturating_sub(range);
-        let last = self.eval_time(outer, outer.count.saturating_sub(1));
+        let range = i128::try_from(self.range.as_nanos()).unwrap_or(i128::MAX);
+        let first = i128::from(self.eval_time(outer, 0)) - range;
+        let last = i128::from(self.eval_time(outer, outer.count.saturating_sub(1)));
         let mut start = first - first.rem_euclid(step);
         if start < first {
             start += step;
         }
         let count = if last < start {
-            0
+            1
         } else {
-            ((last - start) / step) as usize + 1
+            (last - start) / step + 1
         };
-        Steps {
+        if count > max_points as i128 {
+            return Err(too_many_samples());
+        }
+        let (Ok(start), Ok(step)) = (i64::try_from(start), i64::try_from(step)) else {
+            return Err(ApiError::BadData(
+                "subquery range or step is out of the range of timestamps".into(),
+            ));
+        };
+        Ok(Steps {
             start,
             step,
-            count: count.max(1),
-        }
+            count: count as usize,
+        })
     }
 
     /// Applies the range function over each outer window `[t − range, t]` of the inner values.
+    /// The inner steps are sorted, so each window is found by arithmetic, not by a search.
     pub fn apply(
         &self,
         inner: &Value,
         inner_steps: &Steps,
         outer: &Steps,
+        deadline: std::time::Instant,
     ) -> Result<Value, ApiError> {
         let series = match inner {
             Value::Vector(v) => v.clone(),
@@ -133,31 +144,54 @@ impl SubqueryCall {
             }
         };
         let range = i64::try_from(self.range.as_nanos()).unwrap_or(i64::MAX);
+        // Inner step indexes inside [begin, end], as a half-open range.
+        let window = |begin: i64, end: i64| -> std::ops::Range<usize> {
+            let index_at_or_after = |t: i64| -> usize {
+                let offset = i128::from(t) - i128::from(inner_steps.start);
+                if offset <= 0 {
+                    return 0;
+                }
+                let step = i128::from(inner_steps.step);
+                usize::try_from((offset + step - 1) / step)
+                    .unwrap_or(usize::MAX)
+                    .min(inner_steps.count)
+            };
+            let lo = index_at_or_after(begin);
+            let hi = index_at_or_after(end.saturating_add(1));
+            lo..hi.max(lo)
+        };
         let mut out = Vec::new();
+        let mut values = Vec::new();
         for s in series {
             let mut labels = s.labels.clone();
             labels.remove("__name__");
-            let points = (0..outer.count)
-                .map(|k| {
-                    let end = self.eval_time(outer, k);
-                    let begin = end.saturating_sub(range);
-                    let values: Vec<f64> = s
-                        .points
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| {
-                            let t = inner_steps.time(*j);
-                            t >= begin && t <= end
-                        })
-                        .filter_map(|(_, p)| *p)
-                        .collect();
-                    (!values.is_empty()).then(|| over_time(self.function, self.param, &values))
-                })
-                .collect();
+            let mut points = Vec::with_capacity(outer.count);
+            for k in 0..outer.count {
+                if k % 1024 == 0 && std::time::Instant::now() >= deadline {
+                    return Err(ApiError::Timeout(
+                        "query timed out in query execution".into(),
+                    ));
+                }
+                let end = self.eval_time(outer, k);
+                let begin = end.saturating_sub(range);
+                values.clear();
+                let span = window(begin, end);
+                values.extend(s.points.get(span).unwrap_or_default().iter().flatten());
+                points.push(
+                    (!values.is_empty()).then(|| over_time(self.function, self.param, &values)),
+                );
+            }
             out.push(Series { labels, points });
         }
         Ok(Value::Vector(out))
     }
+}
+
+/// Prometheus's words when a query would hold more samples than `--query.max-samples`.
+pub fn too_many_samples() -> ApiError {
+    ApiError::Execution(
+        "query processing would load too many samples into memory in query execution".into(),
+    )
 }
 
 fn over_time(function: &str, param: Option<f64>, values: &[f64]) -> f64 {
@@ -174,12 +208,21 @@ fn over_time(function: &str, param: Option<f64>, values: &[f64]) -> f64 {
     }
 }
 
+/// Which node of the parsed tree a computed leaf stands for: its address. The planner and the
+/// evaluator walk the same borrowed tree, so no node is printed to be looked up (printing every
+/// node made evaluation quadratic in the depth).
+pub type NodeId = usize;
+
+pub fn node_id(expr: &Expr) -> NodeId {
+    expr as *const Expr as usize
+}
+
 #[derive(Debug, Default)]
-pub struct Plan {
-    pub logs: Vec<(String, LogCall)>,
-    pub subqueries: Vec<(String, SubqueryCall)>,
-    /// Sub-expressions for the upstream: text and whether the answer is a scalar.
-    pub upstream: Vec<(String, bool)>,
+pub struct Plan<'e> {
+    pub logs: Vec<(NodeId, LogCall)>,
+    pub subqueries: Vec<(NodeId, SubqueryCall<'e>)>,
+    /// Sub-expressions for the upstream: node, text and whether the answer is a scalar.
+    pub upstream: Vec<(NodeId, String, bool)>,
 }
 
 fn placeholder_of(expr: &Expr) -> Option<usize> {
@@ -276,13 +319,45 @@ fn evaluable_here(expr: &Expr) -> bool {
 /// `smallest`: push down only what Janus cannot evaluate (selectors, range functions over
 /// them, functions it does not have) — the testing switch; otherwise every largest
 /// sub-expression without log selectors goes to the upstream.
-pub fn plan(expr: &Expr, smallest: bool) -> Result<Plan, ApiError> {
+pub fn plan(expr: &Expr, smallest: bool) -> Result<Plan<'_>, ApiError> {
     let mut plan = Plan::default();
-    collect(expr, &mut plan, smallest)?;
+    deep_stack(|| collect(expr, &mut plan, smallest))?;
     Ok(plan)
 }
 
-fn collect(expr: &Expr, plan: &mut Plan, smallest: bool) -> Result<(), ApiError> {
+/// Runs `f` on a fresh stack segment large enough for any expression the rewriter lets through
+/// (`MAX_DEPTH` levels, even in a debug build), whatever thread it is called on.
+pub fn deep_stack<R>(f: impl FnOnce() -> R) -> R {
+    const STACK: usize = 64 << 20; // reserved address space; only touched pages are memory
+    stacker::grow(STACK, f)
+}
+
+/// A parsed expression that is parsed and dropped on a deep stack: promql-parser's tree is
+/// built, printed and freed recursively.
+pub struct Parsed(Expr);
+
+impl Parsed {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        deep_stack(|| promql_parser::parser::parse(text)).map(Parsed)
+    }
+}
+
+impl std::ops::Deref for Parsed {
+    type Target = Expr;
+    fn deref(&self) -> &Expr {
+        &self.0
+    }
+}
+
+impl Drop for Parsed {
+    fn drop(&mut self) {
+        let placeholder = Expr::NumberLiteral(promql_parser::parser::NumberLiteral { val: 0.0 });
+        let tree = std::mem::replace(&mut self.0, placeholder);
+        deep_stack(move || drop(tree));
+    }
+}
+
+fn collect<'e>(expr: &'e Expr, plan: &mut Plan<'e>, smallest: bool) -> Result<(), ApiError> {
     if smallest && !involves_logs(expr) && evaluable_here(expr) {
         return match expr {
             Expr::Aggregate(a) => {
@@ -307,8 +382,11 @@ fn collect(expr: &Expr, plan: &mut Plan, smallest: bool) -> Result<(), ApiError>
     }
     if !involves_logs(expr) {
         if !matches!(expr, Expr::NumberLiteral(_) | Expr::StringLiteral(_)) {
-            plan.upstream
-                .push((expr.to_string(), expr.value_type() == ValueType::Scalar));
+            plan.upstream.push((
+                node_id(expr),
+                expr.to_string(),
+                expr.value_type() == ValueType::Scalar,
+            ));
         }
         return Ok(());
     }
@@ -333,11 +411,11 @@ fn collect(expr: &Expr, plan: &mut Plan, smallest: bool) -> Result<(), ApiError>
                 None
             };
             plan.subqueries.push((
-                expr.to_string(),
+                node_id(expr),
                 SubqueryCall {
                     function: c.func.name,
                     param,
-                    inner: (*sq.expr).clone(),
+                    inner: &sq.expr,
                     range: sq.range,
                     step: sq.step,
                     offset_ns: offset_ns(&sq.offset),
@@ -365,7 +443,7 @@ fn collect(expr: &Expr, plan: &mut Plan, smallest: bool) -> Result<(), ApiError>
                 ApiError::BadData(format!("{} over logs needs a log selector", c.func.name))
             })?;
             plan.logs.push((
-                expr.to_string(),
+                node_id(expr),
                 LogCall {
                     function: c.func.name,
                     log,
@@ -527,9 +605,9 @@ fn prefix_sums(v: &[u64]) -> Vec<u64> {
 pub fn evaluate(
     expr: &Expr,
     steps: Steps,
-    inputs: &HashMap<String, Value>,
+    inputs: &HashMap<NodeId, Value>,
 ) -> Result<Value, ApiError> {
-    Evaluator { steps, inputs }.eval(expr)
+    deep_stack(|| Evaluator { steps, inputs }.eval(expr))
 }
 
 /// Converts an upstream answer (`data` of a query or query_range) to a step-aligned value.

@@ -209,9 +209,17 @@ impl Store {
                 }
                 let slot = match counts.get_mut(key.as_slice()) {
                     Some(slot) => slot,
-                    None => counts
-                        .entry(key.clone())
-                        .or_insert_with(|| vec![(0, 0); bounds.len()]),
+                    None => {
+                        // One worker alone over the limit means the answer is too: stop every
+                        // worker before the next stream's buckets are allocated.
+                        if counts.len() >= max_streams {
+                            too_many.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return;
+                        }
+                        counts
+                            .entry(key.clone())
+                            .or_insert_with(|| vec![(0, 0); bounds.len()])
+                    }
                 };
                 slot[j].0 += 1;
                 slot[j].1 += line.message.len() as u64;
