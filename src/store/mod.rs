@@ -3,6 +3,7 @@
 //! Reading only, for now: layout listing ([`layout`]), line parsing ([`line`]), per-file time
 //! indexes ([`index`]) and the scan engine ([`scan`]).
 
+pub mod beneath;
 pub mod index;
 pub mod layout;
 pub mod line;

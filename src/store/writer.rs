@@ -12,12 +12,14 @@
 //! files written by other processes are never truncated.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::beneath;
 
 /// When appended lines are forced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +52,6 @@ struct Appender {
     file: File,
     dirty: bool,
     last_used: Instant,
-    /// The file ended in another writer's unterminated line when opened: end it before ours,
-    /// so our lines stay whole and visible (that line is the other writer's to answer for).
-    needs_newline: bool,
 }
 
 pub struct Writer {
@@ -68,12 +67,15 @@ pub struct Appended {
     pub fsync_seconds: f64,
 }
 
-fn open_append(path: &Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.append(true).create(true).read(true);
-    #[cfg(target_os = "linux")]
-    options.custom_flags(0o400000); // O_NOFOLLOW
-    options.open(path)
+/// Whether the file ends in a byte other than `\n`: another writer's unterminated line, or a
+/// line Lethe's tree ended without a newline. An append never starts right after such a byte.
+fn ends_mid_line(file: &File, len: u64) -> std::io::Result<bool> {
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1)?;
+    Ok(last[0] != b'\n')
 }
 
 impl Writer {
@@ -107,11 +109,20 @@ impl Writer {
                 else {
                     continue;
                 };
-                let target = self.root.join(&relative);
-                if truncate_torn_tail(&target)? {
-                    repaired.push(target);
+                match truncate_torn_tail(&self.root, &relative) {
+                    Ok(true) => repaired.push(self.root.join(&relative)),
+                    Ok(false) => {}
+                    // A link or an odd file under a marked name is not Janus's to cut.
+                    Err(e) => tracing::warn!(
+                        file = %relative.display(),
+                        error = %e,
+                        "not repairing a marked file"
+                    ),
                 }
-                std::fs::remove_file(entry.path())?;
+                let marker = Path::new(MARKERS).join(&relative);
+                if let Err(e) = beneath::remove(&self.root, &marker) {
+                    tracing::warn!(marker = %marker.display(), error = %e, "cannot remove a marker");
+                }
             }
         }
         Ok(repaired)
@@ -119,33 +130,64 @@ impl Writer {
 
     /// Appends each `(relative path, rendered lines)`; one write per file. Returns after every
     /// byte is written (and synced under `fsync=always`).
+    ///
+    /// All or nothing, on disk too: the request's files are locked together (in path order, so
+    /// requests cannot deadlock), and on any write or sync error (a full disk) every file the
+    /// request touched is cut back to its length before the request. A failed request then
+    /// leaves no partial line for the next one to be glued to, and its retry duplicates nothing.
     pub fn append(&self, batches: &[(PathBuf, Vec<u8>)]) -> std::io::Result<Appended> {
+        let mut order: Vec<&(PathBuf, Vec<u8>)> = batches.iter().collect();
+        order.sort_by(|a, b| a.0.cmp(&b.0));
+        order.dedup_by(|a, b| a.0 == b.0);
+        let appenders = order
+            .iter()
+            .map(|(relative, _)| self.appender(relative))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut locked = Vec::with_capacity(appenders.len());
+        for appender in &appenders {
+            locked.push(
+                appender
+                    .lock()
+                    .map_err(|_| std::io::Error::other("appender lock poisoned"))?,
+            );
+        }
+        let mut before: Vec<u64> = Vec::with_capacity(locked.len());
         let mut done = Appended::default();
-        for (relative, bytes) in batches {
-            let appender = self.appender(relative)?;
-            let mut a = appender
-                .lock()
-                .map_err(|_| std::io::Error::other("appender lock poisoned"))?;
-            if a.needs_newline {
-                let mut joined = Vec::with_capacity(bytes.len() + 1);
-                joined.push(b'\n');
-                joined.extend_from_slice(bytes);
-                a.file.write_all(&joined)?;
-                a.needs_newline = false;
-            } else {
-                a.file.write_all(bytes)?;
-            }
-            a.last_used = Instant::now();
-            done.bytes += bytes.len() as u64;
-            match self.fsync {
-                FsyncMode::Always => {
-                    let started = Instant::now();
-                    a.file.sync_data()?;
-                    done.fsync_seconds += started.elapsed().as_secs_f64();
+        let outcome = (|| -> std::io::Result<()> {
+            for (a, (_, bytes)) in locked.iter_mut().zip(&order) {
+                let len = a.file.metadata()?.len();
+                before.push(len);
+                if ends_mid_line(&a.file, len)? {
+                    let mut joined = Vec::with_capacity(bytes.len() + 1);
+                    joined.push(b'\n');
+                    joined.extend_from_slice(bytes);
+                    a.file.write_all(&joined)?;
+                } else {
+                    a.file.write_all(bytes)?;
                 }
-                FsyncMode::Batch => a.dirty = true,
-                FsyncMode::Never => {}
+                a.last_used = Instant::now();
+                done.bytes += bytes.len() as u64;
             }
+            for a in locked.iter_mut() {
+                match self.fsync {
+                    FsyncMode::Always => {
+                        let started = Instant::now();
+                        a.file.sync_data()?;
+                        done.fsync_seconds += started.elapsed().as_secs_f64();
+                    }
+                    FsyncMode::Batch => a.dirty = true,
+                    FsyncMode::Never => {}
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = outcome {
+            for (a, len) in locked.iter().zip(&before) {
+                if let Err(cut) = a.file.set_len(*len) {
+                    tracing::error!(error = %cut, "cannot cut a failed append back");
+                }
+            }
+            return Err(e);
         }
         Ok(done)
     }
@@ -158,26 +200,17 @@ impl Writer {
         if let Some(a) = appenders.get(relative) {
             return Ok(Arc::clone(a));
         }
-        let path = self.root.join(relative);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
         // Mark before the first write, so a crash mid-write is repaired at the next start.
-        let marker = self.root.join(MARKERS).join(relative);
-        if let Some(dir) = marker.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        File::create(&marker)?;
-        let file = open_append(&path)?;
-        let len = file.metadata()?.len();
-        let mut last = [0u8; 1];
-        let needs_newline =
-            len > 0 && file.read_exact_at(&mut last, len - 1).is_ok() && last[0] != b'\n';
+        beneath::open(
+            &self.root,
+            &Path::new(MARKERS).join(relative),
+            beneath::Open::Truncate,
+        )?;
+        let file = beneath::open(&self.root, relative, beneath::Open::Append)?;
         let appender = Arc::new(Mutex::new(Appender {
             file,
             dirty: false,
             last_used: Instant::now(),
-            needs_newline,
         }));
         appenders.insert(relative.to_path_buf(), Arc::clone(&appender));
         Ok(appender)
@@ -224,7 +257,7 @@ impl Writer {
                         a.file.sync_data()?;
                     }
                 }
-                let _ = std::fs::remove_file(self.root.join(MARKERS).join(&relative));
+                let _ = beneath::remove(&self.root, &Path::new(MARKERS).join(&relative));
             }
         }
         Ok(())
@@ -242,9 +275,9 @@ impl Writer {
     }
 }
 
-/// Cuts an unterminated last line off `path`. Returns whether anything was cut.
-fn truncate_torn_tail(path: &Path) -> std::io::Result<bool> {
-    let file = match OpenOptions::new().read(true).write(true).open(path) {
+/// Cuts an unterminated last line off `root/relative`. Returns whether anything was cut.
+fn truncate_torn_tail(root: &Path, relative: &Path) -> std::io::Result<bool> {
+    let file = match beneath::open(root, relative, beneath::Open::Existing) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
