@@ -56,7 +56,8 @@ fn t(hm: &str) -> String {
 }
 
 /// namespace01 from 21:00 to 23:59:59: the hour files 21 and 22 by name (not the 2000 or 2029
-/// files), the torn last line of the 22 file left out, lines ordered by their own time.
+/// files), lines ordered by their own time. The 22 file ends without a newline; the file is at
+/// rest, so its last line is a line (Lethe's own tests expect it in every answer).
 fn namespace01_all() -> Vec<String> {
     let mut lines = Vec::new();
     for m in ["21:00", "21:01", "21:02"] {
@@ -85,7 +86,39 @@ fn namespace01_all() -> Vec<String> {
         "nginx",
         "lorem ipsum",
     ));
+    lines.push(pod(
+        &t("22:59"),
+        "namespace01",
+        NGINX,
+        "nginx",
+        "hello world",
+    ));
     lines
+}
+
+/// Lethe's `handler/query_test.go` at its clock, 2009-11-10T23:00:00Z: the instant query of
+/// namespace01 holds the two 22:59 lines, the last one without a trailing newline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lethes_own_expectations_include_a_last_line_without_newline() {
+    let janus = janus_on_testdata().await;
+    let at = ("time", "2009-11-10T23:00:00Z");
+    let (status, body) = get(
+        &janus,
+        "/api/v1/query",
+        &[("query", r#"pod{namespace="namespace01"}"#), at],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let last_two = namespace01_all().split_off(12);
+    assert_eq!(body, logs(&last_two, &[]));
+    let (_, body) = get(
+        &janus,
+        "/api/v1/query",
+        &[("query", r#"pod{namespace="namespace01"} |= "ipsum""#), at],
+    )
+    .await;
+    assert_eq!(body, logs(&last_two[..1], &[]));
+    janus.stop().await;
 }
 
 const DAY: [(&str, &str); 2] = [
@@ -166,6 +199,7 @@ async fn several_targets_merge_by_time() {
         pod(&t("22:58"), "namespace02", NGINX, "nginx", "lorem ipsum"),
         pod(&t("22:58"), "namespace02", NGINX, "nginx", "hello world"),
         pod(&t("22:59"), "namespace01", NGINX, "nginx", "lorem ipsum"),
+        pod(&t("22:59"), "namespace01", NGINX, "nginx", "hello world"),
     ];
     assert_eq!(body, logs(&expected, &[]));
     janus.stop().await;
@@ -255,7 +289,7 @@ async fn limit_keeps_the_newest_by_default_and_warns() {
         &[q, DAY[0], DAY[1], ("limit", "2")],
     )
     .await;
-    assert_eq!(body, logs(&all[11..], &["results truncated due to limit"]));
+    assert_eq!(body, logs(&all[12..], &["results truncated due to limit"]));
     let (_, body) = get(
         &janus,
         "/api/v1/query_range",
@@ -269,7 +303,7 @@ async fn limit_keeps_the_newest_by_default_and_warns() {
         &[q, DAY[0], DAY[1], ("limit", "2"), ("direction", "backward")],
     )
     .await;
-    let newest_first = vec![all[12].clone(), all[11].clone()];
+    let newest_first = vec![all[13].clone(), all[12].clone()];
     assert_eq!(
         body,
         logs(&newest_first, &["results truncated due to limit"])
@@ -278,7 +312,7 @@ async fn limit_keeps_the_newest_by_default_and_warns() {
     let (_, body) = get(
         &janus,
         "/api/v1/query_range",
-        &[q, DAY[0], DAY[1], ("limit", "13")],
+        &[q, DAY[0], DAY[1], ("limit", "14")],
     )
     .await;
     assert_eq!(body, logs(&all, &[]));

@@ -39,9 +39,17 @@ pub struct Block {
 pub struct FileIndex {
     dev: u64,
     ino: u64,
+    /// Modification time when the index was last built or extended.
+    mtime: (i64, i64),
+    /// A hash of the first and last bytes of the indexed prefix: a file deleted and written
+    /// again at the same path (ext4 reuses the inode) or rewritten in place no longer matches.
+    fingerprint: u64,
     /// Bytes covered: up to the end of the last complete line (a torn tail is left for later).
     pub indexed_len: u64,
     pub blocks: Vec<Block>,
+    /// A last line without a newline in a file nobody is writing any more (Lethe's sample tree
+    /// ends that way): a line like the others, kept apart because an append may still end it.
+    pub tail: Option<Block>,
     /// Lines without a parsable timestamp (skipped by every query).
     pub bad_lines: u64,
     /// Distinct bracket contents (`ns|pod|container`) of the file's lines, for label values and
@@ -57,10 +65,19 @@ pub const MAX_STREAMS: usize = 5_000;
 pub const STREAM_BUDGET: usize = 200_000;
 
 impl FileIndex {
+    /// Every block, the settled tail line included.
+    pub fn all_blocks(&self) -> impl Iterator<Item = &Block> {
+        self.blocks.iter().chain(self.tail.as_ref())
+    }
+
+    /// Bytes the index covers, the settled tail line included.
+    fn covered_len(&self) -> u64 {
+        self.tail.map_or(self.indexed_len, |t| t.end)
+    }
+
     /// Newest line time in the file, if it has a parsable line.
     pub fn max_ts(&self) -> Option<i64> {
-        self.blocks
-            .iter()
+        self.all_blocks()
             .map(|b| b.max_ts)
             .max()
             .filter(|&t| t != i64::MIN)
@@ -86,6 +103,42 @@ impl Default for IndexCache {
 pub struct IndexWork {
     pub bytes_indexed: u64,
     pub new_bad_lines: u64,
+    /// The cached index described another file (replaced or rewritten) and was thrown away.
+    pub rebuilt: bool,
+}
+
+/// A file untouched this long is no longer being written: its unterminated last line is a line,
+/// not a write in progress.
+pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest unterminated last line taken as a line.
+const MAX_TAIL: u64 = 1 << 20;
+/// Bytes hashed at each end of the indexed prefix.
+const FINGERPRINT_BYTES: u64 = 4096;
+
+fn mtime_of(meta: &std::fs::Metadata) -> (i64, i64) {
+    (meta.mtime(), meta.mtime_nsec())
+}
+
+fn settled(meta: &std::fs::Metadata) -> bool {
+    meta.modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age >= SETTLED)
+}
+
+/// Hash of the first and the last [`FINGERPRINT_BYTES`] of `[0, len)`.
+fn fingerprint(file: &File, len: u64) -> std::io::Result<u64> {
+    use std::hash::Hasher;
+    let mut hasher = rustc_hash::FxHasher::default();
+    let mut buf = vec![0u8; FINGERPRINT_BYTES.min(len) as usize];
+    file.read_exact_at(&mut buf, 0)?;
+    hasher.write(&buf);
+    if len > FINGERPRINT_BYTES {
+        file.read_exact_at(&mut buf, len - FINGERPRINT_BYTES)?;
+        hasher.write(&buf);
+    }
+    hasher.write_u64(len);
+    Ok(hasher.finish())
 }
 
 impl IndexCache {
@@ -109,10 +162,24 @@ impl IndexCache {
     ) -> std::io::Result<(Arc<FileIndex>, IndexWork)> {
         let meta = file.metadata()?;
         let cached = self.entries.lock().ok().and_then(|m| m.get(path).cloned());
-        let reusable = cached
-            .filter(|c| c.dev == meta.dev() && c.ino == meta.ino() && c.indexed_len <= meta.len());
+        let same_file = |c: &FileIndex| -> std::io::Result<bool> {
+            if c.dev != meta.dev() || c.ino != meta.ino() || c.indexed_len > meta.len() {
+                return Ok(false);
+            }
+            // Untouched since indexed, or touched but the indexed bytes are still the same.
+            Ok(c.mtime == mtime_of(&meta) || fingerprint(file, c.indexed_len)? == c.fingerprint)
+        };
+        let mut rebuilt = false;
+        let reusable = match cached {
+            Some(c) if same_file(&c)? => Some(c),
+            Some(_) => {
+                rebuilt = true;
+                None
+            }
+            None => None,
+        };
         if let Some(index) = &reusable {
-            if index.indexed_len == meta.len() {
+            if index.covered_len() == meta.len() && index.mtime == mtime_of(&meta) {
                 return Ok((Arc::clone(index), IndexWork::default()));
             }
         }
@@ -121,6 +188,7 @@ impl IndexCache {
             ino: meta.ino(),
             ..FileIndex::default()
         });
+        index.tail = None;
         let before_bad = index.bad_lines;
         let from = index.indexed_len;
         let streams_before = index.streams.len();
@@ -131,14 +199,23 @@ impl IndexCache {
             self.block_bytes,
             &self.stream_budget,
             stop,
-        );
+        )
+        .and_then(|()| {
+            if settled(&meta) {
+                index.tail = settled_tail(file, index.indexed_len, meta.len())?;
+            }
+            index.mtime = mtime_of(&meta);
+            index.fingerprint = fingerprint(file, index.indexed_len)?;
+            Ok(())
+        });
         if let Err(e) = extended {
-            self.release(index.streams.len() - streams_before);
+            self.release(index.streams.len().saturating_sub(streams_before));
             return Err(e);
         }
         let work = IndexWork {
             bytes_indexed: index.indexed_len - from,
             new_bad_lines: index.bad_lines - before_bad,
+            rebuilt,
         };
         let index = Arc::new(index);
         if let Ok(mut entries) = self.entries.lock() {
@@ -176,6 +253,26 @@ impl IndexCache {
             self.release(freed);
         }
     }
+}
+
+/// The unterminated last line `[from, len)` as a block of its own, when it is a line Janus can
+/// read (parsable, not longer than [`MAX_TAIL`]).
+fn settled_tail(file: &File, from: u64, len: u64) -> std::io::Result<Option<Block>> {
+    if len <= from || len - from > MAX_TAIL {
+        return Ok(None);
+    }
+    let mut buf = vec![0u8; (len - from) as usize];
+    file.read_exact_at(&mut buf, from)?;
+    if memchr::memchr(b'\n', &buf).is_some() {
+        return Ok(None);
+    }
+    let mut times = TimestampCache::default();
+    Ok(timestamp_of(&buf, &mut times).map(|ts| Block {
+        start: from,
+        end: len,
+        min_ts: ts,
+        max_ts: ts,
+    }))
 }
 
 /// Timestamp (≤ 40 bytes) plus three label values of up to 253 bytes and their separators.
@@ -358,6 +455,61 @@ mod tests {
         assert_eq!(
             grown.blocks.last().unwrap().max_ts,
             index.blocks.iter().map(|b| b.max_ts).max().unwrap()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn replaced_or_rewritten_files_are_indexed_again() {
+        let dir = std::env::temp_dir().join(format!("janus-index-replaced-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("2024-01-01_00.log");
+        let text = |minute: u32, n: u32| -> String {
+            (0..n)
+                .map(|i| {
+                    format!(
+                        "2024-01-01T00:{minute:02}:{:02}Z[ns|p|c] line {i}\n",
+                        i % 60
+                    )
+                })
+                .collect()
+        };
+        std::fs::write(&path, text(1, 50)).unwrap();
+        let cache = IndexCache::default();
+        let (index, _) = cache
+            .get(&path, &File::open(&path).unwrap(), &|| false)
+            .unwrap();
+        assert_eq!(
+            index.max_ts(),
+            Some(1_704_067_200_000_000_000 + 109_000_000_000)
+        );
+
+        // Deleted and written again, longer, at the same path (ext4 may reuse the inode).
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, text(30, 80)).unwrap();
+        let (index, _) = cache
+            .get(&path, &File::open(&path).unwrap(), &|| false)
+            .unwrap();
+        assert_eq!(
+            index.blocks[0].min_ts,
+            1_704_067_200_000_000_000 + 1_800_000_000_000
+        );
+
+        // Rewritten in place with the same length and other times.
+        let same_length = text(45, 80);
+        assert_eq!(same_length.len(), text(30, 80).len());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.write_all_at(same_length.as_bytes(), 0))
+            .unwrap();
+        let (index, work) = cache
+            .get(&path, &File::open(&path).unwrap(), &|| false)
+            .unwrap();
+        assert!(work.rebuilt);
+        assert_eq!(
+            index.blocks[0].min_ts,
+            1_704_067_200_000_000_000 + 2_700_000_000_000
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

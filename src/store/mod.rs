@@ -273,6 +273,9 @@ impl Store {
             let opened = open_no_follow(&hour.path).and_then(|file| {
                 let (index, work) = self.indexes.get(&hour.path, &file, stop)?;
                 self.metrics.store_bytes_indexed.inc_by(work.bytes_indexed);
+                if work.rebuilt {
+                    self.metrics.index_rebuilds.inc();
+                }
                 self.metrics
                     .store_unparsable_lines
                     .inc_by(work.new_bad_lines);

@@ -186,8 +186,7 @@ fn units_in_window(files: &[ScanFile], lo: i64, hi: i64) -> Vec<Unit> {
         .enumerate()
         .flat_map(|(i, f)| {
             f.index
-                .blocks
-                .iter()
+                .all_blocks()
                 .filter(move |b| b.max_ts >= lo && b.min_ts <= hi)
                 .map(move |b| Unit { file: i, block: *b })
         })
@@ -421,6 +420,10 @@ fn scan_unit(
             for nl in memchr::memchr_iter(b'\n', block) {
                 check(start, nl);
                 start = nl + 1;
+            }
+            // A settled file's last line has no newline.
+            if start < block.len() {
+                check(start, block.len());
             }
         }
         Prefilter::Literal(finder) => {

@@ -113,7 +113,8 @@ pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// A fresh copy of Lethe's sample tree, `shared/lethe-testdata/log`.
+/// A fresh copy of Lethe's sample tree, `shared/lethe-testdata/log`, its files dated at
+/// Lethe's test clock (2009-11-10T23:00:00Z) as files at rest are: nobody is writing them.
 pub fn lethe_testdata() -> PathBuf {
     let source =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/lethe-testdata/log");
@@ -124,7 +125,27 @@ pub fn lethe_testdata() -> PathBuf {
     );
     let copy = temp_dir("lethe");
     copy_tree(&source, &copy);
+    set_modified_tree(
+        &copy,
+        std::time::UNIX_EPOCH + Duration::from_secs(1_257_894_000),
+    );
     copy
+}
+
+/// Sets the modification time of every file below `dir`.
+pub fn set_modified_tree(dir: &std::path::Path, when: std::time::SystemTime) {
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_dir() {
+            set_modified_tree(&entry.path(), when);
+        } else {
+            std::fs::File::options()
+                .write(true)
+                .open(entry.path())
+                .and_then(|f| f.set_modified(when))
+                .expect("set mtime");
+        }
+    }
 }
 
 impl TestJanus {
