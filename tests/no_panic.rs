@@ -1,7 +1,7 @@
 //! Arbitrary input never panics the parsers that face users: queries, parameters, stored lines
 //! and push bodies.
 
-use janus::ingest::decode::{decode, parse_label_string};
+use janus::ingest::decode::{decode, parse_label_string, Limits};
 use janus::logql::{involves_logs, parse_log_query};
 use janus::params::Params;
 use proptest::prelude::*;
