@@ -19,6 +19,8 @@ pub struct Timestamp(pub i64);
 /// accepts them back (client libraries send them for "unbounded").
 const MIN_TIME_TEXT: &str = "-292273086-05-16T16:47:06Z";
 const MAX_TIME_TEXT: &str = "292277025-08-18T07:12:54.999999999Z";
+/// Where Prometheus evaluates `time=NaN` or `time=Inf`: its smallest millisecond timestamp.
+pub const NON_FINITE_TIME: i64 = i64::MIN / 1_000_000 * 1_000_000;
 
 impl Timestamp {
     pub fn now() -> Self {
@@ -210,6 +212,11 @@ fn invalid(parameter: &str, message: &str) -> ApiError {
 /// Unix seconds with fraction (rounded to the millisecond, as Prometheus does) or RFC 3339.
 pub fn parse_time(s: &str) -> Result<Timestamp, String> {
     if let Some(seconds) = parse_go_float(s) {
+        // Go converts NaN and ±Inf seconds to its smallest int64, so Prometheus evaluates such a
+        // time at its smallest millisecond timestamp (-9223372036.854): do the same.
+        if !seconds.is_finite() {
+            return Ok(Timestamp(NON_FINITE_TIME));
+        }
         let whole = seconds.trunc();
         let frac = ((seconds - whole) * 1000.0).round() / 1000.0;
         let nanos = whole * 1e9 + frac * 1e9;
@@ -301,6 +308,9 @@ mod tests {
             Ok(Timestamp(1_704_067_200_000_000_000))
         );
         assert_eq!(parse_time("1e300"), Ok(Timestamp(i64::MAX)));
+        for non_finite in ["NaN", "nan", "Inf", "-Inf", "inf", "-infinity"] {
+            assert_eq!(parse_time(non_finite), Ok(Timestamp(NON_FINITE_TIME)));
+        }
         assert_eq!(parse_time(MIN_TIME_TEXT), Ok(Timestamp(i64::MIN)));
         assert_eq!(
             parse_time("abc"),

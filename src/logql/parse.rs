@@ -457,12 +457,13 @@ fn range_at(query: &str, tokens: &[Token], i: usize) -> Result<(Duration, usize)
         ));
     }
     let text = &query[value.start..value.end];
-    let d = duration::parse(text).map_err(|_| {
-        parse_error(
-            query,
-            value.start,
-            format!("bad duration {text:?} in range"),
-        )
+    let d = duration::parse(text).map_err(|e| {
+        let message = match e {
+            // The same words wherever a duration is too long (ranges, subqueries, offsets).
+            duration::DurationError::Overflow => "duration out of range".to_string(),
+            _ => format!("bad duration {text:?} in range"),
+        };
+        parse_error(query, value.start, message)
     })?;
     if d.is_zero() {
         return Err(parse_error(

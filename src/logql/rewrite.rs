@@ -88,6 +88,8 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
         )));
     }
     let mut bound = DepthBound::new();
+    let mut in_brackets = 0usize;
+    let mut after_offset = false;
     let mut promql = String::with_capacity(query.len());
     let mut logs = Vec::new();
     let mut copied = 0;
@@ -114,14 +116,38 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
                     &query[t.start..t.end]
                 )));
             }
-            Kind::LParen | Kind::LBracket if depth == 0 => bound.open(),
-            Kind::RParen | Kind::RBracket if depth == 0 => bound.close(),
+            Kind::LParen if depth == 0 => bound.open(),
+            Kind::RParen if depth == 0 => bound.close(),
+            Kind::LBracket if depth == 0 => {
+                in_brackets += 1;
+                bound.open()
+            }
+            Kind::RBracket if depth == 0 => {
+                in_brackets = in_brackets.saturating_sub(1);
+                bound.close()
+            }
             Kind::Op if depth == 0 => bound.operator(),
             Kind::Ident if depth == 0 && WORD_OPERATORS.contains(&&query[t.start..t.end]) => {
                 bound.operator()
             }
             _ => {}
         }
+        // Ranges, subquery steps and offsets longer than Prometheus can hold (about 292 years of
+        // nanoseconds) are refused here as Prometheus refuses them, in metric and log parts
+        // alike; promql-parser would accept them.
+        if depth == 0
+            && (in_brackets > 0 || after_offset)
+            && matches!(t.kind, Kind::Number | Kind::Ident)
+        {
+            let text = query[t.start..t.end].trim_start_matches(':');
+            if crate::duration::parse(text) == Err(crate::duration::DurationError::Overflow) {
+                return Err(ApiError::BadData(format!(
+                    "{}: parse error: duration out of range",
+                    super::lexer::position(query, t.start),
+                )));
+            }
+        }
+        after_offset = t.kind == Kind::Ident && &query[t.start..t.end] == "offset";
         if bound.deepest > MAX_DEPTH {
             return Err(ApiError::BadData(format!(
                 "{}: parse error: expression nested more than {MAX_DEPTH} levels deep (brackets, calls and chained operators each count one)",
