@@ -29,8 +29,13 @@ pub async fn answer(
     headers: &axum::http::HeaderMap,
     kind: QueryKind,
 ) -> Response {
-    let outcome = match route(params) {
-        Ok(Route::Lines) => answer_inner(state, params, kind).await,
+    // Parsing compiles regexes and builds deep trees: not on the async threads.
+    let text = params.get("query").to_string();
+    let routed = tokio::task::spawn_blocking(move || route(&text))
+        .await
+        .unwrap_or_else(|e| Err(ApiError::Internal(format!("query parser failed: {e}"))));
+    let outcome = match routed {
+        Ok(Route::Lines(parsed)) => answer_inner(state, params, kind, parsed).await,
         Ok(Route::Expression(rewritten, expr)) => {
             super::expr::answer(state, params, headers, kind, rewritten, expr).await
         }
@@ -43,8 +48,9 @@ pub async fn answer(
 }
 
 enum Route {
-    /// A bare log selector with its pipeline: lines.
-    Lines,
+    /// A bare log selector with its pipeline: lines. The parse is kept until the parameters
+    /// before it have been checked, so errors come in Prometheus's order.
+    Lines(Option<Result<logql::LogQuery, ApiError>>),
     /// Log metrics, aggregations, mixed expressions: numbers.
     Expression(
         crate::logql::rewrite::Rewritten,
@@ -54,10 +60,9 @@ enum Route {
 
 /// Lines or numbers? A query that is one log selector (with pipeline and range) asks for lines;
 /// anything around it makes it an expression.
-fn route(params: &Params) -> Result<Route, ApiError> {
-    let text = params.get("query");
+fn route(text: &str) -> Result<Route, ApiError> {
     if text.trim().is_empty() {
-        return Ok(Route::Lines); // refused with Prometheus's words by the lines path
+        return Ok(Route::Lines(None)); // refused with Prometheus's words by the lines path
     }
     let rewritten = crate::logql::rewrite::rewrite(text)?;
     match crate::promql::plan::Parsed::parse(&rewritten.promql) {
@@ -69,7 +74,7 @@ fn route(params: &Params) -> Result<Route, ApiError> {
                         | promql_parser::parser::Expr::MatrixSelector(_)
                 ) =>
         {
-            Ok(Route::Lines)
+            Ok(Route::Lines(Some(logql::parse_log_query(text))))
         }
         Ok(expr) => Ok(Route::Expression(rewritten, expr)),
         // A query that starts with a log selector is worded best by the lines parser, with
@@ -103,6 +108,7 @@ async fn answer_inner(
     state: &SharedState,
     params: &Params,
     kind: QueryKind,
+    parsed: Option<Result<logql::LogQuery, ApiError>>,
 ) -> Result<Response, ApiError> {
     let config = &state.config;
     // Parameters in Prometheus's order (times, then timeout), then the query itself.
@@ -114,7 +120,11 @@ async fn answer_inner(
         }
     };
     let deadline = Deadline::own(params, config)?;
-    let query = logql::parse_log_query(params.query()?)?;
+    let text = params.query()?;
+    let query = match parsed {
+        Some(parsed) => parsed?,
+        None => logql::parse_log_query(text)?,
+    };
     let limit = params.limit(config.query_log_limit, MAX_LOG_LIMIT)?;
     // Default: the newest lines, oldest first. `forward`: the oldest (Lethe's choice).
     // `backward`: the newest, newest first (Loki's meaning).

@@ -2,6 +2,7 @@
 
 pub mod lexer;
 pub mod parse;
+pub mod regex_budget;
 pub mod rewrite;
 
 pub use lexer::involves_logs;

@@ -137,6 +137,8 @@ pub fn parse_log_query(query: &str) -> Result<LogQuery, ApiError> {
     if let Some(t) = tokens.iter().find(|t| t.kind == Kind::Unterminated) {
         return Err(parse_error(query, t.start, "unterminated quoted string"));
     }
+    super::regex_budget::check(query, &tokens)?;
+    let regex_limit = super::regex_budget::share(query, &tokens);
     let text = |t: &Token| &query[t.start..t.end];
     let Some(first) = tokens.first() else {
         return Err(parse_error(query, 0, "no expression found in input"));
@@ -189,7 +191,7 @@ pub fn parse_log_query(query: &str) -> Result<LogQuery, ApiError> {
                 };
                 let value = unquote(literal)
                     .map_err(|e| parse_error(query, tokens[i + 1].start, e))?;
-                filters.push(line_filter(query, tokens[i + 1].start, op, &value)?);
+                filters.push(line_filter(query, tokens[i + 1].start, op, &value, regex_limit)?);
                 i += 2;
             }
             (Kind::LBracket, _) if range.is_none() => {
@@ -266,6 +268,7 @@ pub fn parse_embedded(
     let (targets, fields) =
         selector_matchers(query, first.start, selector_text, kind, &tokens[at..=close])?;
     let mut filters = Vec::new();
+    let regex_limit = super::regex_budget::share(query, tokens);
     let mut i = close + 1;
     while let Some(t) = tokens.get(i) {
         let op = text(t);
@@ -294,7 +297,7 @@ pub fn parse_embedded(
             ));
         }
         let value = unquote(text(operand)).map_err(|e| parse_error(query, operand.start, e))?;
-        filters.push(line_filter(query, operand.start, op, &value)?);
+        filters.push(line_filter(query, operand.start, op, &value, regex_limit)?);
         i += 2;
     }
     Ok((
@@ -413,9 +416,15 @@ fn selector_matchers(
     Ok((targets, fields))
 }
 
-fn line_filter(query: &str, offset: usize, op: &str, value: &str) -> Result<LineFilter, ApiError> {
+fn line_filter(
+    query: &str,
+    offset: usize,
+    op: &str,
+    value: &str,
+    regex_limit: usize,
+) -> Result<LineFilter, ApiError> {
     let regex = || {
-        regex::bytes::Regex::new(value).map_err(|e| {
+        super::regex_budget::compile(value, regex_limit).map_err(|e| {
             let detail = e.to_string();
             let last = detail
                 .lines()

@@ -87,6 +87,7 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
             super::lexer::position(query, t.start)
         )));
     }
+    super::regex_budget::check(query, &tokens)?;
     let mut bound = DepthBound::new();
     let mut in_brackets = 0usize;
     let mut after_offset = false;
