@@ -6,12 +6,14 @@
 
 pub mod api;
 pub mod config;
+pub mod connections;
 pub mod duration;
 pub mod error;
 pub mod ingest;
 pub mod limits;
 pub mod logging;
 pub mod logql;
+pub mod memory;
 pub mod params;
 pub mod promql;
 pub mod server;

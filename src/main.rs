@@ -7,6 +7,7 @@ use janus::config::{Config, Flags};
 use janus::{logging, server};
 
 fn main() -> ExitCode {
+    janus::memory::configure();
     let flags = match Flags::try_parse() {
         Ok(flags) => flags,
         Err(e) => {

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::io;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
@@ -47,6 +46,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     prepare_store(&config);
+    crate::connections::raise_open_files_limit();
     let grace = config.shutdown_timeout;
     let state = AppState::new(config)?;
     // Lines a killed predecessor was half-way through writing were never acknowledged: cut them
@@ -77,39 +77,35 @@ pub async fn serve(
         }
     });
     let writer = std::sync::Arc::clone(&state.writer);
+    let metrics = std::sync::Arc::clone(&state.metrics);
+    let limits = crate::connections::Limits {
+        max_connections: state.config.web_max_connections,
+        read_header_timeout: state.config.web_read_header_timeout,
+        idle_timeout: state.config.web_idle_timeout,
+    };
+    spawn_memory_trim();
     let app = api::router(state);
-
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let signalled = async move {
         shutdown.await;
         tracing::info!(grace = %duration::format(grace), "shutting down: no new connections, finishing in-flight requests");
-        let _ = stopping_tx.send(true);
     };
-    // Answers are often written as a head and then body chunks; Nagle's algorithm would hold the
-    // chunks back waiting for an ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(signalled);
-    let grace_over = async move {
-        while !*stopping_rx.borrow() {
-            if stopping_rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        served = server => served?,
-        _ = grace_over => tracing::warn!("shutdown grace period over; dropping requests still in flight"),
-    }
+    crate::connections::serve(listener, app, limits, metrics, signalled, grace).await;
     if let Err(e) = writer.close_idle(true) {
         tracing::warn!(error = %e, "closing log files at shutdown failed");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Hands free heap memory back to the kernel now and then (`memory`).
+fn spawn_memory_trim() {
+    tokio::spawn(async {
+        let mut ticker = tokio::time::interval(crate::memory::TRIM_INTERVAL);
+        loop {
+            ticker.tick().await;
+            let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+        }
+    });
 }
 
 /// Background work on the store: batch fsync, closing idle appenders, retention.
