@@ -184,8 +184,31 @@ impl Upstream {
             copy_end_to_end(answer.headers(), headers);
         }
         response
-            .body(Body::from_stream(answer.bytes_stream()))
+            .body(Body::from_stream(idle_bounded(answer.bytes_stream())))
             .map_err(|e| ApiError::Internal(format!("building the upstream answer: {e}")))
+    }
+
+    /// Reads a whole upstream answer body, of at most `limit` bytes, by `deadline`: an upstream
+    /// that sends its head and then trickles the body cannot hold a query past its deadline.
+    pub async fn read_body(
+        &self,
+        body: Body,
+        limit: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<bytes::Bytes, ApiError> {
+        match tokio::time::timeout_at(deadline, axum::body::to_bytes(body, limit)).await {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(e)) => Err(ApiError::Unavailable(format!(
+                "reading the upstream answer: {e}"
+            ))),
+            Err(_) => {
+                self.metrics.upstream_error("timeout");
+                Err(ApiError::Timeout(format!(
+                    "query timed out: upstream {} did not finish its answer in time",
+                    self.base
+                )))
+            }
+        }
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ApiError {
@@ -258,6 +281,40 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         current = next;
     }
     current.to_string()
+}
+
+/// Longest wait for the next chunk of a streamed upstream answer. A passthrough answer streams
+/// at the client's pace without a deadline, but an upstream that stops sending mid-answer must
+/// not hold the client's connection (and Janus's memory) forever.
+pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Ends a byte stream with an error when no chunk arrives for [`STREAM_IDLE_TIMEOUT`].
+fn idle_bounded<S>(
+    stream: S,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send + Unpin,
+{
+    futures_util::stream::unfold(Some(stream), |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout(
+            STREAM_IDLE_TIMEOUT,
+            futures_util::StreamExt::next(&mut stream),
+        )
+        .await
+        {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
+            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the upstream stopped sending its answer",
+                )),
+                None,
+            )),
+        }
+    })
 }
 
 #[cfg(test)]

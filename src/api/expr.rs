@@ -16,9 +16,10 @@ use super::SharedState;
 use crate::error::ApiError;
 use crate::logql::rewrite::Rewritten;
 use crate::params::{Params, Timestamp};
+use crate::promql::encode;
 use crate::promql::plan::{self, LogCall};
+use crate::promql::upstream_answer::{self, Answer, Shape};
 use crate::promql::value::{Steps, Value};
-use crate::promql::{encode, plan::from_upstream};
 use crate::store::scan::ScanStop;
 use crate::upstream::Forward;
 
@@ -63,7 +64,7 @@ pub async fn answer(
         }
     };
     let deadline = Deadline::own(params, &state.config)?;
-    let _slot = state.limiter.acquire(deadline.at).await?;
+    let _slot = state.log_limiter.acquire(deadline.at).await?;
     let cancelled = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(Arc::clone(&cancelled));
     let context = Context {
@@ -226,35 +227,92 @@ async fn push_down(
             identity: true,
         })
         .await?;
+    let shape = Shape {
+        steps,
+        scalar,
+        max_samples: ctx.state.config.query_max_samples,
+    };
     let status = answer.status();
-    let body = axum::body::to_bytes(answer.into_body(), 512 << 20)
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("reading the upstream answer: {e}")))?;
-    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::Unavailable(format!("the upstream's answer is not JSON ({status}): {e}"))
-    })?;
-    if !status.is_success() || json["status"] != "success" {
-        let message = json["error"]
-            .as_str()
-            .unwrap_or("upstream error")
-            .to_string();
-        return Err(match json["errorType"].as_str() {
-            Some("bad_data") => ApiError::BadData(message),
-            Some("execution") => ApiError::Execution(message),
-            Some("timeout") => ApiError::Timeout(message),
-            Some("canceled") => ApiError::Canceled(message),
+    match decode_streamed(answer.into_body(), shape, ctx.deadline.at).await? {
+        Answer::Success { value, warnings } if status.is_success() => Ok((value, warnings)),
+        Answer::Success { .. } => Err(ApiError::Unavailable(format!(
+            "the upstream answered {status} with a success body"
+        ))),
+        Answer::Error {
+            error_type,
+            message,
+        } => Err(match error_type.as_str() {
+            "bad_data" => ApiError::BadData(message),
+            "execution" => ApiError::Execution(message),
+            "timeout" => ApiError::Timeout(message),
+            "canceled" => ApiError::Canceled(message),
             _ => ApiError::Unavailable(message),
-        });
+        }),
     }
-    let warnings: Vec<String> = json["warnings"]
-        .as_array()
-        .map(|w| {
-            w.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok((from_upstream(&json["data"], &steps, scalar)?, warnings))
+}
+
+/// Decodes an upstream answer on a blocking thread while its body streams in, chunk by chunk,
+/// each chunk awaited until the query's deadline at most.
+async fn decode_streamed(
+    body: axum::body::Body,
+    shape: Shape,
+    deadline: tokio::time::Instant,
+) -> Result<Answer, ApiError> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+    let worker = tokio::task::spawn_blocking(move || {
+        upstream_answer::decode(
+            ChunkReader {
+                rx,
+                current: bytes::Bytes::new(),
+            },
+            shape,
+        )
+    });
+    let mut stream = body.into_data_stream();
+    let pumped = tokio::time::timeout_at(deadline, async {
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            let Ok(chunk) = chunk else { break };
+            if tx.send(chunk).await.is_err() {
+                break; // the decoder stopped (budget reached or bad JSON)
+            }
+        }
+    })
+    .await;
+    drop(tx);
+    if pumped.is_err() {
+        return Err(ApiError::Timeout(
+            "query timed out: the upstream did not finish its answer in time".into(),
+        ));
+    }
+    match worker.await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(upstream_answer::DecodeError::TooManySamples)) => Err(plan::too_many_samples()),
+        Ok(Err(e)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(e) => Err(ApiError::Internal(format!(
+            "decoding the upstream answer: {e}"
+        ))),
+    }
+}
+
+/// `Read` over the chunks a channel delivers.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
+    }
 }
 
 fn sample_count(value: &Value) -> usize {

@@ -146,7 +146,7 @@ async fn answer_inner(
         Window::Range(start, end) => (start.0, end.0),
     };
 
-    let _slot = state.limiter.acquire(deadline.at).await?;
+    let _slot = state.log_limiter.acquire(deadline.at).await?;
     let cancelled = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(Arc::clone(&cancelled));
     let store = Arc::clone(&state.store);

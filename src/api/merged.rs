@@ -313,9 +313,13 @@ async fn fetch_upstream(
         let (head, body) = answer.into_parts();
         return UpstreamPart::Passthrough(tag(Response::from_parts(head, body)));
     }
-    match axum::body::to_bytes(answer.into_body(), MAX_MERGED_UPSTREAM_BODY).await {
+    match state
+        .upstream
+        .read_body(answer.into_body(), MAX_MERGED_UPSTREAM_BODY, deadline.at)
+        .await
+    {
         Ok(body) => UpstreamPart::Json(body),
-        Err(e) => UpstreamPart::Unavailable(format!("reading the upstream answer: {e}")),
+        Err(e) => UpstreamPart::Unavailable(e.to_string()),
     }
 }
 

@@ -48,7 +48,11 @@ pub struct AppState {
     pub config: Config,
     pub upstream: Arc<Upstream>,
     pub metrics: Arc<Metrics>,
+    /// Slots for requests that wait on the upstream (forwarded queries, merged endpoints).
     pub limiter: QueryLimiter,
+    /// Slots for queries Janus answers itself (lines, log metrics, mixed expressions): a slow
+    /// upstream holding every upstream slot never starves the log face.
+    pub log_limiter: QueryLimiter,
     pub store: Arc<Store>,
     pub writer: Arc<Writer>,
     /// Pushes being read, decoded and written (--ingest.max-concurrency).
@@ -63,6 +67,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let upstream = Arc::new(Upstream::new(&config, Arc::clone(&metrics))?);
         let limiter = QueryLimiter::new(config.query_max_concurrency, Arc::clone(&metrics));
+        let log_limiter = QueryLimiter::new(config.query_max_concurrency, Arc::clone(&metrics));
         let store = Arc::new(Store::new(
             config.storage_path.clone(),
             Arc::clone(&metrics),
@@ -77,6 +82,7 @@ impl AppState {
             upstream,
             metrics,
             limiter,
+            log_limiter,
             store,
             writer,
             push_slots,
