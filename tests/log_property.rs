@@ -347,7 +347,11 @@ proptest! {
             let ours: Vec<(i64, String)> = found
                 .lines
                 .iter()
-                .map(|l| (l.ts, String::from_utf8_lossy(&l.text).to_string()))
+                .enumerate()
+                .map(|(i, l)| {
+                    let text = found.line_text(i).expect("line reads back");
+                    (l.ts, String::from_utf8_lossy(&text).to_string())
+                })
                 .collect();
             let (expected, truncated) = reference(&root, q, lo, hi);
             prop_assert_eq!(&ours, &expected, "query {} window {}..{}", text, lo, hi);

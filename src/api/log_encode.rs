@@ -1,5 +1,8 @@
-//! Encoding log answers: Lethe's `logs` shape (what Venti reads) and Loki's `streams` shape.
-//! Key order is fixed by the structs; invalid UTF-8 in stored lines is replaced, never dropped.
+//! Encoding log answers while they are sent: Lethe's `logs` shape (what Venti reads) and Loki's
+//! `streams` shape. The answer holds its lines by position; each chunk of the body reads the next
+//! lines back and encodes them, so an answer of 100,000 long lines never sits in memory whole,
+//! and a slow reader holds one chunk. Key order is fixed by the structs; invalid UTF-8 in stored
+//! lines is replaced, never dropped.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -7,24 +10,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::logs::Order;
+use crate::config::LogAnswerFormat;
 use crate::logql::LogKind;
-use crate::store::line;
-use crate::store::FoundLine;
-
-#[derive(Serialize)]
-struct Envelope<'a, T: Serialize> {
-    status: &'static str,
-    data: Data<T>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    warnings: &'a [String],
-}
-
-#[derive(Serialize)]
-struct Data<T: Serialize> {
-    #[serde(rename = "resultType")]
-    result_type: &'static str,
-    result: T,
-}
+use crate::store::line::Line;
+use crate::store::Found;
 
 #[derive(Serialize)]
 struct PodLine<'a> {
@@ -47,96 +36,212 @@ fn text(b: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(b)
 }
 
-fn ordered<'a>(
-    lines: &'a [FoundLine],
+/// Where the encoder is in the answer.
+enum Stage {
+    Head,
+    /// `logs`: the next position in answer order.
+    Lines {
+        next: usize,
+    },
+    /// `streams`: groups sorted by labels, each with its lines in answer order.
+    Groups {
+        groups: Vec<(Vec<String>, Vec<u32>)>,
+        group: usize,
+        next: usize,
+    },
+    Tail,
+    Done,
+}
+
+/// A log answer being encoded.
+pub struct LogAnswer {
+    found: Found,
+    kind: LogKind,
     order: Order,
-) -> Box<dyn Iterator<Item = &'a FoundLine> + 'a> {
-    match order {
-        Order::Ascending => Box::new(lines.iter()),
-        Order::Descending => Box::new(lines.iter().rev()),
+    format: LogAnswerFormat,
+    warnings: Vec<String>,
+    stage: Stage,
+    /// Whether the current list already has an element (a comma goes before the next).
+    wrote_element: bool,
+    buf: Vec<u8>,
+}
+
+impl LogAnswer {
+    pub fn new(
+        found: Found,
+        kind: LogKind,
+        order: Order,
+        format: LogAnswerFormat,
+        warnings: Vec<String>,
+    ) -> Self {
+        LogAnswer {
+            found,
+            kind,
+            order,
+            format,
+            warnings,
+            stage: Stage::Head,
+            wrote_element: false,
+            buf: Vec::new(),
+        }
+    }
+
+    /// What the answer holds in memory besides the chunk being written.
+    pub fn held_bytes(&self) -> usize {
+        self.found.held_bytes()
+    }
+
+    /// The line at position `p` of the answer order.
+    fn index(&self, p: usize) -> usize {
+        match self.order {
+            Order::Ascending => p,
+            Order::Descending => self.found.lines.len() - 1 - p,
+        }
+    }
+
+    /// Appends the next part of the answer to `out`, stopping once `out` holds `chunk` bytes;
+    /// returns false when the answer is complete. Blocking (reads lines back from disk).
+    pub fn fill(&mut self, out: &mut Vec<u8>, chunk: usize) -> serde_json::Result<bool> {
+        loop {
+            if out.len() >= chunk {
+                return Ok(true);
+            }
+            match &mut self.stage {
+                Stage::Head => {
+                    let result_type = match self.format {
+                        LogAnswerFormat::Lethe => "logs",
+                        LogAnswerFormat::Streams => "streams",
+                    };
+                    out.extend_from_slice(b"{\"status\":\"success\",\"data\":{\"resultType\":\"");
+                    out.extend_from_slice(result_type.as_bytes());
+                    out.extend_from_slice(b"\",\"result\":[");
+                    self.stage = match self.format {
+                        LogAnswerFormat::Lethe => Stage::Lines { next: 0 },
+                        LogAnswerFormat::Streams => Stage::Groups {
+                            groups: self.group_by_labels(),
+                            group: 0,
+                            next: 0,
+                        },
+                    };
+                }
+                Stage::Lines { next } => {
+                    let p = *next;
+                    if p >= self.found.lines.len() {
+                        self.stage = Stage::Tail;
+                        continue;
+                    }
+                    *next += 1;
+                    let i = self.index(p);
+                    let mut buf = std::mem::take(&mut self.buf);
+                    if let Some(line) = self.found.read_line(i, &mut buf) {
+                        if self.wrote_element {
+                            out.push(b',');
+                        }
+                        self.wrote_element = true;
+                        write_lethe_line(out, self.kind, &line)?;
+                    }
+                    self.buf = buf;
+                }
+                Stage::Groups {
+                    groups,
+                    group,
+                    next,
+                } => {
+                    let Some((labels, members)) = groups.get(*group) else {
+                        self.stage = Stage::Tail;
+                        continue;
+                    };
+                    if *next == 0 {
+                        if *group > 0 {
+                            out.push(b',');
+                        }
+                        let names = self.kind.labels();
+                        let stream: BTreeMap<&str, &str> = names
+                            .iter()
+                            .copied()
+                            .zip(labels.iter().map(String::as_str))
+                            .collect();
+                        out.extend_from_slice(b"{\"stream\":");
+                        serde_json::to_writer(&mut *out, &stream)?;
+                        out.extend_from_slice(b",\"values\":[");
+                        self.wrote_element = false;
+                    }
+                    match members.get(*next) {
+                        Some(&i) => {
+                            *next += 1;
+                            let mut buf = std::mem::take(&mut self.buf);
+                            if let Some(line) = self.found.read_line(i as usize, &mut buf) {
+                                if self.wrote_element {
+                                    out.push(b',');
+                                }
+                                self.wrote_element = true;
+                                let value = [Cow::Owned(line.ts.to_string()), text(line.message)];
+                                serde_json::to_writer(&mut *out, &value)?;
+                            }
+                            self.buf = buf;
+                        }
+                        None => {
+                            out.extend_from_slice(b"]}");
+                            *group += 1;
+                            *next = 0;
+                        }
+                    }
+                }
+                Stage::Tail => {
+                    out.extend_from_slice(b"]}");
+                    if !self.warnings.is_empty() {
+                        out.extend_from_slice(b",\"warnings\":");
+                        serde_json::to_writer(&mut *out, &self.warnings)?;
+                    }
+                    out.push(b'}');
+                    self.stage = Stage::Done;
+                }
+                Stage::Done => return Ok(false),
+            }
+        }
+    }
+
+    /// Loki's shape: one stream per label set (sorted by labels), values in the answer's order.
+    /// Reads every line once for its labels; only the positions are kept per group.
+    fn group_by_labels(&mut self) -> Vec<(Vec<String>, Vec<u32>)> {
+        let names = self.kind.labels().len();
+        let mut groups: BTreeMap<Vec<String>, Vec<u32>> = BTreeMap::new();
+        let mut buf = std::mem::take(&mut self.buf);
+        for p in 0..self.found.lines.len() {
+            let i = self.index(p);
+            if let Some(line) = self.found.read_line(i, &mut buf) {
+                let labels: Vec<String> = line.fields[..names]
+                    .iter()
+                    .map(|f| text(f).into_owned())
+                    .collect();
+                groups.entry(labels).or_default().push(i as u32);
+            }
+        }
+        self.buf = buf;
+        groups.into_iter().collect()
     }
 }
 
-pub fn lethe(
-    kind: LogKind,
-    lines: &[FoundLine],
-    order: Order,
-    warnings: &[String],
-) -> serde_json::Result<Vec<u8>> {
-    let parsed = ordered(lines, order).filter_map(|l| line::parse(&l.text));
+fn write_lethe_line(out: &mut Vec<u8>, kind: LogKind, l: &Line<'_>) -> serde_json::Result<()> {
     match kind {
-        LogKind::Pod => {
-            let result: Vec<PodLine> = parsed
-                .map(|l| PodLine {
-                    time: text(l.time_text),
-                    namespace: text(l.fields[0]),
-                    pod: text(l.fields[1]),
-                    container: text(l.fields[2]),
-                    log: text(l.message),
-                })
-                .collect();
-            encode("logs", result, warnings)
-        }
-        LogKind::Node => {
-            let result: Vec<NodeLine> = parsed
-                .map(|l| NodeLine {
-                    time: text(l.time_text),
-                    node: text(l.fields[0]),
-                    process: text(l.fields[1]),
-                    log: text(l.message),
-                })
-                .collect();
-            encode("logs", result, warnings)
-        }
+        LogKind::Pod => serde_json::to_writer(
+            out,
+            &PodLine {
+                time: text(l.time_text),
+                namespace: text(l.fields[0]),
+                pod: text(l.fields[1]),
+                container: text(l.fields[2]),
+                log: text(l.message),
+            },
+        ),
+        LogKind::Node => serde_json::to_writer(
+            out,
+            &NodeLine {
+                time: text(l.time_text),
+                node: text(l.fields[0]),
+                process: text(l.fields[1]),
+                log: text(l.message),
+            },
+        ),
     }
-}
-
-#[derive(Serialize)]
-struct Stream<'a> {
-    stream: BTreeMap<&'static str, Cow<'a, str>>,
-    values: Vec<[Cow<'a, str>; 2]>,
-}
-
-/// Loki's shape: one stream per label set (sorted by labels), values in the answer's order.
-pub fn streams(
-    kind: LogKind,
-    lines: &[FoundLine],
-    order: Order,
-    warnings: &[String],
-) -> serde_json::Result<Vec<u8>> {
-    let names = kind.labels();
-    let mut by_labels: BTreeMap<Vec<Cow<str>>, Vec<[Cow<str>; 2]>> = BTreeMap::new();
-    for found in ordered(lines, order) {
-        let Some(l) = line::parse(&found.text) else {
-            continue;
-        };
-        let labels: Vec<Cow<str>> = l.fields[..names.len()].iter().map(|f| text(f)).collect();
-        by_labels
-            .entry(labels)
-            .or_default()
-            .push([Cow::Owned(found.ts.to_string()), text(l.message)]);
-    }
-    let result: Vec<Stream> = by_labels
-        .into_iter()
-        .map(|(labels, values)| Stream {
-            stream: names.iter().copied().zip(labels).collect(),
-            values,
-        })
-        .collect();
-    encode("streams", result, warnings)
-}
-
-fn encode<T: Serialize>(
-    result_type: &'static str,
-    result: T,
-    warnings: &[String],
-) -> serde_json::Result<Vec<u8>> {
-    serde_json::to_vec(&Envelope {
-        status: "success",
-        data: Data {
-            result_type,
-            result,
-        },
-        warnings,
-    })
 }

@@ -180,21 +180,53 @@ async fn answer_inner(
             ))
         }
     };
-    let mut warnings = found.warnings;
+    let mut found = found;
+    let mut warnings = std::mem::take(&mut found.warnings);
     if found.truncated {
         warnings.push("results truncated due to limit".into());
     }
-    let body = match format {
-        LogAnswerFormat::Lethe => log_encode::lethe(log_kind, &found.lines, order, &warnings),
-        LogAnswerFormat::Streams => log_encode::streams(log_kind, &found.lines, order, &warnings),
-    }
-    .map_err(|e| ApiError::Internal(format!("encoding the answer: {e}")))?;
+    let answer = log_encode::LogAnswer::new(found, log_kind, order, format, warnings);
+    // What answers being sent hold (positions, open files, a chunk each) has one budget.
+    let weight =
+        u32::try_from((answer.held_bytes() + 2 * ANSWER_CHUNK).div_ceil(1024)).unwrap_or(u32::MAX);
+    let held = tokio::time::timeout_at(
+        deadline.at,
+        Arc::clone(&state.answer_budget).acquire_many_owned(weight),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::Timeout(
+            "query timed out waiting for memory to send its answer (answers in flight)".into(),
+        )
+    })?
+    .map_err(|_| ApiError::Unavailable("Janus is shutting down".into()))?;
+    let chunks = futures_util::stream::unfold(Some((answer, held)), |state| async move {
+        let (mut answer, held) = state?;
+        let encoded = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(ANSWER_CHUNK + 4096);
+            let more = answer.fill(&mut out, ANSWER_CHUNK);
+            (answer, out, more)
+        })
+        .await;
+        match encoded {
+            Ok((answer, out, Ok(more))) => {
+                let next = more.then_some((answer, held));
+                (!out.is_empty() || next.is_some())
+                    .then(|| (Ok::<_, std::io::Error>(bytes::Bytes::from(out)), next))
+            }
+            Ok((_, _, Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+            Err(e) => Some((Err(std::io::Error::other(e)), None)),
+        }
+    });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
+        axum::body::Body::from_stream(chunks),
     )
         .into_response())
 }
+
+/// Bytes of answer encoded at a time: what a slow reader holds.
+const ANSWER_CHUNK: usize = 256 * 1024;
 
 enum Window {
     Instant(Timestamp),

@@ -55,12 +55,18 @@ pub struct AppState {
     pub log_limiter: QueryLimiter,
     pub store: Arc<Store>,
     pub writer: Arc<Writer>,
+    /// KiB that log answers being sent may hold together ([`ANSWER_BYTES_IN_FLIGHT`]).
+    pub answer_budget: Arc<tokio::sync::Semaphore>,
     /// Pushes being read, decoded and written (--ingest.max-concurrency).
     pub push_slots: Arc<tokio::sync::Semaphore>,
     pub started: SystemTime,
 }
 
 pub type SharedState = Arc<AppState>;
+
+/// What log answers being sent may hold in memory together: their lines' positions, their
+/// open files and a chunk each. A query waits (until its deadline) for room.
+pub const ANSWER_BYTES_IN_FLIGHT: usize = 256 << 20;
 
 impl AppState {
     pub fn new(config: Config) -> Result<SharedState, reqwest::Error> {
@@ -86,6 +92,7 @@ impl AppState {
             store,
             writer,
             push_slots,
+            answer_budget: Arc::new(tokio::sync::Semaphore::new(ANSWER_BYTES_IN_FLIGHT >> 10)),
             started: SystemTime::now(),
         }))
     }

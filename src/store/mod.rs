@@ -37,18 +37,48 @@ pub struct Search<'a> {
 /// Per stream (its label values), per bucket: lines and message bytes.
 pub type StreamBuckets = BTreeMap<Vec<String>, Vec<(u64, u64)>>;
 
-/// A line of the answer.
+/// A line of the answer, by position: read back with [`Found::read_line`] while the answer
+/// is encoded, so the lines' content is never all in memory at once.
+#[derive(Debug, Clone, Copy)]
 pub struct FoundLine {
     pub ts: i64,
-    /// The whole stored line (`time[fields] message`).
-    pub text: Vec<u8>,
+    file: usize,
+    offset: u64,
+    len: usize,
 }
 
 pub struct Found {
     /// Oldest → newest; ties by target, file, position.
     pub lines: Vec<FoundLine>,
+    /// The files the lines are in, kept open until the answer is sent.
+    files: Vec<File>,
     pub truncated: bool,
     pub warnings: Vec<String>,
+}
+
+impl Found {
+    /// Reads line `i` back into `buf` and returns it parsed. `None` when the file changed under
+    /// the answer (truncated, rewritten) so that the bytes there are no longer that line.
+    pub fn read_line<'b>(&self, i: usize, buf: &'b mut Vec<u8>) -> Option<line::Line<'b>> {
+        use std::os::unix::fs::FileExt;
+        let found = self.lines.get(i)?;
+        let file = self.files.get(found.file)?;
+        buf.resize(found.len, 0);
+        file.read_exact_at(buf, found.offset).ok()?;
+        line::parse(buf).filter(|l| l.ts == found.ts)
+    }
+
+    /// Line `i` as stored (`time[fields] message`), read back as [`Found::read_line`] does.
+    pub fn line_text(&self, i: usize) -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_line(i, &mut buf)?;
+        Some(buf)
+    }
+
+    /// Memory the answer holds until it is sent (positions and open files).
+    pub fn held_bytes(&self) -> usize {
+        self.lines.len() * std::mem::size_of::<FoundLine>() + self.files.len() * 64
+    }
 }
 
 pub struct Store {
@@ -133,9 +163,12 @@ impl Store {
                 .into_iter()
                 .map(|h| FoundLine {
                     ts: h.ts,
-                    text: h.line,
+                    file: h.file,
+                    offset: h.offset,
+                    len: h.len,
                 })
                 .collect(),
+            files: files.into_iter().map(|f| f.file).collect(),
             truncated: outcome.truncated,
             warnings,
         })

@@ -26,14 +26,17 @@ pub struct ScanFile {
     pub index: Arc<FileIndex>,
 }
 
-/// A matching line. Ordered by (time, target, file, position): the answer's order.
+/// A matching line, held by position rather than by content: an answer of 100,000 long lines
+/// costs a few megabytes until it is read back while the answer is sent. Ordered by (time,
+/// target, file, position): the answer's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {
     pub ts: i64,
     /// Index into the scan's file list, which is sorted by target then file name.
     pub file: usize,
     pub offset: u64,
-    pub line: Vec<u8>,
+    /// Bytes of the line, without its newline.
+    pub len: usize,
 }
 
 impl Hit {
@@ -68,7 +71,7 @@ impl Match<'_> {
             ts: self.line.ts,
             file: self.file,
             offset: self.offset,
-            line: self.raw.to_vec(),
+            len: self.raw.len(),
         }
     }
 }
