@@ -76,7 +76,7 @@ pub struct Flags {
     /// Most entries one push request may hold [default: 1000000].
     #[arg(long = "ingest.max-entries", value_name = "N")]
     pub ingest_max_entries: Option<String>,
-    /// Push requests read and decoded at once; more wait (up to 30s) [default: 4].
+    /// Push requests read and decoded at once; more wait (up to 30s) [default: 2].
     #[arg(long = "ingest.max-concurrency", value_name = "N")]
     pub ingest_max_concurrency: Option<String>,
     /// Most open client connections; more are closed at once [default: 512].
@@ -488,7 +488,7 @@ impl Config {
             "ingest.max-concurrency",
             flags.ingest_max_concurrency,
             file.ingest.max_concurrency,
-            4,
+            2,
             1_000_000,
         )? as usize;
         let web_max_connections = count_setting(

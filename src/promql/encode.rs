@@ -21,11 +21,14 @@ pub fn float(v: f64) -> String {
 /// Seconds with up to three decimals, trailing zeros dropped (`1704078000`, `1704078000.5`).
 pub fn time(ns: i64) -> String {
     let ms = ns.div_euclid(1_000_000);
-    let (secs, frac) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    // Prometheus prints the float of milliseconds / 1000: a sign, then the magnitude.
+    let sign = if ms < 0 { "-" } else { "" };
+    let magnitude = ms.unsigned_abs();
+    let (secs, frac) = (magnitude / 1000, magnitude % 1000);
     if frac == 0 {
-        secs.to_string()
+        format!("{sign}{secs}")
     } else {
-        format!("{secs}.{frac:03}")
+        format!("{sign}{secs}.{frac:03}")
             .trim_end_matches('0')
             .to_string()
     }
@@ -130,5 +133,7 @@ mod tests {
         assert_eq!(time(1_704_078_000_000_000_000), "1704078000");
         assert_eq!(time(1_704_078_000_500_000_000), "1704078000.5");
         assert_eq!(time(1_704_078_000_123_456_789), "1704078000.123");
+        assert_eq!(time(-1_500_000_000), "-1.5");
+        assert_eq!(time(i64::MIN / 1_000_000 * 1_000_000), "-9223372036.854");
     }
 }

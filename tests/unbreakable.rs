@@ -1,0 +1,401 @@
+//! Janus tried as an attacker would try it, on 127.0.0.1: the real binary under a memory cap
+//! (`prlimit --as`), hit with the requests that used to crash it or take gigabytes. Each must get
+//! an answer or a clear 4xx/5xx, the process must live, and its peak RSS must stay under the
+//! bound `docs/operations.md` states. Every server here is stopped by its PID.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{raw_client, temp_dir};
+
+const JANUS: &str = env!("CARGO_BIN_EXE_janus");
+/// Address space the server may map: far below what the attacks used to take.
+const ADDRESS_SPACE_CAP: u64 = 4 << 30;
+/// The peak resident memory documented in docs/operations.md for these attacks.
+const RSS_BOUND_MB: u64 = 512;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// A Janus child process under a memory cap; killed by its PID when dropped.
+struct Guarded {
+    child: Child,
+    url: String,
+    storage: PathBuf,
+}
+
+impl Guarded {
+    async fn start(storage: &Path, upstream: &str, extra: &[&str]) -> Guarded {
+        let port = free_port();
+        let child = Command::new("prlimit")
+            .arg(format!("--as={ADDRESS_SPACE_CAP}"))
+            .arg("--")
+            .arg(JANUS)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--upstream.url={upstream}"))
+            .arg(format!("--storage.path={}", storage.display()))
+            .arg("--log.level=error")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("prlimit runs janus");
+        let guarded = Guarded {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            storage: storage.to_path_buf(),
+        };
+        let started = Instant::now();
+        while raw_client()
+            .get(format!("{}/-/healthy", guarded.url))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "janus did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        guarded
+    }
+
+    /// A field of /proc/<pid>/status in MiB (VmHWM: peak resident, VmRSS: now).
+    fn status_mb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server is alive");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb / 1024)
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Asserts the server still runs and its peak memory stayed under the bound.
+    fn assert_alive_and_bounded(&mut self, what: &str) {
+        assert!(
+            self.child.try_wait().expect("wait").is_none(),
+            "janus died during: {what}"
+        );
+        let peak = self.status_mb("VmHWM:");
+        eprintln!("{what}: peak RSS {peak} MiB");
+        assert!(
+            peak < RSS_BOUND_MB,
+            "{what}: peak RSS {peak} MiB over the {RSS_BOUND_MB} MiB bound"
+        );
+    }
+
+    async fn get(&self, path: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let answer = raw_client()
+            .get(format!("{}{path}", self.url))
+            .query(params)
+            .timeout(Duration::from_secs(150))
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
+        let status = answer.status().as_u16();
+        (status, answer.text().await.unwrap_or_default())
+    }
+
+    async fn post_query(&self, query: &str) -> (u16, String) {
+        let answer = raw_client()
+            .post(format!("{}/api/v1/query", self.url))
+            .form(&[("query", query), ("time", "2024-01-01T00:30:00Z")])
+            .timeout(Duration::from_secs(150))
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
+        let status = answer.status().as_u16();
+        (status, answer.text().await.unwrap_or_default())
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.storage);
+    }
+}
+
+/// A store with one namespace `x` holding `n` lines of `pad` bytes in 2024-01-01 00:00.
+fn store_with_lines(n: usize, pad: usize) -> PathBuf {
+    let root = temp_dir("attack-store");
+    std::fs::create_dir_all(root.join("pod/x")).expect("mkdir");
+    let mut text = String::with_capacity(n * (pad + 60));
+    for i in 0..n {
+        text.push_str(&format!(
+            "2024-01-01T00:{:02}:{:02}Z[x|p-{}|c] {i} {}\n",
+            (i / 60) % 60,
+            i % 60,
+            i % 7,
+            "y".repeat(pad)
+        ));
+    }
+    std::fs::write(root.join("pod/x/2024-01-01_00.log"), text).expect("write");
+    root
+}
+
+fn error_type(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["errorType"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+const LOG_METRIC: &str = r#"count_over_time(pod{namespace="x"}[1m])"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_and_long_expressions_are_refused_not_fatal() {
+    let store = store_with_lines(100, 10);
+    let mut janus = Guarded::start(&store, "http://127.0.0.1:1", &[]).await;
+    let refused = [
+        format!("{}{LOG_METRIC}{}", "abs(".repeat(3000), ")".repeat(3000)),
+        format!("{}{LOG_METRIC}{}", "sum(".repeat(2000), ")".repeat(2000)),
+        format!("{}{LOG_METRIC}", "1+".repeat(10_000)),
+        format!("{LOG_METRIC}{}", "+1".repeat(100_000)),
+        format!("{}{LOG_METRIC}", "-".repeat(5000)),
+        format!("{}{LOG_METRIC}{}", "(".repeat(5000), ")".repeat(5000)),
+    ];
+    for query in &refused {
+        let (status, body) = janus.post_query(query).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("nested more than 1000 levels"), "{body}");
+    }
+    // Just under the bound: answered, in a debug build too.
+    let accepted = [
+        format!("{}{LOG_METRIC}{}", "abs(".repeat(990), ")".repeat(990)),
+        format!("{}{LOG_METRIC}{}", "sum(".repeat(990), ")".repeat(990)),
+        format!("{LOG_METRIC}{}", "+1".repeat(990)),
+        format!("{}{LOG_METRIC}", "-".repeat(990)),
+    ];
+    for query in &accepted {
+        let (status, body) = janus.post_query(query).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let nested = format!(
+        "{}{LOG_METRIC}{}",
+        "max_over_time(".repeat(40),
+        "[5m:1m])".repeat(40)
+    );
+    let (status, body) = janus.post_query(&nested).await;
+    assert_eq!(
+        (status, error_type(&body)),
+        (400, "bad_data".into()),
+        "{body}"
+    );
+    janus.assert_alive_and_bounded("deep expressions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subquery_grids_and_durations_are_bounded() {
+    let store = store_with_lines(100, 10);
+    let mut janus = Guarded::start(&store, "http://127.0.0.1:1", &[]).await;
+    for (query, status, kind) in [
+        (
+            format!("max_over_time({LOG_METRIC}[100000000y:1ms])"),
+            400,
+            "bad_data",
+        ),
+        (
+            format!("max_over_time({LOG_METRIC}[1w:1ms])"),
+            422,
+            "execution",
+        ),
+        (
+            format!("max_over_time({LOG_METRIC}[30d:1ms])"),
+            422,
+            "execution",
+        ),
+        (
+            r#"pod{namespace="x"}[100000000y]"#.to_string(),
+            400,
+            "bad_data",
+        ),
+        (
+            r#"count_over_time(pod{namespace="x"}[100000000y])"#.to_string(),
+            400,
+            "bad_data",
+        ),
+        (format!("{LOG_METRIC} offset 100000000y"), 400, "bad_data"),
+    ] {
+        let (got, body) = janus.post_query(&query).await;
+        assert_eq!(
+            (got, error_type(&body)),
+            (status, kind.to_string()),
+            "{query}: {body}"
+        );
+    }
+    // NaN and infinite times are evaluated where Prometheus evaluates them.
+    for time in ["NaN", "Inf", "-Inf"] {
+        let scalar = r#"scalar(sum(count_over_time(pod{namespace="x"}[1m])))"#;
+        let (status, body) = janus
+            .get("/api/v1/query", &[("query", scalar), ("time", time)])
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("-9223372036.854"), "{body}");
+    }
+    let (status, body) = janus
+        .get(
+            "/api/v1/query_range",
+            &[
+                ("query", LOG_METRIC),
+                ("start", "-Inf"),
+                ("end", "0"),
+                ("step", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    janus.assert_alive_and_bounded("subqueries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_large_regexes_cost_a_bounded_budget() {
+    let store = store_with_lines(100, 10);
+    let mut janus = Guarded::start(&store, "http://127.0.0.1:1", &[]).await;
+    let query = format!(
+        r#"pod{{namespace="x"}}{}"#,
+        r#" |~ "\\w{100}""#.repeat(1000)
+    );
+    let asks: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, query) = (janus.url.clone(), query.clone());
+            tokio::spawn(async move {
+                raw_client()
+                    .post(format!("{url}/api/v1/query"))
+                    .form(&[("query", query.as_str())])
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    // The async threads stay free while regexes compile.
+    let (status, _) = janus.get("/-/healthy", &[]).await;
+    assert_eq!(status, 200);
+    for ask in asks {
+        assert_eq!(ask.await.expect("task").expect("answer"), 400);
+    }
+    let one = r#"pod{namespace="x"} |~ "\\w{100}""#;
+    let (status, body) = janus.get("/api/v1/query", &[("query", one)]).await;
+    assert_eq!(status, 200, "{body}");
+    janus.assert_alive_and_bounded("regexes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_bodies_that_expand_are_bounded() {
+    use std::io::Write;
+    let store = temp_dir("attack-push");
+    let mut janus = Guarded::start(&store, "http://127.0.0.1:1", &[]).await;
+    // 63 MB of tiny entries, gzipped to about a hundred kilobytes.
+    let mut body =
+        br#"{"streams":[{"stream":{"namespace":"x","pod":"p","container":"c"},"values":["#.to_vec();
+    let entry = br#"["1704067200000000000",""],"#;
+    while body.len() < 63 << 20 {
+        body.extend_from_slice(entry);
+    }
+    body.extend_from_slice(br#"["1704067200000000000",""]]}]}"#);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&body).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let sends: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, gz) = (janus.url.clone(), gz.clone());
+            tokio::spawn(async move {
+                raw_client()
+                    .post(format!("{url}/loki/api/v1/push"))
+                    .header("Content-Type", "application/json")
+                    .header("Content-Encoding", "gzip")
+                    .body(gz)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    for send in sends {
+        assert_eq!(send.await.expect("task").expect("answer"), 413);
+    }
+    assert!(
+        !store.join("pod").exists(),
+        "a refused push wrote to the store"
+    );
+    // No Content-Type: refused, as a web page's no-preflight fetch would send it.
+    let answer = raw_client()
+        .post(format!("{}/loki/api/v1/push", janus.url))
+        .body(r#"{"streams":[{"stream":{"namespace":"x"},"values":[["1","a"]]}]}"#)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), 415);
+    // Invalid UTF-8 is kept as U+FFFD, and the rest of the batch with it.
+    let answer = raw_client()
+        .post(format!("{}/loki/api/v1/push", janus.url))
+        .header("Content-Type", "application/json")
+        .body(&b"{\"streams\":[{\"stream\":{\"namespace\":\"x\",\"pod\":\"p\",\"container\":\"c\"},\"values\":[[\"1704067200000000000\",\"bad \xff byte\"],[\"1704067201000000000\",\"fine\"]]}]}"[..])
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), 204);
+    let stored = std::fs::read_to_string(store.join("pod/x/2024-01-01_00.log")).expect("stored");
+    assert!(
+        stored.contains("bad \u{fffd} byte") && stored.contains("fine"),
+        "{stored}"
+    );
+    janus.assert_alive_and_bounded("push bodies");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_log_answers_stream_to_slow_readers() {
+    // 100,000 lines of 4 KB: a 400 MB answer.
+    let store = store_with_lines(100_000, 4000);
+    let mut janus = Guarded::start(&store, "http://127.0.0.1:1", &[]).await;
+    let params = [
+        ("query", r#"pod{namespace="x"}"#),
+        ("start", "2024-01-01T00:00:00Z"),
+        ("end", "2024-01-01T01:00:00Z"),
+        ("limit", "100000"),
+    ];
+    // Four slow readers at once: each reads a little and waits.
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let url = janus.url.clone();
+            let params = params.map(|(k, v)| (k.to_string(), v.to_string()));
+            tokio::spawn(async move {
+                let mut answer = raw_client()
+                    .get(format!("{url}/api/v1/query_range"))
+                    .query(&params)
+                    .send()
+                    .await
+                    .expect("answer");
+                assert_eq!(answer.status(), 200);
+                let mut total = 0usize;
+                let mut tail = Vec::new();
+                while let Some(chunk) = answer.chunk().await.expect("chunk") {
+                    total += chunk.len();
+                    tail = chunk.to_vec();
+                    if total < 64 << 20 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                (total, tail)
+            })
+        })
+        .collect();
+    for reader in readers {
+        let (total, tail) = reader.await.expect("reader");
+        assert!(total > 400_000_000, "answer of {total} bytes");
+        assert!(tail.ends_with(b"]}}"), "the answer ends whole");
+    }
+    janus.assert_alive_and_bounded("four slow readers of 400 MB answers");
+}
