@@ -64,7 +64,14 @@ pub async fn answer(
         }
     };
     let deadline = Deadline::own(params, &state.config)?;
-    let _slot = state.log_limiter.acquire(deadline.at).await?;
+    // An expression that waits on the upstream takes an upstream slot, so that a slow upstream
+    // never starves the queries answered from the store alone.
+    let limiter = if state.config.evaluate_metric_queries || plan::reads_upstream(&expr) {
+        &state.limiter
+    } else {
+        &state.log_limiter
+    };
+    let _slot = limiter.acquire(deadline.at).await?;
     let cancelled = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(Arc::clone(&cancelled));
     let context = Context {

@@ -250,6 +250,23 @@ fn involves_logs(expr: &Expr) -> bool {
     }
 }
 
+/// Whether evaluating `expr` asks the upstream: it has a selector that is not a log selector.
+pub fn reads_upstream(expr: &Expr) -> bool {
+    fn walk(expr: &Expr) -> bool {
+        match expr {
+            Expr::VectorSelector(_) | Expr::MatrixSelector(_) => placeholder_of(expr).is_none(),
+            Expr::Aggregate(a) => walk(&a.expr) || a.param.as_ref().is_some_and(|p| walk(p)),
+            Expr::Unary(u) => walk(&u.expr),
+            Expr::Binary(b) => walk(&b.lhs) || walk(&b.rhs),
+            Expr::Paren(p) => walk(&p.expr),
+            Expr::Subquery(s) => walk(&s.expr),
+            Expr::Call(c) => c.args.args.iter().any(|a| walk(a)),
+            _ => false,
+        }
+    }
+    deep_stack(|| walk(expr))
+}
+
 fn offset_ns(offset: &Option<Offset>) -> i64 {
     match offset {
         Some(Offset::Pos(d)) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),

@@ -1,8 +1,9 @@
 //! Reading an upstream's query answer into step-aligned values as it streams in. The answer of
 //! a pushed-down part can be hundreds of megabytes of JSON; it is never buffered whole nor
-//! turned into a `serde_json::Value` tree. Each series costs a value cell per step, and the
-//! cells are counted against the sample budget *before* they are allocated: past the budget
-//! decoding stops and the query is refused (422), as Prometheus refuses it.
+//! turned into a `serde_json::Value` tree. Each series costs a value cell per step plus its
+//! labels (counted in 16-byte units, a cell's size: an instant answer of a million series is
+//! mostly labels), and the cost is counted against the sample budget as the series arrive:
+//! past the budget decoding stops and the query is refused (422), in Prometheus's words.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -178,7 +179,12 @@ impl<'de> Visitor<'de> for ResultSeed {
         while let Some(element) = seq.next_element_seed(ElementSeed { shape, cells })? {
             match element {
                 Element::Series(s) => {
-                    cells += shape.steps.count;
+                    cells = cells
+                        .saturating_add(shape.steps.count)
+                        .saturating_add(label_cost(&s.labels));
+                    if cells > shape.max_samples {
+                        return Err(A::Error::custom(TOO_MANY));
+                    }
                     series.push(s);
                 }
                 Element::Time => {}
@@ -276,6 +282,13 @@ impl<'de> Visitor<'de> for PointsSeed<'_> {
     }
 }
 
+/// A series' labels in cell-sized (16-byte) units: their bytes plus the map's and strings'
+/// own overhead.
+pub fn label_cost(labels: &Labels) -> usize {
+    let bytes: usize = labels.iter().map(|(k, v)| k.len() + v.len() + 96).sum();
+    (bytes + 64).div_ceil(16)
+}
+
 fn parse_value(v: &str) -> Option<f64> {
     match v {
         "NaN" => Some(f64::NAN),
@@ -370,9 +383,10 @@ mod tests {
             r#"{{"status":"success","data":{{"resultType":"matrix","result":[{}]}}}}"#,
             series.join(",")
         );
-        assert!(decode(body.as_bytes(), shape(10, 500)).is_ok());
+        let per_series = 10 + label_cost(&Labels::from([("i".to_string(), "10".to_string())]));
+        assert!(decode(body.as_bytes(), shape(10, 50 * per_series)).is_ok());
         assert!(matches!(
-            decode(body.as_bytes(), shape(10, 499)),
+            decode(body.as_bytes(), shape(10, 40 * per_series)),
             Err(DecodeError::TooManySamples)
         ));
     }

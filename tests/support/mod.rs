@@ -2,6 +2,8 @@
 //! tiny hand-made upstreams for the fault tests.
 #![allow(dead_code)]
 
+pub mod guarded;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -1,0 +1,147 @@
+//! The real binary as a child process under a memory cap (`prlimit --as`), for the attack
+//! suites: its peak RSS is read from /proc, and it is stopped by its PID.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::raw_client;
+
+pub const JANUS: &str = env!("CARGO_BIN_EXE_janus");
+/// Address space the server may map: far below what the attacks used to take.
+pub const ADDRESS_SPACE_CAP: u64 = 4 << 30;
+/// The peak resident memory documented in docs/operations.md for these attacks.
+pub const RSS_BOUND_MB: u64 = 512;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// A Janus child process under a memory cap; killed by its PID when dropped.
+pub struct Guarded {
+    pub child: Child,
+    pub url: String,
+    pub storage: PathBuf,
+}
+
+impl Guarded {
+    pub async fn start(storage: &Path, upstream: &str, extra: &[&str]) -> Guarded {
+        Guarded::launch(storage, upstream, extra, None).await
+    }
+
+    /// As `start`, with `ulimit -n` (soft and hard) set to `open_files`.
+    pub async fn start_with_open_files(
+        storage: &Path,
+        upstream: &str,
+        extra: &[&str],
+        open_files: u64,
+    ) -> Guarded {
+        Guarded::launch(storage, upstream, extra, Some(open_files)).await
+    }
+
+    async fn launch(
+        storage: &Path,
+        upstream: &str,
+        extra: &[&str],
+        open_files: Option<u64>,
+    ) -> Guarded {
+        let port = free_port();
+        let mut command = Command::new("prlimit");
+        command.arg(format!("--as={ADDRESS_SPACE_CAP}"));
+        if let Some(n) = open_files {
+            command.arg(format!("--nofile={n}"));
+        }
+        let child = command
+            .arg("--")
+            .arg(JANUS)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--upstream.url={upstream}"))
+            .arg(format!("--storage.path={}", storage.display()))
+            .arg("--log.level=error")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("prlimit runs janus");
+        let guarded = Guarded {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            storage: storage.to_path_buf(),
+        };
+        let started = Instant::now();
+        while raw_client()
+            .get(format!("{}/-/healthy", guarded.url))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "janus did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        guarded
+    }
+
+    /// A field of /proc/<pid>/status in MiB (VmHWM: peak resident, VmRSS: now).
+    pub fn status_mb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server is alive");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb / 1024)
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Asserts the server still runs and its peak memory stayed under the bound.
+    pub fn assert_alive_and_bounded(&mut self, what: &str) {
+        assert!(
+            self.child.try_wait().expect("wait").is_none(),
+            "janus died during: {what}"
+        );
+        let peak = self.status_mb("VmHWM:");
+        eprintln!("{what}: peak RSS {peak} MiB");
+        assert!(
+            peak < RSS_BOUND_MB,
+            "{what}: peak RSS {peak} MiB over the {RSS_BOUND_MB} MiB bound"
+        );
+    }
+
+    pub async fn get(&self, path: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let answer = raw_client()
+            .get(format!("{}{path}", self.url))
+            .query(params)
+            .timeout(Duration::from_secs(150))
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
+        let status = answer.status().as_u16();
+        (status, answer.text().await.unwrap_or_default())
+    }
+
+    pub async fn post_query(&self, query: &str) -> (u16, String) {
+        let answer = raw_client()
+            .post(format!("{}/api/v1/query", self.url))
+            .form(&[("query", query), ("time", "2024-01-01T00:30:00Z")])
+            .timeout(Duration::from_secs(150))
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
+        let status = answer.status().as_u16();
+        (status, answer.text().await.unwrap_or_default())
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.storage);
+    }
+}
