@@ -200,12 +200,17 @@ impl Writer {
         if let Some(a) = appenders.get(relative) {
             return Ok(Arc::clone(a));
         }
-        // Mark before the first write, so a crash mid-write is repaired at the next start.
-        beneath::open(
-            &self.root,
-            &Path::new(MARKERS).join(relative),
-            beneath::Open::Truncate,
-        )?;
+        // Mark before the first write, so a crash mid-write is repaired at the next start. A
+        // link planted under the marker's name is removed (never followed) and the mark made.
+        let marker = Path::new(MARKERS).join(relative);
+        if let Err(e) = beneath::open(&self.root, &marker, beneath::Open::Truncate) {
+            if e.raw_os_error() != Some(libc::ELOOP) {
+                return Err(e);
+            }
+            tracing::warn!(marker = %marker.display(), "removing a link planted as a marker");
+            beneath::remove(&self.root, &marker)?;
+            beneath::open(&self.root, &marker, beneath::Open::Truncate)?;
+        }
         let file = beneath::open(&self.root, relative, beneath::Open::Append)?;
         let appender = Arc::new(Mutex::new(Appender {
             file,
