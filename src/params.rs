@@ -205,6 +205,15 @@ pub struct RangeParams {
     pub step_nanos: i64,
 }
 
+impl RangeParams {
+    /// Evaluation steps from `start` to `end` (at most 11,001, checked by `range`); computed
+    /// wide, since `end - start` can pass i64 (`start=-Inf&end=1e300`).
+    pub fn steps(&self) -> usize {
+        let span = i128::from(self.end.0) - i128::from(self.start.0);
+        usize::try_from(span / i128::from(self.step_nanos)).unwrap_or(0) + 1
+    }
+}
+
 fn invalid(parameter: &str, message: &str) -> ApiError {
     ApiError::BadData(format!("invalid parameter {parameter:?}: {message}"))
 }

@@ -59,7 +59,7 @@ pub async fn answer(
             Steps {
                 start: r.start.0,
                 step: r.step_nanos,
-                count: ((r.end.0 - r.start.0) / r.step_nanos) as usize + 1,
+                count: r.steps(),
             }
         }
     };

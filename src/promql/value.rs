@@ -14,8 +14,10 @@ pub struct Steps {
 }
 
 impl Steps {
+    /// The time of step `k`, saturating at the ends of time (`time=-Inf` is a real input).
     pub fn time(&self, k: usize) -> i64 {
-        self.start + self.step * k as i64
+        let k = i64::try_from(k).unwrap_or(i64::MAX);
+        self.start.saturating_add(self.step.saturating_mul(k))
     }
 }
 
