@@ -65,7 +65,7 @@ fn batch(worker: u64, n: u64, json: bool) -> (Vec<u8>, &'static str) {
                                     seconds: t / 1_000_000_000,
                                     nanos: (t % 1_000_000_000) as i32,
                                 }),
-                                line: message(n * 1000 + i).into_bytes(),
+                                line: message(n * 1000 + i).into_bytes().into(),
                                 structured_metadata: vec![],
                             }
                         })

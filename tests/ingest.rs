@@ -75,7 +75,7 @@ fn protobuf_body() -> Vec<u8> {
                             seconds: t.div_euclid(1_000_000_000),
                             nanos: t.rem_euclid(1_000_000_000) as i32,
                         }),
-                        line: l.as_bytes().to_vec(),
+                        line: l.as_bytes().to_vec().into(),
                         structured_metadata: vec![],
                     })
                     .collect(),

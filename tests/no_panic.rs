@@ -74,7 +74,7 @@ proptest! {
             ("application/json", Some("gzip")),
             ("application/x-protobuf", None),
         ] {
-            let _ = decode(content_type, encoding, &body, Limits { max_size: 1 << 16, max_entries: 100 });
+            let _ = decode(content_type, encoding, body.clone().into(), Limits { max_size: 1 << 16, max_entries: 100 });
         }
         let _ = parse_label_string(&labels);
     }

@@ -92,7 +92,7 @@ async fn push_inner(state: &SharedState, request: Request) -> Result<(), (&'stat
         .inc_by(body.len() as u64);
     let state_for_work = std::sync::Arc::clone(state);
     let outcome = tokio::task::spawn_blocking(move || {
-        let decoded = decode::decode(&content_type, content_encoding.as_deref(), &body, limits)
+        let decoded = decode::decode(&content_type, content_encoding.as_deref(), body, limits)
             .map_err(|e| match e {
                 decode::DecodeError::TooLarge(_) | decode::DecodeError::TooManyEntries(_) => {
                     ("too_large", ApiError::TooLarge(e.to_string()))
@@ -103,7 +103,6 @@ async fn push_inner(state: &SharedState, request: Request) -> Result<(), (&'stat
                 ),
                 other => ("bad_request", ApiError::BadData(other.to_string())),
             })?;
-        drop(body);
         let streams = decoded.streams;
         if decoded.invalid_utf8 > 0 {
             state_for_work

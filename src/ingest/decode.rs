@@ -12,7 +12,35 @@ use serde::Deserialize;
 pub struct PushStream {
     pub labels: BTreeMap<String, String>,
     /// (unix nanoseconds, line)
-    pub entries: Vec<(i64, String)>,
+    pub entries: Vec<(i64, LineText)>,
+}
+
+/// A pushed line's text: where possible a slice of the request's own (decompressed) body, so
+/// decoding copies no line content; a line that needed unescaping or U+FFFD owns its bytes.
+/// Always valid UTF-8 (made only from `str`s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineText(bytes::Bytes);
+
+impl LineText {
+    fn new(backing: &bytes::Bytes, text: std::borrow::Cow<'_, str>) -> Self {
+        match text {
+            std::borrow::Cow::Borrowed(s) if !s.is_empty() => {
+                LineText(backing.slice_ref(s.as_bytes()))
+            }
+            other => LineText(bytes::Bytes::from(other.into_owned())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Built from `str`s only: this check never fails (and costs a fast pass over the line).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl From<&str> for LineText {
+    fn from(text: &str) -> Self {
+        LineText(bytes::Bytes::copy_from_slice(text.as_bytes()))
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -54,8 +82,8 @@ pub struct EntryAdapter {
     pub timestamp: Option<ProtoTimestamp>,
     /// Bytes on the wire as `string` is: read as bytes so invalid UTF-8 can be replaced, not
     /// refused.
-    #[prost(bytes = "vec", tag = "2")]
-    pub line: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub line: bytes::Bytes,
     #[prost(message, repeated, tag = "3")]
     pub structured_metadata: Vec<LabelPairAdapter>,
 }
@@ -83,7 +111,7 @@ pub struct ProtoTimestamp {
 pub fn decode(
     content_type: &str,
     content_encoding: Option<&str>,
-    body: &[u8],
+    body: bytes::Bytes,
     limits: Limits,
 ) -> Result<Decoded, DecodeError> {
     let media = content_type
@@ -99,9 +127,9 @@ pub fn decode(
     }
     let encoding = content_encoding.map(|e| e.trim().to_ascii_lowercase());
     let body = match encoding.as_deref() {
-        None | Some("") | Some("identity") => std::borrow::Cow::Borrowed(body),
-        Some("gzip") => std::borrow::Cow::Owned(gunzip(body, limits.max_size)?),
-        Some("snappy") if media == "application/x-protobuf" => std::borrow::Cow::Borrowed(body),
+        None | Some("") | Some("identity") => body,
+        Some("gzip") => bytes::Bytes::from(gunzip(&body, limits.max_size)?),
+        Some("snappy") if media == "application/x-protobuf" => body,
         Some(other) => {
             return Err(DecodeError::Bad(format!(
                 "unsupported Content-Encoding {other:?}: use gzip or none"
@@ -109,7 +137,7 @@ pub fn decode(
         }
     };
     if media == "application/json" {
-        decode_json(&body, limits.max_entries)
+        decode_json(body, limits.max_entries)
     } else {
         decode_protobuf(&body, limits)
     }
@@ -147,10 +175,10 @@ fn gunzip(body: &[u8], max_size: usize) -> Result<Vec<u8>, DecodeError> {
 
 /// A line as received, with each invalid UTF-8 sequence replaced by U+FFFD (as Loki does):
 /// one bad byte must not refuse the whole request, since shippers drop a refused batch for good.
-fn lossy_line(raw: Vec<u8>, invalid: &mut u64) -> String {
-    match String::from_utf8(raw) {
-        Ok(line) => line,
-        Err(e) => replace_invalid_utf8(e.as_bytes(), invalid),
+fn lossy_line(raw: bytes::Bytes, invalid: &mut u64) -> LineText {
+    match std::str::from_utf8(&raw) {
+        Ok(_) => LineText(raw),
+        Err(_) => LineText(bytes::Bytes::from(replace_invalid_utf8(&raw, invalid))),
     }
 }
 
@@ -170,6 +198,8 @@ fn replace_invalid_utf8(bytes: &[u8], invalid: &mut u64) -> String {
 /// Walks the JSON push body with seeds instead of building `serde_json::Value`s: each entry
 /// becomes `(i64, String)` directly, counted against the entry limit as it is read.
 struct JsonState {
+    /// The text being decoded, for slicing lines out of it without copying.
+    backing: bytes::Bytes,
     max_entries: usize,
     entries: usize,
     invalid_utf8: u64,
@@ -177,20 +207,24 @@ struct JsonState {
     entry_error: Option<String>,
 }
 
-fn decode_json(body: &[u8], max_entries: usize) -> Result<Decoded, DecodeError> {
-    let mut state = JsonState {
-        max_entries,
-        entries: 0,
-        invalid_utf8: 0,
-        entry_error: None,
-    };
+fn decode_json(body: bytes::Bytes, max_entries: usize) -> Result<Decoded, DecodeError> {
+    let mut invalid_utf8 = 0;
     // JSON's own syntax is ASCII, so replacing invalid sequences only touches string contents;
     // serde_json has no way to read a string without checking it.
-    let body = match std::str::from_utf8(body) {
-        Ok(text) => std::borrow::Cow::Borrowed(text),
-        Err(_) => std::borrow::Cow::Owned(replace_invalid_utf8(body, &mut state.invalid_utf8)),
+    let backing = match std::str::from_utf8(&body) {
+        Ok(_) => body,
+        Err(_) => bytes::Bytes::from(replace_invalid_utf8(&body, &mut invalid_utf8)),
     };
-    let mut de = serde_json::Deserializer::from_str(&body);
+    let mut state = JsonState {
+        backing: backing.clone(),
+        max_entries,
+        entries: 0,
+        invalid_utf8,
+        entry_error: None,
+    };
+    let text = std::str::from_utf8(&backing)
+        .map_err(|e| DecodeError::Bad(format!("invalid JSON push request: {e}")))?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let streams = serde::de::DeserializeSeed::deserialize(PushSeed(&mut state), &mut de)
         .and_then(|s| de.end().map(|()| s))
         .map_err(|e| {
@@ -317,14 +351,14 @@ struct EntriesSeed<'s> {
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed<'_> {
-    type Value = Vec<(i64, String)>;
+    type Value = Vec<(i64, LineText)>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
-    type Value = Vec<(i64, String)>;
+    type Value = Vec<(i64, LineText)>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a list of [\"<unix nanoseconds>\", \"<line>\"]")
     }
@@ -340,11 +374,11 @@ impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
                 }
                 break;
             }
-            let Some(entry) = seq.next_element::<JsonEntry>()? else {
+            let Some(entry) = seq.next_element::<JsonEntry<'de>>()? else {
                 break;
             };
             let entry = match entry.0 {
-                Ok(entry) => entry,
+                Ok((ts, line)) => (ts, LineText::new(&self.state.backing, line)),
                 Err(e) => {
                     let message = format!("{}: value {}: {e}", self.stream, out.len());
                     self.state.entry_error = Some(message.clone());
@@ -359,9 +393,9 @@ impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_> {
 }
 
 /// One `[ts, line, {metadata}?]`, or the reason it is not one (worded for the operator).
-struct JsonEntry(Result<(i64, String), String>);
+struct JsonEntry<'de>(Result<(i64, std::borrow::Cow<'de, str>), String>);
 
-impl<'de> Deserialize<'de> for JsonEntry {
+impl<'de> Deserialize<'de> for JsonEntry<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_seq(JsonEntryVisitor)
     }
@@ -369,46 +403,56 @@ impl<'de> Deserialize<'de> for JsonEntry {
 
 struct JsonEntryVisitor;
 
-/// A JSON scalar or structure, kept only as far as an error message needs it.
-enum Field {
-    Text(String),
+/// A JSON scalar or structure, kept only as far as an error message needs it. Strings without
+/// escapes are borrowed from the body.
+enum Field<'de> {
+    Text(std::borrow::Cow<'de, str>),
     Other(&'static str),
 }
 
-impl<'de> Deserialize<'de> for Field {
+impl<'de> Deserialize<'de> for Field<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Field;
+            type Value = Field<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON value")
             }
-            fn visit_str<E>(self, v: &str) -> Result<Field, E> {
-                Ok(Field::Text(v.to_string()))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'de>, E> {
+                Ok(Field::Text(std::borrow::Cow::Borrowed(v)))
             }
-            fn visit_string<E>(self, v: String) -> Result<Field, E> {
-                Ok(Field::Text(v))
+            fn visit_str<E>(self, v: &str) -> Result<Field<'de>, E> {
+                Ok(Field::Text(std::borrow::Cow::Owned(v.to_string())))
             }
-            fn visit_i64<E>(self, _: i64) -> Result<Field, E> {
+            fn visit_string<E>(self, v: String) -> Result<Field<'de>, E> {
+                Ok(Field::Text(std::borrow::Cow::Owned(v)))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Field<'de>, E> {
                 Ok(Field::Other("a number"))
             }
-            fn visit_u64<E>(self, _: u64) -> Result<Field, E> {
+            fn visit_u64<E>(self, _: u64) -> Result<Field<'de>, E> {
                 Ok(Field::Other("a number"))
             }
-            fn visit_f64<E>(self, _: f64) -> Result<Field, E> {
+            fn visit_f64<E>(self, _: f64) -> Result<Field<'de>, E> {
                 Ok(Field::Other("a number"))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Field, E> {
+            fn visit_bool<E>(self, _: bool) -> Result<Field<'de>, E> {
                 Ok(Field::Other("a boolean"))
             }
-            fn visit_unit<E>(self) -> Result<Field, E> {
+            fn visit_unit<E>(self) -> Result<Field<'de>, E> {
                 Ok(Field::Other("null"))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Field, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<Field<'de>, A::Error> {
                 while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
                 Ok(Field::Other("a list"))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Field, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Field<'de>, A::Error> {
                 while m
                     .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
                     .is_some()
@@ -421,11 +465,14 @@ impl<'de> Deserialize<'de> for Field {
 }
 
 impl<'de> serde::de::Visitor<'de> for JsonEntryVisitor {
-    type Value = JsonEntry;
+    type Value = JsonEntry<'de>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("[\"<unix nanoseconds>\", \"<line>\"]")
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonEntry, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<JsonEntry<'de>, A::Error> {
         let mut fields = Vec::with_capacity(3);
         while let Some(f) = seq.next_element::<Field>()? {
             fields.push(f);
@@ -434,7 +481,7 @@ impl<'de> serde::de::Visitor<'de> for JsonEntryVisitor {
     }
 }
 
-fn json_entry(fields: Vec<Field>) -> Result<(i64, String), String> {
+fn json_entry(fields: Vec<Field<'_>>) -> Result<(i64, std::borrow::Cow<'_, str>), String> {
     if !(2..=3).contains(&fields.len()) {
         return Err(format!(
             "expected [\"<unix nanoseconds>\", \"<line>\"] (and optional structured metadata), found {} elements",
@@ -526,9 +573,9 @@ fn decode_protobuf(body: &[u8], limits: Limits) -> Result<Decoded, DecodeError> 
     if count_protobuf_entries(&raw)? > limits.max_entries {
         return Err(DecodeError::TooManyEntries(limits.max_entries));
     }
-    let push = PushRequest::decode(&raw[..])
+    // Decoding from `Bytes` makes every line a slice of `raw`, not a copy.
+    let push = PushRequest::decode(bytes::Bytes::from(raw))
         .map_err(|e| DecodeError::Bad(format!("invalid protobuf push request: {e}")))?;
-    drop(raw);
     let mut invalid_utf8 = 0;
     let streams = push
         .streams
@@ -645,7 +692,14 @@ mod tests {
     #[test]
     fn json_and_protobuf_decode_alike() {
         let json = br#"{"streams":[{"stream":{"namespace":"shop","pod":"p","container":"c"},"values":[["1700000000000000001","hello"],["1700000000000000002","world",{"trace_id":"x"}]]}]}"#;
-        let from_json = decode("application/json", None, json, MB).unwrap().streams;
+        let from_json = decode(
+            "application/json",
+            None,
+            bytes::Bytes::copy_from_slice(json),
+            MB,
+        )
+        .unwrap()
+        .streams;
         let request = PushRequest {
             streams: vec![StreamAdapter {
                 labels: r#"{container="c", namespace="shop", pod="p"}"#.into(),
@@ -655,7 +709,7 @@ mod tests {
                             seconds: 1_700_000_000,
                             nanos: 1,
                         }),
-                        line: b"hello".to_vec(),
+                        line: bytes::Bytes::from_static(b"hello"),
                         structured_metadata: vec![],
                     },
                     EntryAdapter {
@@ -663,7 +717,7 @@ mod tests {
                             seconds: 1_700_000_000,
                             nanos: 2,
                         }),
-                        line: b"world".to_vec(),
+                        line: bytes::Bytes::from_static(b"world"),
                         structured_metadata: vec![LabelPairAdapter {
                             name: "trace_id".into(),
                             value: "x".into(),
@@ -676,9 +730,14 @@ mod tests {
         let compressed = snap::raw::Encoder::new()
             .compress_vec(&request.encode_to_vec())
             .unwrap();
-        let from_proto = decode("application/x-protobuf", None, &compressed, MB)
-            .unwrap()
-            .streams;
+        let from_proto = decode(
+            "application/x-protobuf",
+            None,
+            bytes::Bytes::copy_from_slice(&compressed),
+            MB,
+        )
+        .unwrap()
+        .streams;
         assert_eq!(from_json, from_proto);
     }
 
@@ -689,38 +748,63 @@ mod tests {
         gz.write_all(&vec![b' '; 10 << 20]).unwrap();
         let bomb = gz.finish().unwrap();
         assert_eq!(
-            decode("application/json", Some("gzip"), &bomb, MB),
+            decode(
+                "application/json",
+                Some("gzip"),
+                bytes::Bytes::copy_from_slice(&bomb),
+                MB
+            ),
             Err(DecodeError::TooLarge(1 << 20))
         );
         assert!(matches!(
-            decode("application/json", Some("gzip"), b"not gzip", MB),
+            decode(
+                "application/json",
+                Some("gzip"),
+                bytes::Bytes::copy_from_slice(b"not gzip"),
+                MB
+            ),
             Err(DecodeError::Bad(_))
         ));
         // A snappy header announcing 4 GiB is refused before anything is inflated.
         assert_eq!(
-            decode("application/x-protobuf", None, b"\xff\xff\xff\xff\x0f", MB),
+            decode(
+                "application/x-protobuf",
+                None,
+                bytes::Bytes::copy_from_slice(b"\xff\xff\xff\xff\x0f"),
+                MB
+            ),
             Err(DecodeError::TooLarge(1 << 20))
         );
         assert!(matches!(
-            decode("application/x-protobuf", None, b"\x10garbage", MB),
+            decode(
+                "application/x-protobuf",
+                None,
+                bytes::Bytes::copy_from_slice(b"\x10garbage"),
+                MB
+            ),
             Err(DecodeError::Bad(_))
         ));
         let not_protobuf = snap::raw::Encoder::new()
             .compress_vec(b"\xff\xff\xff")
             .unwrap();
         assert!(matches!(
-            decode("application/x-protobuf", None, &not_protobuf, MB),
+            decode(
+                "application/x-protobuf",
+                None,
+                bytes::Bytes::copy_from_slice(&not_protobuf),
+                MB
+            ),
             Err(DecodeError::Bad(_))
         ));
         assert!(matches!(
-            decode("text/plain", None, b"{}", MB),
+            decode("text/plain", None, bytes::Bytes::copy_from_slice(b"{}"), MB),
             Err(DecodeError::ContentType(_))
         ));
         assert!(matches!(
             decode(
                 "application/json",
                 None,
-                br#"{"streams":[{"stream":{},"values":[[1,"x"]]}]}"#,
+                bytes::Bytes::from_static(br#"{"streams":[{"stream":{},"values":[[1,"x"]]}]}"#),
                 MB
             ),
             Err(DecodeError::Bad(_))
@@ -732,20 +816,35 @@ mod tests {
         let json = br#"{"streams":[]}"#;
         for content_type in ["", "text/plain", "application/x-www-form-urlencoded"] {
             assert!(matches!(
-                decode(content_type, None, json, MB),
+                decode(content_type, None, bytes::Bytes::copy_from_slice(json), MB),
                 Err(DecodeError::ContentType(_))
             ));
         }
-        assert!(decode("application/json; charset=utf-8", None, json, MB).is_ok());
+        assert!(decode(
+            "application/json; charset=utf-8",
+            None,
+            bytes::Bytes::copy_from_slice(json),
+            MB
+        )
+        .is_ok());
     }
 
     #[test]
     fn invalid_utf8_is_replaced_and_counted() {
         let json = b"{\"streams\":[{\"stream\":{\"namespace\":\"a\"},\"values\":[[\"1\",\"ok \xff\xfe end\"],[\"2\",\"fine\"]]}]}";
-        let decoded = decode("application/json", None, json, MB).unwrap();
+        let decoded = decode(
+            "application/json",
+            None,
+            bytes::Bytes::copy_from_slice(json),
+            MB,
+        )
+        .unwrap();
         assert_eq!(decoded.invalid_utf8, 2);
-        assert_eq!(decoded.streams[0].entries[0].1, "ok \u{fffd}\u{fffd} end");
-        assert_eq!(decoded.streams[0].entries[1].1, "fine");
+        assert_eq!(
+            decoded.streams[0].entries[0].1.as_str(),
+            "ok \u{fffd}\u{fffd} end"
+        );
+        assert_eq!(decoded.streams[0].entries[1].1.as_str(), "fine");
         let request = PushRequest {
             streams: vec![StreamAdapter {
                 labels: r#"{namespace="a"}"#.into(),
@@ -754,7 +853,7 @@ mod tests {
                         seconds: 1,
                         nanos: 0,
                     }),
-                    line: b"bad \xc3".to_vec(),
+                    line: bytes::Bytes::from_static(b"bad \xc3"),
                     structured_metadata: vec![],
                 }],
                 hash: 0,
@@ -763,9 +862,15 @@ mod tests {
         let compressed = snap::raw::Encoder::new()
             .compress_vec(&request.encode_to_vec())
             .unwrap();
-        let decoded = decode("application/x-protobuf", None, &compressed, MB).unwrap();
+        let decoded = decode(
+            "application/x-protobuf",
+            None,
+            bytes::Bytes::copy_from_slice(&compressed),
+            MB,
+        )
+        .unwrap();
         assert_eq!(decoded.invalid_utf8, 1);
-        assert_eq!(decoded.streams[0].entries[0].1, "bad \u{fffd}");
+        assert_eq!(decoded.streams[0].entries[0].1.as_str(), "bad \u{fffd}");
     }
 
     #[test]
@@ -782,9 +887,20 @@ mod tests {
                 values(n)
             )
         };
-        assert!(decode("application/json", None, json(1).as_bytes(), limits).is_ok());
+        assert!(decode(
+            "application/json",
+            None,
+            bytes::Bytes::copy_from_slice(json(1).as_bytes()),
+            limits
+        )
+        .is_ok());
         assert_eq!(
-            decode("application/json", None, json(2).as_bytes(), limits),
+            decode(
+                "application/json",
+                None,
+                bytes::Bytes::copy_from_slice(json(2).as_bytes()),
+                limits
+            ),
             Err(DecodeError::TooManyEntries(3))
         );
         let entry = EntryAdapter {
@@ -792,7 +908,7 @@ mod tests {
                 seconds: 1,
                 nanos: 0,
             }),
-            line: b"x".to_vec(),
+            line: bytes::Bytes::from_static(b"x"),
             structured_metadata: vec![],
         };
         let request = PushRequest {
@@ -806,7 +922,12 @@ mod tests {
             .compress_vec(&request.encode_to_vec())
             .unwrap();
         assert_eq!(
-            decode("application/x-protobuf", None, &compressed, limits),
+            decode(
+                "application/x-protobuf",
+                None,
+                bytes::Bytes::copy_from_slice(&compressed),
+                limits
+            ),
             Err(DecodeError::TooManyEntries(3))
         );
     }
@@ -815,7 +936,7 @@ mod tests {
     fn entry_errors_name_the_stream_and_value() {
         let json = br#"{"streams":[{"stream":{"namespace":"a"},"values":[["1","x"],[1,"x"]]}]}"#;
         assert_eq!(
-            decode("application/json", None, json, MB),
+            decode("application/json", None, bytes::Bytes::copy_from_slice(json), MB),
             Err(DecodeError::Bad(
                 "stream 0 {namespace=\"a\"}: value 1: timestamp must be a string of nanoseconds, found a number".into()
             ))

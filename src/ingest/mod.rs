@@ -36,7 +36,7 @@ pub fn prepare(streams: &[PushStream], mapping: &LabelMapping) -> Result<Prepare
                 .join(hour);
             let buf = files.entry(relative).or_default();
             prepared.entries += 1;
-            for message in split_message(line) {
+            for message in split_message(line.as_str()) {
                 buf.extend_from_slice(time.as_bytes());
                 buf.push(b'[');
                 buf.extend_from_slice(fields.as_bytes());

@@ -69,7 +69,12 @@ pub fn run(
         if f.hour_start >= current_hour || keep(&f.path) {
             continue;
         }
-        if std::fs::remove_file(&f.path).is_ok() {
+        // Removed from the root down, never through a link swapped in since the listing.
+        let removed = f
+            .path
+            .strip_prefix(root)
+            .is_ok_and(|relative| super::beneath::remove(root, relative).is_ok());
+        if removed {
             total -= f.bytes;
             out.bytes_deleted += f.bytes;
             if by_time {
