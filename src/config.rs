@@ -76,7 +76,7 @@ pub struct Flags {
     /// Most entries one push request may hold [default: 1000000].
     #[arg(long = "ingest.max-entries", value_name = "N")]
     pub ingest_max_entries: Option<String>,
-    /// Push requests read and decoded at once; more wait (up to 30s) [default: 2].
+    /// Push requests read, decoded and written at once; more wait (up to 30s) [default: 2 per core].
     #[arg(long = "ingest.max-concurrency", value_name = "N")]
     pub ingest_max_concurrency: Option<String>,
     /// Most open client connections; more are closed at once [default: 512].
@@ -484,11 +484,13 @@ impl Config {
             1_000_000,
             1 << 32,
         )? as usize;
+        // Decoding is CPU-bound: two pushes per core keep every core busy.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
         let ingest_max_concurrency = count_setting(
             "ingest.max-concurrency",
             flags.ingest_max_concurrency,
             file.ingest.max_concurrency,
-            2,
+            (2 * cores).max(2),
             1_000_000,
         )? as usize;
         let web_max_connections = count_setting(

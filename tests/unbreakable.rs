@@ -237,6 +237,7 @@ async fn push_bodies_that_expand_are_bounded() {
         "{stored}"
     );
     janus.assert_alive_and_bounded("push bodies");
+    janus.assert_memory_returns("push bodies").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -282,4 +283,5 @@ async fn large_log_answers_stream_to_slow_readers() {
         assert!(tail.ends_with(b"]}}"), "the answer ends whole");
     }
     janus.assert_alive_and_bounded("four slow readers of 400 MB answers");
+    janus.assert_memory_returns("four slow readers").await;
 }

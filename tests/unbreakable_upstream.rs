@@ -176,6 +176,9 @@ async fn a_huge_pushed_down_answer_stops_at_the_sample_budget() {
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("too many samples"), "{body}");
     janus.assert_alive_and_bounded("a huge pushed-down answer");
+    janus
+        .assert_memory_returns("a huge pushed-down answer")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

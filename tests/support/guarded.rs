@@ -113,6 +113,25 @@ impl Guarded {
         );
     }
 
+    /// Asserts that resident memory falls back near idle once the heavy work is over (Janus
+    /// hands free heap back every `memory::TRIM_INTERVAL`).
+    pub async fn assert_memory_returns(&self, what: &str) {
+        const IDLE_BOUND_MB: u64 = 100;
+        let started = Instant::now();
+        loop {
+            let now = self.status_mb("VmRSS:");
+            if now < IDLE_BOUND_MB {
+                eprintln!("{what}: RSS back to {now} MiB");
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: RSS still {now} MiB after 30 s (bound {IDLE_BOUND_MB} MiB)"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     pub async fn get(&self, path: &str, params: &[(&str, &str)]) -> (u16, String) {
         let answer = raw_client()
             .get(format!("{}{path}", self.url))
