@@ -76,7 +76,7 @@ pub struct Flags {
     /// Most entries one push request may hold [default: 1000000].
     #[arg(long = "ingest.max-entries", value_name = "N")]
     pub ingest_max_entries: Option<String>,
-    /// Push requests read, decoded and written at once; more wait (up to 30s) [default: 2 per core].
+    /// Push requests read, decoded and written at once; more wait (up to 30s) [default: 2].
     #[arg(long = "ingest.max-concurrency", value_name = "N")]
     pub ingest_max_concurrency: Option<String>,
     /// Most open client connections; more are closed at once [default: 512].
@@ -484,13 +484,13 @@ impl Config {
             1_000_000,
             1 << 32,
         )? as usize;
-        // Decoding is CPU-bound: two pushes per core keep every core busy.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        // A push may hold about 3× its decompressed body while it is decoded and rendered: two
+        // at once keep a 64 MB-body worst case near 400 MB (docs/benchmarks.md, attacks).
         let ingest_max_concurrency = count_setting(
             "ingest.max-concurrency",
             flags.ingest_max_concurrency,
             file.ingest.max_concurrency,
-            (2 * cores).max(2),
+            2,
             1_000_000,
         )? as usize;
         let web_max_connections = count_setting(
