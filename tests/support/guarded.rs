@@ -133,28 +133,35 @@ impl Guarded {
     }
 
     pub async fn get(&self, path: &str, params: &[(&str, &str)]) -> (u16, String) {
-        let answer = raw_client()
-            .get(format!("{}{path}", self.url))
-            .query(params)
-            .timeout(Duration::from_secs(150))
-            .send()
-            .await
-            .expect("an answer, not a dropped connection");
-        let status = answer.status().as_u16();
-        (status, answer.text().await.unwrap_or_default())
+        answered(
+            raw_client()
+                .get(format!("{}{path}", self.url))
+                .query(params),
+        )
+        .await
     }
 
     pub async fn post_query(&self, query: &str) -> (u16, String) {
-        let answer = raw_client()
-            .post(format!("{}/api/v1/query", self.url))
-            .form(&[("query", query), ("time", "2024-01-01T00:30:00Z")])
-            .timeout(Duration::from_secs(150))
-            .send()
-            .await
-            .expect("an answer, not a dropped connection");
-        let status = answer.status().as_u16();
-        (status, answer.text().await.unwrap_or_default())
+        let form = [("query", query), ("time", "2024-01-01T00:30:00Z")];
+        answered(
+            raw_client()
+                .post(format!("{}/api/v1/query", self.url))
+                .form(&form),
+        )
+        .await
     }
+}
+
+/// Sends a request that must be answered (an error status is an answer; a dropped connection
+/// is not) and returns the status and body.
+async fn answered(request: reqwest::RequestBuilder) -> (u16, String) {
+    let answer = request
+        .timeout(Duration::from_secs(150))
+        .send()
+        .await
+        .expect("an answer, not a dropped connection");
+    let status = answer.status().as_u16();
+    (status, answer.text().await.unwrap_or_default())
 }
 
 impl Drop for Guarded {
