@@ -75,6 +75,13 @@ pub fn run(
             .strip_prefix(root)
             .is_ok_and(|relative| super::beneath::remove(root, relative).is_ok());
         if removed {
+            // Deleting data is never silent: each file is named in the log.
+            tracing::info!(
+                file = %f.path.display(),
+                bytes = f.bytes,
+                reason = if by_time { "time" } else { "size" },
+                "retention deleted an hour file"
+            );
             total -= f.bytes;
             out.bytes_deleted += f.bytes;
             if by_time {
