@@ -76,9 +76,10 @@ pub struct Flags {
     /// Most entries one push request may hold [default: 1000000].
     #[arg(long = "ingest.max-entries", value_name = "N")]
     pub ingest_max_entries: Option<String>,
-    /// Push requests read, decoded and written at once; more wait (up to 30s) [default: 2].
-    #[arg(long = "ingest.max-concurrency", value_name = "N")]
-    pub ingest_max_concurrency: Option<String>,
+    /// Memory that pushes in flight may hold together (body, entries, rendered lines); more
+    /// wait (up to 30s), then 503 [default: 512MB].
+    #[arg(long = "ingest.max-bytes-in-flight", value_name = "SIZE")]
+    pub ingest_max_bytes_in_flight: Option<String>,
     /// Most open client connections; more are closed at once [default: 512].
     #[arg(long = "web.max-connections", value_name = "N")]
     pub web_max_connections: Option<String>,
@@ -135,7 +136,7 @@ pub struct FileConfig {
 pub struct IngestFile {
     pub max_body_size: Option<String>,
     pub max_entries: Option<u64>,
-    pub max_concurrency: Option<u64>,
+    pub max_bytes_in_flight: Option<String>,
     /// Which pushed label names feed namespace, pod, container, node and process.
     pub labels: Option<LabelMapping>,
 }
@@ -266,7 +267,7 @@ pub struct Config {
     pub query_log_format: LogAnswerFormat,
     pub ingest_max_body_size: usize,
     pub ingest_max_entries: usize,
-    pub ingest_max_concurrency: usize,
+    pub ingest_max_bytes_in_flight: usize,
     pub web_max_connections: usize,
     pub web_read_header_timeout: Duration,
     pub web_idle_timeout: Duration,
@@ -285,6 +286,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// The push budget in KiB, at least what one full-size push costs, so that any push the
+    /// body limit accepts can run alone.
+    pub fn ingest_budget_kib(&self) -> u32 {
+        let one_push = self.ingest_max_body_size.saturating_mul(4);
+        let bytes = self.ingest_max_bytes_in_flight.max(one_push);
+        u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX >> 4)
+    }
+
     /// Built-in defaults, as documented in the README.
     pub fn defaults() -> Self {
         Config::from_sources(Flags::default(), FileConfig::default())
@@ -484,15 +493,19 @@ impl Config {
             1_000_000,
             1 << 32,
         )? as usize;
-        // A push may hold about 3× its decompressed body while it is decoded and rendered: two
-        // at once keep a 64 MB-body worst case near 400 MB (docs/benchmarks.md, attacks).
-        let ingest_max_concurrency = count_setting(
-            "ingest.max-concurrency",
-            flags.ingest_max_concurrency,
-            file.ingest.max_concurrency,
-            2,
-            1_000_000,
-        )? as usize;
+        let in_flight_text = flags
+            .ingest_max_bytes_in_flight
+            .or(file.ingest.max_bytes_in_flight)
+            .unwrap_or_else(|| "512MB".into());
+        let ingest_max_bytes_in_flight = parse_size(&in_flight_text)
+            .filter(|&n| n > 0)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                invalid(
+                    "ingest.max-bytes-in-flight",
+                    format!("{in_flight_text:?} is not a size like 512MB"),
+                )
+            })?;
         let web_max_connections = count_setting(
             "web.max-connections",
             flags.web_max_connections,
@@ -611,7 +624,7 @@ impl Config {
             query_log_format,
             ingest_max_body_size,
             ingest_max_entries,
-            ingest_max_concurrency,
+            ingest_max_bytes_in_flight,
             web_max_connections,
             web_read_header_timeout,
             web_idle_timeout,

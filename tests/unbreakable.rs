@@ -207,9 +207,17 @@ async fn push_bodies_that_expand_are_bounded() {
             })
         })
         .collect();
+    // Each is refused: too many entries (413) or, while another holds the budget it would
+    // need to grow into, busy (503, which shippers retry).
+    let mut statuses = Vec::new();
     for send in sends {
-        assert_eq!(send.await.expect("task").expect("answer"), 413);
+        statuses.push(send.await.expect("task").expect("answer"));
     }
+    assert!(statuses.contains(&413), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 413 || *s == 503),
+        "{statuses:?}"
+    );
     assert!(
         !store.join("pod").exists(),
         "a refused push wrote to the store"

@@ -57,8 +57,8 @@ pub struct AppState {
     pub writer: Arc<Writer>,
     /// KiB that log answers being sent may hold together ([`ANSWER_BYTES_IN_FLIGHT`]).
     pub answer_budget: Arc<tokio::sync::Semaphore>,
-    /// Pushes being read, decoded and written (--ingest.max-concurrency).
-    pub push_slots: Arc<tokio::sync::Semaphore>,
+    /// KiB that pushes in flight may hold (--ingest.max-bytes-in-flight).
+    pub push_budget: Arc<tokio::sync::Semaphore>,
     pub started: SystemTime,
 }
 
@@ -82,7 +82,9 @@ impl AppState {
             config.storage_path.clone(),
             config.storage_fsync,
         ));
-        let push_slots = Arc::new(tokio::sync::Semaphore::new(config.ingest_max_concurrency));
+        let push_budget = Arc::new(tokio::sync::Semaphore::new(
+            config.ingest_budget_kib() as usize
+        ));
         Ok(Arc::new(AppState {
             config,
             upstream,
@@ -91,7 +93,7 @@ impl AppState {
             log_limiter,
             store,
             writer,
-            push_slots,
+            push_budget,
             answer_budget: Arc::new(tokio::sync::Semaphore::new(ANSWER_BYTES_IN_FLIGHT >> 10)),
             started: SystemTime::now(),
         }))

@@ -38,36 +38,31 @@ fn count(state: &SharedState, stage: &str, n: u64) {
         .inc_by(n);
 }
 
-/// How long a push waits for a free decoding slot before it is answered 503 (the shipper retries).
+/// How long a push waits for room in the memory budget before it is answered 503 (the shipper
+/// retries).
 const PUSH_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How much a compressed body is expected to grow; a body that grows more asks for the rest.
+const EXPECTED_RATIO: usize = 8;
+/// What a push costs beyond its body, per byte decoded: its entries and its rendered lines.
+const COST_PER_DECODED_BYTE: usize = 3;
+
+/// KiB of the push budget (`--ingest.max-bytes-in-flight`), rounded up.
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+fn busy() -> (&'static str, ApiError) {
+    (
+        "busy",
+        ApiError::Unavailable(
+            "too many push bytes in flight (--ingest.max-bytes-in-flight); retry the request"
+                .into(),
+        ),
+    )
+}
 
 async fn push_inner(state: &SharedState, request: Request) -> Result<(), (&'static str, ApiError)> {
     let max = state.config.ingest_max_body_size;
-    let limits = decode::Limits {
-        max_size: max,
-        max_entries: state.config.ingest_max_entries,
-    };
-    // A push costs up to a few times its body in memory while it is read, decoded and rendered:
-    // bound how many are in that state at once (--ingest.max-concurrency).
-    let _slot = tokio::time::timeout(
-        PUSH_QUEUE_WAIT,
-        std::sync::Arc::clone(&state.push_slots).acquire_owned(),
-    )
-    .await
-    .map_err(|_| {
-        (
-            "busy",
-            ApiError::Unavailable(
-                "too many pushes in flight (--ingest.max-concurrency); retry the request".into(),
-            ),
-        )
-    })?
-    .map_err(|_| {
-        (
-            "busy",
-            ApiError::Unavailable("Janus is shutting down".into()),
-        )
-    })?;
     let (parts, body) = request.into_parts();
     let header_text = |name: header::HeaderName| {
         parts
@@ -78,6 +73,34 @@ async fn push_inner(state: &SharedState, request: Request) -> Result<(), (&'stat
     };
     let content_type = header_text(header::CONTENT_TYPE).unwrap_or_default();
     let content_encoding = header_text(header::CONTENT_ENCODING);
+    // A push holds memory for its body, its decoded entries and its rendered lines; it takes
+    // that from one budget before reading a byte, estimated from its declared length (a
+    // compressed body is expected to grow up to EXPECTED_RATIO times), so many small pushes run
+    // at once and a few large ones take turns.
+    let declared = header_text(header::CONTENT_LENGTH)
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(max)
+        .min(max);
+    let compressed = content_encoding.is_some() || content_type.contains("protobuf");
+    let decoded_estimate = if compressed {
+        declared.saturating_mul(EXPECTED_RATIO).min(max)
+    } else {
+        declared
+    };
+    let weight = kib(declared + COST_PER_DECODED_BYTE * decoded_estimate)
+        .min(state.config.ingest_budget_kib());
+    let mut held = tokio::time::timeout(
+        PUSH_QUEUE_WAIT,
+        std::sync::Arc::clone(&state.push_budget).acquire_many_owned(weight),
+    )
+    .await
+    .map_err(|_| busy())?
+    .map_err(|_| {
+        (
+            "busy",
+            ApiError::Unavailable("Janus is shutting down".into()),
+        )
+    })?;
     let body = axum::body::to_bytes(body, max).await.map_err(|_| {
         (
             "too_large",
@@ -90,19 +113,49 @@ async fn push_inner(state: &SharedState, request: Request) -> Result<(), (&'stat
         .metrics
         .ingest_bytes_received
         .inc_by(body.len() as u64);
+    let budget = std::sync::Arc::clone(&state.push_budget);
+    let max_entries = state.config.ingest_max_entries;
+    let first_limit = if compressed {
+        decoded_estimate.max(body.len())
+    } else {
+        max
+    };
     let state_for_work = std::sync::Arc::clone(state);
     let outcome = tokio::task::spawn_blocking(move || {
-        let decoded = decode::decode(&content_type, content_encoding.as_deref(), body, limits)
-            .map_err(|e| match e {
-                decode::DecodeError::TooLarge(_) | decode::DecodeError::TooManyEntries(_) => {
-                    ("too_large", ApiError::TooLarge(e.to_string()))
-                }
-                decode::DecodeError::ContentType(_) => (
-                    "content_type",
-                    ApiError::UnsupportedMediaType(e.to_string()),
-                ),
-                other => ("bad_request", ApiError::BadData(other.to_string())),
-            })?;
+        let decode_within = |max_size: usize| {
+            let limits = decode::Limits {
+                max_size,
+                max_entries,
+            };
+            decode::decode(
+                &content_type,
+                content_encoding.as_deref(),
+                body.clone(),
+                limits,
+            )
+        };
+        let mut decoded = decode_within(first_limit);
+        if matches!(decoded, Err(decode::DecodeError::TooLarge(_))) && first_limit < max {
+            // It grew past the estimate: take the rest of a full-size push's cost now, or let
+            // the shipper retry later; never wait while holding a share.
+            let more = kib(COST_PER_DECODED_BYTE * (max - first_limit));
+            let extra = std::sync::Arc::clone(&budget)
+                .try_acquire_many_owned(more)
+                .map_err(|_| busy())?;
+            held.merge(extra);
+            decoded = decode_within(max);
+        }
+        let decoded = decoded.map_err(|e| match e {
+            decode::DecodeError::TooLarge(_) | decode::DecodeError::TooManyEntries(_) => {
+                ("too_large", ApiError::TooLarge(e.to_string()))
+            }
+            decode::DecodeError::ContentType(_) => (
+                "content_type",
+                ApiError::UnsupportedMediaType(e.to_string()),
+            ),
+            other => ("bad_request", ApiError::BadData(other.to_string())),
+        })?;
+        let _held = held;
         let streams = decoded.streams;
         if decoded.invalid_utf8 > 0 {
             state_for_work
