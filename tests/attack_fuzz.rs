@@ -230,7 +230,11 @@ fn generated_attacks_never_crash_or_grow_memory() {
     ));
     let url = janus.url.clone();
     let config = ProptestConfig {
-        cases: 200,
+        // More locally: JANUS_FUZZ_CASES=5000 cargo test --test attack_fuzz
+        cases: std::env::var("JANUS_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200),
         failure_persistence: None,
         ..ProptestConfig::default()
     };

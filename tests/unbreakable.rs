@@ -170,6 +170,14 @@ async fn a_thousand_large_regexes_cost_a_bounded_budget() {
     for ask in asks {
         assert_eq!(ask.await.expect("task").expect("answer"), 400);
     }
+    // Two hundred match[] values share one budget too.
+    let matcher = r#"pod{namespace="x", pod=~"\\w{100}"}"#;
+    let many: Vec<(&str, &str)> = (0..200).map(|_| ("match[]", matcher)).collect();
+    let (status, body) = janus.get("/api/v1/series", &many).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("too large"), "{body}");
+    let (status, body) = janus.get("/api/v1/series", &many[..1]).await;
+    assert_eq!(status, 200, "{body}");
     let one = r#"pod{namespace="x"} |~ "\\w{100}""#;
     let (status, body) = janus.get("/api/v1/query", &[("query", one)]).await;
     assert_eq!(status, 200, "{body}");

@@ -56,12 +56,21 @@ struct Matches {
     metrics: Vec<String>,
 }
 
+/// Blocking (compiles regexes): call it from a blocking thread.
 fn split_matches(params: &Params) -> Result<Matches, ApiError> {
     let mut logs = Vec::new();
     let mut metrics = Vec::new();
+    // All `match[]` values share one regex budget, split by their regexes.
+    let regexes: usize = params
+        .get_all("match[]")
+        .filter(|m| logql::involves_logs(m))
+        .map(logql::regex_budget::count)
+        .sum();
     for m in params.get_all("match[]") {
         if logql::involves_logs(m) {
-            let q = logql::parse_log_query(m)
+            let budget = logql::regex_budget::MAX_REGEX_BYTES / regexes.max(1)
+                * logql::regex_budget::count(m).max(1);
+            let q = logql::parse::parse_log_query_within(m, budget)
                 .map_err(|e| ApiError::BadData(format!("invalid parameter \"match[]\": {e}")))?;
             if !q.filters.is_empty() || q.range.is_some() {
                 return Err(ApiError::BadData(format!(
@@ -137,7 +146,11 @@ async fn label_endpoint(
         // Refusals of the window are the upstream's to word.
         Err(_) => return proxy::forward(&state, read).await,
     };
-    let matches = match split_matches(&read.params) {
+    let params = read.params.clone();
+    let split = tokio::task::spawn_blocking(move || split_matches(&params))
+        .await
+        .unwrap_or_else(|e| Err(ApiError::Internal(format!("match[] parser failed: {e}"))));
+    let matches = match split {
         Ok(m) => m,
         Err(e) => return tag(e.into_response()),
     };

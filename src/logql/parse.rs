@@ -133,12 +133,18 @@ fn parse_error(query: &str, offset: usize, message: impl AsRef<str>) -> ApiError
 
 /// Parses a whole query as LetheQL. Callers route here only queries that involve logs.
 pub fn parse_log_query(query: &str) -> Result<LogQuery, ApiError> {
+    parse_log_query_within(query, super::regex_budget::MAX_REGEX_BYTES)
+}
+
+/// As [`parse_log_query`], its regexes within `regex_budget` bytes: a request with several log
+/// queries (`match[]`) gives each its part of one budget.
+pub fn parse_log_query_within(query: &str, regex_budget: usize) -> Result<LogQuery, ApiError> {
     let tokens = tokenize(query);
     if let Some(t) = tokens.iter().find(|t| t.kind == Kind::Unterminated) {
         return Err(parse_error(query, t.start, "unterminated quoted string"));
     }
-    super::regex_budget::check(query, &tokens)?;
-    let regex_limit = super::regex_budget::share(query, &tokens);
+    super::regex_budget::check_within(query, &tokens, regex_budget)?;
+    let regex_limit = regex_budget / super::regex_budget::count(query).max(1);
     let text = |t: &Token| &query[t.start..t.end];
     let Some(first) = tokens.first() else {
         return Err(parse_error(query, 0, "no expression found in input"));

@@ -35,6 +35,12 @@ pub fn share(query: &str, tokens: &[Token]) -> usize {
     MAX_REGEX_BYTES / regex_literals(query, tokens).len().max(1)
 }
 
+/// How many regex literals a query holds (a request with several queries, such as `match[]`
+/// values, splits one budget among all of them).
+pub fn count(query: &str) -> usize {
+    regex_literals(query, &super::lexer::tokenize(query)).len()
+}
+
 /// Compiles a line-filter regex within `limit` bytes.
 pub fn compile(pattern: &str, limit: usize) -> Result<regex::bytes::Regex, regex::Error> {
     regex::bytes::RegexBuilder::new(pattern)
@@ -47,14 +53,18 @@ pub fn compile(pattern: &str, limit: usize) -> Result<regex::bytes::Regex, regex
 /// (promql-parser compiles label matchers with the regex crate's default 10 MB limit each).
 /// Syntax errors are left to the parsers, which word them.
 pub fn check(query: &str, tokens: &[Token]) -> Result<(), ApiError> {
+    check_within(query, tokens, MAX_REGEX_BYTES)
+}
+
+/// As [`check`], within `budget` bytes (a query's part of a request's budget).
+pub fn check_within(query: &str, tokens: &[Token], budget: usize) -> Result<(), ApiError> {
     let literals = regex_literals(query, tokens);
-    let limit = MAX_REGEX_BYTES / literals.len().max(1);
+    let limit = budget / literals.len().max(1);
     for (offset, pattern) in &literals {
         if let Err(regex::Error::CompiledTooBig(_)) = compile(pattern, limit) {
             return Err(ApiError::BadData(format!(
-                "{}: parse error: regex {pattern:?} is too large: the {} regexes of a query share {} MiB of compiled size, {limit} bytes each",
+                "{}: parse error: regex {pattern:?} is too large: the regexes of a request share {} MiB of compiled size, {limit} bytes each here",
                 position(query, *offset),
-                literals.len(),
                 MAX_REGEX_BYTES >> 20,
             )));
         }
