@@ -473,19 +473,11 @@ impl Config {
             )
         })?;
 
-        let size_text = flags
-            .ingest_max_body_size
-            .or(file.ingest.max_body_size)
-            .unwrap_or_else(|| "64MB".into());
-        let ingest_max_body_size = parse_size(&size_text)
-            .filter(|&n| n > 0)
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| {
-                invalid(
-                    "ingest.max-body-size",
-                    format!("{size_text:?} is not a size like 64MB"),
-                )
-            })?;
+        let ingest_max_body_size = size_setting(
+            "ingest.max-body-size",
+            flags.ingest_max_body_size.or(file.ingest.max_body_size),
+            "64MB",
+        )?;
         let ingest_max_entries = count_setting(
             "ingest.max-entries",
             flags.ingest_max_entries,
@@ -493,19 +485,13 @@ impl Config {
             1_000_000,
             1 << 32,
         )? as usize;
-        let in_flight_text = flags
-            .ingest_max_bytes_in_flight
-            .or(file.ingest.max_bytes_in_flight)
-            .unwrap_or_else(|| "512MB".into());
-        let ingest_max_bytes_in_flight = parse_size(&in_flight_text)
-            .filter(|&n| n > 0)
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| {
-                invalid(
-                    "ingest.max-bytes-in-flight",
-                    format!("{in_flight_text:?} is not a size like 512MB"),
-                )
-            })?;
+        let ingest_max_bytes_in_flight = size_setting(
+            "ingest.max-bytes-in-flight",
+            flags
+                .ingest_max_bytes_in_flight
+                .or(file.ingest.max_bytes_in_flight),
+            "512MB",
+        )?;
         let web_max_connections = count_setting(
             "web.max-connections",
             flags.web_max_connections,
@@ -691,6 +677,15 @@ fn count_setting(
         return Err(invalid(setting, format!("must be at most {max}")));
     }
     Ok(value)
+}
+
+/// A positive size setting (`64MB`), or its default.
+fn size_setting(setting: &str, value: Option<String>, default: &str) -> Result<usize, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    parse_size(&text)
+        .filter(|&n| n > 0)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| invalid(setting, format!("{text:?} is not a size like {default}")))
 }
 
 fn parse_duration_setting(
