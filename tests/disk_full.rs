@@ -128,3 +128,75 @@ fn an_append_after_a_line_without_newline_starts_a_new_line() {
     assert_eq!(read(&root, relative), expected);
     std::fs::remove_dir_all(root).expect("cleanup");
 }
+
+/// The same over HTTP: pushes answered 503 on a full disk leave nothing behind, and a push after
+/// space comes back is appended after whole lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_on_a_full_disk_are_all_or_nothing() {
+    use support::guarded::Guarded;
+    let fs = Tmpfs::mount("256k");
+    let store = fs.0.join("store");
+    // Space to free later, once the disk is full.
+    std::fs::write(fs.0.join("ballast"), vec![b'b'; 48 * 1024]).expect("ballast");
+    let janus = Guarded::start(&store, "http://127.0.0.1:1", &["--storage.fsync=always"]).await;
+    let client = support::raw_client();
+    let push = |round: usize| {
+        let values: Vec<String> = (0..20)
+            .map(|i| {
+                format!(
+                    r#"["{}","r{round} line {i} {}"]"#,
+                    1_704_067_200_000_000_000i64 + i,
+                    "z".repeat(100)
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"streams":[{{"stream":{{"namespace":"a","pod":"p","container":"c"}},"values":[{}]}},{{"stream":{{"namespace":"b","pod":"p","container":"c"}},"values":[{}]}}]}}"#,
+            values.join(","),
+            values.join(",")
+        );
+        client
+            .post(format!("{}/loki/api/v1/push", janus.url))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let (a, b) = ("pod/a/2024-01-01_00.log", "pod/b/2024-01-01_00.log");
+    let mut acknowledged = 0;
+    let mut refused = 0;
+    for round in 0..300 {
+        let before = (read(&store, a), read(&store, b));
+        let status = push(round).await.expect("answer").status().as_u16();
+        match status {
+            204 => acknowledged += 1,
+            503 => {
+                refused += 1;
+                assert_eq!(
+                    (read(&store, a), read(&store, b)),
+                    before,
+                    "a refused push left bytes"
+                );
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        refused > 0 && acknowledged > 0,
+        "{acknowledged} acknowledged, {refused} refused"
+    );
+    for file in [a, b] {
+        let text = String::from_utf8(read(&store, file)).expect("utf-8");
+        assert_eq!(text.lines().count(), acknowledged * 20, "{file}");
+        assert!(text.ends_with('\n'));
+    }
+    std::fs::remove_file(fs.0.join("ballast")).expect("free space");
+    assert_eq!(push(999).await.expect("answer").status(), 204);
+    for file in [a, b] {
+        let text = String::from_utf8(read(&store, file)).expect("utf-8");
+        assert_eq!(text.lines().count(), (acknowledged + 1) * 20, "{file}");
+        assert!(text
+            .lines()
+            .all(|l| janus::store::line::parse(l.as_bytes()).is_some()));
+    }
+    drop(janus);
+}
