@@ -301,3 +301,38 @@ async fn large_log_answers_stream_to_slow_readers() {
     janus.assert_alive_and_bounded("four slow readers of 400 MB answers");
     janus.assert_memory_returns("four slow readers").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_metric_over_too_many_streams_stops_early() {
+    let root = temp_dir("attack-streams");
+    std::fs::create_dir_all(root.join("pod/x")).expect("mkdir");
+    let text: String = (0..200_000)
+        .map(|i| {
+            format!(
+                "2024-01-01T00:{:02}:{:02}Z[x|pod-{i}|c] line\n",
+                (i / 60) % 60,
+                i % 60
+            )
+        })
+        .collect();
+    std::fs::write(root.join("pod/x/2024-01-01_00.log"), text).expect("write");
+    let mut janus = Guarded::start(&root, "http://127.0.0.1:1", &["--query.max-series=1000"]).await;
+    let (status, body) = janus
+        .get(
+            "/api/v1/query_range",
+            &[
+                ("query", r#"count_over_time(pod{namespace="x"}[1m])"#),
+                ("start", "2024-01-01T00:00:00Z"),
+                ("end", "2024-01-01T01:00:00Z"),
+                ("step", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, error_type(&body)),
+        (422, "execution".to_string()),
+        "{body}"
+    );
+    assert!(body.contains("more than 1000 streams"), "{body}");
+    janus.assert_alive_and_bounded("a log metric over 200,000 streams");
+}
