@@ -170,6 +170,15 @@ async fn a_thousand_large_regexes_cost_a_bounded_budget() {
     for ask in asks {
         assert_eq!(ask.await.expect("task").expect("answer"), 400);
     }
+    // So do label_replace regexes, nested 300 deep.
+    let nested = format!(
+        "{}{LOG_METRIC}{}",
+        "label_replace(".repeat(300),
+        r#", "d", "$1", "pod", "(\\w{100})")"#.repeat(300)
+    );
+    let (status, body) = janus.post_query(&nested).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("label_replace"), "{body}");
     // Two hundred match[] values share one budget too.
     let matcher = r#"pod{namespace="x", pod=~"\\w{100}"}"#;
     let many: Vec<(&str, &str)> = (0..200).map(|_| ("match[]", matcher)).collect();

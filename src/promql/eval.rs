@@ -16,8 +16,11 @@ use crate::error::ApiError;
 
 pub struct Evaluator<'a> {
     pub steps: Steps,
-    /// Precomputed leaves, by their expression text.
+    /// Precomputed leaves, by the node they stand for.
     pub inputs: &'a HashMap<super::plan::NodeId, Value>,
+    /// Compiled size each `label_replace` regex may take: the query's regex budget shared by
+    /// all of its `label_replace` calls.
+    pub regex_limit: usize,
 }
 
 fn execution(message: impl Into<String>) -> ApiError {
@@ -529,11 +532,15 @@ impl Evaluator<'_> {
                     }
                 };
                 let (dst, replacement, src, pattern) = (text(1)?, text(2)?, text(3)?, text(4)?);
-                let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
-                    ApiError::BadData(format!(
-                        "invalid regular expression in label_replace(): {pattern}: {e}"
-                    ))
-                })?;
+                let re = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+                    .size_limit(self.regex_limit)
+                    .dfa_size_limit(self.regex_limit)
+                    .build()
+                    .map_err(|e| {
+                        ApiError::BadData(format!(
+                            "invalid regular expression in label_replace(): {pattern}: {e}"
+                        ))
+                    })?;
                 let relabeled = v.into_iter().map(|mut s| {
                     let value = s.labels.get(&src).cloned().unwrap_or_default();
                     if let Some(caps) = re.captures(&value) {

@@ -624,5 +624,30 @@ pub fn evaluate(
     steps: Steps,
     inputs: &HashMap<NodeId, Value>,
 ) -> Result<Value, ApiError> {
-    deep_stack(|| Evaluator { steps, inputs }.eval(expr))
+    deep_stack(|| {
+        let regexes = count_calls(expr, "label_replace").max(1);
+        Evaluator {
+            steps,
+            inputs,
+            regex_limit: crate::logql::regex_budget::MAX_REGEX_BYTES / regexes,
+        }
+        .eval(expr)
+    })
+}
+
+/// How many calls of `function` the expression holds (run on a deep stack).
+fn count_calls(expr: &Expr, function: &str) -> usize {
+    let here = usize::from(matches!(expr, Expr::Call(c) if c.func.name == function));
+    here + match expr {
+        Expr::Aggregate(a) => {
+            count_calls(&a.expr, function)
+                + a.param.as_ref().map_or(0, |p| count_calls(p, function))
+        }
+        Expr::Unary(u) => count_calls(&u.expr, function),
+        Expr::Binary(b) => count_calls(&b.lhs, function) + count_calls(&b.rhs, function),
+        Expr::Paren(p) => count_calls(&p.expr, function),
+        Expr::Subquery(s) => count_calls(&s.expr, function),
+        Expr::Call(c) => c.args.args.iter().map(|a| count_calls(a, function)).sum(),
+        _ => 0,
+    }
 }
