@@ -17,6 +17,41 @@ const RANGE: [(&str, &str); 3] = [
 ];
 
 const EXPRESSIONS: &[&str] = &[
+    // histograms (classic `le` buckets)
+    "histogram_quantile(0.9, rate(request_duration_seconds_bucket[5m]))",
+    "histogram_quantile(0.5, sum by (le) (rate(request_duration_seconds_bucket[5m])))",
+    "histogram_quantile(0.99, sum by (le, namespace) (rate(request_duration_seconds_bucket[5m])))",
+    "histogram_quantile(0, rate(request_duration_seconds_bucket[5m]))",
+    "histogram_quantile(1, rate(request_duration_seconds_bucket[5m]))",
+    "histogram_quantile(-1, rate(request_duration_seconds_bucket[5m]))",
+    "histogram_quantile(2, rate(request_duration_seconds_bucket[5m]))",
+    "histogram_quantile(0.9, request_duration_seconds_bucket)",
+    "histogram_quantile(0.9, request_duration_seconds_bucket{le!=\"+Inf\"})",
+    "histogram_quantile(0.9, sum by (le) (request_duration_seconds_bucket{le=~\"0.1|\\\\+Inf\"}))",
+    "histogram_quantile(0.5, up)",
+    "histogram_quantile(0.5, nonexistent_bucket)",
+    // dates, of the evaluation time and of values
+    "hour()",
+    "minute()",
+    "month()",
+    "year()",
+    "day_of_month()",
+    "day_of_week()",
+    "days_in_month()",
+    "day_of_year()",
+    "day_of_year(vector(1709251199))",
+    "hour(vector(1709251199))",
+    "day_of_week(vector(1709251199))",
+    "days_in_month(vector(1709251200))",
+    "days_in_month(vector(1706745600))",
+    "year(vector(-86400))",
+    "month(http_requests_total)",
+    "minute(up * 1704078000)",
+    // labels
+    "label_replace(up, \"host\", \"$1\", \"instance\", \"(.*):.*\")",
+    "label_replace(up, \"job\", \"\", \"job\", \".*\")",
+    "label_join(up, \"both\", \"/\", \"job\", \"instance\")",
+    "label_replace(up, \"instance\", \"x\", \"job\", \".*\")",
     // aggregations
     "sum(http_requests_total)",
     "sum by (namespace) (rate(http_requests_total[5m]))",

@@ -586,9 +586,157 @@ impl Evaluator<'_> {
                 });
                 Ok(Value::Vector(merge_checked(joined.collect())?))
             }
+            "hour" | "minute" | "month" | "year" | "day_of_month" | "day_of_week"
+            | "day_of_year" | "days_in_month" => self.date_function(name, args),
+            "histogram_quantile" => {
+                let phi = scalar_arg(0)?;
+                let v = self.vector(&args[1])?;
+                Ok(Value::Vector(histogram_quantile(
+                    &phi,
+                    &v,
+                    self.steps.count,
+                )))
+            }
             other => Err(unsupported(&format!("function {other}"))),
         }
     }
+
+    /// The date functions: of each sample's value read as Unix seconds, or without an argument
+    /// of the evaluation time (as `vector(time())`), in UTC.
+    fn date_function(&self, name: &str, args: &[Box<Expr>]) -> Result<Value, ApiError> {
+        use chrono::{Datelike, Timelike};
+        let part = |seconds: f64| -> f64 {
+            let Some(t) = chrono::DateTime::from_timestamp(seconds as i64, 0) else {
+                return f64::NAN;
+            };
+            f64::from(match name {
+                "hour" => t.hour(),
+                "minute" => t.minute(),
+                "month" => t.month(),
+                "year" => return f64::from(t.year()),
+                "day_of_month" => t.day(),
+                "day_of_week" => t.weekday().num_days_from_sunday(),
+                "day_of_year" => t.ordinal(),
+                _ => days_in_month(t.year(), t.month()),
+            })
+        };
+        match args.first() {
+            None => Ok(Value::Vector(vec![Series {
+                labels: Labels::new(),
+                points: (0..self.steps.count)
+                    .map(|k| Some(part(self.steps.time(k) as f64 / 1e9)))
+                    .collect(),
+            }])),
+            Some(arg) => Ok(Value::Vector(map_points(self.vector(arg)?, |_, x| part(x)))),
+        }
+    }
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    let (next_year, next_month) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    chrono::NaiveDate::from_ymd_opt(next_year, next_month, 1)
+        .and_then(|d| d.pred_opt())
+        .map_or(31, |d| chrono::Datelike::day(&d))
+}
+
+/// `histogram_quantile(φ, buckets)` over classic `le` buckets, per step, with Prometheus's
+/// rules: series without a parsable `le` are ignored; buckets are sorted, equal bounds summed,
+/// counts made monotonic; no `+Inf` bucket, fewer than two buckets or no observations give NaN;
+/// φ < 0 gives -Inf and φ > 1 +Inf.
+fn histogram_quantile(phi: &[f64], v: &[Series], steps: usize) -> Vec<Series> {
+    let mut groups: BTreeMap<Labels, Vec<(f64, &Series)>> = BTreeMap::new();
+    for s in v {
+        let Some(le) = s.labels.get("le").and_then(|le| parse_bound(le)) else {
+            continue;
+        };
+        let mut labels = without_name(&s.labels);
+        labels.remove("le");
+        groups.entry(labels).or_default().push((le, s));
+    }
+    groups
+        .into_iter()
+        .map(|(labels, members)| {
+            let points = (0..steps)
+                .map(|k| {
+                    let buckets: Vec<(f64, f64)> = members
+                        .iter()
+                        .filter_map(|(le, s)| s.points[k].map(|c| (*le, c)))
+                        .collect();
+                    (!buckets.is_empty()).then(|| bucket_quantile(phi[k], buckets))
+                })
+                .collect();
+            Series { labels, points }
+        })
+        .collect()
+}
+
+fn parse_bound(le: &str) -> Option<f64> {
+    match le {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        other => other.parse().ok(),
+    }
+}
+
+fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Buckets with the same bound are one bucket.
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for (bound, count) in buckets {
+        match merged.last_mut() {
+            Some(last) if last.0 == bound => last.1 += count,
+            _ => merged.push((bound, count)),
+        }
+    }
+    // Counts never decrease with the bound (a scrape can see them out of step).
+    let mut max = f64::NEG_INFINITY;
+    for b in &mut merged {
+        if b.1 > max {
+            max = b.1;
+        } else if b.1 < max {
+            b.1 = max;
+        }
+    }
+    if merged.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = merged[merged.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let last = merged.len() - 1;
+    let b = merged[..last].partition_point(|x| x.1 < rank);
+    if b == last {
+        return merged[last - 1].0;
+    }
+    if b == 0 && merged[0].0 <= 0.0 {
+        return merged[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, merged[b].0, merged[b].1);
+    if b > 0 {
+        start = merged[b - 1].0;
+        count -= merged[b - 1].1;
+        rank -= merged[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
 }
 
 fn is_comparison(op: &str) -> bool {

@@ -276,7 +276,7 @@ fn offset_ns(offset: &Option<Offset>) -> i64 {
 }
 
 /// Instant-vector functions the evaluator computes itself.
-pub const LOCAL_FUNCTIONS: [&str; 19] = [
+pub const LOCAL_FUNCTIONS: [&str; 30] = [
     "abs",
     "ceil",
     "floor",
@@ -296,6 +296,17 @@ pub const LOCAL_FUNCTIONS: [&str; 19] = [
     "sort",
     "sort_desc",
     "count_values",
+    "label_replace",
+    "label_join",
+    "histogram_quantile",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
 ];
 
 /// Whether Janus can evaluate this node itself (given its children).
