@@ -399,6 +399,21 @@ impl Evaluator<'_> {
         let scalar_arg = |i: usize| -> Result<Vec<f64>, ApiError> { self.scalar(&args[i]) };
         match name {
             "abs" => map(&f64::abs),
+            "acos" => map(&f64::acos),
+            "acosh" => map(&f64::acosh),
+            "asin" => map(&f64::asin),
+            "asinh" => map(&f64::asinh),
+            "atan" => map(&f64::atan),
+            "atanh" => map(&f64::atanh),
+            "cos" => map(&f64::cos),
+            "cosh" => map(&f64::cosh),
+            "sin" => map(&f64::sin),
+            "sinh" => map(&f64::sinh),
+            "tan" => map(&f64::tan),
+            "tanh" => map(&f64::tanh),
+            "deg" => map(&f64::to_degrees),
+            "rad" => map(&f64::to_radians),
+            "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; self.steps.count])),
             "ceil" => map(&f64::ceil),
             "floor" => map(&f64::floor),
             "sqrt" => map(&f64::sqrt),
@@ -516,7 +531,7 @@ impl Evaluator<'_> {
                     .map(|k| (!v.iter().any(|s| s.points[k].is_some())).then_some(1.0))
                     .collect();
                 Ok(Value::Vector(vec![Series {
-                    labels: Labels::new(),
+                    labels: absent_labels(&args[0]),
                     points,
                 }]))
             }
@@ -630,6 +645,28 @@ impl Evaluator<'_> {
             Some(arg) => Ok(Value::Vector(map_points(self.vector(arg)?, |_, x| part(x)))),
         }
     }
+}
+
+/// The labels `absent` answers with, as Prometheus derives them: the selector's equality
+/// matchers (a label matched for equality twice is left out), nothing for other expressions.
+fn absent_labels(expr: &Expr) -> Labels {
+    let Expr::VectorSelector(vs) = expr else {
+        return Labels::new();
+    };
+    let mut labels = Labels::new();
+    let mut twice = Vec::new();
+    for m in &vs.matchers.matchers {
+        if m.name == "__name__" || !matches!(m.op, promql_parser::label::MatchOp::Equal) {
+            continue;
+        }
+        if labels.insert(m.name.clone(), m.value.clone()).is_some() {
+            twice.push(m.name.clone());
+        }
+    }
+    for name in twice {
+        labels.remove(&name);
+    }
+    labels
 }
 
 fn days_in_month(year: i32, month: u32) -> u32 {

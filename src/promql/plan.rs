@@ -276,8 +276,23 @@ fn offset_ns(offset: &Option<Offset>) -> i64 {
 }
 
 /// Instant-vector functions the evaluator computes itself.
-pub const LOCAL_FUNCTIONS: [&str; 30] = [
+pub const LOCAL_FUNCTIONS: [&str; 46] = [
     "abs",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "cos",
+    "cosh",
+    "sin",
+    "sinh",
+    "tan",
+    "tanh",
+    "deg",
+    "rad",
+    "pi",
     "ceil",
     "floor",
     "sqrt",
@@ -307,6 +322,7 @@ pub const LOCAL_FUNCTIONS: [&str; 30] = [
     "day_of_week",
     "day_of_year",
     "days_in_month",
+    "absent",
 ];
 
 /// Whether Janus can evaluate this node itself (given its children).
