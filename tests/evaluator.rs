@@ -30,6 +30,21 @@ const EXPRESSIONS: &[&str] = &[
     "histogram_quantile(0.9, sum by (le) (request_duration_seconds_bucket{le=~\"0.1|\\\\+Inf\"}))",
     "histogram_quantile(0.5, up)",
     "histogram_quantile(0.5, nonexistent_bucket)",
+    // subqueries evaluated in Janus
+    "max_over_time(cpu_usage_ratio[10m:1m])",
+    "min_over_time(rate(http_requests_total[5m])[30m:5m])",
+    // (a subquery without a step uses the upstream's evaluation interval, 1h in this
+    // Prometheus's config, which Janus cannot know: it uses Prometheus's default, 1m)
+    "avg_over_time(sum by (namespace) (cpu_usage_ratio)[1h:10m])",
+    "sum_over_time(up[5m:30s])",
+    "count_over_time(temperature_celsius[20m:1m])",
+    "last_over_time(temperature_celsius[10m:1m])",
+    "present_over_time(temperature_celsius[10m:1m])",
+    "stddev_over_time(cpu_usage_ratio[30m:1m])",
+    "stdvar_over_time(cpu_usage_ratio[30m:1m])",
+    "quantile_over_time(0.9, cpu_usage_ratio[30m:1m])",
+    "max_over_time(cpu_usage_ratio[10m:1m] offset 5m)",
+    "max_over_time(max_over_time(cpu_usage_ratio[10m:1m])[30m:5m])",
     // absence
     "absent(nonexistent_metric)",
     "absent(nonexistent_metric{job=\"x\", a=~\"y\"})",

@@ -164,7 +164,10 @@ impl SubqueryCall<'_> {
         let mut values = Vec::new();
         for s in series {
             let mut labels = s.labels.clone();
-            labels.remove("__name__");
+            // Prometheus keeps the metric name for last_over_time only.
+            if self.function != "last_over_time" {
+                labels.remove("__name__");
+            }
             let mut points = Vec::with_capacity(outer.count);
             for k in 0..outer.count {
                 if k % 1024 == 0 && std::time::Instant::now() >= deadline {
@@ -348,6 +351,7 @@ fn evaluable_here(expr: &Expr) -> bool {
         | Expr::Paren(_)
         | Expr::NumberLiteral(_)
         | Expr::StringLiteral(_) => true,
+        Expr::Call(c) if is_subquery_call(c) => true,
         Expr::Call(c) => {
             LOCAL_FUNCTIONS.contains(&c.func.name)
                 && !c
@@ -401,6 +405,53 @@ impl Drop for Parsed {
     }
 }
 
+/// A range function Janus applies itself over a subquery: `max_over_time(expr[1h:1m])`.
+fn is_subquery_call(c: &promql_parser::parser::Call) -> bool {
+    OVER_TIME.contains(&c.func.name)
+        && c.args
+            .args
+            .last()
+            .is_some_and(|a| matches!(a.as_ref(), Expr::Subquery(_)))
+}
+
+/// Plans a range function over a subquery: its inner expression is evaluated (planned in turn)
+/// at the subquery's own steps, then the function runs over each outer window.
+fn push_subquery_call<'e>(
+    expr: &'e Expr,
+    c: &'e promql_parser::parser::Call,
+    plan: &mut Plan<'e>,
+) -> Result<(), ApiError> {
+    let Some(Expr::Subquery(sq)) = c.args.args.last().map(|a| a.as_ref()) else {
+        return Ok(());
+    };
+    let param = if c.func.name == "quantile_over_time" {
+        match c.args.args.first().map(|a| a.as_ref()) {
+            Some(Expr::NumberLiteral(n)) => Some(n.val),
+            _ => {
+                return Err(ApiError::BadData(
+                    "quantile_over_time over a subquery needs a number as its first argument"
+                        .into(),
+                ))
+            }
+        }
+    } else {
+        None
+    };
+    plan.subqueries.push((
+        node_id(expr),
+        SubqueryCall {
+            function: c.func.name,
+            param,
+            inner: &sq.expr,
+            range: sq.range,
+            step: sq.step,
+            offset_ns: offset_ns(&sq.offset),
+            at: sq.at.clone(),
+        },
+    ));
+    Ok(())
+}
+
 fn collect<'e>(expr: &'e Expr, plan: &mut Plan<'e>, smallest: bool) -> Result<(), ApiError> {
     if smallest && !involves_logs(expr) && evaluable_here(expr) {
         return match expr {
@@ -416,6 +467,7 @@ fn collect<'e>(expr: &'e Expr, plan: &mut Plan<'e>, smallest: bool) -> Result<()
             }
             Expr::Unary(u) => collect(&u.expr, plan, smallest),
             Expr::Paren(p) => collect(&p.expr, plan, smallest),
+            Expr::Call(c) if is_subquery_call(c) => push_subquery_call(expr, c, plan),
             Expr::Call(c) => c
                 .args
                 .args
@@ -435,39 +487,7 @@ fn collect<'e>(expr: &'e Expr, plan: &mut Plan<'e>, smallest: bool) -> Result<()
         return Ok(());
     }
     match expr {
-        Expr::Call(c)
-            if OVER_TIME.contains(&c.func.name)
-                && c.args.args.last().is_some_and(|a| matches!(a.as_ref(), Expr::Subquery(_))) =>
-        {
-            let Some(Expr::Subquery(sq)) = c.args.args.last().map(|a| a.as_ref()) else {
-                return Ok(());
-            };
-            let param = if c.func.name == "quantile_over_time" {
-                match c.args.args.first().map(|a| a.as_ref()) {
-                    Some(Expr::NumberLiteral(n)) => Some(n.val),
-                    _ => {
-                        return Err(ApiError::BadData(
-                            "quantile_over_time over log metrics needs a number as its first argument".into(),
-                        ))
-                    }
-                }
-            } else {
-                None
-            };
-            plan.subqueries.push((
-                node_id(expr),
-                SubqueryCall {
-                    function: c.func.name,
-                    param,
-                    inner: &sq.expr,
-                    range: sq.range,
-                    step: sq.step,
-                    offset_ns: offset_ns(&sq.offset),
-                    at: sq.at.clone(),
-                },
-            ));
-            Ok(())
-        }
+        Expr::Call(c) if is_subquery_call(c) => push_subquery_call(expr, c, plan),
         Expr::Call(c) if LOG_FUNCTIONS.contains(&c.func.name) => {
             let arg = c.args.args.first().map(|a| a.as_ref());
             if let Some(Expr::Subquery(_)) = arg {
