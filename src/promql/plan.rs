@@ -41,8 +41,9 @@ pub struct LogCall {
 #[derive(Debug, Clone)]
 pub struct SubqueryCall<'e> {
     pub function: &'static str,
-    /// `quantile_over_time`'s φ.
-    pub param: Option<f64>,
+    /// The function's number arguments besides the subquery: `quantile_over_time`'s φ,
+    /// `predict_linear`'s seconds.
+    pub params: Vec<f64>,
     pub inner: &'e Expr,
     pub range: Duration,
     pub step: Option<Duration>,
@@ -51,7 +52,16 @@ pub struct SubqueryCall<'e> {
 }
 
 /// Range functions that can run over a subquery of log metrics.
-pub const OVER_TIME: [&str; 10] = [
+pub const OVER_TIME: [&str; 19] = [
+    "rate",
+    "increase",
+    "delta",
+    "irate",
+    "idelta",
+    "deriv",
+    "predict_linear",
+    "changes",
+    "resets",
     "avg_over_time",
     "min_over_time",
     "max_over_time",
@@ -161,7 +171,7 @@ impl SubqueryCall<'_> {
             lo..hi.max(lo)
         };
         let mut out = Vec::new();
-        let mut values = Vec::new();
+        let mut samples: Vec<(i64, f64)> = Vec::new();
         for s in series {
             let mut labels = s.labels.clone();
             // Prometheus keeps the metric name for last_over_time only.
@@ -177,17 +187,39 @@ impl SubqueryCall<'_> {
                 }
                 let end = self.eval_time(outer, k);
                 let begin = end.saturating_sub(range);
-                values.clear();
+                samples.clear();
                 let span = window(begin, end);
-                values.extend(s.points.get(span).unwrap_or_default().iter().flatten());
-                points.push(
-                    (!values.is_empty()).then(|| over_time(self.function, self.param, &values)),
-                );
+                samples.extend(span.filter_map(|j| {
+                    s.points
+                        .get(j)
+                        .copied()
+                        .flatten()
+                        .map(|v| (inner_steps.time(j), v))
+                }));
+                let window = Window {
+                    begin,
+                    end,
+                    at: outer.time(k),
+                    range_seconds: self.range.as_secs_f64(),
+                };
+                points.push(if samples.is_empty() {
+                    None
+                } else {
+                    over_time(self.function, &self.params, &samples, &window)
+                });
             }
             out.push(Series { labels, points });
         }
         Ok(Value::Vector(out))
     }
+}
+
+/// The window a range function reads, in nanoseconds, and the evaluation time.
+struct Window {
+    begin: i64,
+    end: i64,
+    at: i64,
+    range_seconds: f64,
 }
 
 /// Prometheus's words when a query would hold more samples than `--query.max-samples`.
@@ -197,18 +229,154 @@ pub fn too_many_samples() -> ApiError {
     )
 }
 
-fn over_time(function: &str, param: Option<f64>, values: &[f64]) -> f64 {
-    match function {
-        "last_over_time" => values[values.len() - 1],
+/// A range function over one window's samples `(time ns, value)`, with Prometheus's semantics;
+/// `None` where Prometheus answers nothing (fewer than two samples for rates and slopes).
+fn over_time(function: &str, params: &[f64], samples: &[(i64, f64)], w: &Window) -> Option<f64> {
+    let values = || samples.iter().map(|s| s.1).collect::<Vec<f64>>();
+    let param = |i: usize| params.get(i).copied().unwrap_or(f64::NAN);
+    Some(match function {
+        "last_over_time" => samples[samples.len() - 1].1,
         "present_over_time" => 1.0,
-        "quantile_over_time" => {
-            super::eval::quantile(param.unwrap_or(f64::NAN), &mut values.to_vec())
+        "quantile_over_time" => super::eval::quantile(param(0), &mut values()),
+        "rate" | "increase" | "delta" => return extrapolated_rate(function, samples, w),
+        "irate" | "idelta" => {
+            let [.., (t0, v0), (t1, v1)] = samples else {
+                return None;
+            };
+            let value = if function == "irate" && v1 < v0 {
+                *v1
+            } else {
+                v1 - v0
+            };
+            let interval = (t1 - t0) as f64 / 1e9;
+            if interval == 0.0 {
+                return None;
+            }
+            if function == "irate" {
+                value / interval
+            } else {
+                value
+            }
+        }
+        "deriv" => {
+            if samples.len() < 2 {
+                return None;
+            }
+            linear_regression(samples, samples[0].0).0
+        }
+        "predict_linear" => {
+            if samples.len() < 2 {
+                return None;
+            }
+            let (slope, intercept) = linear_regression(samples, w.at);
+            intercept + slope * param(0)
+        }
+        "changes" | "resets" => {
+            let mut n = 0.0;
+            for pair in samples.windows(2) {
+                let (prev, cur) = (pair[0].1, pair[1].1);
+                let counted = if function == "changes" {
+                    cur != prev && !(cur.is_nan() && prev.is_nan())
+                } else {
+                    cur < prev
+                };
+                if counted {
+                    n += 1.0;
+                }
+            }
+            n
         }
         // avg, min, max, sum, count, stddev, stdvar: the aggregation of the same name.
         other => {
-            super::eval::reduce(other.trim_end_matches("_over_time"), values).unwrap_or(f64::NAN)
+            super::eval::reduce(other.trim_end_matches("_over_time"), &values()).unwrap_or(f64::NAN)
+        }
+    })
+}
+
+/// `rate`, `increase` and `delta`: the change over the window, counter resets corrected for the
+/// first two, extrapolated towards the window's edges as Prometheus does.
+fn extrapolated_rate(function: &str, samples: &[(i64, f64)], w: &Window) -> Option<f64> {
+    let is_counter = function != "delta";
+    let (first, last) = (samples.first()?, samples.last()?);
+    if samples.len() < 2 {
+        return None;
+    }
+    let mut result = last.1 - first.1;
+    if is_counter {
+        let mut previous = 0.0;
+        for s in samples {
+            if s.1 < previous {
+                result += previous;
+            }
+            previous = s.1;
         }
     }
+    let mut to_start = (first.0 - w.begin) as f64 / 1e9;
+    let to_end = (w.end - last.0) as f64 / 1e9;
+    let sampled = (last.0 - first.0) as f64 / 1e9;
+    let average = sampled / (samples.len() - 1) as f64;
+    if is_counter && result > 0.0 && first.1 >= 0.0 {
+        to_start = to_start.min(sampled * (first.1 / result));
+    }
+    let threshold = average * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        average / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        average / 2.0
+    };
+    result *= interval / sampled;
+    if function == "rate" {
+        result /= w.range_seconds;
+    }
+    Some(result)
+}
+
+/// Adds `inc` to a compensated sum `(sum, compensation)`.
+fn kahan_add(acc: &mut (f64, f64), inc: f64) {
+    let (sum, c) = *acc;
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    *acc = (t, c);
+}
+
+/// Least-squares slope and intercept of the samples, times in seconds from `intercept_time`.
+fn linear_regression(samples: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
+    let first = samples[0].1;
+    if samples.iter().all(|s| s.1 == first) {
+        return if first.is_infinite() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (0.0, first)
+        };
+    }
+    // Compensated (Kahan–Neumaier) sums, as Prometheus computes them.
+    let mut n = 0.0;
+    let (mut x, mut y, mut xy, mut x2) = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0));
+    for &(t, v) in samples {
+        let dx = (t - intercept_time) as f64 / 1e9;
+        n += 1.0;
+        kahan_add(&mut x, dx);
+        kahan_add(&mut y, v);
+        kahan_add(&mut xy, dx * v);
+        kahan_add(&mut x2, dx * dx);
+    }
+    let (sum_x, sum_y, sum_xy, sum_x2) = (x.0 + x.1, y.0 + y.1, xy.0 + xy.1, x2.0 + x2.1);
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    (slope, sum_y / n - slope * sum_x / n)
 }
 
 /// Which node of the parsed tree a computed leaf stands for: its address. The planner and the
@@ -410,8 +578,8 @@ fn is_subquery_call(c: &promql_parser::parser::Call) -> bool {
     OVER_TIME.contains(&c.func.name)
         && c.args
             .args
-            .last()
-            .is_some_and(|a| matches!(a.as_ref(), Expr::Subquery(_)))
+            .iter()
+            .any(|a| matches!(a.as_ref(), Expr::Subquery(_)))
 }
 
 /// Plans a range function over a subquery: its inner expression is evaluated (planned in turn)
@@ -421,27 +589,29 @@ fn push_subquery_call<'e>(
     c: &'e promql_parser::parser::Call,
     plan: &mut Plan<'e>,
 ) -> Result<(), ApiError> {
-    let Some(Expr::Subquery(sq)) = c.args.args.last().map(|a| a.as_ref()) else {
-        return Ok(());
-    };
-    let param = if c.func.name == "quantile_over_time" {
-        match c.args.args.first().map(|a| a.as_ref()) {
-            Some(Expr::NumberLiteral(n)) => Some(n.val),
+    let mut subquery = None;
+    // The other arguments, in order: numbers (a scalar expression there is not supported yet).
+    let mut params = Vec::new();
+    for a in &c.args.args {
+        match a.as_ref() {
+            Expr::Subquery(sq) => subquery = Some(sq),
+            Expr::NumberLiteral(n) => params.push(n.val),
             _ => {
-                return Err(ApiError::BadData(
-                    "quantile_over_time over a subquery needs a number as its first argument"
-                        .into(),
-                ))
+                return Err(ApiError::BadData(format!(
+                    "{} over a subquery needs numbers as its other arguments",
+                    c.func.name
+                )))
             }
         }
-    } else {
-        None
+    }
+    let Some(sq) = subquery else {
+        return Ok(());
     };
     plan.subqueries.push((
         node_id(expr),
         SubqueryCall {
             function: c.func.name,
-            param,
+            params,
             inner: &sq.expr,
             range: sq.range,
             step: sq.step,
