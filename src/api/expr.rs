@@ -78,6 +78,7 @@ pub async fn answer(
         state,
         headers,
         logs: Arc::new(rewritten.logs),
+        holt_winters: rewritten.holt_winters,
         deadline,
         cancelled,
     };
@@ -101,6 +102,8 @@ struct Context<'a> {
     state: &'a SharedState,
     headers: &'a HeaderMap,
     logs: Arc<Vec<crate::logql::LogQuery>>,
+    /// The user spelled `holt_winters`: pushed-down text says so too.
+    holt_winters: bool,
     deadline: Deadline,
     cancelled: Arc<AtomicBool>,
 }
@@ -148,7 +151,16 @@ fn evaluate<'a>(
             }
         });
         let upstream_tasks = plan.upstream.iter().map(|(node, text, scalar)| async move {
-            let (value, warnings) = push_down(ctx, text, *scalar, steps, range).await?;
+            let (new, old) = (
+                crate::logql::rewrite::HOLT_WINTERS.1,
+                crate::logql::rewrite::HOLT_WINTERS.0,
+            );
+            let text = if ctx.holt_winters {
+                std::borrow::Cow::Owned(text.replace(&format!("{new}("), &format!("{old}(")))
+            } else {
+                std::borrow::Cow::Borrowed(text.as_str())
+            };
+            let (value, warnings) = push_down(ctx, &text, *scalar, steps, range).await?;
             Ok::<_, ApiError>((*node, value, warnings))
         });
         let subquery_tasks = plan.subqueries.iter().map(|(node, call)| async move {

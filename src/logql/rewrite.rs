@@ -26,7 +26,13 @@ pub fn placeholder_index(name: &str) -> Option<usize> {
 pub struct Rewritten {
     pub promql: String,
     pub logs: Vec<LogQuery>,
+    /// The query spelled Prometheus 2.x's `holt_winters`, which promql-parser knows only by its
+    /// 3.x name: parts pushed to the upstream are printed back with the user's spelling.
+    pub holt_winters: bool,
 }
+
+/// Prometheus 2.x's name of double exponential smoothing, and the 3.x name promql-parser knows.
+pub const HOLT_WINTERS: (&str, &str) = ("holt_winters", "double_exponential_smoothing");
 
 /// The deepest expression Janus parses and evaluates. Parsing, planning, evaluating, printing
 /// and dropping an expression all recurse once per level, so the depth is refused before the
@@ -91,6 +97,7 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
     let mut bound = DepthBound::new();
     let mut in_brackets = 0usize;
     let mut after_offset = false;
+    let mut holt_winters = false;
     let mut promql = String::with_capacity(query.len());
     let mut logs = Vec::new();
     let mut copied = 0;
@@ -131,6 +138,16 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
             Kind::Ident if depth == 0 && WORD_OPERATORS.contains(&&query[t.start..t.end]) => {
                 bound.operator()
             }
+            Kind::Ident
+                if depth == 0
+                    && &query[t.start..t.end] == HOLT_WINTERS.0
+                    && tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LParen) =>
+            {
+                promql.push_str(&query[copied..t.start]);
+                promql.push_str(HOLT_WINTERS.1);
+                copied = t.end;
+                holt_winters = true;
+            }
             _ => {}
         }
         // Ranges, subquery steps and offsets longer than Prometheus can hold (about 292 years of
@@ -158,7 +175,11 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
         i += 1;
     }
     promql.push_str(&query[copied..]);
-    Ok(Rewritten { promql, logs })
+    Ok(Rewritten {
+        promql,
+        logs,
+        holt_winters,
+    })
 }
 
 #[cfg(test)]
@@ -182,5 +203,17 @@ mod tests {
             .to_string()
             .starts_with("1:10: parse error: unknown label"));
         assert!(rewrite(r#"rate(up[5m]) |= "x""#).is_err());
+    }
+
+    #[test]
+    fn holt_winters_is_read_by_its_3x_name_and_remembered() {
+        let r = rewrite(r#"holt_winters(rate(pod{namespace="a"}[5m])[1h:1m], 0.5, 0.5)"#).unwrap();
+        assert_eq!(
+            r.promql,
+            "double_exponential_smoothing(rate(__janus_log_0__[5m])[1h:1m], 0.5, 0.5)"
+        );
+        assert!(r.holt_winters);
+        let r = rewrite(r#"rate(pod{namespace="a"}[5m]) + holt_winters_total"#).unwrap();
+        assert!(!r.holt_winters);
     }
 }

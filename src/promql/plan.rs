@@ -42,7 +42,7 @@ pub struct LogCall {
 pub struct SubqueryCall<'e> {
     pub function: &'static str,
     /// The function's number arguments besides the subquery: `quantile_over_time`'s φ,
-    /// `predict_linear`'s seconds.
+    /// `predict_linear`'s seconds, `holt_winters`' smoothing and trend factors.
     pub params: Vec<f64>,
     pub inner: &'e Expr,
     pub range: Duration,
@@ -52,7 +52,7 @@ pub struct SubqueryCall<'e> {
 }
 
 /// Range functions that can run over a subquery of log metrics.
-pub const OVER_TIME: [&str; 19] = [
+pub const OVER_TIME: [&str; 20] = [
     "rate",
     "increase",
     "delta",
@@ -62,6 +62,7 @@ pub const OVER_TIME: [&str; 19] = [
     "predict_linear",
     "changes",
     "resets",
+    "double_exponential_smoothing",
     "avg_over_time",
     "min_over_time",
     "max_over_time",
@@ -170,6 +171,22 @@ impl SubqueryCall<'_> {
             let hi = index_at_or_after(end.saturating_add(1));
             lo..hi.max(lo)
         };
+        // Prometheus refuses factors outside (0, 1) once it has samples to smooth.
+        if self.function == "double_exponential_smoothing"
+            && series.iter().any(|s| s.points.iter().any(Option::is_some))
+        {
+            for (i, (what, short)) in [("smoothing", "sf"), ("trend", "tf")]
+                .into_iter()
+                .enumerate()
+            {
+                let f = self.params.get(i).copied().unwrap_or(f64::NAN);
+                if !(f > 0.0 && f < 1.0) {
+                    return Err(ApiError::Execution(format!(
+                        "invalid {what} factor. Expected: 0 < {short} < 1, got: {f:.6}"
+                    )));
+                }
+            }
+        }
         let mut out = Vec::new();
         let mut samples: Vec<(i64, f64)> = Vec::new();
         for s in series {
@@ -271,6 +288,7 @@ fn over_time(function: &str, params: &[f64], samples: &[(i64, f64)], w: &Window)
             let (slope, intercept) = linear_regression(samples, w.at);
             intercept + slope * param(0)
         }
+        "double_exponential_smoothing" => return holt_winters(&values(), param(0), param(1)),
         "changes" | "resets" => {
             let mut n = 0.0;
             for pair in samples.windows(2) {
@@ -377,6 +395,23 @@ fn linear_regression(samples: &[(i64, f64)], intercept_time: i64) -> (f64, f64) 
     let var_x = sum_x2 - sum_x * sum_x / n;
     let slope = cov_xy / var_x;
     (slope, sum_y / n - slope * sum_x / n)
+}
+
+/// Double exponential smoothing (Prometheus 2.x's `holt_winters`); the factors are checked
+/// before (`SubqueryCall::apply`).
+fn holt_winters(values: &[f64], sf: f64, tf: f64) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1, mut b) = (0.0, values[0], values[1] - values[0]);
+    for (i, &v) in values.iter().enumerate().skip(1) {
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let next = sf * v + (1.0 - sf) * (s1 + b);
+        (s0, s1) = (s1, next);
+    }
+    Some(s1)
 }
 
 /// Which node of the parsed tree a computed leaf stands for: its address. The planner and the
