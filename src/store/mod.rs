@@ -454,7 +454,7 @@ fn open_no_follow(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
-    #[cfg(target_os = "linux")]
-    options.custom_flags(0o400000); // O_NOFOLLOW: a file swapped for a link is not opened.
+    // A file swapped for a link is not opened.
+    options.custom_flags(libc::O_NOFOLLOW);
     options.open(path)
 }
