@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ingestion benchmark: the Loki push API under load (examples/push_load.rs: batches of 1,000
+# Ingestion benchmark: the Loki push API under load (tools/push_load.rs: batches of 1,000
 # lines of ~200 bytes, concurrency 8, protobuf+snappy unless said), for each fsync mode; p99 at
 # half the measured rate; Janus's peak RSS; and the limit, a plain buffered file writer.
 #
