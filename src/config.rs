@@ -815,4 +815,16 @@ mod tests {
         );
         std::fs::remove_dir_all(dir).ok();
     }
+
+    #[test]
+    fn the_example_file_loads_and_says_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("janus.example.yml");
+        let loaded = Config::load(Flags {
+            config_file: Some(path),
+            ..Flags::default()
+        })
+        .expect("janus.example.yml is a valid configuration");
+        let defaults = Config::defaults();
+        assert_eq!(format!("{loaded:?}"), format!("{defaults:?}"));
+    }
 }
