@@ -71,6 +71,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     pub connections_refused: Counter,
     pub index_rebuilds: Counter,
+    pub pushed_parts: Counter,
+    pub subqueries_evaluated: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -221,6 +223,18 @@ impl Metrics {
             "Time indexes thrown away because their file was replaced or rewritten in place",
             index_rebuilds.clone(),
         );
+        let pushed_parts = Counter::default();
+        registry.register(
+            "janus_query_pushed_parts",
+            "Sub-expressions of expressions over logs (or, under the testing switch, of any query) sent to the upstream as queries of their own",
+            pushed_parts.clone(),
+        );
+        let subqueries_evaluated = Counter::default();
+        registry.register(
+            "janus_query_subqueries_evaluated",
+            "Range functions over subqueries evaluated in Janus",
+            subqueries_evaluated.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -260,6 +274,8 @@ impl Metrics {
             connections_open,
             connections_refused,
             index_rebuilds,
+            pushed_parts,
+            subqueries_evaluated,
         }
     }
 

@@ -160,6 +160,7 @@ fn evaluate<'a>(
             } else {
                 std::borrow::Cow::Borrowed(text.as_str())
             };
+            ctx.state.metrics.pushed_parts.inc();
             let (value, warnings) = push_down(ctx, &text, *scalar, steps, range).await?;
             Ok::<_, ApiError>((*node, value, warnings))
         });
@@ -169,6 +170,7 @@ fn evaluate<'a>(
                     "subqueries nested more than {MAX_SUBQUERY_NESTING} deep"
                 )));
             }
+            state.metrics.subqueries_evaluated.inc();
             let inner_steps = call.inner_steps(&steps, state.config.query_max_samples)?;
             let (inner, warnings) = evaluate(ctx, call.inner, inner_steps, nesting + 1).await?;
             let at = ctx.deadline.at.into_std();
