@@ -721,14 +721,8 @@ fn parse_bound(le: &str) -> Option<f64> {
 }
 
 fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
-    if q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
+    if let Some(answer) = quantile_out_of_range(q) {
+        return answer;
     }
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
@@ -999,16 +993,23 @@ pub(crate) fn reduce(op: &str, values: &[f64]) -> Result<f64, ApiError> {
     })
 }
 
+/// Prometheus's answer for a φ that is NaN or outside [0, 1] (both quantile functions).
+fn quantile_out_of_range(q: f64) -> Option<f64> {
+    if q.is_nan() {
+        Some(f64::NAN)
+    } else if q < 0.0 {
+        Some(f64::NEG_INFINITY)
+    } else if q > 1.0 {
+        Some(f64::INFINITY)
+    } else {
+        None
+    }
+}
+
 /// Prometheus's `quantile`: linear interpolation between the closest ranks.
 pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
-    if q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
+    if let Some(answer) = quantile_out_of_range(q) {
+        return answer;
     }
     values.sort_by(|a, b| a.total_cmp(b));
     let n = values.len() as f64;
