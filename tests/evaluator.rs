@@ -63,6 +63,12 @@ const EXPRESSIONS: &[&str] = &[
     "sum(rate(http_requests_total[10m:1m] offset 5m))",
     "deriv(temperature_celsius[20m:1m])",
     "changes(temperature_celsius[1h:1m])",
+    // timestamps: of samples (pushed down whole) and of evaluated values (the evaluation time)
+    "timestamp(up)",
+    "timestamp((up))",
+    "timestamp(sum(up))",
+    "timestamp(up > 0)",
+    "timestamp(vector(1))",
     // absence
     "absent(nonexistent_metric)",
     "absent(nonexistent_metric{job=\"x\", a=~\"y\"})",

@@ -532,6 +532,13 @@ pub const LOCAL_FUNCTIONS: [&str; 46] = [
 ];
 
 /// Whether Janus can evaluate this node itself (given its children).
+fn unparen(mut expr: &Expr) -> &Expr {
+    while let Expr::Paren(p) = expr {
+        expr = &p.expr;
+    }
+    expr
+}
+
 fn evaluable_here(expr: &Expr) -> bool {
     match expr {
         Expr::Aggregate(a) => matches!(
@@ -555,6 +562,13 @@ fn evaluable_here(expr: &Expr) -> bool {
         | Expr::NumberLiteral(_)
         | Expr::StringLiteral(_) => true,
         Expr::Call(c) if is_subquery_call(c) => true,
+        // Of a selector, `timestamp` is the samples' own times, which only the upstream has; of
+        // anything evaluated, it is the evaluation time (Prometheus's rule too).
+        Expr::Call(c) if c.func.name == "timestamp" => !c
+            .args
+            .args
+            .iter()
+            .any(|a| matches!(unparen(a), Expr::VectorSelector(_))),
         Expr::Call(c) => {
             LOCAL_FUNCTIONS.contains(&c.func.name)
                 && !c
