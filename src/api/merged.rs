@@ -61,15 +61,19 @@ fn split_matches(params: &Params) -> Result<Matches, ApiError> {
     let mut logs = Vec::new();
     let mut metrics = Vec::new();
     // All `match[]` values share one regex budget, split by their regexes.
-    let regexes: usize = params
+    let values: Vec<(&str, Option<usize>)> = params
         .get_all("match[]")
-        .filter(|m| logql::involves_logs(m))
-        .map(logql::regex_budget::count)
-        .sum();
-    for m in params.get_all("match[]") {
-        if logql::involves_logs(m) {
-            let budget = logql::regex_budget::MAX_REGEX_BYTES / regexes.max(1)
-                * logql::regex_budget::count(m).max(1);
+        .map(|m| {
+            (
+                m,
+                logql::involves_logs(m).then(|| logql::regex_budget::count(m)),
+            )
+        })
+        .collect();
+    let regexes: usize = values.iter().filter_map(|(_, n)| *n).sum();
+    for (m, log_regexes) in values {
+        if let Some(n) = log_regexes {
+            let budget = logql::regex_budget::MAX_REGEX_BYTES / regexes.max(1) * n.max(1);
             let q = logql::parse::parse_log_query_within(m, budget)
                 .map_err(|e| ApiError::BadData(format!("invalid parameter \"match[]\": {e}")))?;
             if !q.filters.is_empty() || q.range.is_some() {

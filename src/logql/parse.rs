@@ -144,7 +144,7 @@ pub fn parse_log_query_within(query: &str, regex_budget: usize) -> Result<LogQue
         return Err(parse_error(query, t.start, "unterminated quoted string"));
     }
     super::regex_budget::check_within(query, &tokens, regex_budget)?;
-    let regex_limit = regex_budget / super::regex_budget::count(query).max(1);
+    let regex_limit = super::regex_budget::share_of(regex_budget, query, &tokens);
     let text = |t: &Token| &query[t.start..t.end];
     let Some(first) = tokens.first() else {
         return Err(parse_error(query, 0, "no expression found in input"));

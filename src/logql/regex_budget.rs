@@ -32,7 +32,12 @@ fn regex_literals(query: &str, tokens: &[Token]) -> Vec<(usize, String)> {
 
 /// Each regex's share of the budget for a query with these tokens.
 pub fn share(query: &str, tokens: &[Token]) -> usize {
-    MAX_REGEX_BYTES / regex_literals(query, tokens).len().max(1)
+    share_of(MAX_REGEX_BYTES, query, tokens)
+}
+
+/// Each regex's share of `budget` for a query with these tokens.
+pub fn share_of(budget: usize, query: &str, tokens: &[Token]) -> usize {
+    budget / regex_literals(query, tokens).len().max(1)
 }
 
 /// How many regex literals a query holds (a request with several queries, such as `match[]`
