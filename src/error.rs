@@ -67,6 +67,68 @@ impl ApiError {
     }
 }
 
+// Each part's own error, mapped to Prometheus's error types here and nowhere else.
+
+impl From<crate::logql::SyntaxError> for ApiError {
+    fn from(e: crate::logql::SyntaxError) -> Self {
+        ApiError::BadData(e.0)
+    }
+}
+
+impl From<crate::promql::EvalError> for ApiError {
+    fn from(e: crate::promql::EvalError) -> Self {
+        use crate::promql::EvalError;
+        match e {
+            EvalError::BadData(m) => ApiError::BadData(m),
+            EvalError::Execution(m) => ApiError::Execution(m),
+            EvalError::Timeout => ApiError::Timeout(e.to_string()),
+            EvalError::TooManySamples => ApiError::Execution(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::scan::ScanStop> for ApiError {
+    fn from(e: crate::store::scan::ScanStop) -> Self {
+        use crate::store::scan::ScanStop;
+        match e {
+            ScanStop::Deadline => ApiError::Timeout(e.to_string()),
+            ScanStop::Cancelled => ApiError::Canceled(e.to_string()),
+            ScanStop::TooManyStreams(_) => ApiError::Execution(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::upstream::UpstreamError> for ApiError {
+    fn from(e: crate::upstream::UpstreamError) -> Self {
+        use crate::upstream::UpstreamError;
+        match e {
+            UpstreamError::Timeout(m) => ApiError::Timeout(m),
+            UpstreamError::Unavailable(m) => ApiError::Unavailable(m),
+            UpstreamError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::{EngineError, SourceErrorKind};
+        match e {
+            EngineError::Syntax(e) => e.into(),
+            EngineError::Eval(e) => e.into(),
+            EngineError::Stopped(e) => e.into(),
+            EngineError::Source { kind, message } => match kind {
+                SourceErrorKind::BadData => ApiError::BadData(message),
+                SourceErrorKind::Execution => ApiError::Execution(message),
+                SourceErrorKind::Timeout => ApiError::Timeout(message),
+                SourceErrorKind::Canceled => ApiError::Canceled(message),
+                SourceErrorKind::Unavailable => ApiError::Unavailable(message),
+            },
+            EngineError::Timeout(m) => ApiError::Timeout(m),
+            EngineError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     status: &'static str,

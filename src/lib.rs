@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod connections;
 pub mod duration;
+pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod limits;

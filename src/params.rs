@@ -214,6 +214,35 @@ impl RangeParams {
     }
 }
 
+/// Instant or range: which time parameters a query reads and which result type it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    Instant,
+    Range,
+}
+
+impl Params {
+    /// The evaluation steps of an expression: `time` (default now) for an instant query,
+    /// `start`/`end`/`step` for a range query.
+    pub fn steps(&self, kind: QueryKind) -> Result<crate::promql::value::Steps, ApiError> {
+        Ok(match kind {
+            QueryKind::Instant => crate::promql::value::Steps {
+                start: self.time_or("time", Timestamp::now())?.0,
+                step: 1,
+                count: 1,
+            },
+            QueryKind::Range => {
+                let r = self.range()?;
+                crate::promql::value::Steps {
+                    start: r.start.0,
+                    step: r.step_nanos,
+                    count: r.steps(),
+                }
+            }
+        })
+    }
+}
+
 fn invalid(parameter: &str, message: &str) -> ApiError {
     ApiError::BadData(format!("invalid parameter {parameter:?}: {message}"))
 }

@@ -10,9 +10,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use janus::engine::log_metrics::log_call;
 use janus::logql::parse_log_query;
-use janus::promql::plan::{log_call, LogCall};
+use janus::promql::plan::LogCall;
 use janus::promql::value::{Steps, Value};
+use janus::promql::Function;
 use janus::store::Store;
 use janus::telemetry::Metrics;
 use proptest::prelude::*;
@@ -117,7 +119,7 @@ proptest! {
         let query = parse_log_query(r#"pod{namespace="a"}"#).expect("parses");
         let steps = Steps { start: (BASE + start_s) * NS, step: step_s * NS, count };
         let call = LogCall {
-            function: match function { "count_over_time" => "count_over_time", "rate" => "rate", "bytes_over_time" => "bytes_over_time", _ => "bytes_rate" },
+            function: Function::from_name(function).expect("a log function"),
             log: 0,
             range: Duration::from_secs(range_s as u64),
             offset_ns: offset_s * NS,

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::logs::Order;
 use crate::config::LogAnswerFormat;
 use crate::logql::LogKind;
 use crate::store::line::Line;
@@ -34,6 +33,13 @@ struct NodeLine<'a> {
 
 fn text(b: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(b)
+}
+
+/// The order lines are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
 }
 
 /// Where the encoder is in the answer.
@@ -112,7 +118,8 @@ impl LogAnswer {
                         LogAnswerFormat::Lethe => "logs",
                         LogAnswerFormat::Streams => "streams",
                     };
-                    out.extend_from_slice(b"{\"status\":\"success\",\"data\":{\"resultType\":\"");
+                    out.extend_from_slice(super::envelope::HEAD);
+                    out.extend_from_slice(b"{\"resultType\":\"");
                     out.extend_from_slice(result_type.as_bytes());
                     out.extend_from_slice(b"\",\"result\":[");
                     self.stage = match self.format {
@@ -189,11 +196,7 @@ impl LogAnswer {
                 }
                 Stage::Tail => {
                     out.extend_from_slice(b"]}");
-                    if !self.warnings.is_empty() {
-                        out.extend_from_slice(b",\"warnings\":");
-                        serde_json::to_writer(&mut *out, &self.warnings)?;
-                    }
-                    out.push(b'}');
+                    super::envelope::write_tail(out, &self.warnings)?;
                     self.stage = Stage::Done;
                 }
                 Stage::Done => return Ok(false),

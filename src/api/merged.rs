@@ -347,23 +347,8 @@ struct Envelope<T> {
     warnings: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct Answer<'a, T: Serialize> {
-    status: &'static str,
-    data: T,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    warnings: &'a [String],
-}
-
 fn encode<T: Serialize>(data: T, warnings: &[String]) -> Response {
-    match serde_json::to_vec(&Answer {
-        status: "success",
-        data,
-        warnings,
-    }) {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => ApiError::Internal(format!("encoding the answer: {e}")).into_response(),
-    }
+    super::envelope::success(data, warnings)
 }
 
 fn truncate<T>(items: &mut Vec<T>, limit: usize, warnings: &mut Vec<String>) {

@@ -1,10 +1,11 @@
 //! The HTTP API: one table of routes (the contract, mirrored by `api-spec/openapi.yaml`), the
 //! shared state, and the observing middleware every request passes through.
 
-mod expr;
+mod envelope;
+mod lines;
 mod log_encode;
-mod logs;
 mod merged;
+mod numbers;
 mod observe;
 mod proxy;
 mod push;
@@ -19,6 +20,7 @@ use axum::routing::{on, MethodFilter};
 use axum::Router;
 
 use crate::config::Config;
+use crate::engine::{Engine, Limits};
 use crate::limits::QueryLimiter;
 use crate::store::writer::Writer;
 use crate::store::Store;
@@ -54,6 +56,8 @@ pub struct AppState {
     /// upstream holding every upstream slot never starves the log face.
     pub log_limiter: QueryLimiter,
     pub store: Arc<Store>,
+    /// Janus's own queries: lines and numbers.
+    pub engine: Engine,
     pub writer: Arc<Writer>,
     /// KiB that log answers being sent may hold together ([`ANSWER_BYTES_IN_FLIGHT`]).
     pub answer_budget: Arc<tokio::sync::Semaphore>,
@@ -78,6 +82,15 @@ impl AppState {
             config.storage_path.clone(),
             Arc::clone(&metrics),
         ));
+        let engine = Engine::new(
+            Arc::clone(&store),
+            Limits {
+                max_samples: config.query_max_samples,
+                max_series: config.query_max_series,
+                evaluate_metric_queries: config.evaluate_metric_queries,
+            },
+            Arc::clone(&metrics),
+        );
         let writer = Arc::new(Writer::new(
             config.storage_path.clone(),
             config.storage_fsync,
@@ -92,6 +105,7 @@ impl AppState {
             limiter,
             log_limiter,
             store,
+            engine,
             writer,
             push_budget,
             answer_budget: Arc::new(tokio::sync::Semaphore::new(ANSWER_BYTES_IN_FLIGHT >> 10)),

@@ -1,18 +1,14 @@
-//! `/api/v1/query` and `/api/v1/query_range`: the one place that decides which face answers.
-//! A query with a log selector or a line filter is Janus's; every other query is forwarded
-//! verbatim, even one Janus's own parser would refuse.
+//! `/api/v1/query` and `/api/v1/query_range`: read the request, ask the engine who answers
+//! (the one routing decision), hand the query to the upstream, the lines path or the numbers
+//! path. A metric-only query is forwarded verbatim, even one Janus's own parser would refuse.
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 
-use super::{logs, proxy, request, Face, SharedState};
-use crate::logql;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueryKind {
-    Instant,
-    Range,
-}
+use super::{lines, numbers, proxy, request, Face, SharedState};
+use crate::engine::{prepare, Prepared};
+use crate::error::ApiError;
+use crate::params::QueryKind;
 
 pub async fn instant(state: State<SharedState>, request: Request) -> Response {
     route(state, request, QueryKind::Instant).await
@@ -27,11 +23,21 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
         Ok(read) => read,
         Err(e) => return e.into_response(),
     };
-    if logql::involves_logs(read.params.get("query")) || state.config.evaluate_metric_queries {
-        let mut response = logs::answer(&state, &read.params, &read.parts.headers, kind).await;
-        response.extensions_mut().insert(Face::Log);
-        response
-    } else {
-        proxy::forward(&state, read).await
-    }
+    let text = read.params.get("query");
+    let Some(tokens) = prepare::route(text, state.engine.limits().evaluate_metric_queries) else {
+        return proxy::forward(&state, read).await;
+    };
+    let answered = match state.engine.prepare(text, tokens).await {
+        Err(e) => Err(ApiError::from(e)),
+        Ok(Prepared::Empty) => lines::answer(&state, &read.params, kind, None).await,
+        Ok(Prepared::Lines(parsed)) => {
+            lines::answer(&state, &read.params, kind, Some(parsed)).await
+        }
+        Ok(Prepared::Expression(expression)) => {
+            numbers::answer(&state, &read.params, &read.parts.headers, kind, &expression).await
+        }
+    };
+    let mut response = answered.unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(Face::Log);
+    response
 }

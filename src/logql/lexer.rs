@@ -131,8 +131,12 @@ pub const LOG_SELECTORS: [&str; 2] = ["pod", "node"];
 /// True when the query involves logs: a `pod{…}`/`node{…}` selector outside any braces, or a
 /// `|=`/`|~` line filter, outside strings and comments. Everything else is the upstream's.
 pub fn involves_logs(query: &str) -> bool {
-    let tokens = tokenize(query);
-    first_log_selector(query, &tokens).is_some()
+    tokens_involve_logs(query, &tokenize(query))
+}
+
+/// As [`involves_logs`], over the query's tokens already made.
+pub fn tokens_involve_logs(query: &str, tokens: &[Token]) -> bool {
+    first_log_selector(query, tokens).is_some()
         || tokens
             .iter()
             .any(|t| t.kind == Kind::Op && matches!(&query[t.start..t.end], "|=" | "|~"))

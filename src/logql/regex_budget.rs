@@ -4,7 +4,7 @@
 //! threads (the caller's job), and a query whose regexes do not fit is refused with 400.
 
 use super::lexer::{position, unquote, Kind, Token};
-use crate::error::ApiError;
+use super::SyntaxError;
 
 /// Bytes of compiled programs (and, again, of lazy-DFA cache) one query's regexes may use.
 pub const MAX_REGEX_BYTES: usize = 32 << 20;
@@ -57,17 +57,17 @@ pub fn compile(pattern: &str, limit: usize) -> Result<regex::bytes::Regex, regex
 /// Refuses a query whose regexes do not fit the budget, before anything else compiles them
 /// (promql-parser compiles label matchers with the regex crate's default 10 MB limit each).
 /// Syntax errors are left to the parsers, which word them.
-pub fn check(query: &str, tokens: &[Token]) -> Result<(), ApiError> {
+pub fn check(query: &str, tokens: &[Token]) -> Result<(), SyntaxError> {
     check_within(query, tokens, MAX_REGEX_BYTES)
 }
 
 /// As [`check`], within `budget` bytes (a query's part of a request's budget).
-pub fn check_within(query: &str, tokens: &[Token], budget: usize) -> Result<(), ApiError> {
+pub fn check_within(query: &str, tokens: &[Token], budget: usize) -> Result<(), SyntaxError> {
     let literals = regex_literals(query, tokens);
     let limit = budget / literals.len().max(1);
     for (offset, pattern) in &literals {
         if let Err(regex::Error::CompiledTooBig(_)) = compile(pattern, limit) {
-            return Err(ApiError::BadData(format!(
+            return Err(SyntaxError(format!(
                 "{}: parse error: regex {pattern:?} is too large: the regexes of a request share {} MiB of compiled size, {limit} bytes each here",
                 position(query, *offset),
                 MAX_REGEX_BYTES >> 20,

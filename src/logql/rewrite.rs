@@ -3,9 +3,9 @@
 //! (`__janus_log_0__`) that the parser accepts wherever a selector may stand. The evaluator maps
 //! placeholders back to the parsed log queries.
 
-use super::lexer::{starts_log_selector, tokenize, Kind};
+use super::lexer::{starts_log_selector, tokenize, Kind, Token};
 use super::parse::{parse_embedded, LogQuery};
-use crate::error::ApiError;
+use super::SyntaxError;
 
 pub const PLACEHOLDER_PREFIX: &str = "__janus_log_";
 
@@ -85,10 +85,14 @@ impl DepthBound {
     }
 }
 
-pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
-    let tokens = tokenize(query);
+pub fn rewrite(query: &str) -> Result<Rewritten, SyntaxError> {
+    rewrite_tokens(query, tokenize(query))
+}
+
+/// As [`rewrite`], over the query's tokens already made.
+pub fn rewrite_tokens(query: &str, tokens: Vec<Token>) -> Result<Rewritten, SyntaxError> {
     if let Some(t) = tokens.iter().find(|t| t.kind == Kind::Unterminated) {
-        return Err(ApiError::BadData(format!(
+        return Err(SyntaxError(format!(
             "{}: parse error: unterminated quoted string",
             super::lexer::position(query, t.start)
         )));
@@ -118,7 +122,7 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
                 continue;
             }
             Kind::Op if matches!(&query[t.start..t.end], "|=" | "|~") => {
-                return Err(ApiError::BadData(format!(
+                return Err(SyntaxError(format!(
                     "{}: parse error: line filter {} must follow a log selector: pod{{namespace=\"…\"}} or node{{node=\"…\"}}",
                     super::lexer::position(query, t.start),
                     &query[t.start..t.end]
@@ -159,7 +163,7 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
         {
             let text = query[t.start..t.end].trim_start_matches(':');
             if crate::duration::parse(text) == Err(crate::duration::DurationError::Overflow) {
-                return Err(ApiError::BadData(format!(
+                return Err(SyntaxError(format!(
                     "{}: parse error: duration out of range",
                     super::lexer::position(query, t.start),
                 )));
@@ -167,7 +171,7 @@ pub fn rewrite(query: &str) -> Result<Rewritten, ApiError> {
         }
         after_offset = t.kind == Kind::Ident && &query[t.start..t.end] == "offset";
         if bound.deepest > MAX_DEPTH {
-            return Err(ApiError::BadData(format!(
+            return Err(SyntaxError(format!(
                 "{}: parse error: expression nested more than {MAX_DEPTH} levels deep (brackets, calls and chained operators each count one)",
                 super::lexer::position(query, t.start),
             )));

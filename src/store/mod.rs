@@ -9,6 +9,7 @@ pub mod layout;
 pub mod line;
 pub mod retention;
 pub mod scan;
+pub mod workers;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,8 @@ use std::time::Instant;
 use crate::logql::{LogKind, LogQuery};
 use crate::telemetry::Metrics;
 use index::IndexCache;
-use scan::{Keep, ScanFile, ScanRequest, ScanStop};
+use scan::{Keep, ScanFile, ScanStop};
+use workers::Workers;
 
 /// A search over the store: a parsed query, an inclusive window and how many lines to keep.
 pub struct Search<'a> {
@@ -85,7 +87,7 @@ pub struct Store {
     root: PathBuf,
     indexes: IndexCache,
     metrics: Arc<Metrics>,
-    threads: usize,
+    workers: Workers,
 }
 
 impl Store {
@@ -95,12 +97,11 @@ impl Store {
 
     /// A store whose indexes cut blocks of about `block_bytes` (tests use tiny ones).
     pub fn with_block_bytes(root: PathBuf, metrics: Arc<Metrics>, block_bytes: u64) -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Store {
             root,
             indexes: IndexCache::with_block_bytes(block_bytes),
             metrics,
-            threads,
+            workers: Workers::per_core(),
         }
     }
 
@@ -111,42 +112,18 @@ impl Store {
     /// Runs a search. Blocking: call it from a blocking thread.
     pub fn search(&self, s: &Search<'_>) -> Result<Found, ScanStop> {
         let started = Instant::now();
-        let mut skipped = layout::Skipped::default();
-        let targets = layout::targets(
-            &self.root,
-            s.query.kind,
+        let candidates = self.candidates(
+            &[s.query.kind],
             |name| s.query.target_matches(name),
-            &mut skipped,
+            |file| layout::hour_overlaps(file.hour_start, s.lo, s.hi),
         );
-        let mut candidates = Vec::new();
-        for target in &targets {
-            for file in layout::hour_files(target, &mut skipped) {
-                if layout::hour_overlaps(file.hour_start, s.lo, s.hi) {
-                    candidates.push((target.name.clone(), file));
-                }
-            }
-        }
-        self.metrics.store_skipped_entries.inc_by(skipped.entries);
-
         let mut warnings = Vec::new();
         let stop = || scan::interrupted(s.deadline, s.cancelled).is_some();
         let files = self.open_and_index(candidates, &mut warnings, &stop);
         if let Some(why) = scan::interrupted(s.deadline, s.cancelled) {
             return Err(why);
         }
-        let outcome = scan::scan(
-            &files,
-            &ScanRequest {
-                query: s.query,
-                lo: s.lo,
-                hi: s.hi,
-                limit: s.limit,
-                keep: s.keep,
-                deadline: s.deadline,
-                cancelled: s.cancelled,
-                threads: self.threads,
-            },
-        )?;
+        let outcome = scan::scan(&files, s, &self.workers)?;
         self.metrics.store_bytes_scanned.inc_by(outcome.bytes_read);
         self.metrics
             .store_scan_duration
@@ -189,28 +166,18 @@ impl Store {
             return Ok(BTreeMap::new());
         };
         let (lo, hi) = (first.saturating_add(1), last);
-        let mut skipped = layout::Skipped::default();
-        let mut candidates = Vec::new();
-        for target in layout::targets(
-            &self.root,
-            query.kind,
-            |n| query.target_matches(n),
-            &mut skipped,
-        ) {
-            for file in layout::hour_files(&target, &mut skipped) {
-                if layout::hour_overlaps(file.hour_start, lo, hi) {
-                    candidates.push((target.name.clone(), file));
-                }
-            }
-        }
-        self.metrics.store_skipped_entries.inc_by(skipped.entries);
+        let candidates = self.candidates(
+            &[query.kind],
+            |name| query.target_matches(name),
+            |file| layout::hour_overlaps(file.hour_start, lo, hi),
+        );
         let mut warnings = Vec::new();
         let stop = || scan::interrupted(deadline, cancelled).is_some();
         let files = self.open_and_index(candidates, &mut warnings, &stop);
         if let Some(why) = scan::interrupted(deadline, cancelled) {
             return Err(why);
         }
-        let request = ScanRequest {
+        let request = Search {
             query,
             lo,
             hi,
@@ -218,7 +185,6 @@ impl Store {
             keep: Keep::Oldest,
             deadline,
             cancelled,
-            threads: self.threads,
         };
         type Counts = rustc_hash::FxHashMap<Vec<u8>, Vec<(u64, u64)>>;
         // Each new stream costs a bucket array: past the limit the scan stops (the caller
@@ -227,6 +193,7 @@ impl Store {
         let states = scan::for_each_match(
             &files,
             &request,
+            &self.workers,
             &too_many,
             || (Counts::default(), Vec::<u8>::new()),
             |(counts, key), _file, line| {
@@ -285,6 +252,29 @@ impl Store {
         Ok(merged)
     }
 
+    /// The hour files of the targets of `kinds` that `keep_target` accepts and `keep_file`
+    /// wants, with their target's name; entries skipped on the way are counted.
+    fn candidates(
+        &self,
+        kinds: &[LogKind],
+        keep_target: impl Fn(&str) -> bool,
+        keep_file: impl Fn(&layout::HourFile) -> bool,
+    ) -> Vec<(String, layout::HourFile)> {
+        let mut skipped = layout::Skipped::default();
+        let mut candidates = Vec::new();
+        for &kind in kinds {
+            for target in layout::targets(&self.root, kind, &keep_target, &mut skipped) {
+                for file in layout::hour_files(&target, &mut skipped) {
+                    if keep_file(&file) {
+                        candidates.push((target.name.clone(), file));
+                    }
+                }
+            }
+        }
+        self.metrics.store_skipped_entries.inc_by(skipped.entries);
+        candidates
+    }
+
     /// Opens the candidate files (never following links) and gets their indexes, in parallel:
     /// on a cold cache this is the first full read of each file.
     fn open_and_index(
@@ -330,7 +320,7 @@ impl Store {
                 *slot = result;
             }
         };
-        scan::on_threads(self.threads.min(candidates.len()), work);
+        self.workers.run(candidates.len(), work);
         let mut files = Vec::new();
         for slot in slots {
             match slot.into_inner().ok().flatten() {
@@ -361,15 +351,9 @@ impl Store {
         lo: i64,
         hi: i64,
     ) -> (std::collections::BTreeSet<Vec<String>>, bool) {
-        let mut skipped = layout::Skipped::default();
-        let mut candidates = Vec::new();
-        for target in layout::targets(&self.root, kind, keep, &mut skipped) {
-            for file in layout::hour_files(&target, &mut skipped) {
-                if layout::hour_overlaps(file.hour_start, lo, hi) {
-                    candidates.push((target.name.clone(), file));
-                }
-            }
-        }
+        let candidates = self.candidates(&[kind], keep, |file| {
+            layout::hour_overlaps(file.hour_start, lo, hi)
+        });
         let mut warnings = Vec::new();
         let files = self.open_and_index(candidates, &mut warnings, &|| false);
         let mut out = std::collections::BTreeSet::new();
@@ -428,17 +412,11 @@ impl Store {
     pub fn warm_recent(&self, hours: i64) {
         let now = crate::params::Timestamp::now().0;
         let since = now - hours * layout::HOUR_NANOS;
-        let mut skipped = layout::Skipped::default();
-        let mut candidates = Vec::new();
-        for kind in [LogKind::Pod, LogKind::Node] {
-            for target in layout::targets(&self.root, kind, |_| true, &mut skipped) {
-                for file in layout::hour_files(&target, &mut skipped) {
-                    if file.hour_start + layout::HOUR_NANOS > since {
-                        candidates.push((target.name.clone(), file));
-                    }
-                }
-            }
-        }
+        let mut candidates = self.candidates(
+            &[LogKind::Pod, LogKind::Node],
+            |_| true,
+            |file| file.hour_start + layout::HOUR_NANOS > since,
+        );
         candidates.sort_by_key(|(_, f)| std::cmp::Reverse(f.hour_start));
         let mut warnings = Vec::new();
         let files = self.open_and_index(candidates, &mut warnings, &|| false);

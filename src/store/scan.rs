@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use super::index::{Block, FileIndex};
 use super::line;
-use crate::logql::{LineFilter, LogQuery};
+use super::workers::Workers;
+use super::Search;
+use crate::logql::LineFilter;
 
 /// One file to scan with its index, in global order (target name, then file name).
 pub struct ScanFile {
@@ -83,23 +85,15 @@ pub enum Keep {
     Oldest,
 }
 
-pub struct ScanRequest<'a> {
-    pub query: &'a LogQuery,
-    /// Inclusive window, nanoseconds.
-    pub lo: i64,
-    pub hi: i64,
-    pub limit: usize,
-    pub keep: Keep,
-    pub deadline: Instant,
-    pub cancelled: &'a AtomicBool,
-    pub threads: usize,
-}
-
-#[derive(Debug, PartialEq, Eq)]
+/// Why a scan stopped before its end, in the words the client reads.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScanStop {
+    #[error("query timed out in query execution")]
     Deadline,
+    #[error("query was canceled")]
     Cancelled,
     /// A log metric selected more streams than the query may hold.
+    #[error("query processing would load too many samples into memory in query execution: the log selector matches more than {0} streams (--query.max-samples, --query.max-series)")]
     TooManyStreams(usize),
 }
 
@@ -196,18 +190,6 @@ fn units_in_window(files: &[ScanFile], lo: i64, hi: i64) -> Vec<Unit> {
         .collect()
 }
 
-/// Runs `work` on up to `threads` threads (this one included), at least one, at most 64;
-/// `work` pulls its own items from a shared cursor.
-pub(crate) fn on_threads(threads: usize, work: impl Fn() + Sync) {
-    let threads = threads.clamp(1, 64);
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(&work);
-        }
-        work();
-    });
-}
-
 /// Can lines of this unit still get into the answer, given the bar?
 fn can_improve(unit: &Unit, keep: Keep, bar: Option<i64>) -> bool {
     match (bar, keep) {
@@ -218,7 +200,11 @@ fn can_improve(unit: &Unit, keep: Keep, bar: Option<i64>) -> bool {
     }
 }
 
-pub fn scan(files: &[ScanFile], req: &ScanRequest<'_>) -> Result<ScanOutcome, ScanStop> {
+pub fn scan(
+    files: &[ScanFile],
+    req: &Search<'_>,
+    workers: &Workers,
+) -> Result<ScanOutcome, ScanStop> {
     let mut units = units_in_window(files, req.lo, req.hi);
     match req.keep {
         Keep::Newest => units.sort_by_key(|u| std::cmp::Reverse(u.block.max_ts)),
@@ -277,7 +263,7 @@ pub fn scan(files: &[ScanFile], req: &ScanRequest<'_>) -> Result<ScanOutcome, Sc
             }
         }
     };
-    on_threads(req.threads.min(units.len()), worker);
+    workers.run(units.len(), worker);
     if let Some(why) = stop.into_inner().ok().flatten() {
         return Err(why);
     }
@@ -376,7 +362,7 @@ impl Prefilter {
 fn scan_unit(
     files: &[ScanFile],
     unit: &Unit,
-    req: &ScanRequest<'_>,
+    req: &Search<'_>,
     filters: &[LineFilter],
     prefilter: &Prefilter,
     buf: &mut Vec<u8>,
@@ -460,7 +446,8 @@ fn scan_unit(
 /// this is the one pass behind log metrics. `visit` may set `halt` to stop the scan early.
 pub fn for_each_match<S: Send>(
     files: &[ScanFile],
-    req: &ScanRequest<'_>,
+    req: &Search<'_>,
+    workers: &Workers,
     halt: &AtomicBool,
     start: impl Fn() -> S + Sync,
     visit: impl Fn(&mut S, &ScanFile, &line::Line<'_>) + Sync,
@@ -496,7 +483,7 @@ pub fn for_each_match<S: Send>(
             all.push(state);
         }
     };
-    on_threads(req.threads.min(units.len()), worker);
+    workers.run(units.len(), worker);
     if let Some(why) = stop.into_inner().ok().flatten() {
         return Err(why);
     }

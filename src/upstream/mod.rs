@@ -14,8 +14,23 @@ use tokio::time::Instant;
 
 use crate::config::{Config, UpstreamAuth};
 use crate::duration;
-use crate::error::ApiError;
 use crate::telemetry::{Metrics, UpstreamLabels};
+
+pub mod metric_source;
+
+/// Why the upstream gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No answer (or no whole answer) before the query's deadline.
+    #[error("{0}")]
+    Timeout(String),
+    /// Unreachable, or its answer could not be read.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug in Janus building the answer.
+    #[error("{0}")]
+    Internal(String),
+}
 
 /// How often the upstream's `/-/ready` is probed for the status page and `janus_upstream_up`.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
@@ -142,7 +157,7 @@ impl Upstream {
 
     /// Sends the request and returns the upstream's answer as a streaming response. The answer
     /// head must arrive before the deadline; the body then streams at the client's pace.
-    pub async fn forward(&self, req: Forward<'_>) -> Result<Response<Body>, ApiError> {
+    pub async fn forward(&self, req: Forward<'_>) -> Result<Response<Body>, UpstreamError> {
         let mut builder = self.request(req.method, req.path_and_query);
         for name in ALWAYS_FORWARDED.iter().chain(self.forward_headers.iter()) {
             if req.identity && name == header::ACCEPT_ENCODING {
@@ -160,7 +175,7 @@ impl Upstream {
         let answer = match sent {
             Err(_) => {
                 self.metrics.upstream_error("timeout");
-                return Err(ApiError::Timeout(format!(
+                return Err(UpstreamError::Timeout(format!(
                     "query timed out: upstream {} did not answer within {}",
                     self.base,
                     duration::format(req.budget)
@@ -185,7 +200,7 @@ impl Upstream {
         }
         response
             .body(Body::from_stream(idle_bounded(answer.bytes_stream())))
-            .map_err(|e| ApiError::Internal(format!("building the upstream answer: {e}")))
+            .map_err(|e| UpstreamError::Internal(format!("building the upstream answer: {e}")))
     }
 
     /// Reads a whole upstream answer body, of at most `limit` bytes, by `deadline`: an upstream
@@ -195,15 +210,15 @@ impl Upstream {
         body: Body,
         limit: usize,
         deadline: tokio::time::Instant,
-    ) -> Result<bytes::Bytes, ApiError> {
+    ) -> Result<bytes::Bytes, UpstreamError> {
         match tokio::time::timeout_at(deadline, axum::body::to_bytes(body, limit)).await {
             Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) => Err(ApiError::Unavailable(format!(
+            Ok(Err(e)) => Err(UpstreamError::Unavailable(format!(
                 "reading the upstream answer: {e}"
             ))),
             Err(_) => {
                 self.metrics.upstream_error("timeout");
-                Err(ApiError::Timeout(format!(
+                Err(UpstreamError::Timeout(format!(
                     "query timed out: upstream {} did not finish its answer in time",
                     self.base
                 )))
@@ -211,8 +226,8 @@ impl Upstream {
         }
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> ApiError {
-        ApiError::Unavailable(format!(
+    fn unreachable(&self, e: &reqwest::Error) -> UpstreamError {
+        UpstreamError::Unavailable(format!(
             "upstream {} is unreachable ({}); start it or point --upstream.url at a running Prometheus-compatible server",
             self.base,
             root_cause(e)

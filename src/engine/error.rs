@@ -1,0 +1,52 @@
+//! Why the engine gives no answer. Each part keeps its own error (`logql::SyntaxError`,
+//! `promql::EvalError`, `store::scan::ScanStop`); the HTTP layer maps this enum to Prometheus's
+//! `errorType`s in one place (`error.rs`).
+
+use crate::logql::SyntaxError;
+use crate::promql::EvalError;
+use crate::store::scan::ScanStop;
+
+/// Prometheus's error types a metric source can answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceErrorKind {
+    BadData,
+    Execution,
+    Timeout,
+    Canceled,
+    Unavailable,
+}
+
+impl SourceErrorKind {
+    /// The kind of an upstream's `errorType`; anything unknown means the source failed.
+    pub fn from_error_type(error_type: &str) -> SourceErrorKind {
+        match error_type {
+            "bad_data" => SourceErrorKind::BadData,
+            "execution" => SourceErrorKind::Execution,
+            "timeout" => SourceErrorKind::Timeout,
+            "canceled" => SourceErrorKind::Canceled,
+            _ => SourceErrorKind::Unavailable,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Syntax(#[from] SyntaxError),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error(transparent)]
+    Stopped(#[from] ScanStop),
+    /// The metric source refused a part or could not answer it.
+    #[error("{message}")]
+    Source {
+        kind: SourceErrorKind,
+        message: String,
+    },
+    /// The query waited past its deadline for memory to hold its answer.
+    #[error("{0}")]
+    Timeout(String),
+    /// A bug in Janus (a worker thread that panicked); never the answer to user input.
+    #[error("{0}")]
+    Internal(String),
+}

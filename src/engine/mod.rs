@@ -1,0 +1,100 @@
+//! The query engine: everything between a query's text and its typed answer, with no HTTP in
+//! it. The HTTP layer reads parameters, asks [`prepare::route`] who answers, and for Janus's
+//! queries calls [`Engine::evaluate`] (numbers) or [`Engine::search_lines`] (lines), then
+//! encodes. A test or another binary can drive the engine the same way, with any
+//! [`MetricSource`] for the metric parts.
+
+pub mod error;
+mod evaluate;
+pub mod lines;
+pub mod log_metrics;
+pub mod prepare;
+pub mod source;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub use error::{EngineError, SourceErrorKind};
+pub use lines::LineSearch;
+pub use prepare::{Expression, Prepared};
+pub use source::{MetricAnswer, MetricQuery, MetricSource};
+
+use crate::promql::value::Steps;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+/// What one query may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Samples held at once (`--query.max-samples`).
+    pub max_samples: usize,
+    /// Series of one log metric (`--query.max-series`).
+    pub max_series: usize,
+    /// The testing switch: evaluate everything Janus can, pushing only selectors and range
+    /// functions over them to the metric source.
+    pub evaluate_metric_queries: bool,
+}
+
+pub struct Engine {
+    store: Arc<Store>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+}
+
+/// Sets the flag when dropped: a query whose future is dropped (its client went away) stops
+/// its scans at their next block.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Engine {
+    pub fn new(store: Arc<Store>, limits: Limits, metrics: Arc<Metrics>) -> Self {
+        Engine {
+            store,
+            limits,
+            metrics,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Parses a query Janus answers, on a blocking thread (regexes are compiled and a deep tree
+    /// built); `tokens` are those [`prepare::route`] made.
+    pub async fn prepare(
+        &self,
+        text: &str,
+        tokens: Vec<crate::logql::lexer::Token>,
+    ) -> Result<Prepared, EngineError> {
+        let text = text.to_string();
+        tokio::task::spawn_blocking(move || prepare::parse(&text, tokens))
+            .await
+            .map_err(|e| EngineError::Internal(format!("query parser failed: {e}")))?
+    }
+
+    /// Evaluates an expression at `steps` by the deadline, its metric parts asked of `source`.
+    pub async fn evaluate(
+        &self,
+        expression: &Expression,
+        steps: Steps,
+        source: &dyn MetricSource,
+        deadline: tokio::time::Instant,
+    ) -> Result<MetricAnswer, EngineError> {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let _guard = CancelOnDrop(Arc::clone(&cancelled));
+        let context = evaluate::Context {
+            engine: self,
+            source,
+            logs: Arc::clone(&expression.logs),
+            holt_winters: expression.holt_winters,
+            deadline,
+            cancelled,
+        };
+        evaluate::evaluate(&context, &expression.expr, steps, 0).await
+    }
+}

@@ -1,0 +1,99 @@
+//! The one routing decision: does the upstream answer this query verbatim, or Janus — with
+//! lines (a log selector and its pipeline) or with numbers (an expression)? The query text is
+//! tokenized once for the decision and handed on; an expression is parsed once.
+
+use std::sync::Arc;
+
+use promql_parser::parser::Expr;
+
+use super::EngineError;
+use crate::logql::lexer::{self, Token};
+use crate::logql::rewrite::{self, Rewritten};
+use crate::logql::{self, LogQuery, SyntaxError};
+use crate::promql::plan::{self, Parsed};
+
+/// A query ready to run.
+pub enum Prepared {
+    /// An empty query, refused by the caller in Prometheus's words after the parameters.
+    Empty,
+    /// A log selector with its pipeline: lines. A parse error is kept until the parameters
+    /// before it have been checked, so that errors come in Prometheus's order.
+    Lines(Result<LogQuery, SyntaxError>),
+    /// Log metrics, aggregations, mixed expressions: numbers.
+    Expression(Expression),
+}
+
+/// A parsed expression with its log selectors replaced by placeholders.
+pub struct Expression {
+    pub(super) expr: Parsed,
+    pub(super) logs: Arc<Vec<LogQuery>>,
+    /// The user spelled Prometheus 2.x's `holt_winters`: pushed-down text says so too.
+    pub(super) holt_winters: bool,
+}
+
+impl Expression {
+    /// Whether evaluating it asks the metric source (it has a selector that is not a log
+    /// selector) — the caller picks its concurrency slot by this.
+    pub fn reads_metrics(&self) -> bool {
+        plan::reads_upstream(&self.expr)
+    }
+}
+
+/// Routes `text`: `None` when the upstream answers it untouched (metric-only, even a query
+/// Janus's parser would refuse), else the tokens for [`parse`]. Cheap enough for the async
+/// threads; parsing is a blocking thread's work.
+pub fn route(text: &str, evaluate_metric_queries: bool) -> Option<Vec<Token>> {
+    let tokens = lexer::tokenize(text);
+    (evaluate_metric_queries || lexer::tokens_involve_logs(text, &tokens)).then_some(tokens)
+}
+
+/// Parses a query Janus answers (compiles regexes, builds a deep tree: a blocking thread's
+/// work).
+pub fn parse(text: &str, tokens: Vec<Token>) -> Result<Prepared, EngineError> {
+    if text.trim().is_empty() {
+        return Ok(Prepared::Empty);
+    }
+    let Rewritten {
+        promql,
+        mut logs,
+        holt_winters,
+    } = rewrite::rewrite_tokens(text, tokens)?;
+    match Parsed::parse(&promql) {
+        Ok(expr) if logs.len() == 1 => match &*expr {
+            // The selector as the rewriter parsed it, with the range the parser read.
+            Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => {
+                Ok(Prepared::Lines(Ok(logs.remove(0))))
+            }
+            Expr::MatrixSelector(ms) if ms.vs.offset.is_none() && ms.vs.at.is_none() => {
+                let mut query = logs.remove(0);
+                query.range = Some(ms.range);
+                Ok(Prepared::Lines(Ok(query)))
+            }
+            // Lines have no offset or `@`: the lines parser says so in its words.
+            Expr::VectorSelector(_) | Expr::MatrixSelector(_) => {
+                Ok(Prepared::Lines(logql::parse_log_query(text)))
+            }
+            _ => Ok(expression(expr, logs, holt_winters)),
+        },
+        Ok(expr) => Ok(expression(expr, logs, holt_winters)),
+        // A query that starts with a log selector is worded best by the lines parser, with
+        // positions in the query as written.
+        Err(e) => {
+            let starts_with_selector = lexer::LOG_SELECTORS
+                .iter()
+                .any(|name| text.trim_start().starts_with(name));
+            match logql::parse_log_query(text) {
+                Err(ours) if starts_with_selector => Ok(Prepared::Lines(Err(ours))),
+                _ => Err(SyntaxError(format!("invalid parameter \"query\": {}", e.trim())).into()),
+            }
+        }
+    }
+}
+
+fn expression(expr: Parsed, logs: Vec<LogQuery>, holt_winters: bool) -> Prepared {
+    Prepared::Expression(Expression {
+        expr,
+        logs: Arc::new(logs),
+        holt_winters,
+    })
+}
