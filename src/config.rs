@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 use crate::duration;
@@ -67,9 +67,9 @@ pub struct Flags {
     /// Lines a log query returns unless its `limit` says otherwise [default: 1000].
     #[arg(long = "query.log-limit", value_name = "N")]
     pub query_log_limit: Option<String>,
-    /// Shape of log answers without a `format` parameter: lethe or streams [default: lethe].
-    #[arg(long = "query.log-format", value_name = "FORMAT")]
-    pub query_log_format: Option<String>,
+    /// Shape of log answers without a `format` parameter [default: lethe].
+    #[arg(long = "query.log-format", value_name = "FORMAT", value_enum)]
+    pub query_log_format: Option<LogAnswerFormat>,
     /// Largest push request body, after decompression, e.g. 64MB [default: 64MB].
     #[arg(long = "ingest.max-body-size", value_name = "SIZE")]
     pub ingest_max_body_size: Option<String>,
@@ -89,9 +89,9 @@ pub struct Flags {
     /// A connection with no request in flight is closed after this long [default: 2m].
     #[arg(long = "web.idle-timeout", value_name = "DURATION")]
     pub web_idle_timeout: Option<String>,
-    /// When pushed lines are forced to disk: never, batch or always [default: batch].
-    #[arg(long = "storage.fsync", value_name = "MODE")]
-    pub storage_fsync: Option<String>,
+    /// When pushed lines are forced to disk [default: batch].
+    #[arg(long = "storage.fsync", value_name = "MODE", value_enum)]
+    pub storage_fsync: Option<FsyncMode>,
     /// Longest time between syncs with --storage.fsync=batch [default: 1s].
     #[arg(long = "storage.fsync-interval", value_name = "DURATION")]
     pub storage_fsync_interval: Option<String>,
@@ -110,12 +110,12 @@ pub struct Flags {
     /// Most log streams one log metric may select [default: 10000].
     #[arg(long = "query.max-series", value_name = "N")]
     pub query_max_series: Option<String>,
-    /// Log level: debug, info, warn, error [default: info].
-    #[arg(long = "log.level", value_name = "LEVEL")]
-    pub log_level: Option<String>,
-    /// Log format: logfmt or json [default: logfmt].
-    #[arg(long = "log.format", value_name = "FORMAT")]
-    pub log_format: Option<String>,
+    /// Log level [default: info].
+    #[arg(long = "log.level", value_name = "LEVEL", value_enum)]
+    pub log_level: Option<LogLevel>,
+    /// Log format [default: logfmt].
+    #[arg(long = "log.format", value_name = "FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// The YAML file. Unknown keys are errors: a misspelt key silently ignored is a setting lost.
@@ -212,7 +212,7 @@ pub struct LogFile {
 }
 
 /// The shape of log answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogAnswerFormat {
     /// Lethe's `resultType: "logs"` (what Venti reads).
     Lethe,
@@ -220,23 +220,59 @@ pub enum LogAnswerFormat {
     Streams,
 }
 
-impl LogAnswerFormat {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "lethe" => Some(LogAnswerFormat::Lethe),
-            "streams" => Some(LogAnswerFormat::Streams),
-            _ => None,
+/// The largest `limit` a log query may ask for: the answer is held in memory.
+pub const MAX_LOG_LIMIT: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn level(self) -> tracing::Level {
+        match self {
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Error => tracing::Level::ERROR,
         }
     }
 }
 
-/// The largest `limit` a log query may ask for: the answer is held in memory.
-pub const MAX_LOG_LIMIT: usize = 100_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
+/// One of `T`'s names, from the flag (already checked by clap), else from the file, else the
+/// default; a file value that is none of them is refused with the list.
+fn choice<T: ValueEnum>(
+    setting: &str,
+    flag: Option<T>,
+    file: Option<String>,
+    default: T,
+) -> Result<T, ConfigError> {
+    if let Some(value) = flag {
+        return Ok(value);
+    }
+    let Some(text) = file else {
+        return Ok(default);
+    };
+    T::from_str(&text, false).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|p| p.get_name().to_string())
+            .collect();
+        invalid(
+            setting,
+            format!("{text:?} is not one of {}", names.join(", ")),
+        )
+    })
 }
 
 /// Credentials sent with every upstream request.
@@ -309,7 +345,9 @@ impl Config {
         Config::from_sources(flags, file)
     }
 
-    pub fn from_sources(flags: Flags, file: FileConfig) -> Result<Self, ConfigError> {
+    pub fn from_sources(mut flags: Flags, file: FileConfig) -> Result<Self, ConfigError> {
+        let query = query_settings(&mut flags, file.query)?;
+        let retention = retention_settings(&mut flags, file.retention)?;
         let listen = flags
             .listen_address
             .or(file.web.listen_address)
@@ -323,89 +361,7 @@ impl Config {
             "30s",
         )?;
 
-        let url_text = flags
-            .upstream_url
-            .or(file.upstream.url)
-            .unwrap_or_else(|| "http://127.0.0.1:9090".into());
-        let upstream_url = reqwest::Url::parse(&url_text)
-            .map_err(|e| invalid("upstream.url", format!("{url_text:?}: {e}")))?;
-        if !matches!(upstream_url.scheme(), "http" | "https") {
-            return Err(invalid(
-                "upstream.url",
-                format!("{url_text:?}: scheme must be http or https"),
-            ));
-        }
-        if upstream_url.query().is_some() || upstream_url.fragment().is_some() {
-            return Err(invalid(
-                "upstream.url",
-                format!("{url_text:?}: must not have a query string or fragment"),
-            ));
-        }
-
-        let upstream_auth = match (file.upstream.basic_auth, file.upstream.bearer_token_file) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "upstream.basic_auth",
-                    "cannot be combined with upstream.bearer_token_file",
-                ))
-            }
-            (Some(basic), None) => {
-                let password = match (basic.password, basic.password_file) {
-                    (Some(_), Some(_)) => {
-                        return Err(invalid(
-                            "upstream.basic_auth.password",
-                            "set password or password_file, not both",
-                        ))
-                    }
-                    (Some(p), None) => p,
-                    (None, Some(path)) => read_secret("upstream.basic_auth.password_file", &path)?,
-                    (None, None) => String::new(),
-                };
-                UpstreamAuth::Basic {
-                    username: basic.username,
-                    password,
-                }
-            }
-            (None, Some(path)) => {
-                UpstreamAuth::Bearer(read_secret("upstream.bearer_token_file", &path)?)
-            }
-            (None, None) => UpstreamAuth::None,
-        };
-
-        let tls = file.upstream.tls_config.unwrap_or_default();
-        let upstream_ca_pem = match tls.ca_file {
-            Some(path) => {
-                let pem = std::fs::read(&path).map_err(|e| {
-                    invalid(
-                        "upstream.tls_config.ca_file",
-                        format!("{}: {e}", path.display()),
-                    )
-                })?;
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    invalid(
-                        "upstream.tls_config.ca_file",
-                        format!("{}: {e}", path.display()),
-                    )
-                })?;
-                Some(pem)
-            }
-            None => None,
-        };
-
-        let forward_headers = file
-            .upstream
-            .forward_headers
-            .unwrap_or_else(|| vec!["X-Scope-OrgID".to_string()])
-            .iter()
-            .map(|name| {
-                http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                    invalid(
-                        "upstream.forward_headers",
-                        format!("{name:?} is not a valid header name"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let upstream = upstream_settings(flags.upstream_url, file.upstream)?;
 
         let storage_path = flags
             .storage_path
@@ -414,64 +370,6 @@ impl Config {
         if storage_path.as_os_str().is_empty() {
             return Err(invalid("storage.path", "must not be empty"));
         }
-
-        let query_timeout = parse_duration_setting(
-            "query.timeout",
-            flags.query_timeout.or(file.query.timeout),
-            "2m",
-        )?;
-        if query_timeout.is_zero() {
-            return Err(invalid("query.timeout", "must be greater than 0"));
-        }
-
-        // A bound the query semaphore can hold.
-        let query_max_concurrency = count_setting(
-            "query.max-concurrency",
-            flags.query_max_concurrency,
-            file.query.max_concurrency.map(u64::from),
-            20,
-            1_000_000,
-        )?;
-
-        let query_max_samples = count_setting(
-            "query.max-samples",
-            flags.query_max_samples,
-            file.query.max_samples,
-            50_000_000,
-            u64::MAX,
-        )?;
-        let query_max_series = count_setting(
-            "query.max-series",
-            flags.query_max_series,
-            file.query.max_series,
-            10_000,
-            u64::MAX,
-        )?;
-        let query_log_lookback = parse_duration_setting(
-            "query.log-lookback",
-            flags.query_log_lookback.or(file.query.log_lookback),
-            "1m",
-        )?;
-        if query_log_lookback.is_zero() {
-            return Err(invalid("query.log-lookback", "must be greater than 0"));
-        }
-        let query_log_limit = count_setting(
-            "query.log-limit",
-            flags.query_log_limit,
-            file.query.log_limit.map(u64::from),
-            1000,
-            MAX_LOG_LIMIT as u64,
-        )? as usize;
-        let log_format_text = flags
-            .query_log_format
-            .or(file.query.log_format)
-            .unwrap_or_else(|| "lethe".into());
-        let query_log_format = LogAnswerFormat::parse(&log_format_text).ok_or_else(|| {
-            invalid(
-                "query.log-format",
-                format!("{log_format_text:?} is not one of lethe, streams"),
-            )
-        })?;
 
         let ingest_max_body_size = size_setting(
             "ingest.max-body-size",
@@ -519,16 +417,12 @@ impl Config {
                 return Err(invalid(setting, "must be greater than 0"));
             }
         }
-        let fsync_text = flags
-            .storage_fsync
-            .or(file.storage.fsync)
-            .unwrap_or_else(|| "batch".into());
-        let storage_fsync = FsyncMode::parse(&fsync_text).ok_or_else(|| {
-            invalid(
-                "storage.fsync",
-                format!("{fsync_text:?} is not one of never, batch, always"),
-            )
-        })?;
+        let storage_fsync = choice(
+            "storage.fsync",
+            flags.storage_fsync,
+            file.storage.fsync,
+            FsyncMode::Batch,
+        )?;
         let storage_fsync_interval = parse_duration_setting(
             "storage.fsync-interval",
             flags.storage_fsync_interval.or(file.storage.fsync_interval),
@@ -537,77 +431,31 @@ impl Config {
         if storage_fsync_interval.is_zero() {
             return Err(invalid("storage.fsync-interval", "must be greater than 0"));
         }
-        let retention_time = parse_duration_setting(
-            "retention.time",
-            flags.retention_time.or(file.retention.time),
-            "0",
+        let log_level =
+            choice("log.level", flags.log_level, file.log.level, LogLevel::Info)?.level();
+        let log_format = choice(
+            "log.format",
+            flags.log_format,
+            file.log.format,
+            LogFormat::Logfmt,
         )?;
-        let retention_size_text = flags
-            .retention_size
-            .or(file.retention.size)
-            .unwrap_or_else(|| "0".into());
-        let retention_size = parse_size(&retention_size_text).ok_or_else(|| {
-            invalid(
-                "retention.size",
-                format!("{retention_size_text:?} is not a size like 100GB (or 0)"),
-            )
-        })?;
-        let retention_interval = parse_duration_setting(
-            "retention.interval",
-            flags.retention_interval.or(file.retention.interval),
-            "20s",
-        )?;
-        if retention_interval.is_zero() {
-            return Err(invalid("retention.interval", "must be greater than 0"));
-        }
-
-        let level_text = flags
-            .log_level
-            .or(file.log.level)
-            .unwrap_or_else(|| "info".into());
-        let log_level = match level_text.as_str() {
-            "debug" => tracing::Level::DEBUG,
-            "info" => tracing::Level::INFO,
-            "warn" => tracing::Level::WARN,
-            "error" => tracing::Level::ERROR,
-            other => {
-                return Err(invalid(
-                    "log.level",
-                    format!("{other:?} is not one of debug, info, warn, error"),
-                ))
-            }
-        };
-        let format_text = flags
-            .log_format
-            .or(file.log.format)
-            .unwrap_or_else(|| "logfmt".into());
-        let log_format = match format_text.as_str() {
-            "logfmt" => LogFormat::Logfmt,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(invalid(
-                    "log.format",
-                    format!("{other:?} is not one of logfmt, json"),
-                ))
-            }
-        };
 
         Ok(Config {
             listen_address,
             shutdown_timeout,
-            upstream_url,
-            upstream_auth,
-            upstream_ca_pem,
-            upstream_insecure_skip_verify: tls.insecure_skip_verify,
-            forward_headers,
+            upstream_url: upstream.url,
+            upstream_auth: upstream.auth,
+            upstream_ca_pem: upstream.ca_pem,
+            upstream_insecure_skip_verify: upstream.insecure_skip_verify,
+            forward_headers: upstream.forward_headers,
             storage_path,
-            query_timeout,
-            query_max_concurrency: usize::try_from(query_max_concurrency).unwrap_or(1),
-            query_max_samples: usize::try_from(query_max_samples).unwrap_or(usize::MAX),
-            query_max_series: usize::try_from(query_max_series).unwrap_or(usize::MAX),
-            query_log_lookback,
-            query_log_limit,
-            query_log_format,
+            query_timeout: query.query_timeout,
+            query_max_concurrency: usize::try_from(query.query_max_concurrency).unwrap_or(1),
+            query_max_samples: usize::try_from(query.query_max_samples).unwrap_or(usize::MAX),
+            query_max_series: usize::try_from(query.query_max_series).unwrap_or(usize::MAX),
+            query_log_lookback: query.query_log_lookback,
+            query_log_limit: query.query_log_limit,
+            query_log_format: query.query_log_format,
             ingest_max_body_size,
             ingest_max_entries,
             ingest_max_bytes_in_flight,
@@ -617,14 +465,235 @@ impl Config {
             ingest_labels: file.ingest.labels.unwrap_or_default(),
             storage_fsync,
             storage_fsync_interval,
-            retention_time,
-            retention_size,
-            retention_interval,
+            retention_time: retention.retention_time,
+            retention_size: retention.retention_size,
+            retention_interval: retention.retention_interval,
             evaluate_metric_queries: false,
             log_level,
             log_format,
         })
     }
+}
+
+/// The upstream's settings, checked together (auth and TLS files are read here).
+struct UpstreamSettings {
+    url: reqwest::Url,
+    auth: UpstreamAuth,
+    ca_pem: Option<Vec<u8>>,
+    insecure_skip_verify: bool,
+    forward_headers: Vec<http::HeaderName>,
+}
+
+fn upstream_settings(
+    flag_url: Option<String>,
+    file: UpstreamFile,
+) -> Result<UpstreamSettings, ConfigError> {
+    let url_text = flag_url
+        .or(file.url)
+        .unwrap_or_else(|| "http://127.0.0.1:9090".into());
+    let upstream_url = reqwest::Url::parse(&url_text)
+        .map_err(|e| invalid("upstream.url", format!("{url_text:?}: {e}")))?;
+    if !matches!(upstream_url.scheme(), "http" | "https") {
+        return Err(invalid(
+            "upstream.url",
+            format!("{url_text:?}: scheme must be http or https"),
+        ));
+    }
+    if upstream_url.query().is_some() || upstream_url.fragment().is_some() {
+        return Err(invalid(
+            "upstream.url",
+            format!("{url_text:?}: must not have a query string or fragment"),
+        ));
+    }
+
+    let upstream_auth = match (file.basic_auth, file.bearer_token_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "upstream.basic_auth",
+                "cannot be combined with upstream.bearer_token_file",
+            ))
+        }
+        (Some(basic), None) => {
+            let password = match (basic.password, basic.password_file) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "upstream.basic_auth.password",
+                        "set password or password_file, not both",
+                    ))
+                }
+                (Some(p), None) => p,
+                (None, Some(path)) => read_secret("upstream.basic_auth.password_file", &path)?,
+                (None, None) => String::new(),
+            };
+            UpstreamAuth::Basic {
+                username: basic.username,
+                password,
+            }
+        }
+        (None, Some(path)) => {
+            UpstreamAuth::Bearer(read_secret("upstream.bearer_token_file", &path)?)
+        }
+        (None, None) => UpstreamAuth::None,
+    };
+
+    let tls = file.tls_config.unwrap_or_default();
+    let upstream_ca_pem = match tls.ca_file {
+        Some(path) => {
+            let pem = std::fs::read(&path).map_err(|e| {
+                invalid(
+                    "upstream.tls_config.ca_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                invalid(
+                    "upstream.tls_config.ca_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            Some(pem)
+        }
+        None => None,
+    };
+
+    let forward_headers = file
+        .forward_headers
+        .unwrap_or_else(|| vec!["X-Scope-OrgID".to_string()])
+        .iter()
+        .map(|name| {
+            http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                invalid(
+                    "upstream.forward_headers",
+                    format!("{name:?} is not a valid header name"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(UpstreamSettings {
+        url: upstream_url,
+        auth: upstream_auth,
+        ca_pem: upstream_ca_pem,
+        insecure_skip_verify: tls.insecure_skip_verify,
+        forward_headers,
+    })
+}
+
+/// The query settings: time, concurrency and memory a query may take, and log answer defaults.
+struct QuerySettings {
+    query_timeout: Duration,
+    query_max_concurrency: u64,
+    query_max_samples: u64,
+    query_max_series: u64,
+    query_log_lookback: Duration,
+    query_log_limit: usize,
+    query_log_format: LogAnswerFormat,
+}
+
+fn query_settings(flags: &mut Flags, file: QueryFile) -> Result<QuerySettings, ConfigError> {
+    let query_timeout = parse_duration_setting(
+        "query.timeout",
+        flags.query_timeout.take().or(file.timeout),
+        "2m",
+    )?;
+    if query_timeout.is_zero() {
+        return Err(invalid("query.timeout", "must be greater than 0"));
+    }
+
+    // A bound the query semaphore can hold.
+    let query_max_concurrency = count_setting(
+        "query.max-concurrency",
+        flags.query_max_concurrency.take(),
+        file.max_concurrency.map(u64::from),
+        20,
+        1_000_000,
+    )?;
+
+    let query_max_samples = count_setting(
+        "query.max-samples",
+        flags.query_max_samples.take(),
+        file.max_samples,
+        50_000_000,
+        u64::MAX,
+    )?;
+    let query_max_series = count_setting(
+        "query.max-series",
+        flags.query_max_series.take(),
+        file.max_series,
+        10_000,
+        u64::MAX,
+    )?;
+    let query_log_lookback = parse_duration_setting(
+        "query.log-lookback",
+        flags.query_log_lookback.take().or(file.log_lookback),
+        "1m",
+    )?;
+    if query_log_lookback.is_zero() {
+        return Err(invalid("query.log-lookback", "must be greater than 0"));
+    }
+    let query_log_limit = count_setting(
+        "query.log-limit",
+        flags.query_log_limit.take(),
+        file.log_limit.map(u64::from),
+        1000,
+        MAX_LOG_LIMIT as u64,
+    )? as usize;
+    let query_log_format = choice(
+        "query.log-format",
+        flags.query_log_format.take(),
+        file.log_format,
+        LogAnswerFormat::Lethe,
+    )?;
+    Ok(QuerySettings {
+        query_timeout,
+        query_max_concurrency,
+        query_max_samples,
+        query_max_series,
+        query_log_lookback,
+        query_log_limit,
+        query_log_format,
+    })
+}
+
+/// Retention: how old and how large the store may grow.
+struct RetentionSettings {
+    retention_time: Duration,
+    retention_size: u64,
+    retention_interval: Duration,
+}
+
+fn retention_settings(
+    flags: &mut Flags,
+    file: RetentionFile,
+) -> Result<RetentionSettings, ConfigError> {
+    let retention_time = parse_duration_setting(
+        "retention.time",
+        flags.retention_time.take().or(file.time),
+        "0",
+    )?;
+    let retention_size_text = flags
+        .retention_size
+        .take()
+        .or(file.size)
+        .unwrap_or_else(|| "0".into());
+    let retention_size = parse_size(&retention_size_text).ok_or_else(|| {
+        invalid(
+            "retention.size",
+            format!("{retention_size_text:?} is not a size like 100GB (or 0)"),
+        )
+    })?;
+    let retention_interval = parse_duration_setting(
+        "retention.interval",
+        flags.retention_interval.take().or(file.interval),
+        "20s",
+    )?;
+    if retention_interval.is_zero() {
+        return Err(invalid("retention.interval", "must be greater than 0"));
+    }
+    Ok(RetentionSettings {
+        retention_time,
+        retention_size,
+        retention_interval,
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -740,7 +809,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_setting() {
-        let cases: [(&[&str], &str); 7] = [
+        let cases: [(&[&str], &str); 6] = [
             (&["--query.timeout", "2 minutes"], "query.timeout: "),
             (
                 &["--query.timeout", "0"],
@@ -753,12 +822,22 @@ mod tests {
                 &["--query.max-concurrency", "0"],
                 "query.max-concurrency: must be at least 1",
             ),
-            (&["--log.format", "xml"], "log.format: "),
         ];
         for (args, prefix) in cases {
             let err = Config::from_sources(flags(args), FileConfig::default()).unwrap_err();
             assert!(err.to_string().starts_with(prefix), "{args:?}: {err}");
         }
+        // Enum-valued flags are refused by clap itself, naming the flag and the choices.
+        let err = Flags::try_parse_from(["janus", "--log.format", "xml"]).unwrap_err();
+        assert!(err.to_string().contains("--log.format"), "{err}");
+        assert!(err.to_string().contains("logfmt, json"), "{err}");
+        // In the file, the same words as every other setting.
+        let err =
+            Config::from_sources(Flags::default(), file("log:\n  format: xml\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "log.format: \"xml\" is not one of logfmt, json"
+        );
     }
 
     #[test]

@@ -7,7 +7,6 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::duration;
 
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +86,7 @@ pub async fn serve(
     let app = api::router(state);
     let signalled = async move {
         shutdown.await;
-        tracing::info!(grace = %duration::format(grace), "shutting down: no new connections, finishing in-flight requests");
+        tracing::info!(grace = %promql_parser::util::display_duration(&grace), "shutting down: no new connections, finishing in-flight requests");
     };
     crate::connections::serve(listener, app, limits, metrics, signalled, grace).await;
     if let Err(e) = writer.close_idle(true) {

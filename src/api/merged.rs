@@ -156,7 +156,7 @@ async fn label_endpoint(
         .unwrap_or_else(|e| Err(ApiError::Internal(format!("match[] parser failed: {e}"))));
     let matches = match split {
         Ok(m) => m,
-        Err(e) => return tag(e.into_response()),
+        Err(e) => return Face::Log.mark(e.into_response()),
     };
     // With only metric matchers (or none, for series) the store has nothing to add.
     let store_applies =
@@ -254,7 +254,7 @@ async fn label_endpoint(
             encode(&series, &warnings)
         }
     };
-    tag(encoded)
+    Face::Log.mark(encoded)
 }
 
 enum Part {
@@ -318,7 +318,7 @@ async fn fetch_upstream(
             handler: &handler,
             deadline: deadline.at,
             budget: deadline.budget,
-            identity: true,
+            uncompressed: true,
         })
         .await;
     drop(slot);
@@ -328,7 +328,7 @@ async fn fetch_upstream(
     };
     if !answer.status().is_success() {
         let (head, body) = answer.into_parts();
-        return UpstreamPart::Passthrough(tag(Response::from_parts(head, body)));
+        return UpstreamPart::Passthrough(Face::Log.mark(Response::from_parts(head, body)));
     }
     match state
         .upstream
@@ -367,15 +367,12 @@ fn compare_label_sets(
 }
 
 fn bad_upstream(e: serde_json::Error) -> Response {
-    tag(ApiError::Unavailable(format!(
-        "the upstream's answer could not be read for merging: {e}"
-    ))
-    .into_response())
-}
-
-fn tag(mut response: Response) -> Response {
-    response.extensions_mut().insert(Face::Log);
-    response
+    Face::Log.mark(
+        ApiError::Unavailable(format!(
+            "the upstream's answer could not be read for merging: {e}"
+        ))
+        .into_response(),
+    )
 }
 
 /// Upstream JSON objects kept verbatim, in the upstream's key order.
@@ -467,14 +464,14 @@ pub async fn metadata(State(state): State<SharedState>, request: Request) -> Res
             Ok(json) => {
                 entries.insert(kind.name().into(), raw(json));
             }
-            Err(e) => return tag(ApiError::Internal(e.to_string()).into_response()),
+            Err(e) => return Face::Log.mark(ApiError::Internal(e.to_string()).into_response()),
         }
     }
     let limit = read.params.limit(0, usize::MAX).unwrap_or(0);
     if limit > 0 && entries.len() > limit {
         entries = entries.into_iter().take(limit).collect();
     }
-    tag(encode(&entries, &warnings))
+    Face::Log.mark(encode(&entries, &warnings))
 }
 
 /// `/api/v1/targets`: one active target per namespace and node directory (what Venti builds
@@ -525,7 +522,7 @@ pub async fn targets(State(state): State<SharedState>, request: Request) -> Resp
     active.extend(ours);
     let active_json = match serde_json::to_string(&active) {
         Ok(j) => raw(j),
-        Err(e) => return tag(ApiError::Internal(e.to_string()).into_response()),
+        Err(e) => return Face::Log.mark(ApiError::Internal(e.to_string()).into_response()),
     };
     match data.0.iter_mut().find(|(k, _)| k == "activeTargets") {
         Some(slot) => slot.1 = active_json,
@@ -536,7 +533,7 @@ pub async fn targets(State(state): State<SharedState>, request: Request) -> Resp
             }
         }
     }
-    tag(encode(&data, &warnings))
+    Face::Log.mark(encode(&data, &warnings))
 }
 
 /// Prometheus's metadata entry, fields in its order.

@@ -37,6 +37,12 @@ pub enum Face {
 }
 
 impl Face {
+    /// Marks a response as answered by this face.
+    pub fn mark(self, mut response: axum::response::Response) -> axum::response::Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Face::Metric => "metric",

@@ -14,24 +14,19 @@ use crate::upstream::Forward;
 pub async fn handler(State(state): State<SharedState>, request: Request) -> Response {
     match request::read(request).await {
         Ok(read) => forward(&state, read).await,
-        Err(e) => tag(e.into_response()),
+        Err(e) => Face::Metric.mark(e.into_response()),
     }
 }
 
 /// Forwards a request that was already read.
 pub async fn forward(state: &SharedState, read: ReadRequest) -> Response {
-    tag(match forward_inner(state, read).await {
+    Face::Metric.mark(match send_upstream(state, read).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     })
 }
 
-fn tag(mut response: Response) -> Response {
-    response.extensions_mut().insert(Face::Metric);
-    response
-}
-
-async fn forward_inner(state: &SharedState, read: ReadRequest) -> Result<Response, ApiError> {
+async fn send_upstream(state: &SharedState, read: ReadRequest) -> Result<Response, ApiError> {
     let ReadRequest {
         parts,
         body,
@@ -59,7 +54,7 @@ async fn forward_inner(state: &SharedState, read: ReadRequest) -> Result<Respons
             handler: &handler,
             deadline: deadline.at,
             budget: deadline.budget,
-            identity: false,
+            uncompressed: false,
         })
         .await?;
     let (head, body) = answer.into_parts();

@@ -11,7 +11,7 @@ use crate::ingest::{self, decode};
 use crate::telemetry::{ReasonLabels, StageLabels};
 
 pub async fn push(State(state): State<SharedState>, request: Request) -> Response {
-    let mut response = match push_inner(&state, request).await {
+    let mut response = match accept_push(&state, request).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err((reason, e)) => {
             state
@@ -61,7 +61,10 @@ fn busy() -> (&'static str, ApiError) {
     )
 }
 
-async fn push_inner(state: &SharedState, request: Request) -> Result<(), (&'static str, ApiError)> {
+async fn accept_push(
+    state: &SharedState,
+    request: Request,
+) -> Result<(), (&'static str, ApiError)> {
     let max = state.config.ingest_max_body_size;
     let (parts, body) = request.into_parts();
     let header_text = |name: header::HeaderName| {

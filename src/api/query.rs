@@ -37,7 +37,5 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
             numbers::answer(&state, &read.params, &read.parts.headers, kind, &expression).await
         }
     };
-    let mut response = answered.unwrap_or_else(IntoResponse::into_response);
-    response.extensions_mut().insert(Face::Log);
-    response
+    Face::Log.mark(answered.unwrap_or_else(IntoResponse::into_response))
 }

@@ -164,68 +164,12 @@ pub fn first_log_selector<'t>(query: &str, tokens: &'t [Token]) -> Option<&'t To
     None
 }
 
-/// Decodes a PromQL string literal (Go syntax): `"…"` and `'…'` with escapes, `` `…` `` raw.
+/// Decodes a PromQL string literal (Go syntax): `"…"` and `'…'` with escapes, `` `…` `` raw —
+/// promql-parser's own decoding, so that a log pipeline's strings read exactly as the
+/// expression's do.
 pub fn unquote(literal: &str) -> Result<String, String> {
-    let mut chars = literal.chars();
-    let quote = chars.next().ok_or("empty string literal")?;
-    if literal.len() < 2 || !literal.ends_with(quote) {
-        return Err("unterminated quoted string".into());
-    }
-    let inner = &literal[quote.len_utf8()..literal.len() - quote.len_utf8()];
-    if quote == '`' {
-        return Ok(inner.to_string());
-    }
-    let mut out = String::with_capacity(inner.len());
-    let mut it = inner.chars().peekable();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        let e = it.next().ok_or("unterminated escape sequence")?;
-        match e {
-            'a' => out.push('\x07'),
-            'b' => out.push('\x08'),
-            'f' => out.push('\x0c'),
-            'n' => out.push('\n'),
-            'r' => out.push('\r'),
-            't' => out.push('\t'),
-            'v' => out.push('\x0b'),
-            '\\' => out.push('\\'),
-            '"' | '\'' => out.push(e),
-            'x' | 'u' | 'U' => {
-                let n = match e {
-                    'x' => 2,
-                    'u' => 4,
-                    _ => 8,
-                };
-                let hex: String = (0..n).filter_map(|_| it.next()).collect();
-                let code = u32::from_str_radix(&hex, 16)
-                    .ok()
-                    .filter(|_| hex.len() == n)
-                    .ok_or_else(|| format!("invalid escape sequence \\{e}{hex}"))?;
-                out.push(
-                    char::from_u32(code)
-                        .ok_or_else(|| format!("invalid Unicode code point \\{e}{hex}"))?,
-                );
-            }
-            '0'..='7' => {
-                let mut digits = String::from(e);
-                for _ in 0..2 {
-                    if let Some(d) = it.next_if(|d| ('0'..='7').contains(d)) {
-                        digits.push(d);
-                    }
-                }
-                let code = u32::from_str_radix(&digits, 8)
-                    .ok()
-                    .filter(|c| digits.len() == 3 && *c <= 255)
-                    .ok_or_else(|| format!("invalid escape sequence \\{digits}"))?;
-                out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
-            }
-            other => return Err(format!("unknown escape sequence \\{other}")),
-        }
-    }
-    Ok(out)
+    promql_parser::util::unquote_string(literal)
+        .map_err(|e| format!("{e} in string literal {literal}"))
 }
 
 /// `line:column` (1-based, columns in bytes as Prometheus counts them) of a byte offset.

@@ -122,12 +122,12 @@ fn evaluable_here(expr: &Expr) -> bool {
     }
 }
 
-/// `smallest`: push down only what Janus cannot evaluate (selectors, range functions over
+/// `evaluate_all` (the testing switch): push down only what Janus cannot evaluate (selectors, range functions over
 /// them, functions it does not have) — the testing switch; otherwise every largest
 /// sub-expression without log selectors goes to the upstream.
-pub fn plan(expr: &Expr, smallest: bool) -> Result<Plan<'_>, EvalError> {
+pub fn plan(expr: &Expr, evaluate_all: bool) -> Result<Plan<'_>, EvalError> {
     let mut plan = Plan::default();
-    deep_stack(|| collect(expr, &mut plan, smallest))?;
+    deep_stack(|| collect(expr, &mut plan, evaluate_all))?;
     Ok(plan)
 }
 
@@ -213,27 +213,27 @@ fn push_subquery_call<'e>(
 }
 
 /// Walks `expr` top-down, adding its leaves to `plan`.
-fn collect<'e>(expr: &'e Expr, plan: &mut Plan<'e>, smallest: bool) -> Result<(), EvalError> {
+fn collect<'e>(expr: &'e Expr, plan: &mut Plan<'e>, evaluate_all: bool) -> Result<(), EvalError> {
     let logs = involves_logs(expr);
     // Janus evaluates what involves logs, and under the testing switch all it can.
-    if !(logs || smallest && evaluable_here(expr)) {
+    if !(logs || evaluate_all && evaluable_here(expr)) {
         push_upstream(expr, plan);
         return Ok(());
     }
     match expr {
-        Expr::Call(c) => collect_call(expr, c, plan, smallest),
+        Expr::Call(c) => collect_call(expr, c, plan, evaluate_all),
         Expr::Aggregate(a) => {
-            collect(&a.expr, plan, smallest)?;
+            collect(&a.expr, plan, evaluate_all)?;
             a.param
                 .as_ref()
-                .map_or(Ok(()), |p| collect(p, plan, smallest))
+                .map_or(Ok(()), |p| collect(p, plan, evaluate_all))
         }
         Expr::Binary(b) => {
-            collect(&b.lhs, plan, smallest)?;
-            collect(&b.rhs, plan, smallest)
+            collect(&b.lhs, plan, evaluate_all)?;
+            collect(&b.rhs, plan, evaluate_all)
         }
-        Expr::Unary(u) => collect(&u.expr, plan, smallest),
-        Expr::Paren(p) => collect(&p.expr, plan, smallest),
+        Expr::Unary(u) => collect(&u.expr, plan, evaluate_all),
+        Expr::Paren(p) => collect(&p.expr, plan, evaluate_all),
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
         Expr::Subquery(_) => Err(EvalError::BadData(format!(
             "a subquery over log metrics needs a range function around it: one of {}",
@@ -262,7 +262,7 @@ fn collect_call<'e>(
     expr: &'e Expr,
     c: &'e Call,
     plan: &mut Plan<'e>,
-    smallest: bool,
+    evaluate_all: bool,
 ) -> Result<(), EvalError> {
     let function = Function::from_name(c.func.name);
     match function {
@@ -293,7 +293,7 @@ fn collect_call<'e>(
     c.args
         .args
         .iter()
-        .try_for_each(|a| collect(a, plan, smallest))
+        .try_for_each(|a| collect(a, plan, evaluate_all))
 }
 
 /// A log range function over a log selector: answered from the store.

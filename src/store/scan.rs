@@ -151,7 +151,7 @@ impl Kept {
     }
 
     /// Time of the worst kept line once full: a unit that cannot reach it is not needed.
-    fn bar(&self) -> Option<i64> {
+    fn worst_kept(&self) -> Option<i64> {
         if self.len() < self.limit {
             return None;
         }
@@ -190,13 +190,13 @@ fn units_in_window(files: &[ScanFile], lo: i64, hi: i64) -> Vec<Unit> {
         .collect()
 }
 
-/// Can lines of this unit still get into the answer, given the bar?
-fn can_improve(unit: &Unit, keep: Keep, bar: Option<i64>) -> bool {
-    match (bar, keep) {
+/// Can lines of this unit still get into the answer, given the time of the worst line kept?
+fn can_improve(unit: &Unit, keep: Keep, worst_kept: Option<i64>) -> bool {
+    match (worst_kept, keep) {
         (None, _) => true,
         // Ties may still win on (target, file, position): keep equal times.
-        (Some(bar), Keep::Newest) => unit.block.max_ts >= bar,
-        (Some(bar), Keep::Oldest) => unit.block.min_ts <= bar,
+        (Some(worst_kept), Keep::Newest) => unit.block.max_ts >= worst_kept,
+        (Some(worst_kept), Keep::Oldest) => unit.block.min_ts <= worst_kept,
     }
 }
 
@@ -229,8 +229,8 @@ pub fn scan(
             }
             let i = cursor.fetch_add(1, Ordering::Relaxed);
             let Some(unit) = units.get(i) else { return };
-            let bar = kept.lock().ok().and_then(|k| k.bar());
-            if !can_improve(unit, req.keep, bar) {
+            let worst_kept = kept.lock().ok().and_then(|k| k.worst_kept());
+            if !can_improve(unit, req.keep, worst_kept) {
                 // Sorted by their best time: no later unit can improve either.
                 first_unneeded.fetch_min(i, Ordering::Relaxed);
                 stopping.store(true, Ordering::Relaxed);

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use super::beneath;
 
-/// When appended lines are forced to disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When appended lines are forced to disk (a flag's values, hence `ValueEnum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FsyncMode {
     /// Never: the page cache survives a killed process, not a power loss.
     Never,
@@ -30,17 +30,6 @@ pub enum FsyncMode {
     Batch,
     /// Before each request is acknowledged.
     Always,
-}
-
-impl FsyncMode {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "never" => Some(FsyncMode::Never),
-            "batch" => Some(FsyncMode::Batch),
-            "always" => Some(FsyncMode::Always),
-            _ => None,
-        }
-    }
 }
 
 /// Where markers of files being written live; hidden from the reader (it lists `pod/`, `node/`).

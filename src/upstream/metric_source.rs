@@ -70,7 +70,7 @@ impl MetricSource for UpstreamSource<'_> {
                     handler: "/api/v1/query (pushed down)",
                     deadline: query.deadline,
                     budget: self.budget,
-                    identity: true,
+                    uncompressed: true,
                 })
                 .await?;
             let shape = Shape {

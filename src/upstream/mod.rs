@@ -13,7 +13,6 @@ use http::{Method, Response};
 use tokio::time::Instant;
 
 use crate::config::{Config, UpstreamAuth};
-use crate::duration;
 use crate::telemetry::{Metrics, UpstreamLabels};
 
 pub mod metric_source;
@@ -78,7 +77,7 @@ pub struct Forward<'a> {
     pub deadline: Instant,
     pub budget: Duration,
     /// Ask for an uncompressed answer (Janus reads it to merge), whatever the client accepts.
-    pub identity: bool,
+    pub uncompressed: bool,
 }
 
 pub struct Upstream {
@@ -160,7 +159,7 @@ impl Upstream {
     pub async fn forward(&self, req: Forward<'_>) -> Result<Response<Body>, UpstreamError> {
         let mut builder = self.request(req.method, req.path_and_query);
         for name in ALWAYS_FORWARDED.iter().chain(self.forward_headers.iter()) {
-            if req.identity && name == header::ACCEPT_ENCODING {
+            if req.uncompressed && name == header::ACCEPT_ENCODING {
                 continue;
             }
             for value in req.headers.get_all(name) {
@@ -178,7 +177,7 @@ impl Upstream {
                 return Err(UpstreamError::Timeout(format!(
                     "query timed out: upstream {} did not answer within {}",
                     self.base,
-                    duration::format(req.budget)
+                    promql_parser::util::display_duration(&req.budget)
                 )));
             }
             Ok(Err(e)) => {

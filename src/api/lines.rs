@@ -1,0 +1,127 @@
+//! Lines: a log selector with its pipeline, answered from the store. Parameters in
+//! Prometheus's order → window → the engine's search → the answer streamed in chunks, with what
+//! answers in flight hold bounded by one budget.
+
+use std::sync::Arc;
+
+use axum::response::Response;
+
+use super::log_encode::{self, Order};
+use super::request::Deadline;
+use super::{envelope, SharedState};
+use crate::config::{LogAnswerFormat, MAX_LOG_LIMIT};
+use crate::engine::LineSearch;
+use crate::error::ApiError;
+use crate::logql::{self, SyntaxError};
+use crate::params::{Params, QueryKind, Timestamp};
+use crate::store::scan::Keep;
+
+/// `parsed` is the engine's parse of the query (`None`: the query is empty).
+pub async fn answer(
+    state: &SharedState,
+    params: &Params,
+    kind: QueryKind,
+    parsed: Option<Result<logql::LogQuery, SyntaxError>>,
+) -> Result<Response, ApiError> {
+    let config = &state.config;
+    // Parameters in Prometheus's order (times, then timeout), then the query itself.
+    let window = match kind {
+        QueryKind::Instant => Window::Instant(params.time_or("time", Timestamp::now())?),
+        QueryKind::Range => {
+            let (start, end) = params.log_range()?;
+            Window::Range(start, end)
+        }
+    };
+    let deadline = Deadline::own(params, config)?;
+    let text = params.query()?;
+    let query = match parsed {
+        Some(parsed) => parsed?,
+        None => logql::parse_log_query(text)?,
+    };
+    let limit = params.limit(config.query_log_limit, MAX_LOG_LIMIT)?;
+    // Default: the newest lines, oldest first. `forward`: the oldest (Lethe's choice).
+    // `backward`: the newest, newest first (Loki's meaning).
+    let (keep, order) = match params.choice("direction", &["forward", "backward"])? {
+        None => (Keep::Newest, Order::Ascending),
+        Some("forward") => (Keep::Oldest, Order::Ascending),
+        Some(_) => (Keep::Newest, Order::Descending),
+    };
+    let format = match params.choice("format", &["lethe", "streams"])? {
+        // `choice` allowed only these names.
+        Some(f) => <LogAnswerFormat as clap::ValueEnum>::from_str(f, false)
+            .unwrap_or(config.query_log_format),
+        None => config.query_log_format,
+    };
+    let (lo, hi) = match window {
+        Window::Instant(t) => {
+            let range = query.range.unwrap_or(config.query_log_lookback);
+            let range = i64::try_from(range.as_nanos()).unwrap_or(i64::MAX);
+            (t.0.saturating_sub(range), t.0)
+        }
+        Window::Range(start, end) => (start.0, end.0),
+    };
+
+    let _slot = state.log_limiter.acquire(deadline.at).await?;
+    let log_kind = query.kind;
+    let mut found = state
+        .engine
+        .search_lines(
+            LineSearch {
+                query,
+                lo,
+                hi,
+                limit,
+                keep,
+            },
+            deadline.at,
+        )
+        .await?;
+    let mut warnings = std::mem::take(&mut found.warnings);
+    if found.truncated {
+        warnings.push("results truncated due to limit".into());
+    }
+    let answer = log_encode::LogAnswer::new(found, log_kind, order, format, warnings);
+    // What answers being sent hold (positions, open files, a chunk each) has one budget.
+    let weight =
+        u32::try_from((answer.held_bytes() + 2 * ANSWER_CHUNK).div_ceil(1024)).unwrap_or(u32::MAX);
+    let held = tokio::time::timeout_at(
+        deadline.at,
+        Arc::clone(&state.answer_budget).acquire_many_owned(weight),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::Timeout(
+            "query timed out waiting for memory to send its answer (answers in flight)".into(),
+        )
+    })?
+    .map_err(|_| ApiError::Unavailable("Janus is shutting down".into()))?;
+    let chunks = futures_util::stream::unfold(Some((answer, held)), |state| async move {
+        let (mut answer, held) = state?;
+        let encoded = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(ANSWER_CHUNK + 4096);
+            let more = answer.fill(&mut out, ANSWER_CHUNK);
+            (answer, out, more)
+        })
+        .await;
+        match encoded {
+            Ok((answer, out, Ok(more))) => {
+                let next = more.then_some((answer, held));
+                (!out.is_empty() || next.is_some())
+                    .then(|| (Ok::<_, std::io::Error>(bytes::Bytes::from(out)), next))
+            }
+            Ok((_, _, Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+            Err(e) => Some((Err(std::io::Error::other(e)), None)),
+        }
+    });
+    Ok(envelope::json_response(axum::body::Body::from_stream(
+        chunks,
+    )))
+}
+
+/// Bytes of answer encoded at a time: what a slow reader holds.
+const ANSWER_CHUNK: usize = 256 * 1024;
+
+enum Window {
+    Instant(Timestamp),
+    Range(Timestamp, Timestamp),
+}

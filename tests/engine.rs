@@ -1,0 +1,238 @@
+//! The engine without HTTP: a store, limits and a metric source that answers from memory are all
+//! it needs. Log metrics mixed with metrics, lines, and each part's errors come back typed.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use janus::engine::{
+    prepare, Engine, EngineError, Limits, LineSearch, MetricAnswer, MetricQuery, MetricSource,
+    Prepared, SourceErrorKind,
+};
+use janus::promql::value::{Labels, Series, Steps, Value};
+use janus::store::scan::Keep;
+use janus::store::Store;
+use janus::telemetry::Metrics;
+
+const NS: i64 = 1_000_000_000;
+/// 2009-11-10T23:00:00Z: the end of the hour Lethe's sample lines are in.
+const T: i64 = 1_257_894_000 * NS;
+
+/// Answers every metric part with one series per namespace, valued 2, and remembers what it
+/// was asked.
+#[derive(Default)]
+struct Constant {
+    asked: AtomicUsize,
+    texts: std::sync::Mutex<Vec<String>>,
+}
+
+impl MetricSource for Constant {
+    fn query<'a>(&'a self, query: MetricQuery<'a>) -> janus::engine::source::MetricFuture<'a> {
+        Box::pin(async move {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut texts) = self.texts.lock() {
+                texts.push(query.text.to_string());
+            }
+            if query.text.contains("refused") {
+                return Err(EngineError::Source {
+                    kind: SourceErrorKind::BadData,
+                    message: "refused by the source".into(),
+                });
+            }
+            let series = ["namespace01", "namespace02"]
+                .map(|ns| Series {
+                    labels: Labels::from([("namespace".to_string(), ns.to_string())]),
+                    points: vec![Some(2.0); query.steps.count],
+                })
+                .to_vec();
+            Ok(MetricAnswer {
+                value: Value::Vector(series),
+                warnings: vec![],
+            })
+        })
+    }
+}
+
+fn engine(evaluate_metric_queries: bool) -> Engine {
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(Store::new(support::lethe_testdata(), Arc::clone(&metrics)));
+    Engine::new(
+        store,
+        Limits {
+            max_samples: 1_000_000,
+            max_series: 1000,
+            evaluate_metric_queries,
+        },
+        metrics,
+    )
+}
+
+async fn prepared(engine: &Engine, text: &str) -> Result<Prepared, EngineError> {
+    let tokens = prepare::route(text, engine.limits().evaluate_metric_queries)
+        .expect("Janus answers this query");
+    engine.prepare(text, tokens).await
+}
+
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(30)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_metrics_mixed_with_metrics_from_any_source() {
+    let engine = engine(false);
+    let source = Constant::default();
+    let text = r#"sum by (namespace) (count_over_time(pod{namespace=~"namespace0.*"}[1h])) * on (namespace) metric_from_memory"#;
+    let Prepared::Expression(expression) = prepared(&engine, text).await.expect("parses") else {
+        panic!("an expression");
+    };
+    assert!(expression.reads_metrics());
+    let steps = Steps {
+        start: T,
+        step: 1,
+        count: 1,
+    };
+    let answer = engine
+        .evaluate(&expression, steps, &source, deadline())
+        .await
+        .expect("answers");
+    let Value::Vector(series) = answer.value else {
+        panic!("a vector");
+    };
+    let by_namespace: Vec<(String, f64)> = series
+        .iter()
+        .map(|s| {
+            (
+                s.labels["namespace"].clone(),
+                s.points[0].unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    // Lines of each namespace in the hour before T, times the source's 2.
+    let lines = |ns: &str| -> f64 {
+        let dir = support::lethe_testdata().join("pod").join(ns);
+        let text = std::fs::read_to_string(dir.join("2009-11-10_22.log")).unwrap_or_default();
+        text.lines().count() as f64
+    };
+    assert_eq!(
+        by_namespace,
+        vec![
+            ("namespace01".to_string(), 2.0 * lines("namespace01")),
+            ("namespace02".to_string(), 2.0 * lines("namespace02")),
+        ]
+    );
+    assert_eq!(source.asked.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        source.texts.lock().unwrap().as_slice(),
+        ["metric_from_memory"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_but_selectors_is_evaluated_in_the_engine_under_the_switch() {
+    let engine = engine(true);
+    let source = Constant::default();
+    let text = "max_over_time((sum(a) + scalar(sum(b)))[10m:1m]) / 4";
+    let Prepared::Expression(expression) = prepared(&engine, text).await.expect("parses") else {
+        panic!("an expression");
+    };
+    let steps = Steps {
+        start: T,
+        step: 60 * NS,
+        count: 3,
+    };
+    let answer = engine
+        .evaluate(&expression, steps, &source, deadline())
+        .await
+        .expect("answers");
+    // sum(a) = 4, scalar(sum(b)) = 4: (4 + 4) / 4 at every step.
+    assert_eq!(
+        answer.value,
+        Value::Vector(vec![Series {
+            labels: Labels::new(),
+            points: vec![Some(2.0); 3],
+        }])
+    );
+    let mut texts = source.texts.lock().unwrap().clone();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts, ["a", "b"], "only the selectors were asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_and_typed_errors() {
+    let engine = engine(false);
+    let Prepared::Lines(Ok(query)) =
+        prepared(&engine, r#"pod{namespace="namespace01"} |= "hello""#)
+            .await
+            .expect("parses")
+    else {
+        panic!("lines");
+    };
+    let found = engine
+        .search_lines(
+            LineSearch {
+                query,
+                lo: T - 3600 * NS,
+                hi: T,
+                limit: 3,
+                keep: Keep::Newest,
+            },
+            deadline(),
+        )
+        .await
+        .expect("found");
+    assert_eq!(found.lines.len(), 3);
+    assert!(found.truncated);
+
+    // Each part's error comes back as itself.
+    assert!(matches!(
+        prepared(&engine, r#"pod{namespace="x"} |~ "(""#).await,
+        Err(EngineError::Syntax(_))
+    ));
+    // Lines have no offset: refused in the lines parser's words, after the parameters.
+    assert!(matches!(
+        prepared(&engine, r#"pod{namespace="x"} offset 5m"#).await,
+        Ok(Prepared::Lines(Err(_)))
+    ));
+    assert!(matches!(
+        prepared(&engine, r#"rate(pod{namespace="x"}[5m]) +"#).await,
+        Err(EngineError::Syntax(_))
+    ));
+    let Prepared::Expression(expression) = prepared(
+        &engine,
+        r#"count_over_time(pod{namespace="namespace01"}[1h]) + refused_metric"#,
+    )
+    .await
+    .expect("parses") else {
+        panic!("an expression");
+    };
+    let steps = Steps {
+        start: T,
+        step: 1,
+        count: 1,
+    };
+    let refused = engine
+        .evaluate(&expression, steps, &Constant::default(), deadline())
+        .await;
+    assert!(
+        matches!(&refused, Err(EngineError::Source { kind: SourceErrorKind::BadData, message }) if message == "refused by the source"),
+        "{refused:?}"
+    );
+    let Prepared::Expression(expression) = prepared(
+        &engine,
+        r#"count_over_time(pod{namespace="namespace01"}[1h]) + on () group_left count_over_time(pod{namespace=~"namespace0.*"}[1h])"#,
+    )
+    .await
+    .expect("parses") else {
+        panic!("an expression");
+    };
+    let many = engine
+        .evaluate(&expression, steps, &Constant::default(), deadline())
+        .await;
+    assert!(
+        matches!(&many, Err(EngineError::Eval(janus::promql::EvalError::Execution(m))) if m.contains("many-to-many")),
+        "{many:?}"
+    );
+}
