@@ -236,3 +236,49 @@ async fn lines_and_typed_errors() {
         "{many:?}"
     );
 }
+
+/// Janus's own log functions parse and answer (promql-parser is taught them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_of_log_lines() {
+    let engine = engine(false);
+    let steps = Steps {
+        start: T,
+        step: 1,
+        count: 1,
+    };
+    let text = std::fs::read_to_string(
+        support::lethe_testdata().join("pod/namespace01/2009-11-10_22.log"),
+    )
+    .expect("sample file");
+    let bytes: usize = text
+        .lines()
+        .map(|l| l.split_once("] ").map_or(0, |(_, message)| message.len()))
+        .sum();
+    for (query, expected) in [
+        (
+            r#"sum(bytes_over_time(pod{namespace="namespace01"}[1h]))"#,
+            bytes as f64,
+        ),
+        (
+            r#"sum(bytes_rate(pod{namespace="namespace01"}[1h]))"#,
+            bytes as f64 / 3600.0,
+        ),
+    ] {
+        let Prepared::Expression(expression) = prepared(&engine, query).await.expect("parses")
+        else {
+            panic!("an expression");
+        };
+        let answer = engine
+            .evaluate(&expression, steps, &Constant::default(), deadline())
+            .await
+            .expect("answers");
+        let Value::Vector(series) = answer.value else {
+            panic!("a vector");
+        };
+        let got = series[0].points[0].expect("a value");
+        assert!(
+            (got - expected).abs() <= 1e-12 * expected,
+            "{query}: {got} vs {expected}"
+        );
+    }
+}

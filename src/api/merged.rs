@@ -173,7 +173,28 @@ async fn label_endpoint(
     if series.is_empty() && matches.logs.is_empty() {
         return proxy::forward(&state, read).await;
     }
-    let ours: Part = match endpoint {
+    let ours = store_part(endpoint, series, name);
+    let upstream_params = upstream_pairs(&read.params, &matches);
+    let limit = read.params.limit(0, usize::MAX).unwrap_or(0);
+    let mut warnings = Vec::new();
+    let theirs = match upstream_params {
+        None => UpstreamPart::Absent,
+        Some(pairs) => fetch_upstream(&state, &read, &pairs).await,
+    };
+    let merged = match merge(ours, theirs, &mut warnings) {
+        Ok(merged) => merged,
+        Err(response) => return *response,
+    };
+    Face::Log.mark(encode_part(merged, limit, warnings))
+}
+
+/// The store's answer for the endpoint: label names, one label's values, or series.
+fn store_part(
+    endpoint: Endpoint,
+    series: Vec<BTreeMap<String, String>>,
+    name: Option<String>,
+) -> Part {
+    match endpoint {
         Endpoint::Labels => Part::Strings(
             series
                 .iter()
@@ -190,58 +211,61 @@ async fn label_endpoint(
             )
         }
         Endpoint::Series => Part::Series(series),
-    };
-    // The upstream's part: unchanged when no log matcher was given, without the log matchers
-    // otherwise, and not asked at all when every matcher was a log selector.
-    let upstream_params: Option<Vec<(String, String)>> = if matches.logs.is_empty() {
-        Some(read.params.pairs().to_vec())
+    }
+}
+
+/// The parameters for the upstream's part: unchanged when no log matcher was given, without
+/// the log matchers otherwise, and `None` (not asked) when every matcher was a log selector.
+fn upstream_pairs(params: &Params, matches: &Matches) -> Option<Vec<(String, String)>> {
+    if matches.logs.is_empty() {
+        Some(params.pairs().to_vec())
     } else if matches.metrics.is_empty() {
         None
     } else {
         Some(
-            read.params
+            params
                 .pairs()
                 .iter()
                 .filter(|(k, v)| k != "match[]" || matches.metrics.contains(v))
                 .cloned()
                 .collect(),
         )
-    };
-    let limit = read.params.limit(0, usize::MAX).unwrap_or(0);
-    let mut warnings = Vec::new();
-    let theirs = match upstream_params {
-        None => UpstreamPart::Absent,
-        Some(pairs) => fetch_upstream(&state, &read, &pairs).await,
-    };
-    let merged = match (ours, theirs) {
-        (_, UpstreamPart::Passthrough(response)) => return response,
+    }
+}
+
+/// Both parts in one; the upstream's refusal or an unreadable answer is the response itself.
+fn merge(
+    ours: Part,
+    theirs: UpstreamPart,
+    warnings: &mut Vec<String>,
+) -> Result<Part, Box<Response>> {
+    match (ours, theirs) {
+        (_, UpstreamPart::Passthrough(response)) => Err(Box::new(response)),
         (ours, UpstreamPart::Unavailable(why)) => {
             warnings.push(why);
-            ours
+            Ok(ours)
         }
-        (ours, UpstreamPart::Absent) => ours,
+        (ours, UpstreamPart::Absent) => Ok(ours),
         (Part::Strings(mut ours), UpstreamPart::Json(body)) => {
-            match serde_json::from_slice::<Envelope<Vec<String>>>(&body) {
-                Ok(e) => {
-                    ours.extend(e.data);
-                    warnings.extend(e.warnings);
-                    Part::Strings(ours)
-                }
-                Err(e) => return bad_upstream(e),
-            }
+            let e = serde_json::from_slice::<Envelope<Vec<String>>>(&body)
+                .map_err(|e| Box::new(bad_upstream(e)))?;
+            ours.extend(e.data);
+            warnings.extend(e.warnings);
+            Ok(Part::Strings(ours))
         }
         (Part::Series(mut ours), UpstreamPart::Json(body)) => {
-            match serde_json::from_slice::<Envelope<Vec<BTreeMap<String, String>>>>(&body) {
-                Ok(e) => {
-                    ours.extend(e.data);
-                    warnings.extend(e.warnings);
-                    Part::Series(ours)
-                }
-                Err(e) => return bad_upstream(e),
-            }
+            let e = serde_json::from_slice::<Envelope<Vec<BTreeMap<String, String>>>>(&body)
+                .map_err(|e| Box::new(bad_upstream(e)))?;
+            ours.extend(e.data);
+            warnings.extend(e.warnings);
+            Ok(Part::Series(ours))
         }
-    };
-    let encoded = match merged {
+    }
+}
+
+/// Sorted, deduplicated (series), cut to `limit` with Prometheus's warning, encoded.
+fn encode_part(merged: Part, limit: usize, mut warnings: Vec<String>) -> Response {
+    match merged {
         Part::Strings(set) => {
             let mut values: Vec<String> = set.into_iter().collect();
             truncate(&mut values, limit, &mut warnings);
@@ -253,8 +277,7 @@ async fn label_endpoint(
             truncate(&mut series, limit, &mut warnings);
             encode(&series, &warnings)
         }
-    };
-    Face::Log.mark(encoded)
+    }
 }
 
 enum Part {

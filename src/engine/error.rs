@@ -9,10 +9,15 @@ use crate::store::scan::ScanStop;
 /// Prometheus's error types a metric source can answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceErrorKind {
+    /// The source refused the part as malformed.
     BadData,
+    /// The part was valid but failed while running.
     Execution,
+    /// The source did not answer before the deadline.
     Timeout,
+    /// The source was asked to stop.
     Canceled,
+    /// The source could not be reached or read.
     Unavailable,
 }
 
@@ -29,18 +34,24 @@ impl SourceErrorKind {
     }
 }
 
+/// Why the engine gave no answer; `error.rs` maps each to Prometheus's error type.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The query text could not be read.
     #[error(transparent)]
     Syntax(#[from] SyntaxError),
+    /// The expression could not be evaluated (types, matching, samples, time).
     #[error(transparent)]
     Eval(#[from] EvalError),
+    /// A scan stopped early: deadline, cancellation, too many streams.
     #[error(transparent)]
     Stopped(#[from] ScanStop),
     /// The metric source refused a part or could not answer it.
     #[error("{message}")]
     Source {
+        /// Which of Prometheus's error types the source answered with.
         kind: SourceErrorKind,
+        /// The source's own words, passed on to the client.
         message: String,
     },
     /// The query waited past its deadline for memory to hold its answer.

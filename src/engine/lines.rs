@@ -11,10 +11,15 @@ use crate::store::{Found, Search};
 /// What to search: the query, an inclusive window in nanoseconds, how many lines and which
 /// end of the window to keep when more match.
 pub struct LineSearch {
+    /// The parsed selector and pipeline.
     pub query: LogQuery,
+    /// Oldest line time wanted, nanoseconds (inclusive).
     pub lo: i64,
+    /// Newest line time wanted, nanoseconds (inclusive).
     pub hi: i64,
+    /// Lines to keep at most; more matching lines make the answer truncated.
     pub limit: usize,
+    /// Which end of the window wins when more lines match than `limit`.
     pub keep: Keep,
 }
 

@@ -4,6 +4,8 @@
 //! encodes. A test or another binary can drive the engine the same way, with any
 //! [`MetricSource`] for the metric parts.
 
+#![warn(missing_docs)]
+
 pub mod error;
 mod evaluate;
 pub mod lines;
@@ -35,6 +37,8 @@ pub struct Limits {
     pub evaluate_metric_queries: bool,
 }
 
+/// The query engine: a store to read, the limits every query runs within, and the counters that
+/// show what was evaluated here and what was pushed to a metric source.
 pub struct Engine {
     store: Arc<Store>,
     limits: Limits,
@@ -52,6 +56,7 @@ impl Drop for CancelOnDrop {
 }
 
 impl Engine {
+    /// An engine over `store`; one per process, shared by every request.
     pub fn new(store: Arc<Store>, limits: Limits, metrics: Arc<Metrics>) -> Self {
         Engine {
             store,
@@ -60,6 +65,7 @@ impl Engine {
         }
     }
 
+    /// The limits queries run within (the HTTP layer routes by the testing switch).
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

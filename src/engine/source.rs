@@ -13,6 +13,7 @@ use crate::promql::value::{Steps, Value};
 pub struct MetricQuery<'a> {
     /// PromQL text without log selectors.
     pub text: &'a str,
+    /// The evaluation steps the answer must be aligned to.
     pub steps: Steps,
     /// Asked as a range query (`query_range`), else as an instant query at `steps.start`.
     pub range: bool,
@@ -20,20 +21,25 @@ pub struct MetricQuery<'a> {
     pub scalar: bool,
     /// Samples the answer may hold; a source stops reading beyond them.
     pub max_samples: usize,
+    /// When the answer is no longer wanted.
     pub deadline: tokio::time::Instant,
 }
 
 /// A source's answer: the value at the query's steps and any warnings it gave.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricAnswer {
+    /// The part's value at the query's steps.
     pub value: Value,
+    /// The source's warnings, passed on with the answer.
     pub warnings: Vec<String>,
 }
 
+/// A source's answer in the making: boxed so that `MetricSource` can be used as `dyn`.
 pub type MetricFuture<'a> =
     Pin<Box<dyn Future<Output = Result<MetricAnswer, EngineError>> + Send + 'a>>;
 
 /// Answers the metric parts of expressions.
 pub trait MetricSource: Send + Sync {
+    /// Answers one part of an expression at the query's steps.
     fn query<'a>(&'a self, query: MetricQuery<'a>) -> MetricFuture<'a>;
 }

@@ -26,15 +26,20 @@ const READ_CHUNK: usize = 4 << 20;
 /// Indexes kept; far more than the hour files a store holds in its retention window.
 const MAX_CACHED: usize = 200_000;
 
+/// A run of whole lines of a file, the unit a scan reads with one `pread` and skips by time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {
+    /// Byte offset of the block's first line.
     pub start: u64,
+    /// Byte offset just past the block's last line.
     pub end: u64,
     /// `i64::MAX`/`i64::MIN` when the block holds no parsable line.
     pub min_ts: i64,
+    /// Newest line time in the block: a block older than a window is never read.
     pub max_ts: i64,
 }
 
+/// What Janus knows of one hour file without reading it again: its blocks and streams.
 #[derive(Debug, Clone, Default)]
 pub struct FileIndex {
     dev: u64,
@@ -46,6 +51,7 @@ pub struct FileIndex {
     fingerprint: u64,
     /// Bytes covered: up to the end of the last complete line (a torn tail is left for later).
     pub indexed_len: u64,
+    /// The file's blocks, in file order.
     pub blocks: Vec<Block>,
     /// A last line without a newline in a file nobody is writing any more (Lethe's sample tree
     /// ends that way): a line like the others, kept apart because an append may still end it.
@@ -55,6 +61,7 @@ pub struct FileIndex {
     /// Distinct bracket contents (`ns|pod|container`) of the file's lines, for label values and
     /// series without a scan; at most [`MAX_STREAMS`] (then `streams_capped`).
     pub streams: FxHashSet<Vec<u8>>,
+    /// The file had more streams than an index remembers: listing them reads the file.
     pub streams_capped: bool,
 }
 
@@ -62,6 +69,8 @@ pub struct FileIndex {
 /// store holds. A file whose streams were not all remembered is marked `streams_capped`, and
 /// label values and series read its lines instead.
 pub const MAX_STREAMS: usize = 5_000;
+/// Streams all cached indexes may remember together: many files of many streams each cannot fill
+/// memory; past it, files are marked `streams_capped` and read when listed.
 pub const STREAM_BUDGET: usize = 200_000;
 
 impl FileIndex {
@@ -101,7 +110,9 @@ impl Default for IndexCache {
 /// What `IndexCache::get` did, for metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct IndexWork {
+    /// Bytes read to build or extend the index (`janus_store_bytes_indexed_total`).
     pub bytes_indexed: u64,
+    /// Lines found unparsable while indexing, counted once each.
     pub new_bad_lines: u64,
     /// The cached index described another file (replaced or rewritten) and was thrown away.
     pub rebuilt: bool,

@@ -10,19 +10,24 @@ use std::path::{Path, PathBuf};
 use crate::logql::LogKind;
 use crate::store::line::days_from_civil;
 
+/// Nanoseconds in an hour: one hour file's span.
 pub const HOUR_NANOS: i64 = 3_600_000_000_000;
 
 /// A target directory: a namespace (pod logs) or a node (node logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The directory name: the target (namespace or node) the lines belong to.
     pub name: String,
+    /// Where the directory is.
     pub path: PathBuf,
 }
 
 /// An hour file of a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HourFile {
+    /// The file name, `YYYY-MM-DD_HH.log`.
     pub name: String,
+    /// Where the file is.
     pub path: PathBuf,
     /// Start of the hour its name promises, in nanoseconds.
     pub hour_start: i64,
@@ -31,9 +36,11 @@ pub struct HourFile {
 /// What listing passed over (odd names, links, unreadable entries).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Skipped {
+    /// Entries skipped while listing (links, bad names): counted, never followed.
     pub entries: u64,
 }
 
+/// The directory of one kind of log (`pod/` or `node/`) under the store root.
 pub fn kind_dir(root: &Path, kind: LogKind) -> PathBuf {
     root.join(kind.name())
 }

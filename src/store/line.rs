@@ -5,12 +5,15 @@
 /// The parts of a line, borrowed from the block it was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Line<'a> {
+    /// The line's time, nanoseconds since 1970, read from its RFC 3339 prefix.
     pub ts: i64,
     /// The timestamp exactly as written (Lethe answers it verbatim).
     pub time_text: &'a [u8],
     /// The bracket fields, up to three (pod: namespace, pod, container; node: node, process).
     pub fields: [&'a [u8]; 3],
+    /// How many bracket fields the line has (3 for pod lines, 2 for node lines).
     pub field_count: usize,
+    /// The message after the closing bracket and its space.
     pub message: &'a [u8],
 }
 
@@ -70,6 +73,7 @@ pub struct TimestampCache {
 }
 
 impl TimestampCache {
+    /// The time of an RFC 3339 timestamp, reusing the date part when it is the previous line's.
     pub fn parse(&mut self, t: &[u8]) -> Option<i64> {
         // Fast path: same `YYYY-MM-DDTHH`, then `:MM:SS[.frac]Z`.
         if self.valid && t.len() >= 20 && t[..13] == self.prefix && t[t.len() - 1] == b'Z' {
@@ -184,6 +188,7 @@ pub fn parse_timestamp(t: &[u8]) -> Option<i64> {
     seconds.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
+/// Days in a month of the proleptic Gregorian calendar, for checking timestamps.
 pub fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,

@@ -3,6 +3,8 @@
 //! Reading only, for now: layout listing ([`layout`]), line parsing ([`line`]), per-file time
 //! indexes ([`index`]) and the scan engine ([`scan`]).
 
+#![warn(missing_docs)]
+
 pub mod beneath;
 pub mod index;
 pub mod layout;
@@ -27,12 +29,19 @@ use workers::Workers;
 
 /// A search over the store: a parsed query, an inclusive window and how many lines to keep.
 pub struct Search<'a> {
+    /// The parsed selector and pipeline.
     pub query: &'a LogQuery,
+    /// Oldest line time wanted, nanoseconds (inclusive).
     pub lo: i64,
+    /// Newest line time wanted, nanoseconds (inclusive).
     pub hi: i64,
+    /// Lines to keep at most (0 for a pass over every line, as log metrics make).
     pub limit: usize,
+    /// Which end of the window wins when more lines match than `limit`.
     pub keep: Keep,
+    /// When the search must give up (answered 503 `timeout`).
     pub deadline: Instant,
+    /// Set when the client went away: the scan stops at its next block.
     pub cancelled: &'a AtomicBool,
 }
 
@@ -43,18 +52,22 @@ pub type StreamBuckets = BTreeMap<Vec<String>, Vec<(u64, u64)>>;
 /// is encoded, so the lines' content is never all in memory at once.
 #[derive(Debug, Clone, Copy)]
 pub struct FoundLine {
+    /// The line's time, nanoseconds: the answer is ordered by it.
     pub ts: i64,
     file: usize,
     offset: u64,
     len: usize,
 }
 
+/// A search's answer: the lines by position, with the files they are in held open.
 pub struct Found {
     /// Oldest → newest; ties by target, file, position.
     pub lines: Vec<FoundLine>,
     /// The files the lines are in, kept open until the answer is sent.
     files: Vec<File>,
+    /// More lines matched than the limit kept.
     pub truncated: bool,
+    /// What the client should know: files skipped, blocks changed under the scan.
     pub warnings: Vec<String>,
 }
 
@@ -83,6 +96,8 @@ impl Found {
     }
 }
 
+/// The store: one root with `pod/` and `node/` trees, the index cache and the scan workers, shared
+/// by every query.
 pub struct Store {
     root: PathBuf,
     indexes: IndexCache,
@@ -91,6 +106,7 @@ pub struct Store {
 }
 
 impl Store {
+    /// A store over `root`, with a scan worker per core.
     pub fn new(root: PathBuf, metrics: Arc<Metrics>) -> Self {
         Store::with_block_bytes(root, metrics, index::BLOCK_BYTES)
     }
@@ -105,6 +121,7 @@ impl Store {
         }
     }
 
+    /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -423,6 +440,7 @@ impl Store {
         tracing::info!(files = files.len(), hours, "indexed recent log files");
     }
 
+    /// Drops the cached indexes of files that no longer exist (after retention deleted them).
     pub fn forget_deleted(&self) {
         self.indexes.forget_missing();
     }

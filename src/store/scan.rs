@@ -23,8 +23,11 @@ use crate::logql::LineFilter;
 
 /// One file to scan with its index, in global order (target name, then file name).
 pub struct ScanFile {
+    /// The file's target (namespace or node), for the answer's order.
     pub target: String,
+    /// The open file, read by position.
     pub file: File,
+    /// The file's index, shared with the cache.
     pub index: Arc<FileIndex>,
 }
 
@@ -33,9 +36,11 @@ pub struct ScanFile {
 /// target, file, position): the answer's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {
+    /// The line's time, nanoseconds.
     pub ts: i64,
     /// Index into the scan's file list, which is sorted by target then file name.
     pub file: usize,
+    /// Byte offset of the line in its file.
     pub offset: u64,
     /// Bytes of the line, without its newline.
     pub len: usize,
@@ -61,9 +66,13 @@ impl PartialOrd for Hit {
 
 /// A matching line as the scanner sees it, borrowed from the block being scanned.
 pub struct Match<'a> {
+    /// Index of the file in the scan's file list.
     pub file: usize,
+    /// Byte offset of the line in its file.
     pub offset: u64,
+    /// The line's bytes without its newline.
     pub raw: &'a [u8],
+    /// The line parsed.
     pub line: &'a line::Line<'a>,
 }
 
@@ -81,15 +90,19 @@ impl Match<'_> {
 /// Which end of the window to keep when more than `limit` lines match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
+    /// The newest lines (the default, and Loki's `backward`).
     Newest,
+    /// The oldest lines (Lethe's `forward`).
     Oldest,
 }
 
 /// Why a scan stopped before its end, in the words the client reads.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScanStop {
+    /// The deadline passed.
     #[error("query timed out in query execution")]
     Deadline,
+    /// The client went away.
     #[error("query was canceled")]
     Cancelled,
     /// A log metric selected more streams than the query may hold.
@@ -97,11 +110,13 @@ pub enum ScanStop {
     TooManyStreams(usize),
 }
 
+/// What a scan found, and what it cost.
 pub struct ScanOutcome {
     /// Sorted oldest → newest.
     pub hits: Vec<Hit>,
     /// More lines matched than `limit`.
     pub truncated: bool,
+    /// Bytes read from files (`janus_store_bytes_scanned_total`).
     pub bytes_read: u64,
     /// Blocks that could not be read (a file truncated or replaced under the scan).
     pub unreadable_blocks: u64,
@@ -200,6 +215,24 @@ fn can_improve(unit: &Unit, keep: Keep, worst_kept: Option<i64>) -> bool {
     }
 }
 
+/// Bytes read and blocks that could not be read, over all workers.
+#[derive(Default)]
+struct Tally {
+    bytes_read: AtomicUsize,
+    unreadable: AtomicUsize,
+}
+
+impl Tally {
+    fn record(&self, read: std::io::Result<usize>) {
+        match read {
+            Ok(n) => self.bytes_read.fetch_add(n, Ordering::Relaxed),
+            Err(_) => self.unreadable.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// Scans for the lines to keep: workers take units best-first until no remaining unit can
+/// improve the kept lines, then a probe says whether more lines matched than were kept.
 pub fn scan(
     files: &[ScanFile],
     req: &Search<'_>,
@@ -216,8 +249,7 @@ pub fn scan(
     let cursor = AtomicUsize::new(0);
     let stop: Mutex<Option<ScanStop>> = Mutex::new(None);
     let stopping = AtomicBool::new(false);
-    let bytes_read = AtomicUsize::new(0);
-    let unreadable = AtomicUsize::new(0);
+    let tally = Tally::default();
     // The first unit that was not needed: where a truncation probe would continue.
     let first_unneeded = AtomicUsize::new(usize::MAX);
 
@@ -244,16 +276,15 @@ pub fn scan(
                 return;
             }
             let mut local = Kept::new(req.keep, req.limit.max(1));
-            match scan_unit(files, unit, req, &filters, &prefilter, &mut buf, &mut |m| {
-                local.push(m.to_hit())
-            }) {
-                Ok(n) => {
-                    bytes_read.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    unreadable.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            tally.record(scan_unit(
+                files,
+                unit,
+                req,
+                &filters,
+                &prefilter,
+                &mut buf,
+                &mut |m| local.push(m.to_hit()),
+            ));
             let local_overflowed = local.overflowed;
             if let Ok(mut k) = kept.lock() {
                 k.overflowed |= local_overflowed;
@@ -272,44 +303,49 @@ pub fn scan(
         Err(poisoned) => poisoned.into_inner(),
     };
     // Stopped early with exactly `limit` lines: look on until one more match says "truncated".
-    let mut truncated = kept.overflowed;
     let from = first_unneeded.load(Ordering::Relaxed);
-    if !truncated && from != usize::MAX {
-        let mut buf = Vec::new();
-        for unit in &units[from..] {
-            if let Some(why) = interrupted(req.deadline, req.cancelled) {
-                return Err(why);
-            }
-            let mut found = false;
-            match scan_unit(
-                files,
-                unit,
-                req,
-                &filters,
-                &prefilter,
-                &mut buf,
-                &mut |_| found = true,
-            ) {
-                Ok(n) => {
-                    bytes_read.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    unreadable.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            if found {
-                truncated = true;
-                break;
-            }
-        }
-    }
+    let truncated = kept.overflowed
+        || (from != usize::MAX
+            && more_match(files, &units[from..], req, &filters, &prefilter, &tally)?);
     kept.overflowed = truncated;
     Ok(ScanOutcome {
         truncated,
         hits: kept.into_sorted(),
-        bytes_read: bytes_read.into_inner() as u64,
-        unreadable_blocks: unreadable.into_inner() as u64,
+        bytes_read: tally.bytes_read.into_inner() as u64,
+        unreadable_blocks: tally.unreadable.into_inner() as u64,
     })
+}
+
+/// Whether any of `units` holds a matching line: the truncation probe, on this thread, stopping
+/// at the first match.
+fn more_match(
+    files: &[ScanFile],
+    units: &[Unit],
+    req: &Search<'_>,
+    filters: &[LineFilter],
+    prefilter: &Prefilter,
+    tally: &Tally,
+) -> Result<bool, ScanStop> {
+    let mut buf = Vec::new();
+    for unit in units {
+        if let Some(why) = interrupted(req.deadline, req.cancelled) {
+            return Err(why);
+        }
+        let mut found = false;
+        tally.record(scan_unit(
+            files,
+            unit,
+            req,
+            filters,
+            prefilter,
+            &mut buf,
+            &mut |_| found = true,
+        ));
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether a search must stop now, and why.

@@ -43,6 +43,7 @@ struct Appender {
     last_used: Instant,
 }
 
+/// Appends pushed lines to hour files: one appender per file, links refused, torn tails repaired.
 pub struct Writer {
     root: PathBuf,
     fsync: FsyncMode,
@@ -52,7 +53,9 @@ pub struct Writer {
 /// What one `append` call did, for metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Appended {
+    /// Bytes appended by the write.
     pub bytes: u64,
+    /// Seconds spent forcing the write to disk, when the mode did.
     pub fsync_seconds: f64,
 }
 
@@ -68,6 +71,7 @@ fn ends_mid_line(file: &File, len: u64) -> std::io::Result<bool> {
 }
 
 impl Writer {
+    /// A writer under `root`, forcing writes to disk as `fsync` says.
     pub fn new(root: PathBuf, fsync: FsyncMode) -> Self {
         Writer {
             root,
