@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use super::eval::{unsupported, without_name, Evaluator};
+use super::eval::{merge_series, unsupported, without_name, Clash, Evaluator};
 use super::operators::BinaryOp;
 use super::value::{Labels, Series, Value};
 use super::EvalError;
@@ -62,7 +62,7 @@ impl Evaluator<'_> {
                     return_bool,
                 };
                 if op.is_set() {
-                    Ok(Value::Vector(set_operation(op, &matching, l, r)))
+                    set_operation(op, &matching, l, r).map(Value::Vector)
                 } else {
                     self.matched(op, &matching, l, r).map(Value::Vector)
                 }
@@ -181,7 +181,7 @@ fn set_operation(
     matching: &Matching<'_>,
     lhs: Vec<Series>,
     rhs: Vec<Series>,
-) -> Vec<Series> {
+) -> Result<Vec<Series>, EvalError> {
     let rsigs: Vec<String> = rhs.iter().map(|s| matching.signature(&s.labels)).collect();
     let lsigs: Vec<String> = lhs.iter().map(|s| matching.signature(&s.labels)).collect();
     let present = |side: &[Series], sigs: &[String], sig: &str, k: usize| {
@@ -221,7 +221,7 @@ fn set_operation(
             });
         }
     }
-    merge_same_labels(out)
+    merge_series(out, Clash::KeepFirst)
 }
 
 fn vector_scalar(
@@ -320,21 +320,4 @@ fn result_labels(
         }
     }
     labels
-}
-
-fn merge_same_labels(series: Vec<Series>) -> Vec<Series> {
-    let mut out: Vec<Series> = Vec::new();
-    for s in series {
-        match out.iter_mut().find(|o| o.labels == s.labels) {
-            Some(o) => {
-                for (p, q) in o.points.iter_mut().zip(s.points) {
-                    if p.is_none() {
-                        *p = q;
-                    }
-                }
-            }
-            None => out.push(s),
-        }
-    }
-    out
 }

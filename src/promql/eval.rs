@@ -151,24 +151,33 @@ pub(super) fn without_name(labels: &Labels) -> Labels {
     l
 }
 
-/// Series that now share a label set must not both have a value at one step.
-pub(super) fn merge_checked(series: Vec<Series>) -> Result<Vec<Series>, EvalError> {
+/// What to do when two series that now share a label set both have a value at one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Clash {
+    /// Keep the first series' value (`or` keeps the left side's).
+    KeepFirst,
+    /// Refuse, as Prometheus does after relabelling.
+    Refuse,
+}
+
+/// Series with the same labels become one.
+pub(super) fn merge_series(series: Vec<Series>, clash: Clash) -> Result<Vec<Series>, EvalError> {
     let mut out: Vec<Series> = Vec::new();
     for s in series {
-        match out.iter_mut().find(|o| o.labels == s.labels) {
-            Some(o) => {
-                for (p, q) in o.points.iter_mut().zip(s.points) {
-                    if q.is_some() {
-                        if p.is_some() {
-                            return Err(EvalError::Execution(
-                                "vector cannot contain metrics with the same labelset".into(),
-                            ));
-                        }
-                        *p = q;
-                    }
+        let Some(o) = out.iter_mut().find(|o| o.labels == s.labels) else {
+            out.push(s);
+            continue;
+        };
+        for (p, q) in o.points.iter_mut().zip(s.points) {
+            match (p.is_some(), q.is_some(), clash) {
+                (true, true, Clash::Refuse) => {
+                    return Err(EvalError::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ))
                 }
+                (false, true, _) => *p = q,
+                _ => {}
             }
-            None => out.push(s),
         }
     }
     Ok(out)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{
-    map_points, merge_checked, quantile_out_of_range, unsupported, without_name, Evaluator,
+    map_points, merge_series, quantile_out_of_range, unsupported, without_name, Clash, Evaluator,
 };
 use super::functions::{Evaluation, Function};
 use super::value::{Labels, Series, Value};
@@ -193,7 +193,7 @@ impl Evaluator<'_> {
             }
             s
         });
-        merge_checked(relabeled.collect())
+        merge_series(relabeled.collect(), Clash::Refuse)
     }
 
     fn label_join(&self, args: &[Box<Expr>]) -> Result<Vec<Series>, EvalError> {
@@ -220,7 +220,7 @@ impl Evaluator<'_> {
             }
             s
         });
-        merge_checked(joined.collect())
+        merge_series(joined.collect(), Clash::Refuse)
     }
 
     /// The date functions: of each sample's value read as Unix seconds, or without an argument
