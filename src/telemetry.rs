@@ -71,6 +71,13 @@ pub struct Metrics {
     pub connections_open: Gauge,
     pub connections_refused: Counter,
     pub index_rebuilds: Counter,
+    /// Indexes read back from their persisted files instead of reading their log file.
+    pub index_files_loaded: Counter,
+    /// Persisted index files not used, by reason (corrupt, stale, foreign, old format).
+    pub index_files_refused: Family<ReasonLabels, Counter>,
+    pub index_files_written: Counter,
+    /// Files scanned whole without an index (a search covering their hour needs none).
+    pub files_scanned_unindexed: Counter,
     pub pushed_parts: Counter,
     pub subqueries_evaluated: Counter,
 }
@@ -223,6 +230,30 @@ impl Metrics {
             "Time indexes thrown away because their file was replaced or rewritten in place",
             index_rebuilds.clone(),
         );
+        let index_files_loaded = Counter::default();
+        registry.register(
+            "janus_store_index_files_loaded",
+            "Indexes read back from their persisted file (.janus/index) instead of re-reading the log file",
+            index_files_loaded.clone(),
+        );
+        let index_files_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "janus_store_index_files_refused",
+            "Persisted index files not used (and rebuilt), by reason",
+            index_files_refused.clone(),
+        );
+        let index_files_written = Counter::default();
+        registry.register(
+            "janus_store_index_files_written",
+            "Indexes of files at rest persisted to .janus/index",
+            index_files_written.clone(),
+        );
+        let files_scanned_unindexed = Counter::default();
+        registry.register(
+            "janus_store_files_scanned_unindexed",
+            "Hour files a search read whole without building their index (the search covered their hour)",
+            files_scanned_unindexed.clone(),
+        );
         let pushed_parts = Counter::default();
         registry.register(
             "janus_query_pushed_parts",
@@ -274,6 +305,10 @@ impl Metrics {
             connections_open,
             connections_refused,
             index_rebuilds,
+            index_files_loaded,
+            index_files_refused,
+            index_files_written,
+            files_scanned_unindexed,
             pushed_parts,
             subqueries_evaluated,
         }

@@ -23,6 +23,8 @@ pub enum Open {
     Truncate,
     /// Read and write an existing file (repair).
     Existing,
+    /// Read an existing file (Janus's own state, such as persisted indexes).
+    Read,
 }
 
 fn plain_names(relative: &Path) -> io::Result<Vec<&std::ffi::OsStr>> {
@@ -76,7 +78,7 @@ pub fn open(root: &Path, relative: &Path, how: Open) -> io::Result<File> {
     let Some((file, dirs)) = names.split_last() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty path"));
     };
-    let create = !matches!(how, Open::Existing);
+    let create = !matches!(how, Open::Existing | Open::Read);
     let dir = walk_dirs(root, dirs, create)?;
     let flags = OFlags::NOFOLLOW
         | OFlags::CLOEXEC
@@ -84,6 +86,7 @@ pub fn open(root: &Path, relative: &Path, how: Open) -> io::Result<File> {
             Open::Append => OFlags::RDWR | OFlags::APPEND | OFlags::CREATE,
             Open::Truncate => OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
             Open::Existing => OFlags::RDWR,
+            Open::Read => OFlags::RDONLY,
         };
     let fd = openat(&dir, *file, flags, Mode::from_raw_mode(0o644))?;
     let file = File::from(fd);
@@ -95,6 +98,41 @@ pub fn open(root: &Path, relative: &Path, how: Open) -> io::Result<File> {
         ));
     }
     Ok(file)
+}
+
+/// Replaces `root/relative` with `bytes` atomically: written under a temporary name in the same
+/// directory (created exclusively, never through a link), then renamed over the old one, so a
+/// reader sees the old file or the new one, never a part. Missing directories are created.
+pub fn replace(root: &Path, relative: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let names = plain_names(relative)?;
+    let Some((file, dirs)) = names.split_last() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty path"));
+    };
+    let dir = walk_dirs(root, dirs, true)?;
+    let mut temporary = std::ffi::OsString::from(".");
+    temporary.push(file);
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // A leftover of a crashed write under the same name goes first (unlinking never follows).
+    match unlinkat(&dir, temporary.as_os_str(), AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let fd = openat(
+        &dir,
+        temporary.as_os_str(),
+        flags,
+        Mode::from_raw_mode(0o644),
+    )?;
+    let written = File::from(fd).write_all(bytes);
+    let renamed = written.and_then(|()| {
+        rustix::fs::renameat(&dir, temporary.as_os_str(), &dir, *file).map_err(io::Error::from)
+    });
+    if renamed.is_err() {
+        let _ = unlinkat(&dir, temporary.as_os_str(), AtFlags::empty());
+    }
+    renamed
 }
 
 /// Removes the file `root/relative`; a link in a directory component is refused, a link as the
@@ -143,6 +181,24 @@ mod tests {
             b"line\n"
         );
         remove(&root, Path::new("pod/link.log")).unwrap();
+        // Replacing writes through no link either, and leaves no temporary file behind.
+        assert!(replace(&root, Path::new("pod/evil/victim"), b"x").is_err());
+        replace(&root, Path::new(".janus/index/a.idx"), b"one").unwrap();
+        replace(&root, Path::new(".janus/index/a.idx"), b"two").unwrap();
+        assert_eq!(
+            std::fs::read(root.join(".janus/index/a.idx")).unwrap(),
+            b"two"
+        );
+        assert_eq!(
+            std::fs::read_dir(root.join(".janus/index"))
+                .unwrap()
+                .count(),
+            1
+        );
+        let mut read = open(&root, Path::new(".janus/index/a.idx"), Open::Read).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut read, &mut text).unwrap();
+        assert_eq!(text, "two");
         assert_eq!(std::fs::read(outside.join("victim")).unwrap(), b"keep");
         std::fs::remove_dir_all(base).unwrap();
     }

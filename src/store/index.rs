@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::line::{timestamp_of, TimestampCache};
+use super::{beneath, index_file};
 
 /// Target size of one block. Small enough that newest-1000 reads a few hundred KiB, large
 /// enough that the index of a 1 GiB hour is a few thousand entries.
@@ -42,13 +43,13 @@ pub struct Block {
 /// What Janus knows of one hour file without reading it again: its blocks and streams.
 #[derive(Debug, Clone, Default)]
 pub struct FileIndex {
-    dev: u64,
-    ino: u64,
+    pub(super) dev: u64,
+    pub(super) ino: u64,
     /// Modification time when the index was last built or extended.
-    mtime: (i64, i64),
+    pub(super) mtime: (i64, i64),
     /// A hash of the first and last bytes of the indexed prefix: a file deleted and written
     /// again at the same path (ext4 reuses the inode) or rewritten in place no longer matches.
-    fingerprint: u64,
+    pub(super) fingerprint: u64,
     /// Bytes covered: up to the end of the last complete line (a torn tail is left for later).
     pub indexed_len: u64,
     /// The file's blocks, in file order.
@@ -93,13 +94,18 @@ impl FileIndex {
     }
 }
 
-/// The in-memory index cache, shared by all queries.
+/// The in-memory index cache, shared by all queries, backed by persisted index files.
 pub struct IndexCache {
     entries: Mutex<HashMap<PathBuf, Arc<FileIndex>>>,
     block_bytes: u64,
     /// Streams that may still be remembered, across all indexes.
     stream_budget: AtomicUsize,
+    /// The store root, when indexes of files at rest are persisted under it.
+    persist_root: Option<PathBuf>,
 }
+
+/// Where persisted indexes live below the store root (beside the writer's markers).
+pub const INDEX_DIR: &str = ".janus/index";
 
 impl Default for IndexCache {
     fn default() -> Self {
@@ -116,6 +122,12 @@ pub struct IndexWork {
     pub new_bad_lines: u64,
     /// The cached index described another file (replaced or rewritten) and was thrown away.
     pub rebuilt: bool,
+    /// The index was read back from its persisted file.
+    pub loaded: bool,
+    /// A persisted index file was found and not used, and why.
+    pub refused: Option<&'static str>,
+    /// The index was persisted.
+    pub written: bool,
 }
 
 /// A file untouched this long is no longer being written: its unterminated last line is a line,
@@ -159,6 +171,138 @@ impl IndexCache {
             entries: Mutex::new(HashMap::new()),
             block_bytes: block_bytes.max(1),
             stream_budget: AtomicUsize::new(STREAM_BUDGET),
+            persist_root: None,
+        }
+    }
+
+    /// A cache that persists the indexes of files at rest under `root`'s [`INDEX_DIR`] and
+    /// reads them back on first use, so a restart does not read every file again.
+    pub fn persisted_under(root: PathBuf, block_bytes: u64) -> Self {
+        IndexCache {
+            persist_root: Some(root),
+            ..IndexCache::with_block_bytes(block_bytes)
+        }
+    }
+
+    /// The persisted index file of the log file `path`, relative to the store root.
+    fn index_file(&self, path: &Path) -> Option<(&Path, PathBuf)> {
+        let root = self.persist_root.as_deref()?;
+        let relative = path.strip_prefix(root).ok()?;
+        let mut name = relative.as_os_str().to_owned();
+        name.push(index_file::SUFFIX);
+        Some((root, Path::new(INDEX_DIR).join(name)))
+    }
+
+    /// The persisted index of `path`, when there is one and it describes the file as it is now
+    /// (same device and inode, and the indexed bytes still hash to its fingerprint).
+    fn load(
+        &self,
+        path: &Path,
+        file: &File,
+        meta: &std::fs::Metadata,
+        work: &mut IndexWork,
+    ) -> Option<FileIndex> {
+        use std::io::Read;
+        let (root, relative) = self.index_file(path)?;
+        let mut stored = beneath::open(root, &relative, beneath::Open::Read).ok()?;
+        let size = stored.metadata().ok()?.len();
+        if size > index_file::MAX_FILE_BYTES {
+            work.refused = Some("too large");
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        stored.read_to_end(&mut bytes).ok()?;
+        let (mut index, identity) = match index_file::decode(&bytes, self.block_bytes) {
+            Ok(decoded) => decoded,
+            Err(refused) => {
+                work.refused = Some(match refused {
+                    index_file::Refused::Version(_) => "old format",
+                    index_file::Refused::BlockSize(_) => "block size",
+                    _ => "corrupt",
+                });
+                return None;
+            }
+        };
+        let same = identity.dev == meta.dev()
+            && identity.ino == meta.ino()
+            && index.tail.map_or(index.indexed_len, |t| t.end) <= meta.len()
+            && fingerprint(file, index.indexed_len).ok()? == identity.fingerprint;
+        if !same {
+            work.refused = Some("another file");
+            return None;
+        }
+        index.dev = identity.dev;
+        index.ino = identity.ino;
+        index.mtime = identity.mtime;
+        index.fingerprint = identity.fingerprint;
+        // Read-back streams take from the same budget as built ones.
+        let streams = index.streams.len();
+        let taken = self
+            .stream_budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                b.checked_sub(streams)
+            })
+            .is_ok();
+        if !taken {
+            index.streams = FxHashSet::default();
+            index.streams_capped = true;
+        }
+        work.loaded = true;
+        Some(index)
+    }
+
+    /// Persists the index of a file at rest; a store Janus may not write to is only read.
+    fn persist(&self, path: &Path, index: &FileIndex, len: u64) -> bool {
+        let Some((root, relative)) = self.index_file(path) else {
+            return false;
+        };
+        let identity = index_file::Identity {
+            dev: index.dev,
+            ino: index.ino,
+            len,
+            mtime: index.mtime,
+            fingerprint: index.fingerprint,
+        };
+        let bytes = index_file::encode(index, &identity, self.block_bytes);
+        match beneath::replace(root, &relative, &bytes) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(file = %path.display(), error = %e, "index not persisted");
+                false
+            }
+        }
+    }
+
+    /// Whether `path` has an index to start from: cached, or persisted. (Not whether it is up to
+    /// date: [`IndexCache::get`] checks and extends it.)
+    pub fn has_index(&self, path: &Path) -> bool {
+        if self
+            .entries
+            .lock()
+            .is_ok_and(|entries| entries.contains_key(path))
+        {
+            return true;
+        }
+        self.index_file(path).is_some_and(|(root, relative)| {
+            beneath::open(root, &relative, beneath::Open::Read).is_ok()
+        })
+    }
+
+    /// Caches `index` for `path`, within the cache's bounds.
+    fn remember(&self, path: &Path, index: &Arc<FileIndex>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MAX_CACHED {
+                let held: usize = entries.values().map(|i| i.streams.len()).sum();
+                entries.clear();
+                self.release(held);
+            }
+            if let Some(old) = entries.insert(path.to_path_buf(), Arc::clone(index)) {
+                // The replaced index's streams were carried over when it was extended; a rebuilt
+                // one starts afresh, so give the old one's back.
+                if old.ino != index.ino || old.indexed_len > index.indexed_len {
+                    self.release(old.streams.len());
+                }
+            }
         }
     }
 
@@ -172,7 +316,11 @@ impl IndexCache {
         stop: &dyn Fn() -> bool,
     ) -> std::io::Result<(Arc<FileIndex>, IndexWork)> {
         let meta = file.metadata()?;
-        let cached = self.entries.lock().ok().and_then(|m| m.get(path).cloned());
+        let mut work = IndexWork::default();
+        let cached = match self.entries.lock().ok().and_then(|m| m.get(path).cloned()) {
+            Some(cached) => Some(cached),
+            None => self.load(path, file, &meta, &mut work).map(Arc::new),
+        };
         let same_file = |c: &FileIndex| -> std::io::Result<bool> {
             if c.dev != meta.dev() || c.ino != meta.ino() || c.indexed_len > meta.len() {
                 return Ok(false);
@@ -191,7 +339,10 @@ impl IndexCache {
         };
         if let Some(index) = &reusable {
             if index.covered_len() == meta.len() && index.mtime == mtime_of(&meta) {
-                return Ok((Arc::clone(index), IndexWork::default()));
+                if work.loaded {
+                    self.remember(path, index);
+                }
+                return Ok((Arc::clone(index), work));
             }
         }
         let mut index = reusable.map(|c| (*c).clone()).unwrap_or(FileIndex {
@@ -223,26 +374,15 @@ impl IndexCache {
             self.release(index.streams.len().saturating_sub(streams_before));
             return Err(e);
         }
-        let work = IndexWork {
-            bytes_indexed: index.indexed_len - from,
-            new_bad_lines: index.bad_lines - before_bad,
-            rebuilt,
-        };
-        let index = Arc::new(index);
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= MAX_CACHED {
-                let held: usize = entries.values().map(|i| i.streams.len()).sum();
-                entries.clear();
-                self.release(held);
-            }
-            if let Some(old) = entries.insert(path.to_path_buf(), Arc::clone(&index)) {
-                // The replaced index's streams were carried over when it was extended; a rebuilt
-                // one starts afresh, so give the old one's back.
-                if old.ino != index.ino || old.indexed_len > index.indexed_len {
-                    self.release(old.streams.len());
-                }
-            }
+        work.bytes_indexed = index.indexed_len - from;
+        work.new_bad_lines = index.bad_lines - before_bad;
+        work.rebuilt = rebuilt;
+        // A file at rest keeps its index across restarts.
+        if settled(&meta) {
+            work.written = self.persist(path, &index, meta.len());
         }
+        let index = Arc::new(index);
+        self.remember(path, &index);
         Ok((index, work))
     }
 
@@ -264,6 +404,84 @@ impl IndexCache {
             self.release(freed);
         }
     }
+}
+
+/// A plan for reading a file whole without an index: its complete lines cut into line-aligned
+/// chunks of about `chunk` bytes, each of unknown time (so no scan skips or orders them by
+/// time), plus the settled unterminated last line as an index has it. Costs a few small reads
+/// at the chunk edges and the end, never a pass over the file.
+pub fn unindexed_plan(file: &File, chunk: u64) -> std::io::Result<FileIndex> {
+    let meta = file.metadata()?;
+    let len = meta.len();
+    let complete = after_last_newline(file, len)?;
+    let mut blocks = Vec::new();
+    let mut start = 0;
+    while start < complete {
+        let want = start.saturating_add(chunk.max(1));
+        let end = if want >= complete {
+            complete
+        } else {
+            next_line_start(file, want, complete)?
+        };
+        blocks.push(Block {
+            start,
+            end,
+            min_ts: i64::MIN,
+            max_ts: i64::MAX,
+        });
+        start = end;
+    }
+    let tail = if settled(&meta) {
+        settled_tail(file, complete, len)?
+    } else {
+        None
+    };
+    Ok(FileIndex {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        mtime: mtime_of(&meta),
+        indexed_len: complete,
+        blocks,
+        tail,
+        ..FileIndex::default()
+    })
+}
+
+/// Bytes read at a time when looking for a line's edge.
+const EDGE_READ: usize = 64 * 1024;
+
+/// Where the line after the one at `pos` starts (`limit` when no newline comes before it).
+fn next_line_start(file: &File, pos: u64, limit: u64) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; EDGE_READ];
+    let mut at = pos;
+    while at < limit {
+        let want = ((limit - at) as usize).min(EDGE_READ);
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(nl) = memchr::memchr(b'\n', &buf[..n]) {
+            return Ok(at + nl as u64 + 1);
+        }
+        at += n as u64;
+    }
+    Ok(limit)
+}
+
+/// The length of the file's complete lines: just past its last newline (0 without one).
+fn after_last_newline(file: &File, len: u64) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; EDGE_READ];
+    let mut end = len;
+    while end > 0 {
+        let from = end.saturating_sub(EDGE_READ as u64);
+        let piece = &mut buf[..(end - from) as usize];
+        file.read_exact_at(piece, from)?;
+        if let Some(nl) = memchr::memrchr(b'\n', piece) {
+            return Ok(from + nl as u64 + 1);
+        }
+        end = from;
+    }
+    Ok(0)
 }
 
 /// The unterminated last line `[from, len)` as a block of its own, when it is a line Janus can

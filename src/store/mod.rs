@@ -7,6 +7,7 @@
 
 pub mod beneath;
 pub mod index;
+pub mod index_file;
 pub mod layout;
 pub mod line;
 pub mod retention;
@@ -26,6 +27,17 @@ use crate::telemetry::Metrics;
 use index::IndexCache;
 use scan::{Keep, ScanFile, ScanStop};
 use workers::Workers;
+
+/// Bytes of one chunk of a file read without an index: large reads, and several per hour file
+/// so that the workers share a file.
+const UNINDEXED_CHUNK: u64 = 1 << 20;
+
+/// Whether `[lo, hi]` covers the whole hour of `file`: every line it holds in its hour is
+/// wanted, so there is nothing for an index to skip (lines outside the hour are judged by their
+/// own time, as every line is).
+fn covers_hour(file: &layout::HourFile, lo: i64, hi: i64) -> bool {
+    lo <= file.hour_start && hi >= file.hour_start.saturating_add(layout::HOUR_NANOS - 1)
+}
 
 /// A search over the store: a parsed query, an inclusive window and how many lines to keep.
 pub struct Search<'a> {
@@ -114,8 +126,8 @@ impl Store {
     /// A store whose indexes cut blocks of about `block_bytes` (tests use tiny ones).
     pub fn with_block_bytes(root: PathBuf, metrics: Arc<Metrics>, block_bytes: u64) -> Self {
         Store {
+            indexes: IndexCache::persisted_under(root.clone(), block_bytes),
             root,
-            indexes: IndexCache::with_block_bytes(block_bytes),
             metrics,
             workers: Workers::per_core(),
         }
@@ -136,7 +148,11 @@ impl Store {
         );
         let mut warnings = Vec::new();
         let stop = || scan::interrupted(s.deadline, s.cancelled).is_some();
-        let files = self.open_and_index(candidates, &mut warnings, &stop);
+        // A search the scanner can run on literals or regexes needs no index for the hours it
+        // covers whole; one that reads every line (newest-N without a filter) does.
+        let prefiltered = scan::has_prefilter(s.query);
+        let whole = |file: &layout::HourFile| prefiltered && covers_hour(file, s.lo, s.hi);
+        let files = self.open_and_index(candidates, &mut warnings, &stop, &whole);
         if let Some(why) = scan::interrupted(s.deadline, s.cancelled) {
             return Err(why);
         }
@@ -190,7 +206,9 @@ impl Store {
         );
         let mut warnings = Vec::new();
         let stop = || scan::interrupted(deadline, cancelled).is_some();
-        let files = self.open_and_index(candidates, &mut warnings, &stop);
+        // Log metrics read every matching line of the window: hours it covers need no index.
+        let whole = |file: &layout::HourFile| covers_hour(file, lo, hi);
+        let files = self.open_and_index(candidates, &mut warnings, &stop, &whole);
         if let Some(why) = scan::interrupted(deadline, cancelled) {
             return Err(why);
         }
@@ -292,13 +310,17 @@ impl Store {
         candidates
     }
 
-    /// Opens the candidate files (never following links) and gets their indexes, in parallel:
-    /// on a cold cache this is the first full read of each file.
+    /// Opens the candidate files (never following links) and gets their indexes, in parallel.
+    /// A file `whole` accepts and that has no index yet is not indexed: it is planned as
+    /// line-aligned chunks of unknown time, read once by the scan as `rg` would read it —
+    /// building its index first would read it twice. Other files without an index are indexed
+    /// (their first full read), or their index read back from its persisted file.
     fn open_and_index(
         &self,
         candidates: Vec<(String, layout::HourFile)>,
         warnings: &mut Vec<String>,
         stop: &(dyn Fn() -> bool + Sync),
+        whole: &(dyn Fn(&layout::HourFile) -> bool + Sync),
     ) -> Vec<ScanFile> {
         let slots: Vec<std::sync::Mutex<Option<Result<ScanFile, String>>>> = candidates
             .iter()
@@ -311,14 +333,14 @@ impl Store {
                 return;
             };
             let opened = open_no_follow(&hour.path).and_then(|file| {
-                let (index, work) = self.indexes.get(&hour.path, &file, stop)?;
-                self.metrics.store_bytes_indexed.inc_by(work.bytes_indexed);
-                if work.rebuilt {
-                    self.metrics.index_rebuilds.inc();
-                }
-                self.metrics
-                    .store_unparsable_lines
-                    .inc_by(work.new_bad_lines);
+                let index = if whole(hour) && !self.indexes.has_index(&hour.path) {
+                    self.metrics.files_scanned_unindexed.inc();
+                    Arc::new(index::unindexed_plan(&file, UNINDEXED_CHUNK)?)
+                } else {
+                    let (index, work) = self.indexes.get(&hour.path, &file, stop)?;
+                    self.count_index_work(&work);
+                    index
+                };
                 Ok(ScanFile {
                     target: target.clone(),
                     file,
@@ -349,6 +371,28 @@ impl Store {
         files
     }
 
+    fn count_index_work(&self, work: &index::IndexWork) {
+        let m = &self.metrics;
+        m.store_bytes_indexed.inc_by(work.bytes_indexed);
+        m.store_unparsable_lines.inc_by(work.new_bad_lines);
+        if work.rebuilt {
+            m.index_rebuilds.inc();
+        }
+        if work.loaded {
+            m.index_files_loaded.inc();
+        }
+        if work.written {
+            m.index_files_written.inc();
+        }
+        if let Some(reason) = work.refused {
+            m.index_files_refused
+                .get_or_create(&crate::telemetry::ReasonLabels {
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
+    }
+
     /// Target directory names of a kind (for labels, targets and metadata).
     pub fn target_names(&self, kind: LogKind) -> Vec<String> {
         let mut skipped = layout::Skipped::default();
@@ -372,7 +416,7 @@ impl Store {
             layout::hour_overlaps(file.hour_start, lo, hi)
         });
         let mut warnings = Vec::new();
-        let files = self.open_and_index(candidates, &mut warnings, &|| false);
+        let files = self.open_and_index(candidates, &mut warnings, &|| false, &|_| false);
         let mut out = std::collections::BTreeSet::new();
         let mut capped = false;
         /// Streams one answer may list; beyond it the answer says so.
@@ -414,9 +458,10 @@ impl Store {
             let Ok(file) = open_no_follow(&hour.path) else {
                 continue;
             };
-            let Ok((index, _)) = self.indexes.get(&hour.path, &file, &|| false) else {
+            let Ok((index, work)) = self.indexes.get(&hour.path, &file, &|| false) else {
                 continue;
             };
+            self.count_index_work(&work);
             if let Some(ts) = index.max_ts() {
                 return Some(ts);
             }
@@ -436,7 +481,7 @@ impl Store {
         );
         candidates.sort_by_key(|(_, f)| std::cmp::Reverse(f.hour_start));
         let mut warnings = Vec::new();
-        let files = self.open_and_index(candidates, &mut warnings, &|| false);
+        let files = self.open_and_index(candidates, &mut warnings, &|| false, &|_| false);
         tracing::info!(files = files.len(), hours, "indexed recent log files");
     }
 

@@ -75,10 +75,16 @@ pub fn run(
             continue;
         }
         // Removed from the root down, never through a link swapped in since the listing.
-        let removed = f
-            .path
-            .strip_prefix(root)
-            .is_ok_and(|relative| super::beneath::remove(root, relative).is_ok());
+        let relative = f.path.strip_prefix(root).ok();
+        let removed =
+            relative.is_some_and(|relative| super::beneath::remove(root, relative).is_ok());
+        if let (true, Some(relative)) = (removed, relative) {
+            // The file's persisted index goes with it (if it had one).
+            let mut name = relative.as_os_str().to_owned();
+            name.push(super::index_file::SUFFIX);
+            let index = Path::new(super::index::INDEX_DIR).join(name);
+            let _ = super::beneath::remove(root, &index);
+        }
         if removed {
             // Deleting data is never silent: each file is named in the log.
             tracing::info!(

@@ -359,6 +359,13 @@ pub fn interrupted(deadline: Instant, cancelled: &AtomicBool) -> Option<ScanStop
     }
 }
 
+/// Whether the scanner looks for `query`'s lines by a literal or a regex over whole blocks, as
+/// `rg` does, rather than reading every line: such a search reads a file it covers whole as
+/// fast without an index as with one.
+pub fn has_prefilter(query: &crate::logql::LogQuery) -> bool {
+    !matches!(Prefilter::choose(&query.filters), Prefilter::None)
+}
+
 /// How candidate lines are found in a block.
 enum Prefilter {
     /// Every line is a candidate.
