@@ -66,7 +66,7 @@ re_rg=$(for _ in 1 2 3 4 5; do ms rg -c "$regex" "$dir"/pod/team-*; done | media
 lit_rg_count=$(rg -F -c "$literal" "$dir"/pod/team-* | awk -F: '{s+=$NF} END {print s+0}')
 re_rg_count=$(rg -c "$regex" "$dir"/pod/team-* | awk -F: '{s+=$NF} END {print s+0}')
 start; janus "$lit_query" "${day[@]}"
-unindexed=$(metric janus_store_files_scanned_unindexed_total); indexed=$(metric janus_store_bytes_indexed_total)
+unindexed=$(metric janus_store_files_scanned_unindexed_total); indexed=$(metric janus_store_indexed_bytes_total)
 stop
 
 # Restarts: the big hour's index is built once and persisted; every later Janus reads it back.
@@ -77,7 +77,7 @@ restart_newest=(); restart_scan=()
 for _ in 1 2 3 4 5; do
   warm_cache; start
   restart_newest+=("$(ms janus 'pod{namespace="bighour"}' "${big[@]}" -d limit=1000)")
-  loaded=$(metric janus_store_index_files_loaded_total); reindexed=$(metric janus_store_bytes_indexed_total)
+  loaded=$(metric janus_store_index_files_loaded_total); reindexed=$(metric janus_store_indexed_bytes_total)
   stop
   # A full filtered scan of the same hour, as its first query too (covers the hour: no index).
   rm -rf "$dir/.janus/index.keep"; mv "$dir/.janus/index" "$dir/.janus/index.keep"

@@ -116,7 +116,7 @@ impl Default for IndexCache {
 /// What `IndexCache::get` did, for metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct IndexWork {
-    /// Bytes read to build or extend the index (`janus_store_bytes_indexed_total`).
+    /// Bytes read to build or extend the index (`janus_store_indexed_bytes_total`).
     pub bytes_indexed: u64,
     /// Lines found unparsable while indexing, counted once each.
     pub new_bad_lines: u64,

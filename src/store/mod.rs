@@ -32,11 +32,17 @@ use workers::Workers;
 /// so that the workers share a file.
 const UNINDEXED_CHUNK: u64 = 1 << 20;
 
-/// Whether `[lo, hi]` covers the whole hour of `file`: every line it holds in its hour is
-/// wanted, so there is nothing for an index to skip (lines outside the hour are judged by their
-/// own time, as every line is).
+/// How much of an hour a window may leave out and still be said to cover it: an index could
+/// skip at most that sliver (a window ending at `11:59:59.999`, Prometheus's millisecond times,
+/// leaves out under a millisecond).
+const COVER_SLACK: i64 = 60_000_000_000;
+
+/// Whether `[lo, hi]` covers the hour of `file` (within [`COVER_SLACK`] at either end): nearly
+/// every line it holds in its hour is wanted, so there is nothing worth an index to skip. Lines
+/// outside the window are left out by their own time, as every line is.
 fn covers_hour(file: &layout::HourFile, lo: i64, hi: i64) -> bool {
-    lo <= file.hour_start && hi >= file.hour_start.saturating_add(layout::HOUR_NANOS - 1)
+    let end = file.hour_start.saturating_add(layout::HOUR_NANOS);
+    lo <= file.hour_start.saturating_add(COVER_SLACK) && hi >= end.saturating_sub(COVER_SLACK)
 }
 
 /// A search over the store: a parsed query, an inclusive window and how many lines to keep.

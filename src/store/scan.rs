@@ -116,7 +116,7 @@ pub struct ScanOutcome {
     pub hits: Vec<Hit>,
     /// More lines matched than `limit`.
     pub truncated: bool,
-    /// Bytes read from files (`janus_store_bytes_scanned_total`).
+    /// Bytes read from files (`janus_store_scanned_bytes_total`).
     pub bytes_read: u64,
     /// Blocks that could not be read (a file truncated or replaced under the scan).
     pub unreadable_blocks: u64,
