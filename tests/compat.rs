@@ -332,6 +332,63 @@ async fn dialects_the_parser_refuses_still_reach_the_upstream() {
     janus.stop().await;
 }
 
+/// Paths Janus has no route for are the upstream's, answered untouched: Prometheus's federation,
+/// VictoriaMetrics' export, any path the upstream does not know (its own 404). Only Janus's own
+/// namespaces (`/loki/…`, `/-/…`) answer 404 from Janus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_without_a_route_reach_the_upstream_untouched() {
+    let client = raw_client();
+    for (upstream, path) in [
+        (
+            required_env("JANUS_TEST_PROMETHEUS"),
+            "/federate?match[]=up",
+        ),
+        (
+            required_env("JANUS_TEST_PROMETHEUS"),
+            "/api/v1/parse_query?query=up",
+        ),
+        (
+            required_env("JANUS_TEST_PROMETHEUS"),
+            "/api/v1/notifications",
+        ),
+        (required_env("JANUS_TEST_PROMETHEUS"), "/no/such/path"),
+        (
+            required_env("JANUS_TEST_VICTORIAMETRICS"),
+            "/api/v1/export?match[]=up&start=1704078000&end=1704078060",
+        ),
+    ] {
+        let janus = start_janus(&upstream, |_| {}).await;
+        let get = |base: &str| {
+            let url = format!("{base}{path}");
+            let client = client.clone();
+            async move {
+                let r = client.get(url).send().await.expect("answer");
+                (r.status().as_u16(), r.bytes().await.expect("body"))
+            }
+        };
+        // (VictoriaMetrics exports series in no fixed order: compared as sets of lines.)
+        let lines = |body: &[u8]| {
+            let mut lines: Vec<Vec<u8>> = body.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+            lines.sort();
+            lines
+        };
+        let (direct, through) = (get(&upstream).await, get(&janus.url).await);
+        assert_eq!(direct.0, through.0, "{path}");
+        assert_eq!(lines(&direct.1), lines(&through.1), "{path}");
+        janus.stop().await;
+    }
+    let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), |_| {}).await;
+    for path in ["/loki/api/v1/nothing", "/-/nothing"] {
+        let r = client
+            .get(format!("{}{path}", janus.url))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    janus.stop().await;
+}
+
 /// Janus's own parameter layer words its refusals exactly as the real Prometheus does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_parameter_errors_match_prometheus_wording() {

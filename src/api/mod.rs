@@ -192,7 +192,23 @@ fn method_filter(methods: &[&str]) -> MethodFilter {
         .unwrap_or(MethodFilter::GET)
 }
 
-/// Builds the application: every route of `ROUTES`, observed by one middleware.
+/// Any other path: Janus's own namespaces (`/loki/…`, `/-/…`) answer 404 as Loki and Prometheus
+/// do; everything else is the upstream's — `/api/v1/parse_query`, `/federate`,
+/// VictoriaMetrics' `/api/v1/export` … — forwarded untouched, so Janus hides nothing of it.
+async fn unrouted(
+    state: axum::extract::State<SharedState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = request.uri().path();
+    if path.starts_with("/loki/") || path.starts_with("/-/") {
+        return (axum::http::StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+    }
+    proxy::handler(state, request).await
+}
+
+/// Builds the application: every route of `ROUTES`, observed by one middleware; any other path
+/// as [`unrouted`] says.
 pub fn router(state: SharedState) -> Router {
     let mut router = Router::new();
     for route in ROUTES {
@@ -215,6 +231,7 @@ pub fn router(state: SharedState) -> Router {
         router = router.route(route.path, method_router);
     }
     router
+        .fallback(unrouted)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             observe::observe,
