@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::{lines, numbers, proxy, request, Face, SharedState};
 use crate::engine::{prepare, Prepared};
 use crate::error::ApiError;
+use crate::logql::lexer::Dialect;
 use crate::params::QueryKind;
 
 pub async fn instant(state: State<SharedState>, request: Request) -> Response {
@@ -27,7 +28,7 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
     let Some(tokens) = prepare::route(text, state.engine.limits().evaluate_metric_queries) else {
         return proxy::forward(&state, read).await;
     };
-    let answered = match state.engine.prepare(text, tokens).await {
+    let answered = match state.engine.prepare(text, tokens, Dialect::Prometheus).await {
         Err(e) => Err(ApiError::from(e)),
         Ok(Prepared::Empty) => lines::answer(&state, &read.params, kind, None).await,
         Ok(Prepared::Lines(parsed)) => {

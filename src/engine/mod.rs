@@ -71,14 +71,16 @@ impl Engine {
     }
 
     /// Parses a query Janus answers, on a blocking thread (regexes are compiled and a deep tree
-    /// built); `tokens` are those [`prepare::route`] made.
+    /// built); `tokens` are those [`prepare::route`] made (or the whole query's, for the Loki
+    /// API), `dialect` the API it came by.
     pub async fn prepare(
         &self,
         text: &str,
         tokens: Vec<crate::logql::lexer::Token>,
+        dialect: crate::logql::lexer::Dialect,
     ) -> Result<Prepared, EngineError> {
         let text = text.to_string();
-        tokio::task::spawn_blocking(move || prepare::parse(&text, tokens))
+        tokio::task::spawn_blocking(move || prepare::parse(&text, tokens, dialect))
             .await
             .map_err(|e| EngineError::Internal(format!("query parser failed: {e}")))?
     }

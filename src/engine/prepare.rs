@@ -7,7 +7,7 @@ use std::sync::Arc;
 use promql_parser::parser::Expr;
 
 use super::EngineError;
-use crate::logql::lexer::{self, Token};
+use crate::logql::lexer::{self, Dialect, Token};
 use crate::logql::rewrite::{self, Rewritten};
 use crate::logql::{self, LogQuery, SyntaxError};
 use crate::promql::plan::{self, Parsed};
@@ -43,13 +43,14 @@ impl Expression {
 /// Janus's parser would refuse), else the tokens for [`parse`]. Cheap enough for the async
 /// threads; parsing is a blocking thread's work.
 pub fn route(text: &str, evaluate_metric_queries: bool) -> Option<Vec<Token>> {
+    // (The Loki API has no upstream: its queries go straight to [`parse`].)
     let tokens = lexer::tokenize(text);
     (evaluate_metric_queries || lexer::tokens_involve_logs(text, &tokens)).then_some(tokens)
 }
 
 /// Parses a query Janus answers (compiles regexes, builds a deep tree: a blocking thread's
 /// work).
-pub fn parse(text: &str, tokens: Vec<Token>) -> Result<Prepared, EngineError> {
+pub fn parse(text: &str, tokens: Vec<Token>, dialect: Dialect) -> Result<Prepared, EngineError> {
     if text.trim().is_empty() {
         return Ok(Prepared::Empty);
     }
@@ -57,7 +58,7 @@ pub fn parse(text: &str, tokens: Vec<Token>) -> Result<Prepared, EngineError> {
         promql,
         mut logs,
         holt_winters,
-    } = rewrite::rewrite_tokens(text, tokens)?;
+    } = rewrite::rewrite_tokens(text, tokens, dialect)?;
     match Parsed::parse(&promql) {
         Ok(expr) if logs.len() == 1 => match &*expr {
             // The selector as the rewriter parsed it, with the range the parser read.

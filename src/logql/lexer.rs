@@ -134,9 +134,22 @@ pub fn involves_logs(query: &str) -> bool {
     tokens_involve_logs(query, &tokenize(query))
 }
 
+/// Which API a query came in by: the two read `{…}` differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// The Prometheus API: `{…}` is a metric selector unless a pipeline stage follows it or it
+    /// names `job="pod"`/`job="node"` (Lethe's way of naming a log selector).
+    Prometheus,
+    /// The Loki API: every `{…}` is a LogQL stream selector.
+    Loki,
+}
+
 /// As [`involves_logs`], over the query's tokens already made.
 pub fn tokens_involve_logs(query: &str, tokens: &[Token]) -> bool {
     first_log_selector(query, tokens).is_some()
+        || stream_selector_positions(query, tokens, Dialect::Prometheus)
+            .next()
+            .is_some()
         || tokens
             .iter()
             .any(|t| t.kind == Kind::Op && matches!(&query[t.start..t.end], "|=" | "|~"))
@@ -148,6 +161,61 @@ pub fn starts_log_selector(query: &str, tokens: &[Token], i: usize) -> bool {
     t.kind == Kind::Ident
         && LOG_SELECTORS.contains(&&query[t.start..t.end])
         && tokens.get(i + 1).is_some_and(|n| n.kind == Kind::LBrace)
+}
+
+/// Whether token `i` (a `{` outside braces) opens a LogQL stream selector `{namespace="…"}` in
+/// `dialect`: not a metric name's braces, and on the Prometheus API followed by a pipeline stage
+/// or naming `job="pod"`/`job="node"`.
+pub fn starts_stream_selector(query: &str, tokens: &[Token], i: usize, dialect: Dialect) -> bool {
+    let text = |t: &Token| &query[t.start..t.end];
+    if tokens[i].kind != Kind::LBrace {
+        return false;
+    }
+    // `name{…}` is a metric (or `pod{…}`/`node{…}`) selector's braces.
+    if i > 0 && tokens[i - 1].kind == Kind::Ident {
+        return false;
+    }
+    if dialect == Dialect::Loki {
+        return true;
+    }
+    let Some(close) = (i + 1..tokens.len()).find(|&j| tokens[j].kind == Kind::RBrace) else {
+        return false;
+    };
+    let names_a_log_kind = tokens[i + 1..close].windows(3).any(|w| {
+        w[0].kind == Kind::Ident
+            && text(&w[0]) == "job"
+            && text(&w[1]) == "="
+            && w[2].kind == Kind::Str
+            && matches!(&text(&w[2])[1..text(&w[2]).len() - 1], "pod" | "node")
+    });
+    let stage_follows = match (tokens.get(close + 1), tokens.get(close + 2)) {
+        (Some(op), next) if op.kind == Kind::Op => match text(op) {
+            "|=" | "|~" | "!~" => true,
+            "!=" => next.is_some_and(|n| n.kind == Kind::Str),
+            "|" => next.is_some_and(|n| n.kind == Kind::Ident),
+            _ => false,
+        },
+        _ => false,
+    };
+    names_a_log_kind || stage_follows
+}
+
+/// Token indexes of the stream selectors outside braces.
+fn stream_selector_positions<'a>(
+    query: &'a str,
+    tokens: &'a [Token],
+    dialect: Dialect,
+) -> impl Iterator<Item = usize> + 'a {
+    let mut depth = 0usize;
+    (0..tokens.len()).filter(move |&i| {
+        let opens = depth == 0 && starts_stream_selector(query, tokens, i, dialect);
+        match tokens[i].kind {
+            Kind::LBrace => depth += 1,
+            Kind::RBrace => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        opens
+    })
 }
 
 /// The first `pod{`/`node{` selector name outside braces: its token.

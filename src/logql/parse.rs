@@ -166,8 +166,8 @@ pub fn parse_log_query_within(query: &str, regex_budget: usize) -> Result<LogQue
         ));
     };
     let selector_text = &query[first.start..tokens[close].end];
-    let (targets, fields) =
-        selector_matchers(query, first.start, selector_text, kind, &tokens[..=close])?;
+    let (kind, targets, fields) =
+        selector_matchers(query, first.start, selector_text, Some(kind), &tokens[..=close])?;
 
     // After the selector: filters, and one optional range before or after them.
     let mut filters = Vec::new();
@@ -262,8 +262,13 @@ pub fn parse_embedded(
 ) -> Result<(LogQuery, usize), SyntaxError> {
     let text = |t: &Token| &query[t.start..t.end];
     let first = &tokens[at];
-    let kind = LogKind::from_name(text(first)).unwrap_or(LogKind::Pod);
-    let Some(close) = closing_brace(tokens, at + 1) else {
+    // `pod{…}`/`node{…}` (LetheQL) name their kind; a LogQL `{…}` is read from its labels.
+    let (named, open) = if first.kind == Kind::LBrace {
+        (None, at)
+    } else {
+        (Some(LogKind::from_name(text(first)).unwrap_or(LogKind::Pod)), at + 1)
+    };
+    let Some(close) = closing_brace(tokens, open) else {
         return Err(parse_error(
             query,
             first.start,
@@ -271,8 +276,8 @@ pub fn parse_embedded(
         ));
     };
     let selector_text = &query[first.start..tokens[close].end];
-    let (targets, fields) =
-        selector_matchers(query, first.start, selector_text, kind, &tokens[at..=close])?;
+    let (kind, targets, fields) =
+        selector_matchers(query, first.start, selector_text, named, &tokens[at..=close])?;
     let mut filters = Vec::new();
     let regex_limit = super::regex_budget::share(query, tokens);
     let mut i = close + 1;
@@ -342,17 +347,63 @@ fn not_a_log_query(query: &str, tokens: &[Token]) -> SyntaxError {
     )
 }
 
+/// The kind a LogQL stream selector reads: named by `job="pod"`/`job="node"` (as Lethe accepts),
+/// else told by its labels (`namespace`, `pod`, `container` → pod logs; `node`, `process` → node
+/// logs).
+fn stream_kind(
+    query: &str,
+    offset: usize,
+    matchers: &[Matcher],
+) -> Result<LogKind, SyntaxError> {
+    let job = matchers.iter().find(|m| m.name == "job");
+    if let Some(job) = job {
+        return match (&job.op, job.value.as_str()) {
+            (MatchOp::Equal, "pod") => Ok(LogKind::Pod),
+            (MatchOp::Equal, "node") => Ok(LogKind::Node),
+            _ => Err(parse_error(
+                query,
+                offset,
+                format!(
+                    "job {:?} names no log kind: use job=\"pod\" or job=\"node\", or leave job out",
+                    job.value
+                ),
+            )),
+        };
+    }
+    let names = |kind: LogKind| matchers.iter().any(|m| kind.labels().contains(&m.name.as_str()));
+    match (names(LogKind::Pod), names(LogKind::Node)) {
+        (true, false) => Ok(LogKind::Pod),
+        (false, true) => Ok(LogKind::Node),
+        (true, true) => Err(parse_error(
+            query,
+            offset,
+            "a stream selector reads pod logs (namespace, pod, container) or node logs (node, process), not both",
+        )),
+        (false, false) => Err(parse_error(
+            query,
+            offset,
+            "a stream selector must name a target: namespace (pod logs, e.g. {namespace=\"shop\"}) or node (node logs, e.g. {node=\"n1\"})",
+        )),
+    }
+}
+
+/// The selector's kind, target matchers and field matchers; `named` is the kind a LetheQL
+/// selector names, `None` for a LogQL `{…}`.
 fn selector_matchers(
     query: &str,
     offset: usize,
     selector: &str,
-    kind: LogKind,
+    named: Option<LogKind>,
     tokens: &[Token],
-) -> Result<(Vec<Matcher>, Vec<FieldMatcher>), SyntaxError> {
+) -> Result<(LogKind, Vec<Matcher>, Vec<FieldMatcher>), SyntaxError> {
     let expr =
         promql_parser::parser::parse(selector).map_err(|e| parse_error(query, offset, e.trim()))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(parse_error(query, offset, "expected a log selector"));
+    };
+    let kind = match named {
+        Some(kind) => kind,
+        None => stream_kind(query, offset, &vs.matchers.matchers)?,
     };
     if !vs.matchers.or_matchers.is_empty() {
         return Err(parse_error(
@@ -376,6 +427,10 @@ fn selector_matchers(
     let mut targets = Vec::new();
     let mut fields = Vec::new();
     for m in vs.matchers.matchers {
+        // `job` named the kind of a LogQL selector (checked above).
+        if named.is_none() && m.name == "job" {
+            continue;
+        }
         if m.name == "__name__" {
             if matches!(m.op, MatchOp::Equal) && m.value == kind.name() {
                 continue;
@@ -419,7 +474,7 @@ fn selector_matchers(
             ),
         ));
     }
-    Ok((targets, fields))
+    Ok((kind, targets, fields))
 }
 
 fn line_filter(

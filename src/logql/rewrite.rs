@@ -3,7 +3,7 @@
 //! (`__janus_log_0__`) that the parser accepts wherever a selector may stand. The evaluator maps
 //! placeholders back to the parsed log queries.
 
-use super::lexer::{starts_log_selector, tokenize, Kind, Token};
+use super::lexer::{starts_log_selector, starts_stream_selector, tokenize, Dialect, Kind, Token};
 use super::parse::{parse_embedded, LogQuery};
 use super::SyntaxError;
 
@@ -86,11 +86,15 @@ impl DepthBound {
 }
 
 pub fn rewrite(query: &str) -> Result<Rewritten, SyntaxError> {
-    rewrite_tokens(query, tokenize(query))
+    rewrite_tokens(query, tokenize(query), Dialect::Prometheus)
 }
 
-/// As [`rewrite`], over the query's tokens already made.
-pub fn rewrite_tokens(query: &str, tokens: Vec<Token>) -> Result<Rewritten, SyntaxError> {
+/// As [`rewrite`], over the query's tokens already made, with `{…}` read as `dialect` reads it.
+pub fn rewrite_tokens(
+    query: &str,
+    tokens: Vec<Token>,
+    dialect: Dialect,
+) -> Result<Rewritten, SyntaxError> {
     if let Some(t) = tokens.iter().find(|t| t.kind == Kind::Unterminated) {
         return Err(SyntaxError(format!(
             "{}: parse error: unterminated quoted string",
@@ -110,9 +114,10 @@ pub fn rewrite_tokens(query: &str, tokens: Vec<Token>) -> Result<Rewritten, Synt
     while i < tokens.len() {
         let t = &tokens[i];
         match t.kind {
-            Kind::LBrace => depth += 1,
-            Kind::RBrace => depth = depth.saturating_sub(1),
-            _ if depth == 0 && starts_log_selector(query, &tokens, i) => {
+            _ if depth == 0
+                && (starts_log_selector(query, &tokens, i)
+                    || starts_stream_selector(query, &tokens, i, dialect)) =>
+            {
                 let (log, next) = parse_embedded(query, &tokens, i)?;
                 promql.push_str(&query[copied..t.start]);
                 promql.push_str(&placeholder(logs.len()));
@@ -121,6 +126,8 @@ pub fn rewrite_tokens(query: &str, tokens: Vec<Token>) -> Result<Rewritten, Synt
                 i = next;
                 continue;
             }
+            Kind::LBrace => depth += 1,
+            Kind::RBrace => depth = depth.saturating_sub(1),
             Kind::Op if matches!(&query[t.start..t.end], "|=" | "|~") => {
                 return Err(SyntaxError(format!(
                     "{}: parse error: line filter {} must follow a log selector: pod{{namespace=\"…\"}} or node{{node=\"…\"}}",
@@ -207,6 +214,38 @@ mod tests {
             .to_string()
             .starts_with("1:10: parse error: unknown label"));
         assert!(rewrite(r#"rate(up[5m]) |= "x""#).is_err());
+    }
+
+    #[test]
+    fn logql_stream_selectors_by_dialect() {
+        use super::super::parse::LogKind;
+        let loki = |q: &str| rewrite_tokens(q, tokenize(q), Dialect::Loki);
+        // On the Prometheus API, `{…}` is a log selector only with a pipeline stage or a job.
+        let r = rewrite(r#"{namespace="shop", pod=~"web-.*"} |= "x""#).unwrap();
+        assert_eq!((r.promql.as_str(), r.logs[0].kind), ("__janus_log_0__", LogKind::Pod));
+        assert_eq!(r.logs[0].fields.len(), 1);
+        let r = rewrite(r#"{job="pod", namespace="shop"}"#).unwrap();
+        assert_eq!(r.logs.len(), 1);
+        assert!(rewrite(r#"{namespace="shop"}"#).unwrap().logs.is_empty());
+        assert!(rewrite(r#"sum(up{job="node"})"#).unwrap().logs.is_empty());
+        // On the Loki API every `{…}` is one, its kind told by its labels.
+        let r = loki(r#"sum by (process) (count_over_time({node="n1", process="kubelet"}[5m]))"#)
+            .unwrap();
+        assert_eq!(r.logs[0].kind, LogKind::Node);
+        assert_eq!(
+            r.promql,
+            "sum by (process) (count_over_time(__janus_log_0__[5m]))"
+        );
+        for (q, words) in [
+            (r#"{job="pod"}"#, "not found label 'namespace'"),
+            (r#"{pod="x"}"#, "not found label 'namespace'"),
+            (r#"{app="x"}"#, "must name a target"),
+            (r#"{namespace="a", node="b"}"#, "not both"),
+            (r#"{job="syslog", node="b"}"#, "names no log kind"),
+        ] {
+            let e = loki(q).unwrap_err().to_string();
+            assert!(e.contains(words), "{q}: {e}");
+        }
     }
 
     #[test]
