@@ -72,7 +72,9 @@ fn engine(evaluate_metric_queries: bool) -> Engine {
 async fn prepared(engine: &Engine, text: &str) -> Result<Prepared, EngineError> {
     let tokens = prepare::route(text, engine.limits().evaluate_metric_queries)
         .expect("Janus answers this query");
-    engine.prepare(text, tokens, janus::logql::lexer::Dialect::Prometheus).await
+    engine
+        .prepare(text, tokens, janus::logql::lexer::Dialect::Prometheus)
+        .await
 }
 
 fn deadline() -> tokio::time::Instant {

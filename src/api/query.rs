@@ -28,7 +28,11 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
     let Some(tokens) = prepare::route(text, state.engine.limits().evaluate_metric_queries) else {
         return proxy::forward(&state, read).await;
     };
-    let answered = match state.engine.prepare(text, tokens, Dialect::Prometheus).await {
+    let answered = match state
+        .engine
+        .prepare(text, tokens, Dialect::Prometheus)
+        .await
+    {
         Err(e) => Err(ApiError::from(e)),
         Ok(Prepared::Empty) => lines::answer(&state, &read.params, kind, None).await,
         Ok(Prepared::Lines(parsed)) => {

@@ -166,8 +166,13 @@ pub fn parse_log_query_within(query: &str, regex_budget: usize) -> Result<LogQue
         ));
     };
     let selector_text = &query[first.start..tokens[close].end];
-    let (kind, targets, fields) =
-        selector_matchers(query, first.start, selector_text, Some(kind), &tokens[..=close])?;
+    let (kind, targets, fields) = selector_matchers(
+        query,
+        first.start,
+        selector_text,
+        Some(kind),
+        &tokens[..=close],
+    )?;
 
     // After the selector: filters, and one optional range before or after them.
     let mut filters = Vec::new();
@@ -266,7 +271,10 @@ pub fn parse_embedded(
     let (named, open) = if first.kind == Kind::LBrace {
         (None, at)
     } else {
-        (Some(LogKind::from_name(text(first)).unwrap_or(LogKind::Pod)), at + 1)
+        (
+            Some(LogKind::from_name(text(first)).unwrap_or(LogKind::Pod)),
+            at + 1,
+        )
     };
     let Some(close) = closing_brace(tokens, open) else {
         return Err(parse_error(
@@ -276,8 +284,13 @@ pub fn parse_embedded(
         ));
     };
     let selector_text = &query[first.start..tokens[close].end];
-    let (kind, targets, fields) =
-        selector_matchers(query, first.start, selector_text, named, &tokens[at..=close])?;
+    let (kind, targets, fields) = selector_matchers(
+        query,
+        first.start,
+        selector_text,
+        named,
+        &tokens[at..=close],
+    )?;
     let mut filters = Vec::new();
     let regex_limit = super::regex_budget::share(query, tokens);
     let mut i = close + 1;
@@ -350,11 +363,7 @@ fn not_a_log_query(query: &str, tokens: &[Token]) -> SyntaxError {
 /// The kind a LogQL stream selector reads: named by `job="pod"`/`job="node"` (as Lethe accepts),
 /// else told by its labels (`namespace`, `pod`, `container` → pod logs; `node`, `process` → node
 /// logs).
-fn stream_kind(
-    query: &str,
-    offset: usize,
-    matchers: &[Matcher],
-) -> Result<LogKind, SyntaxError> {
+fn stream_kind(query: &str, offset: usize, matchers: &[Matcher]) -> Result<LogKind, SyntaxError> {
     let job = matchers.iter().find(|m| m.name == "job");
     if let Some(job) = job {
         return match (&job.op, job.value.as_str()) {
@@ -370,7 +379,11 @@ fn stream_kind(
             )),
         };
     }
-    let names = |kind: LogKind| matchers.iter().any(|m| kind.labels().contains(&m.name.as_str()));
+    let names = |kind: LogKind| {
+        matchers
+            .iter()
+            .any(|m| kind.labels().contains(&m.name.as_str()))
+    };
     match (names(LogKind::Pod), names(LogKind::Node)) {
         (true, false) => Ok(LogKind::Pod),
         (false, true) => Ok(LogKind::Node),

@@ -222,7 +222,10 @@ mod tests {
         let loki = |q: &str| rewrite_tokens(q, tokenize(q), Dialect::Loki);
         // On the Prometheus API, `{…}` is a log selector only with a pipeline stage or a job.
         let r = rewrite(r#"{namespace="shop", pod=~"web-.*"} |= "x""#).unwrap();
-        assert_eq!((r.promql.as_str(), r.logs[0].kind), ("__janus_log_0__", LogKind::Pod));
+        assert_eq!(
+            (r.promql.as_str(), r.logs[0].kind),
+            ("__janus_log_0__", LogKind::Pod)
+        );
         assert_eq!(r.logs[0].fields.len(), 1);
         let r = rewrite(r#"{job="pod", namespace="shop"}"#).unwrap();
         assert_eq!(r.logs.len(), 1);
