@@ -53,6 +53,11 @@ impl Params {
     }
 
     /// Every name/value pair, body first, in request order.
+    /// Parameters from name–value pairs (tests, and requests built by Janus itself).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Params { pairs }
+    }
+
     pub fn pairs(&self) -> &[(String, String)] {
         &self.pairs
     }

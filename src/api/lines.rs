@@ -81,7 +81,16 @@ pub async fn answer(
         warnings.push("results truncated due to limit".into());
     }
     let answer = log_encode::LogAnswer::new(found, log_kind, order, format, warnings);
-    // What answers being sent hold (positions, open files, a chunk each) has one budget.
+    stream(state, answer, deadline).await
+}
+
+/// Sends a log answer as it is encoded, a chunk at a time, once the answer budget has room for
+/// what it holds (positions, open files, a chunk each); waits for room until the deadline.
+pub(super) async fn stream(
+    state: &SharedState,
+    answer: log_encode::LogAnswer,
+    deadline: Deadline,
+) -> Result<Response, ApiError> {
     let weight =
         u32::try_from((answer.held_bytes() + 2 * ANSWER_CHUNK).div_ceil(1024)).unwrap_or(u32::MAX);
     let held = tokio::time::timeout_at(

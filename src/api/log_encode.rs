@@ -70,6 +70,8 @@ pub struct LogAnswer {
     /// Whether the current list already has an element (a comma goes before the next).
     wrote_element: bool,
     buf: Vec<u8>,
+    /// More members of the data object after the result (Loki's `stats`): name and JSON.
+    data_fields: Vec<(&'static str, String)>,
 }
 
 impl LogAnswer {
@@ -89,7 +91,14 @@ impl LogAnswer {
             stage: Stage::Head,
             wrote_element: false,
             buf: Vec::new(),
+            data_fields: Vec::new(),
         }
+    }
+
+    /// Adds a member to the data object, after the result (`json` is written as is).
+    pub fn with_data_field(mut self, name: &'static str, json: String) -> Self {
+        self.data_fields.push((name, json));
+        self
     }
 
     /// What the answer holds in memory besides the chunk being written.
@@ -195,7 +204,14 @@ impl LogAnswer {
                     }
                 }
                 Stage::Tail => {
-                    out.extend_from_slice(b"]}");
+                    out.push(b']');
+                    for (name, json) in &self.data_fields {
+                        out.extend_from_slice(b",\"");
+                        out.extend_from_slice(name.as_bytes());
+                        out.extend_from_slice(b"\":");
+                        out.extend_from_slice(json.as_bytes());
+                    }
+                    out.push(b'}');
                     super::envelope::write_tail(out, &self.warnings)?;
                     self.stage = Stage::Done;
                 }

@@ -97,7 +97,7 @@ fn window(params: &Params) -> Result<(i64, i64), ApiError> {
 }
 
 /// Label sets of the store's streams selected by `selectors` (or every stream when `None`).
-fn store_series(
+pub(super) fn store_series(
     store: &Store,
     selectors: Option<&[LogQuery]>,
     lo: i64,

@@ -4,6 +4,8 @@
 mod envelope;
 mod lines;
 mod log_encode;
+mod loki;
+mod loki_params;
 mod merged;
 mod numbers;
 mod observe;
@@ -130,6 +132,13 @@ pub enum Handler {
     Upstream,
     /// The Loki push API.
     Push,
+    /// The Loki read API.
+    LokiQuery,
+    LokiQueryRange,
+    LokiLabels,
+    LokiLabelValues,
+    LokiSeries,
+    LokiBuildinfo,
     /// Answered by both faces, merged.
     Labels,
     LabelValues,
@@ -179,6 +188,12 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/api/v1/status/tsdb", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/status/walreplay", methods: GET, handler: Handler::Upstream },
     Route { path: "/loki/api/v1/push", methods: POST, handler: Handler::Push },
+    Route { path: "/loki/api/v1/query", methods: GET_POST, handler: Handler::LokiQuery },
+    Route { path: "/loki/api/v1/query_range", methods: GET_POST, handler: Handler::LokiQueryRange },
+    Route { path: "/loki/api/v1/labels", methods: GET_POST, handler: Handler::LokiLabels },
+    Route { path: "/loki/api/v1/label/{name}/values", methods: GET, handler: Handler::LokiLabelValues },
+    Route { path: "/loki/api/v1/series", methods: GET_POST, handler: Handler::LokiSeries },
+    Route { path: "/loki/api/v1/status/buildinfo", methods: GET, handler: Handler::LokiBuildinfo },
 ];
 
 fn method_filter(methods: &[&str]) -> MethodFilter {
@@ -223,6 +238,12 @@ pub fn router(state: SharedState) -> Router {
             Handler::Metadata => on(filter, merged::metadata),
             Handler::Targets => on(filter, merged::targets),
             Handler::Push => on(filter, push::push),
+            Handler::LokiQuery => on(filter, loki::query),
+            Handler::LokiQueryRange => on(filter, loki::query_range),
+            Handler::LokiLabels => on(filter, loki::labels),
+            Handler::LokiLabelValues => on(filter, loki::label_values),
+            Handler::LokiSeries => on(filter, loki::series),
+            Handler::LokiBuildinfo => on(filter, loki::buildinfo),
             Handler::Root => on(filter, status::root),
             Handler::Healthy => on(filter, status::healthy),
             Handler::Ready => on(filter, status::ready),

@@ -30,6 +30,8 @@ pub(super) struct Context<'a> {
     pub logs: Arc<Vec<LogQuery>>,
     /// The user spelled `holt_winters`: pushed-down text says so too.
     pub holt_winters: bool,
+    /// Push only what Janus cannot evaluate (the testing switch, or a LogQL expression).
+    pub evaluate_all: bool,
     pub deadline: tokio::time::Instant,
     pub cancelled: Arc<AtomicBool>,
 }
@@ -44,7 +46,7 @@ pub(super) fn evaluate<'a>(
 ) -> Pin<Box<dyn Future<Output = Evaluated> + Send + 'a>> {
     Box::pin(async move {
         let limits = &ctx.engine.limits;
-        let plan = plan::plan(expr, limits.evaluate_metric_queries)?;
+        let plan = plan::plan(expr, ctx.evaluate_all)?;
         let log_tasks = plan.logs.iter().map(|(node, call)| async move {
             Ok((*node, log_leaf(ctx, call, steps).await?, Vec::new()))
         });

@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub use error::{EngineError, SourceErrorKind};
 pub use lines::LineSearch;
 pub use prepare::{Expression, Prepared};
-pub use source::{MetricAnswer, MetricQuery, MetricSource};
+pub use source::{MetricAnswer, MetricFuture, MetricQuery, MetricSource};
 
 use crate::promql::value::Steps;
 use crate::store::Store;
@@ -100,6 +100,7 @@ impl Engine {
             source,
             logs: Arc::clone(&expression.logs),
             holt_winters: expression.holt_winters,
+            evaluate_all: self.limits.evaluate_metric_queries || expression.evaluate_all,
             deadline,
             cancelled,
         };

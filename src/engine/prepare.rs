@@ -29,6 +29,9 @@ pub struct Expression {
     pub(super) logs: Arc<Vec<LogQuery>>,
     /// The user spelled Prometheus 2.x's `holt_winters`: pushed-down text says so too.
     pub(super) holt_winters: bool,
+    /// Evaluate everything here (LogQL has no metrics to push anywhere: `vector(1)+vector(1)`,
+    /// Grafana's health check, is Janus's to answer).
+    pub(super) evaluate_all: bool,
 }
 
 impl Expression {
@@ -74,9 +77,9 @@ pub fn parse(text: &str, tokens: Vec<Token>, dialect: Dialect) -> Result<Prepare
             Expr::VectorSelector(_) | Expr::MatrixSelector(_) => {
                 Ok(Prepared::Lines(logql::parse_log_query(text)))
             }
-            _ => Ok(expression(expr, logs, holt_winters)),
+            _ => Ok(expression(expr, logs, holt_winters, dialect)),
         },
-        Ok(expr) => Ok(expression(expr, logs, holt_winters)),
+        Ok(expr) => Ok(expression(expr, logs, holt_winters, dialect)),
         // A query that starts with a log selector is worded best by the lines parser, with
         // positions in the query as written.
         Err(e) => {
@@ -91,10 +94,11 @@ pub fn parse(text: &str, tokens: Vec<Token>, dialect: Dialect) -> Result<Prepare
     }
 }
 
-fn expression(expr: Parsed, logs: Vec<LogQuery>, holt_winters: bool) -> Prepared {
+fn expression(expr: Parsed, logs: Vec<LogQuery>, holt_winters: bool, dialect: Dialect) -> Prepared {
     Prepared::Expression(Expression {
         expr,
         logs: Arc::new(logs),
         holt_winters,
+        evaluate_all: dialect == Dialect::Loki,
     })
 }

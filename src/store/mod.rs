@@ -87,6 +87,8 @@ pub struct Found {
     pub truncated: bool,
     /// What the client should know: files skipped, blocks changed under the scan.
     pub warnings: Vec<String>,
+    /// Bytes the search read (Loki's `stats` report them).
+    pub bytes_scanned: u64,
 }
 
 impl Found {
@@ -187,6 +189,7 @@ impl Store {
             files: files.into_iter().map(|f| f.file).collect(),
             truncated: outcome.truncated,
             warnings,
+            bytes_scanned: outcome.bytes_read,
         })
     }
 

@@ -1,0 +1,360 @@
+//! The Loki read API (`/loki/api/v1/…`), so that Grafana's Loki datasource reads the store on
+//! the same URL: LogQL (stream selectors `{namespace="…"}`, line filters, metric queries) through
+//! the same engine as the Prometheus API, Loki's parameters and answer shapes, and Loki's errors:
+//! plain text with the HTTP status, not Prometheus's JSON.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::log_encode::LogAnswer;
+use super::loki_params::{self as lp, BadParameter};
+use super::request::{self, Deadline};
+use super::{envelope, Face, SharedState};
+use crate::config::LogAnswerFormat;
+use crate::engine::{EngineError, MetricFuture, MetricQuery, MetricSource, SourceErrorKind};
+use crate::engine::{LineSearch, Prepared};
+use crate::error::ApiError;
+use crate::logql::lexer::{tokenize, Dialect};
+use crate::logql::LogQuery;
+use crate::params::Params;
+use crate::promql::encode;
+use crate::promql::value::Steps;
+
+/// LogQL reads logs only: a part that names no log stream has no source to ask.
+struct NoMetrics;
+
+impl MetricSource for NoMetrics {
+    fn query<'a>(&'a self, query: MetricQuery<'a>) -> MetricFuture<'a> {
+        Box::pin(async move {
+            Err(EngineError::Source {
+                kind: SourceErrorKind::BadData,
+                message: format!(
+                    "{} is not LogQL: select streams with {{namespace=\"…\"}} or {{node=\"…\"}} (metrics are on the Prometheus API, /api/v1/query)",
+                    query.text
+                ),
+            })
+        })
+    }
+}
+
+/// A refusal as Loki answers it: the message as plain text, with the status.
+pub struct LokiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl From<ApiError> for LokiError {
+    fn from(e: ApiError) -> Self {
+        let status = match e {
+            // Loki answers query limits (series, samples) as the client's mistake.
+            ApiError::BadData(_) | ApiError::Execution(_) => StatusCode::BAD_REQUEST,
+            // A deadline passed: Loki's gateway timeout.
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ref other => other.status(),
+        };
+        LokiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<BadParameter> for LokiError {
+    fn from(e: BadParameter) -> Self {
+        LokiError {
+            status: StatusCode::BAD_REQUEST,
+            message: e.0,
+        }
+    }
+}
+
+impl From<crate::engine::EngineError> for LokiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl IntoResponse for LokiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", self.message),
+        )
+            .into_response()
+    }
+}
+
+fn answer(result: Result<Response, LokiError>) -> Response {
+    Face::Log.mark(result.unwrap_or_else(IntoResponse::into_response))
+}
+
+/// Parses `text` as LogQL on a blocking thread (regexes compile there).
+async fn prepare(state: &SharedState, text: &str) -> Result<Prepared, LokiError> {
+    if text.trim().is_empty() {
+        return Err(LokiError {
+            status: StatusCode::BAD_REQUEST,
+            message: "parse error : syntax error: unexpected $end".into(),
+        });
+    }
+    let tokens = tokenize(text);
+    Ok(state.engine.prepare(text, tokens, Dialect::Loki).await?)
+}
+
+/// `GET|POST /loki/api/v1/query_range`: lines of a log query, or a metric query's matrix.
+pub async fn query_range(State(state): State<SharedState>, request: Request) -> Response {
+    answer(query_range_inner(&state, request).await)
+}
+
+async fn query_range_inner(state: &SharedState, request: Request) -> Result<Response, LokiError> {
+    let read = request::read(request).await?;
+    let params = &read.params;
+    let (start, end) = lp::bounds(params)?;
+    if end < start {
+        return Err(BadParameter("end timestamp must not be before start time".into()).into());
+    }
+    let limit = lp::limit(params)?;
+    let (keep, order) = lp::direction(params)?;
+    let step = lp::step(params, start, end)?;
+    let deadline = Deadline::own(params, &state.config)?;
+    let started = Instant::now();
+    match prepare(state, params.get("query")).await? {
+        Prepared::Lines(query) => {
+            let query = query.map_err(crate::engine::EngineError::from)?;
+            // Loki's range is `[start, end)` for lines.
+            let search = LineSearch {
+                query,
+                lo: start,
+                hi: end.saturating_sub(1),
+                limit,
+                keep,
+            };
+            lines(state, search, order, deadline, started).await
+        }
+        Prepared::Expression(expression) => {
+            let steps = Steps {
+                start,
+                step,
+                count: usize::try_from((end - start) / step).unwrap_or(0) + 1,
+            };
+            numbers(state, &expression, steps, true, deadline, started).await
+        }
+        Prepared::Empty => Err(BadParameter("query must not be empty".into()).into()),
+    }
+}
+
+/// `GET|POST /loki/api/v1/query`: an instant metric query (Loki answers log queries on its
+/// range endpoint only).
+pub async fn query(State(state): State<SharedState>, request: Request) -> Response {
+    answer(query_inner(&state, request).await)
+}
+
+async fn query_inner(state: &SharedState, request: Request) -> Result<Response, LokiError> {
+    let read = request::read(request).await?;
+    let params = &read.params;
+    let time = match params.get("time") {
+        "" => crate::params::Timestamp::now().0,
+        value => lp::parse_time(value)
+            .map_err(|e| BadParameter(format!("could not parse 'time' parameter: {e}")))?,
+    };
+    lp::limit(params)?;
+    lp::direction(params)?;
+    let deadline = Deadline::own(params, &state.config)?;
+    let started = Instant::now();
+    match prepare(state, params.get("query")).await? {
+        Prepared::Expression(expression) => {
+            let steps = Steps {
+                start: time,
+                step: 1,
+                count: 1,
+            };
+            numbers(state, &expression, steps, false, deadline, started).await
+        }
+        Prepared::Lines(_) => Err(BadParameter(
+            "log queries are not supported as an instant query type, please change your query to a range query type".into(),
+        )
+        .into()),
+        Prepared::Empty => Err(BadParameter("query must not be empty".into()).into()),
+    }
+}
+
+/// Loki's `stats` object, with what Janus measures: bytes read and the time taken.
+fn stats(bytes: u64, entries: usize, started: Instant) -> String {
+    let seconds = started.elapsed().as_secs_f64();
+    let per_second = if seconds > 0.0 {
+        (bytes as f64 / seconds) as u64
+    } else {
+        0
+    };
+    format!(
+        "{{\"summary\":{{\"bytesProcessedPerSecond\":{per_second},\"totalBytesProcessed\":{bytes},\"execTime\":{seconds},\"queueTime\":0,\"totalEntriesReturned\":{entries}}}}}"
+    )
+}
+
+async fn lines(
+    state: &SharedState,
+    search: LineSearch,
+    order: super::log_encode::Order,
+    deadline: Deadline,
+    started: Instant,
+) -> Result<Response, LokiError> {
+    let _slot = state.log_limiter.acquire(deadline.at).await?;
+    let kind = search.query.kind;
+    let mut found = state.engine.search_lines(search, deadline.at).await?;
+    let warnings = std::mem::take(&mut found.warnings);
+    let stats = stats(found.bytes_scanned, found.lines.len(), started);
+    let answer = LogAnswer::new(found, kind, order, LogAnswerFormat::Streams, warnings)
+        .with_data_field("stats", stats);
+    super::lines::stream(state, answer, deadline)
+        .await
+        .map_err(LokiError::from)
+}
+
+async fn numbers(
+    state: &SharedState,
+    expression: &crate::engine::Expression,
+    steps: Steps,
+    range: bool,
+    deadline: Deadline,
+    started: Instant,
+) -> Result<Response, LokiError> {
+    let _slot = state.log_limiter.acquire(deadline.at).await?;
+    let answer = state
+        .engine
+        .evaluate(expression, steps, &NoMetrics, deadline.at)
+        .await?;
+    let data = encode::data(&answer.value, &steps, range);
+    // The data object with Loki's `stats` added after the result.
+    let mut body = data.into_bytes();
+    body.pop();
+    body.extend_from_slice(b",\"stats\":");
+    body.extend_from_slice(stats(0, 0, started).as_bytes());
+    body.push(b'}');
+    Ok(envelope::success_json(&body, &answer.warnings))
+}
+
+/// The streams of a window selected by a `query` (a stream selector) or every stream.
+async fn streams(
+    state: &SharedState,
+    params: &Params,
+) -> Result<Vec<BTreeMap<String, String>>, LokiError> {
+    let (start, end) = lp::bounds(params)?;
+    let selector = match params.get("query") {
+        "" => None,
+        text => Some(selector(state, text).await?),
+    };
+    let store = Arc::clone(&state.store);
+    let series = tokio::task::spawn_blocking(move || {
+        super::merged::store_series(
+            &store,
+            selector.as_ref().map(std::slice::from_ref),
+            start,
+            end,
+        )
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("listing streams failed: {e}")))?;
+    Ok(series
+        .into_iter()
+        .map(|mut labels| {
+            labels.remove("__name__");
+            labels
+        })
+        .collect())
+}
+
+/// A stream selector (with or without line filters) as the labels endpoints take it.
+async fn selector(state: &SharedState, text: &str) -> Result<LogQuery, LokiError> {
+    match prepare(state, text).await? {
+        Prepared::Lines(query) => Ok(query.map_err(crate::engine::EngineError::from)?),
+        _ => Err(BadParameter(format!(
+            "{text:?} is not a stream selector such as {{namespace=\"shop\"}}"
+        ))
+        .into()),
+    }
+}
+
+/// `GET|POST /loki/api/v1/labels`: the label names of the window's streams.
+pub async fn labels(State(state): State<SharedState>, request: Request) -> Response {
+    answer(
+        async {
+            let read = request::read(request).await?;
+            let names: BTreeSet<String> = streams(&state, &read.params)
+                .await?
+                .into_iter()
+                .flat_map(|labels| labels.into_keys())
+                .collect();
+            Ok(envelope::success(names, &[]))
+        }
+        .await,
+    )
+}
+
+/// `GET /loki/api/v1/label/{name}/values`: one label's values in the window's streams.
+pub async fn label_values(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    answer(
+        async {
+            let read = request::read(request).await?;
+            let values: BTreeSet<String> = streams(&state, &read.params)
+                .await?
+                .into_iter()
+                .filter_map(|mut labels| labels.remove(&name))
+                .collect();
+            Ok(envelope::success(values, &[]))
+        }
+        .await,
+    )
+}
+
+/// `GET|POST /loki/api/v1/series`: the label sets of the streams `match[]` selects.
+pub async fn series(State(state): State<SharedState>, request: Request) -> Response {
+    answer(
+        async {
+            let read = request::read(request).await?;
+            let params = &read.params;
+            let (start, end) = lp::bounds(params)?;
+            let mut selectors = Vec::new();
+            for text in params.get_all("match[]").chain(params.get_all("match")) {
+                selectors.push(selector(&state, text).await?);
+            }
+            let store = Arc::clone(&state.store);
+            let series = tokio::task::spawn_blocking(move || {
+                let chosen = (!selectors.is_empty()).then_some(selectors.as_slice());
+                super::merged::store_series(&store, chosen, start, end)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("listing streams failed: {e}")))?;
+            let series: Vec<BTreeMap<String, String>> = series
+                .into_iter()
+                .map(|mut labels| {
+                    labels.remove("__name__");
+                    labels
+                })
+                .collect();
+            Ok(envelope::success(series, &[]))
+        }
+        .await,
+    )
+}
+
+/// `GET /loki/api/v1/status/buildinfo`: Janus's build, in Loki's shape.
+pub async fn buildinfo() -> Response {
+    let body = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": option_env!("JANUS_REVISION").unwrap_or(""),
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    });
+    Face::Log.mark(envelope::json_response(body.to_string()))
+}

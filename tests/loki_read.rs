@@ -1,0 +1,319 @@
+//! The Loki read API, driven as Grafana's Loki datasource drives it (docs/loki-api.md lists the
+//! calls): lines pushed through the Loki push API come back through `/loki/api/v1/…` with Loki's
+//! shapes, and refusals are Loki's plain-text errors.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{closed_port_url, raw_client, start_janus, TestJanus};
+
+/// 2024-01-01T00:00:00Z in nanoseconds.
+const T0: i64 = 1_704_067_200_000_000_000;
+const SEC: i64 = 1_000_000_000;
+
+/// Two pods of `shop` and one node's kubelet, a line every 10 s for 10 minutes; every third
+/// line of web-1 is an error.
+async fn janus_with_lines() -> TestJanus {
+    let janus = start_janus(&closed_port_url().await, |_| {}).await;
+    let mut streams = Vec::new();
+    for pod in ["web-1", "web-2"] {
+        let values: Vec<Value> = (0..60)
+            .map(|i| {
+                let level = if pod == "web-1" && i % 3 == 0 {
+                    "error"
+                } else {
+                    "info"
+                };
+                json!([
+                    (T0 + i * 10 * SEC).to_string(),
+                    format!("level={level} request {i} from {pod}")
+                ])
+            })
+            .collect();
+        streams.push(json!({"stream": {"namespace": "shop", "pod": pod, "container": "app"}, "values": values}));
+    }
+    let kubelet: Vec<Value> = (0..60)
+        .map(|i| {
+            json!([
+                (T0 + i * 10 * SEC + 5 * SEC).to_string(),
+                format!("E1120 sync {i}")
+            ])
+        })
+        .collect();
+    streams.push(json!({"stream": {"node": "n1", "process": "kubelet"}, "values": kubelet}));
+    let pushed = raw_client()
+        .post(format!("{}/loki/api/v1/push", janus.url))
+        .header("Content-Type", "application/json")
+        .body(json!({ "streams": streams }).to_string())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), 204);
+    janus
+}
+
+async fn get(janus: &TestJanus, path: &str, params: &[(&str, &str)]) -> (u16, String, String) {
+    let r = raw_client()
+        .get(format!("{}{path}", janus.url))
+        .query(params)
+        .send()
+        .await
+        .expect("answer");
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (status, content_type, r.text().await.expect("body"))
+}
+
+fn data(body: &str) -> Value {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(v["status"], "success", "{body}");
+    v["data"].clone()
+}
+
+const START: &str = "1704067200000000000";
+const END: &str = "1704067800000000000";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_calls_answered_as_loki_answers_them() {
+    let janus = janus_with_lines().await;
+
+    // The datasource's health check: an instant `vector(1)+vector(1)`.
+    let (status, _, body) = get(
+        &janus,
+        "/loki/api/v1/query",
+        &[("query", "vector(1)+vector(1)"), ("time", END)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let d = data(&body);
+    assert_eq!(d["resultType"], "vector");
+    assert_eq!(d["result"][0]["value"][1], "2");
+
+    // The label browser: names, then values, then series of a selection.
+    let (_, _, body) = get(
+        &janus,
+        "/loki/api/v1/labels",
+        &[("start", START), ("end", END)],
+    )
+    .await;
+    assert_eq!(
+        data(&body),
+        json!(["container", "namespace", "node", "pod", "process"])
+    );
+    let (_, _, body) = get(
+        &janus,
+        "/loki/api/v1/label/pod/values",
+        &[("start", START), ("end", END)],
+    )
+    .await;
+    assert_eq!(data(&body), json!(["web-1", "web-2"]));
+    let (_, _, body) = get(
+        &janus,
+        "/loki/api/v1/label/pod/values",
+        &[
+            ("start", START),
+            ("end", END),
+            ("query", r#"{namespace="shop", pod="web-2"}"#),
+        ],
+    )
+    .await;
+    assert_eq!(data(&body), json!(["web-2"]));
+    let (_, _, body) = get(
+        &janus,
+        "/loki/api/v1/series",
+        &[
+            ("match[]", r#"{node="n1"}"#),
+            ("start", START),
+            ("end", END),
+        ],
+    )
+    .await;
+    assert_eq!(data(&body), json!([{"node": "n1", "process": "kubelet"}]));
+
+    // Explore's logs: the newest lines first (direction=backward), limit, stats.
+    let (status, _, body) = get(
+        &janus,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{namespace="shop"} |= "level=error""#),
+            ("start", START),
+            ("end", END),
+            ("limit", "5"),
+            ("direction", "backward"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let d = data(&body);
+    assert_eq!(d["resultType"], "streams");
+    assert_eq!(
+        d["result"][0]["stream"],
+        json!({"namespace": "shop", "pod": "web-1", "container": "app"})
+    );
+    let values = d["result"][0]["values"].as_array().expect("values");
+    let times: Vec<i64> = values
+        .iter()
+        .map(|v| v[0].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        [57, 54, 51, 48, 45].map(|i| T0 + i * 10 * SEC).to_vec(),
+        "the newest five, newest first"
+    );
+    assert_eq!(values[0][1], "level=error request 57 from web-1");
+    assert!(
+        d["stats"]["summary"]["totalBytesProcessed"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    // Node logs by LogQL labels, and Lethe's job form.
+    for query in [
+        r#"{node="n1", process="kubelet"} |~ "sync [0-9]+$""#,
+        r#"{job="node", node="n1"}"#,
+    ] {
+        let (status, _, body) = get(
+            &janus,
+            "/loki/api/v1/query_range",
+            &[
+                ("query", query),
+                ("start", START),
+                ("end", END),
+                ("limit", "1000"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(
+            data(&body)["result"][0]["values"].as_array().unwrap().len(),
+            60,
+            "{query}"
+        );
+    }
+
+    // A metric query: errors per pod per minute, and the log-volume query Grafana draws.
+    let (status, _, body) = get(
+        &janus,
+        "/loki/api/v1/query_range",
+        &[
+            (
+                "query",
+                r#"sum by (pod) (count_over_time({namespace="shop"} |= "level=error" [1m]))"#,
+            ),
+            ("start", "1704067260"),
+            ("end", "1704067500"),
+            ("step", "60"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let d = data(&body);
+    assert_eq!(d["resultType"], "matrix");
+    assert_eq!(d["result"][0]["metric"], json!({"pod": "web-1"}));
+    // Six lines a minute of web-1, every third an error: 2 per minute.
+    assert!(
+        d["result"][0]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v[1] == "2"),
+        "{body}"
+    );
+    let (status, _, body) = get(
+        &janus,
+        "/loki/api/v1/query_range",
+        &[
+            (
+                "query",
+                r#"sum by (level, detected_level) (count_over_time({namespace="shop"}[1m]))"#,
+            ),
+            ("start", "1704067260"),
+            ("end", "1704067500"),
+            ("step", "60"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(data(&body)["result"][0]["values"][0][1], "12");
+
+    // Refusals are Loki's: plain text, 400, with what is wrong.
+    for (path, params, words) in [
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", r#"{namespace="shop"} |~ "(""#)],
+            "invalid regex",
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", r#"{app="x"}"#)],
+            "must name a target",
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", r#"{namespace="shop"}"#), ("limit", "0")],
+            "limit must be a positive value",
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", r#"{namespace="shop"}"#), ("direction", "up")],
+            "invalid direction",
+        ),
+        (
+            "/loki/api/v1/query",
+            vec![("query", r#"{namespace="shop"}"#)],
+            "not supported as an instant query",
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", r#"rate(up[5m])"#)],
+            "is not LogQL",
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", r#"{namespace="shop"} | json"#)],
+            "the | json stage is not supported yet",
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", r#"{namespace="shop"} |= "a" or "b""#)],
+            "between line filters is not supported yet",
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", r#"{namespace="shop"} |> "<_> error""#)],
+            "pattern filter |> is not supported yet",
+        ),
+    ] {
+        let (status, content_type, body) = get(&janus, path, &params).await;
+        assert_eq!(status, 400, "{params:?}: {body}");
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+        assert!(body.contains(words), "{params:?}: {body}");
+    }
+
+    // The same LogQL on the Prometheus API (Venti, PromQL users): a pipeline makes it a log query.
+    let (status, _, body) = get(
+        &janus,
+        "/api/v1/query_range",
+        &[
+            (
+                "query",
+                r#"{namespace="shop", pod="web-1"} |= "request 59""#,
+            ),
+            ("start", "2024-01-01T00:00:00Z"),
+            ("end", "2024-01-01T00:10:00Z"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        data(&body)["result"][0]["log"],
+        "level=info request 59 from web-1"
+    );
+    janus.stop().await;
+}
