@@ -317,3 +317,93 @@ async fn grafana_calls_answered_as_loki_answers_them() {
     );
     janus.stop().await;
 }
+
+/// A real Loki read client (the Node SDK `@myunisoft/loki`, from `compat-tests/node`) reads lines,
+/// a metric query, labels, label values and series through Janus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_loki_client_reads_through_janus() {
+    let node_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("compat-tests/node");
+    assert!(
+        node_dir.join("node_modules/@myunisoft/loki").is_dir(),
+        "run compat-tests/run (it runs npm ci in compat-tests/node)"
+    );
+    // The client asks for "the last hour": lines stamped a few minutes ago.
+    let janus = start_janus(&closed_port_url().await, |c| {
+        c.retention_time = std::time::Duration::from_secs(86_400)
+    })
+    .await;
+    let run = format!("read{}", std::process::id());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    let values: Vec<Value> = (0..30)
+        .map(|i| {
+            let level = if i % 10 == 0 { "error" } else { "info" };
+            json!([
+                (now - (30 - i) * 10 * SEC).to_string(),
+                format!("{level} line {i}")
+            ])
+        })
+        .collect();
+    let pushed = raw_client()
+        .post(format!("{}/loki/api/v1/push", janus.url))
+        .header("Content-Type", "application/json")
+        .body(json!({"streams": [{"stream": {"namespace": run, "pod": "api-1", "container": "app"}, "values": values}]}).to_string())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), 204);
+    let (url, dir, id) = (janus.url.clone(), node_dir.clone(), run.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .current_dir(&dir)
+            .args(["loki_read.mjs", &url, &id])
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .expect("client");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let stream = &out["streams"]["streams"][0];
+    assert_eq!(
+        stream["labels"],
+        json!({"namespace": run, "pod": "api-1", "container": "app"})
+    );
+    let lines: Vec<&str> = stream["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[1].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, ["error line 20", "error line 10", "error line 0"]);
+    let total: f64 = out["matrix"]["metrics"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[1].as_str().unwrap().parse::<f64>().unwrap())
+        .fold(0.0, f64::max);
+    assert!(total >= 1.0, "{}", out["matrix"]);
+    assert_eq!(
+        out["matrix"]["metrics"][0]["labels"],
+        json!({"pod": "api-1"})
+    );
+    for name in ["namespace", "pod", "container"] {
+        assert!(
+            out["labels"].as_array().unwrap().iter().any(|l| l == name),
+            "{}",
+            out["labels"]
+        );
+    }
+    assert_eq!(out["values"], json!(["api-1"]));
+    assert_eq!(
+        out["series"],
+        json!([{"namespace": run, "pod": "api-1", "container": "app"}])
+    );
+    janus.stop().await;
+}
