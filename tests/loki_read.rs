@@ -173,6 +173,39 @@ async fn grafana_calls_answered_as_loki_answers_them() {
             > 0
     );
 
+    // `or` between line filter literals: any of them for |=, none of them for !=.
+    for (query, expected) in [
+        (r#"{namespace="shop"} |= "request 57 " or "request 58 ""#, 4),
+        (
+            r#"{namespace="shop", pod="web-2"} != "request 1" or "request 2""#,
+            60 - 11 - 11,
+        ),
+        (
+            r#"{namespace="shop", pod="web-1"} |~ "request 5[0-9] " or "request 0 ""#,
+            11,
+        ),
+    ] {
+        let (status, _, body) = get(
+            &janus,
+            "/loki/api/v1/query_range",
+            &[
+                ("query", query),
+                ("start", START),
+                ("end", END),
+                ("limit", "1000"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{query}: {body}");
+        let lines: usize = data(&body)["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["values"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(lines, expected, "{query}");
+    }
+
     // Node logs by LogQL labels, and Lethe's job form.
     for query in [
         r#"{node="n1", process="kubelet"} |~ "sync [0-9]+$""#,
@@ -278,11 +311,6 @@ async fn grafana_calls_answered_as_loki_answers_them() {
             "/loki/api/v1/query_range",
             vec![("query", r#"{namespace="shop"} | json"#)],
             "the | json stage is not supported yet",
-        ),
-        (
-            "/loki/api/v1/query_range",
-            vec![("query", r#"{namespace="shop"} |= "a" or "b""#)],
-            "between line filters is not supported yet",
         ),
         (
             "/loki/api/v1/query_range",

@@ -73,6 +73,10 @@ impl FieldMatcher {
 pub enum LineFilter {
     Contains(memmem::Finder<'static>),
     NotContains(memmem::Finder<'static>),
+    /// `|= "a" or "b"`: any of them.
+    ContainsAny(Vec<memmem::Finder<'static>>),
+    /// `!= "a" or "b"`: none of them.
+    ContainsNone(Vec<memmem::Finder<'static>>),
     Matches(regex::bytes::Regex),
     NotMatches(regex::bytes::Regex),
 }
@@ -82,6 +86,8 @@ impl LineFilter {
         match self {
             LineFilter::Contains(f) => f.find(message).is_some(),
             LineFilter::NotContains(f) => f.find(message).is_none(),
+            LineFilter::ContainsAny(fs) => fs.iter().any(|f| f.find(message).is_some()),
+            LineFilter::ContainsNone(fs) => fs.iter().all(|f| f.find(message).is_none()),
             LineFilter::Matches(re) => re.is_match(message),
             LineFilter::NotMatches(re) => !re.is_match(message),
         }
@@ -91,7 +97,9 @@ impl LineFilter {
     fn cost(&self) -> u8 {
         match self {
             LineFilter::Contains(_) => 0,
-            LineFilter::NotContains(_) => 1,
+            LineFilter::NotContains(_)
+            | LineFilter::ContainsAny(_)
+            | LineFilter::ContainsNone(_) => 1,
             LineFilter::Matches(_) | LineFilter::NotMatches(_) => 2,
         }
     }
@@ -202,8 +210,9 @@ pub fn parse_log_query_within(query: &str, regex_budget: usize) -> Result<LogQue
                 };
                 let value = unquote(literal)
                     .map_err(|e| parse_error(query, tokens[i + 1].start, e))?;
-                filters.push(line_filter(query, tokens[i + 1].start, op, &value, regex_limit)?);
-                i += 2;
+                let (values, next) = alternatives(query, &tokens, i + 2, value)?;
+                filters.push(line_filter(query, tokens[i + 1].start, op, &values, regex_limit)?);
+                i = next;
             }
             (Kind::LBracket, _) if range.is_none() => {
                 let (d, next) = range_at(query, &tokens, i)?;
@@ -322,8 +331,9 @@ pub fn parse_embedded(
             ));
         }
         let value = unquote(text(operand)).map_err(|e| parse_error(query, operand.start, e))?;
-        filters.push(line_filter(query, operand.start, op, &value, regex_limit)?);
-        i += 2;
+        let (values, next) = alternatives(query, tokens, i + 2, value)?;
+        filters.push(line_filter(query, operand.start, op, &values, regex_limit)?);
+        i = next;
     }
     Ok((
         LogQuery {
@@ -352,9 +362,6 @@ fn unsupported_stage(query: &str, tokens: &[Token], i: usize) -> Result<(), Synt
             Some(format!("the pattern filter {}>", text(t)))
         }
         (Kind::Op, "|", Some((Kind::Ident, name))) => Some(format!("the | {name} stage")),
-        (Kind::Ident, "or", Some((Kind::Str, _))) if i > 0 && tokens[i - 1].kind == Kind::Str => {
-            Some("\"or\" between line filters".to_string())
-        }
         _ => None,
     };
     match stage {
@@ -521,15 +528,47 @@ fn selector_matchers(
     Ok((kind, targets, fields))
 }
 
+/// The first literal of a line filter and any `or "…"` alternatives after it (LogQL), with
+/// the index of the token after them.
+fn alternatives(
+    query: &str,
+    tokens: &[Token],
+    mut i: usize,
+    first: String,
+) -> Result<(Vec<String>, usize), SyntaxError> {
+    let mut values = vec![first];
+    while let (Some(or), Some(operand)) = (tokens.get(i), tokens.get(i + 1)) {
+        if or.kind != Kind::Ident || &query[or.start..or.end] != "or" || operand.kind != Kind::Str {
+            break;
+        }
+        let value = unquote(&query[operand.start..operand.end])
+            .map_err(|e| parse_error(query, operand.start, e))?;
+        values.push(value);
+        i += 2;
+    }
+    Ok((values, i))
+}
+
+/// A line filter of one literal or several `or`-ed ones: `|= "a" or "b"` keeps lines with
+/// either, `!= "a" or "b"` lines with neither (Loki's meaning); regexes are alternated.
 fn line_filter(
     query: &str,
     offset: usize,
     op: &str,
-    value: &str,
+    values: &[String],
     regex_limit: usize,
 ) -> Result<LineFilter, SyntaxError> {
+    let pattern = if values.len() == 1 {
+        values[0].clone()
+    } else {
+        values
+            .iter()
+            .map(|v| format!("(?:{v})"))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
     let regex = || {
-        super::regex_budget::compile(value, regex_limit).map_err(|e| {
+        super::regex_budget::compile(&pattern, regex_limit).map_err(|e| {
             let detail = e.to_string();
             let last = detail
                 .lines()
@@ -540,15 +579,24 @@ fn line_filter(
             parse_error(
                 query,
                 offset,
-                format!("invalid regex {value:?} in line filter {op}: {last}"),
+                format!("invalid regex {pattern:?} in line filter {op}: {last}"),
             )
         })
     };
-    let finder = || memmem::Finder::new(value.as_bytes()).into_owned();
-    Ok(match op {
-        "|=" => LineFilter::Contains(finder()),
-        "!=" => LineFilter::NotContains(finder()),
-        "|~" => LineFilter::Matches(regex()?),
+    let finders = || -> Vec<memmem::Finder<'static>> {
+        values
+            .iter()
+            .map(|v| memmem::Finder::new(v.as_bytes()).into_owned())
+            .collect()
+    };
+    Ok(match (op, values.len()) {
+        ("|=", 1) => LineFilter::Contains(memmem::Finder::new(values[0].as_bytes()).into_owned()),
+        ("!=", 1) => {
+            LineFilter::NotContains(memmem::Finder::new(values[0].as_bytes()).into_owned())
+        }
+        ("|=", _) => LineFilter::ContainsAny(finders()),
+        ("!=", _) => LineFilter::ContainsNone(finders()),
+        ("|~", _) => LineFilter::Matches(regex()?),
         _ => LineFilter::NotMatches(regex()?),
     })
 }
