@@ -309,8 +309,8 @@ async fn grafana_calls_answered_as_loki_answers_them() {
         ),
         (
             "/loki/api/v1/query_range",
-            vec![("query", r#"{namespace="shop"} | json"#)],
-            "the | json stage is not supported yet",
+            vec![("query", r#"{namespace="shop"} | regexp "(?P<x>.*)""#)],
+            "the | regexp stage is not supported yet",
         ),
         (
             "/loki/api/v1/query_range",
@@ -433,5 +433,163 @@ async fn a_real_loki_client_reads_through_janus() {
         out["series"],
         json!([{"namespace": run, "pod": "api-1", "container": "app"}])
     );
+    janus.stop().await;
+}
+
+/// `| json`, `| logfmt` and label filters: streams carry the extracted labels, label filters
+/// keep or drop lines, metric queries group by extracted labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parsers_and_label_filters() {
+    let janus = start_janus(&closed_port_url().await, |_| {}).await;
+    let json_lines: Vec<Value> = (0..30)
+        .map(|i| {
+            let (level, status, took) = if i % 3 == 0 { ("error", 502, "1.5s") } else { ("info", 200, "20ms") };
+            let line = json!({"level": level, "status": status, "took": took, "req": {"path": format!("/p{}", i % 2)}});
+            json!([(T0 + i * 10 * SEC).to_string(), line.to_string()])
+        })
+        .collect();
+    let kv_lines: Vec<Value> = (0..30)
+        .map(|i| {
+            let line = if i == 29 {
+                "not logfmt at all = =".to_string()
+            } else {
+                format!(
+                    "level={} status={} took={} msg=\"request {i}\"",
+                    if i % 5 == 0 { "warn" } else { "info" },
+                    200 + i * 10,
+                    if i % 2 == 0 { "2s" } else { "300ms" }
+                )
+            };
+            json!([(T0 + i * 10 * SEC).to_string(), line])
+        })
+        .collect();
+    let body = json!({"streams": [
+        {"stream": {"namespace": "json", "pod": "api-1", "container": "app"}, "values": json_lines},
+        {"stream": {"namespace": "kv", "pod": "worker-1", "container": "app"}, "values": kv_lines},
+    ]});
+    let pushed = raw_client()
+        .post(format!("{}/loki/api/v1/push", janus.url))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), 204);
+    let range = |query: &str| {
+        let query = query.to_string();
+        let janus_url = janus.url.clone();
+        async move {
+            let r = raw_client()
+                .get(format!("{janus_url}/loki/api/v1/query_range"))
+                .query(&[
+                    ("query", query.as_str()),
+                    ("start", START),
+                    ("end", END),
+                    ("limit", "1000"),
+                    ("step", "60"),
+                ])
+                .send()
+                .await
+                .expect("answer");
+            let status = r.status().as_u16();
+            let body = r.text().await.expect("body");
+            assert_eq!(status, 200, "{query}: {body}");
+            data(&body)
+        }
+    };
+
+    // Streams carry the extracted labels (nested keys joined with `_`).
+    let d = range(r#"{namespace="json"} | json | level="error""#).await;
+    let streams = d["result"].as_array().unwrap();
+    assert_eq!(streams.len(), 2, "{d}");
+    assert_eq!(
+        streams[0]["stream"],
+        json!({"namespace": "json", "pod": "api-1", "container": "app", "level": "error", "status": "502", "took": "1.5s", "req_path": "/p0"})
+    );
+    let total: usize = streams
+        .iter()
+        .map(|s| s["values"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(total, 10);
+
+    // Numbers, durations, and/or.
+    let count = |d: &Value| -> usize {
+        d["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["values"].as_array().unwrap().len())
+            .sum()
+    };
+    assert_eq!(
+        count(&range(r#"{namespace="json"} | json | status >= 500 and took > 1s"#).await),
+        10
+    );
+    assert_eq!(
+        count(&range(r#"{namespace="json"} | json | status == 200 or req_path = "/p1""#).await),
+        25
+    );
+    assert_eq!(
+        count(&range(r#"{namespace="kv"} | logfmt | took > 1s, level != "warn""#).await),
+        13
+    );
+    assert_eq!(
+        count(&range(r#"{namespace="kv"} | logfmt | status > 400"#).await),
+        9,
+        "410..480, and the unparsable line: a number filter that cannot read a value keeps the line, marked"
+    );
+    assert_eq!(
+        count(&range(r#"{namespace="kv"} | logfmt | __error__ != """#).await),
+        1
+    );
+    assert_eq!(
+        count(&range(r#"{namespace="kv"} | logfmt | msg =~ "request 1[0-9]""#).await),
+        10
+    );
+
+    // Metric queries group by extracted labels.
+    let d = range(r#"sum by (level) (count_over_time({namespace="json"} | json [10m]))"#).await;
+    // The largest 10-minute count of each level: all 30 lines inside one window.
+    let by_level: std::collections::BTreeMap<String, String> = d["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let most = s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v[1].as_str().unwrap().parse::<u32>().unwrap())
+                .max()
+                .unwrap();
+            (
+                s["metric"]["level"].as_str().unwrap().to_string(),
+                most.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(by_level.get("error").map(String::as_str), Some("10"), "{d}");
+    assert_eq!(by_level.get("info").map(String::as_str), Some("20"), "{d}");
+
+    // Stages Janus does not run are refused by name.
+    let r = raw_client()
+        .get(format!("{}/loki/api/v1/query_range", janus.url))
+        .query(&[
+            (
+                "query",
+                r#"{namespace="json"} | json | line_format "{{.level}}""#,
+            ),
+            ("start", START),
+            ("end", END),
+        ])
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("line_format stage is not supported yet"));
     janus.stop().await;
 }

@@ -63,6 +63,7 @@ pub async fn answer(
 
     let _slot = state.log_limiter.acquire(deadline.at).await?;
     let log_kind = query.kind;
+    let pipeline = query.pipeline.clone();
     let mut found = state
         .engine
         .search_lines(
@@ -80,7 +81,8 @@ pub async fn answer(
     if found.truncated {
         warnings.push("results truncated due to limit".into());
     }
-    let answer = log_encode::LogAnswer::new(found, log_kind, order, format, warnings);
+    let answer = log_encode::LogAnswer::new(found, log_kind, order, format, warnings)
+        .with_pipeline(pipeline);
     stream(state, answer, deadline).await
 }
 

@@ -51,7 +51,7 @@ enum Stage {
     },
     /// `streams`: groups sorted by labels, each with its lines in answer order.
     Groups {
-        groups: Vec<(Vec<String>, Vec<u32>)>,
+        groups: Vec<(BTreeMap<String, String>, Vec<u32>)>,
         group: usize,
         next: usize,
     },
@@ -72,6 +72,8 @@ pub struct LogAnswer {
     buf: Vec<u8>,
     /// More members of the data object after the result (Loki's `stats`): name and JSON.
     data_fields: Vec<(&'static str, String)>,
+    /// The query's parsers and label filters: a stream's labels include what they extract.
+    pipeline: crate::logql::pipeline::Pipeline,
 }
 
 impl LogAnswer {
@@ -92,7 +94,14 @@ impl LogAnswer {
             wrote_element: false,
             buf: Vec::new(),
             data_fields: Vec::new(),
+            pipeline: crate::logql::pipeline::Pipeline::default(),
         }
+    }
+
+    /// Streams get the labels `pipeline` extracts from their lines (LogQL parsers).
+    pub fn with_pipeline(mut self, pipeline: crate::logql::pipeline::Pipeline) -> Self {
+        self.pipeline = pipeline;
+        self
     }
 
     /// Adds a member to the data object, after the result (`json` is written as is).
@@ -171,14 +180,8 @@ impl LogAnswer {
                         if *group > 0 {
                             out.push(b',');
                         }
-                        let names = self.kind.labels();
-                        let stream: BTreeMap<&str, &str> = names
-                            .iter()
-                            .copied()
-                            .zip(labels.iter().map(String::as_str))
-                            .collect();
                         out.extend_from_slice(b"{\"stream\":");
-                        serde_json::to_writer(&mut *out, &stream)?;
+                        serde_json::to_writer(&mut *out, labels)?;
                         out.extend_from_slice(b",\"values\":[");
                         self.wrote_element = false;
                     }
@@ -222,17 +225,26 @@ impl LogAnswer {
 
     /// Loki's shape: one stream per label set (sorted by labels), values in the answer's order.
     /// Reads every line once for its labels; only the positions are kept per group.
-    fn group_by_labels(&mut self) -> Vec<(Vec<String>, Vec<u32>)> {
-        let names = self.kind.labels().len();
-        let mut groups: BTreeMap<Vec<String>, Vec<u32>> = BTreeMap::new();
+    fn group_by_labels(&mut self) -> Vec<(BTreeMap<String, String>, Vec<u32>)> {
+        let mut groups: BTreeMap<BTreeMap<String, String>, Vec<u32>> = BTreeMap::new();
         let mut buf = std::mem::take(&mut self.buf);
         for p in 0..self.found.lines.len() {
             let i = self.index(p);
             if let Some(line) = self.found.read_line(i, &mut buf) {
-                let labels: Vec<String> = line.fields[..names]
+                let stream = crate::store::scan::stream_labels(self.kind, &line);
+                let mut labels: BTreeMap<String, String> = stream
                     .iter()
-                    .map(|f| text(f).into_owned())
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
+                if !self.pipeline.is_empty() {
+                    let pairs: Vec<(&str, &str)> =
+                        stream.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+                    // The scan kept the line, so the pipeline keeps it again.
+                    let Some(extracted) = self.pipeline.run(&pairs, line.message) else {
+                        continue;
+                    };
+                    labels.extend(extracted);
+                }
                 groups.entry(labels).or_default().push(i as u32);
             }
         }

@@ -205,11 +205,13 @@ async fn lines(
 ) -> Result<Response, LokiError> {
     let _slot = state.log_limiter.acquire(deadline.at).await?;
     let kind = search.query.kind;
+    let pipeline = search.query.pipeline.clone();
     let mut found = state.engine.search_lines(search, deadline.at).await?;
     let warnings = std::mem::take(&mut found.warnings);
     let stats = stats(found.bytes_scanned, found.lines.len(), started);
     let answer = LogAnswer::new(found, kind, order, LogAnswerFormat::Streams, warnings)
-        .with_data_field("stats", stats);
+        .with_data_field("stats", stats)
+        .with_pipeline(pipeline);
     super::lines::stream(state, answer, deadline)
         .await
         .map_err(LokiError::from)

@@ -39,15 +39,6 @@ pub fn log_call(
     bounds.dedup();
     let buckets = store.buckets(query, &bounds, deadline, cancelled, max_streams)?;
     let index = |t: i64| bounds.partition_point(|&b| b < t);
-    let labels_of = |values: &[String]| -> Labels {
-        query
-            .kind
-            .labels()
-            .iter()
-            .map(|l| l.to_string())
-            .zip(values.iter().cloned())
-            .collect()
-    };
     let seconds = call.range.as_secs_f64();
     if call.function == Function::AbsentOverTime {
         let mut totals = vec![0u64; bounds.len()];
@@ -78,7 +69,7 @@ pub fn log_call(
         return Ok(Value::Vector(vec![Series { labels, points }]));
     }
     let mut out = Vec::with_capacity(buckets.len());
-    for (values, b) in buckets {
+    for (labels, b) in buckets {
         let counts: Vec<u64> = b.iter().map(|x| x.0).collect();
         let bytes: Vec<u64> = b.iter().map(|x| x.1).collect();
         let (pc, pb) = (prefix_sums(&counts), prefix_sums(&bytes));
@@ -99,10 +90,7 @@ pub fn log_call(
                 })
             })
             .collect();
-        out.push(Series {
-            labels: labels_of(&values),
-            points,
-        });
+        out.push(Series { labels, points });
     }
     Ok(Value::Vector(out))
 }

@@ -2,6 +2,7 @@
 
 pub mod lexer;
 pub mod parse;
+pub mod pipeline;
 pub mod regex_budget;
 pub mod rewrite;
 

@@ -115,6 +115,8 @@ pub struct LogQuery {
     pub fields: Vec<FieldMatcher>,
     /// In the order written.
     pub filters: Vec<LineFilter>,
+    /// LogQL stages after the line filters: parsers and label filters.
+    pub pipeline: super::pipeline::Pipeline,
     pub range: Option<Duration>,
 }
 
@@ -244,6 +246,7 @@ pub fn parse_log_query_within(query: &str, regex_budget: usize) -> Result<LogQue
         targets,
         fields,
         filters,
+        pipeline: super::pipeline::Pipeline::default(),
         range,
     })
 }
@@ -302,9 +305,14 @@ pub fn parse_embedded(
     )?;
     let mut filters = Vec::new();
     let regex_limit = super::regex_budget::share(query, tokens);
+    let mut pipeline = super::pipeline::Pipeline::default();
     let mut i = close + 1;
     while let Some(t) = tokens.get(i) {
         let op = text(t);
+        if let Some(next) = stage_at(query, tokens, i, &mut pipeline, regex_limit)? {
+            i = next;
+            continue;
+        }
         unsupported_stage(query, tokens, i)?;
         if t.kind != Kind::Op || !matches!(op, "|=" | "!=" | "|~" | "!~") {
             break;
@@ -340,11 +348,214 @@ pub fn parse_embedded(
             kind,
             targets,
             fields,
-            filters,
+            // A label filter's required literal is a line filter too: the scan skips the
+            // lines without it before anything is parsed.
+            filters: {
+                let mut filters = filters;
+                if let Some(literal) = pipeline.required_literal() {
+                    filters.push(LineFilter::Contains(
+                        memmem::Finder::new(literal.as_bytes()).into_owned(),
+                    ));
+                }
+                filters
+            },
+            pipeline,
             range: None,
         },
         i,
     ))
+}
+
+/// A parser (`| json`, `| logfmt`) or a label filter (`| level="error" and status >= 500`) at
+/// token `i`, added to `pipeline`; the index after it, or `None` when no such stage starts there.
+fn stage_at(
+    query: &str,
+    tokens: &[Token],
+    i: usize,
+    pipeline: &mut super::pipeline::Pipeline,
+    regex_limit: usize,
+) -> Result<Option<usize>, SyntaxError> {
+    use super::pipeline::Stage;
+    let text = |t: &Token| &query[t.start..t.end];
+    let (Some(bar), Some(name)) = (tokens.get(i), tokens.get(i + 1)) else {
+        return Ok(None);
+    };
+    if bar.kind != Kind::Op || text(bar) != "|" || name.kind != Kind::Ident {
+        return Ok(None);
+    }
+    match text(name) {
+        "json" | "logfmt" => {
+            // Parameters (`| json a="b"`, `| logfmt --strict`) are not read yet.
+            if let Some(after) = tokens.get(i + 2) {
+                let param = (after.kind == Kind::Ident
+                    && tokens.get(i + 3).is_some_and(|t| text(t) == "="))
+                    || text(after) == "-";
+                if param {
+                    return Err(parse_error(
+                        query,
+                        after.start,
+                        format!("parameters of | {} are not supported yet", text(name)),
+                    ));
+                }
+            }
+            pipeline.stages.push(if text(name) == "json" {
+                Stage::Json
+            } else {
+                Stage::Logfmt
+            });
+            Ok(Some(i + 2))
+        }
+        _ if tokens.get(i + 2).is_some_and(|t| {
+            t.kind == Kind::Op && super::pipeline::Compare::from_op(text(t)).is_some()
+                || matches!(text(t), "=~" | "!~")
+        }) =>
+        {
+            let (filter, next) = label_filter_or(query, tokens, i + 1, regex_limit)?;
+            pipeline.stages.push(Stage::Filter(filter));
+            Ok(Some(next))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `a or b or …` of label filter terms.
+fn label_filter_or(
+    query: &str,
+    tokens: &[Token],
+    i: usize,
+    regex_limit: usize,
+) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError> {
+    use super::pipeline::LabelFilter;
+    let (mut filter, mut i) = label_filter_and(query, tokens, i, regex_limit)?;
+    while tokens
+        .get(i)
+        .is_some_and(|t| &query[t.start..t.end] == "or" && t.kind == Kind::Ident)
+    {
+        let (next, after) = label_filter_and(query, tokens, i + 1, regex_limit)?;
+        filter = LabelFilter::Or(Box::new(filter), Box::new(next));
+        i = after;
+    }
+    Ok((filter, i))
+}
+
+/// `a and b`, `a, b` or `a b` (Loki reads all three as and) of label filter factors.
+fn label_filter_and(
+    query: &str,
+    tokens: &[Token],
+    i: usize,
+    regex_limit: usize,
+) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError> {
+    use super::pipeline::LabelFilter;
+    let (mut filter, mut i) = label_filter_factor(query, tokens, i, regex_limit)?;
+    loop {
+        let text = tokens.get(i).map(|t| &query[t.start..t.end]);
+        let next = match (text, tokens.get(i)) {
+            (Some("and"), Some(t)) if t.kind == Kind::Ident => i + 1,
+            (Some(","), _) => i + 1,
+            _ => break,
+        };
+        let (more, after) = label_filter_factor(query, tokens, next, regex_limit)?;
+        filter = LabelFilter::And(Box::new(filter), Box::new(more));
+        i = after;
+    }
+    Ok((filter, i))
+}
+
+/// `(expr)` or `name op value`.
+fn label_filter_factor(
+    query: &str,
+    tokens: &[Token],
+    i: usize,
+    regex_limit: usize,
+) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError> {
+    use super::pipeline::{read_bytes, read_duration_seconds, Compare, LabelFilter, Unit};
+    let text = |t: &Token| &query[t.start..t.end];
+    let Some(first) = tokens.get(i) else {
+        return Err(parse_error(
+            query,
+            query.len(),
+            "a label filter needs a label, an operator and a value",
+        ));
+    };
+    if first.kind == Kind::LParen {
+        let (filter, next) = label_filter_or(query, tokens, i + 1, regex_limit)?;
+        return match tokens.get(next) {
+            Some(t) if t.kind == Kind::RParen => Ok((filter, next + 1)),
+            _ => Err(parse_error(
+                query,
+                first.start,
+                "unclosed ( in a label filter",
+            )),
+        };
+    }
+    let (Some(op), Some(value)) = (tokens.get(i + 1), tokens.get(i + 2)) else {
+        return Err(parse_error(
+            query,
+            first.start,
+            "a label filter needs a label, an operator and a value",
+        ));
+    };
+    if first.kind != Kind::Ident {
+        return Err(parse_error(
+            query,
+            first.start,
+            format!(
+                "expected a label name in a label filter, found {:?}",
+                text(first)
+            ),
+        ));
+    }
+    let name = text(first);
+    match (text(op), value.kind.clone()) {
+        (op_text @ ("=" | "!=" | "=~" | "!~"), Kind::Str) => {
+            let v = unquote(text(value)).map_err(|e| parse_error(query, value.start, e))?;
+            let regex = |v: &str| {
+                regex::RegexBuilder::new(&format!("^(?:{v})$"))
+                    .size_limit(regex_limit)
+                    .dfa_size_limit(regex_limit)
+                    .build()
+                    .map_err(|e| {
+                        parse_error(query, value.start, format!("invalid regex {v:?} in a label filter: {}", e.to_string().lines().last().unwrap_or("invalid").trim()))
+                    })
+            };
+            let matcher = match op_text {
+                "=" => Matcher::new(MatchOp::Equal, name, &v),
+                "!=" => Matcher::new(MatchOp::NotEqual, name, &v),
+                "=~" => Matcher::new(MatchOp::Re(regex(&v)?), name, &v),
+                _ => Matcher::new(MatchOp::NotRe(regex(&v)?), name, &v),
+            };
+            Ok((LabelFilter::Text(matcher), i + 3))
+        }
+        (op_text, Kind::Number | Kind::Ident) => {
+            let compare = Compare::from_op(op_text).ok_or_else(|| {
+                parse_error(query, op.start, format!("{op_text} cannot compare a label with a number"))
+            })?;
+            let literal = text(value);
+            let (number, unit) = if let Ok(n) = literal.parse::<f64>() {
+                (n, Unit::Number)
+            } else if let Some(d) = read_duration_seconds(literal) {
+                (d, Unit::Duration)
+            } else if let Some(b) = read_bytes(literal) {
+                (b, Unit::Bytes)
+            } else {
+                return Err(parse_error(query, value.start, format!("{literal:?} is not a number, a duration or a size")));
+            };
+            Ok((
+                LabelFilter::Number {
+                    name: name.to_string(),
+                    compare,
+                    value: number,
+                    unit,
+                },
+                i + 3,
+            ))
+        }
+        (op_text, _) => Err(parse_error(
+            query,
+            value.start,
+            format!("label filter {name} {op_text} needs a string (=, !=, =~, !~) or a number, duration or size (==, !=, >, >=, <, <=)"),
+        )),
+    }
 }
 
 /// LogQL pipeline stages Janus does not run yet, refused by name rather than with a puzzling

@@ -63,8 +63,59 @@ pub struct Search<'a> {
     pub cancelled: &'a AtomicBool,
 }
 
-/// Per stream (its label values), per bucket: lines and message bytes.
-pub type StreamBuckets = BTreeMap<Vec<String>, Vec<(u64, u64)>>;
+/// Per stream (its labels: the line's fields, and what the query's parsers extracted), per
+/// bucket: lines and message bytes.
+pub type StreamBuckets = BTreeMap<BTreeMap<String, String>, Vec<(u64, u64)>>;
+
+/// A stream's key while counting: its fields joined by `|` (a field never holds one), then each
+/// extracted label as length-prefixed name and value.
+fn stream_key(
+    key: &mut Vec<u8>,
+    line: &line::Line<'_>,
+    extracted: Option<&crate::logql::pipeline::Extracted>,
+) {
+    key.clear();
+    for (n, field) in line.fields[..line.field_count].iter().enumerate() {
+        if n > 0 {
+            key.push(b'|');
+        }
+        key.extend_from_slice(field);
+    }
+    for (name, value) in extracted.into_iter().flatten() {
+        key.push(0);
+        for part in [name.as_bytes(), value.as_bytes()] {
+            key.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            key.extend_from_slice(part);
+        }
+    }
+}
+
+/// The labels of a stream key made by [`stream_key`].
+fn key_labels(kind: LogKind, key: &[u8]) -> BTreeMap<String, String> {
+    let fields_end = memchr::memchr(0, key).unwrap_or(key.len());
+    let mut labels: BTreeMap<String, String> = kind
+        .labels()
+        .iter()
+        .zip(key[..fields_end].split(|&b| b == b'|'))
+        .map(|(name, v)| (name.to_string(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    let mut rest = &key[fields_end..];
+    let take = |rest: &mut &[u8]| -> Option<String> {
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let part = rest.get(4..4 + len)?;
+        let text = String::from_utf8_lossy(part).into_owned();
+        *rest = &rest[4 + len..];
+        Some(text)
+    };
+    while rest.first() == Some(&0) {
+        rest = &rest[1..];
+        let (Some(name), Some(value)) = (take(&mut rest), take(&mut rest)) else {
+            break;
+        };
+        labels.insert(name, value);
+    }
+    labels
+}
 
 /// A line of the answer, by position: read back with [`Found::read_line`] while the answer
 /// is encoded, so the lines' content is never all in memory at once.
@@ -240,18 +291,12 @@ impl Store {
             &self.workers,
             &too_many,
             || (Counts::default(), Vec::<u8>::new()),
-            |(counts, key), _file, line| {
+            |(counts, key), _file, line, extracted| {
                 let j = bounds.partition_point(|&b| b < line.ts);
                 if j == 0 || j >= bounds.len() {
                     return;
                 }
-                key.clear();
-                for (n, field) in line.fields[..line.field_count].iter().enumerate() {
-                    if n > 0 {
-                        key.push(b'|');
-                    }
-                    key.extend_from_slice(field);
-                }
+                stream_key(key, line, extracted);
                 let slot = match counts.get_mut(key.as_slice()) {
                     Some(slot) => slot,
                     None => {
@@ -274,13 +319,10 @@ impl Store {
             return Err(ScanStop::TooManyStreams(max_streams));
         }
         let states = states?;
-        let mut merged: BTreeMap<Vec<String>, Vec<(u64, u64)>> = BTreeMap::new();
+        let mut merged = StreamBuckets::new();
         for (counts, _) in states {
             for (key, buckets) in counts {
-                let labels: Vec<String> = key
-                    .split(|&b| b == b'|')
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .collect();
+                let labels = key_labels(query.kind, &key);
                 if merged.len() >= max_streams && !merged.contains_key(&labels) {
                     return Err(ScanStop::TooManyStreams(max_streams));
                 }

@@ -74,6 +74,8 @@ pub struct Match<'a> {
     pub raw: &'a [u8],
     /// The line parsed.
     pub line: &'a line::Line<'a>,
+    /// Labels the query's parsers extracted from the line (LogQL `| json`, `| logfmt`).
+    pub extracted: Option<&'a crate::logql::pipeline::Extracted>,
 }
 
 impl Match<'_> {
@@ -348,6 +350,18 @@ fn more_match(
     Ok(false)
 }
 
+/// A line's stream labels (its bracket fields by name), for the pipeline.
+pub fn stream_labels<'l>(
+    kind: crate::logql::LogKind,
+    line: &'l line::Line<'_>,
+) -> Vec<(&'static str, std::borrow::Cow<'l, str>)> {
+    kind.labels()
+        .iter()
+        .zip(&line.fields[..line.field_count])
+        .map(|(name, value)| (*name, String::from_utf8_lossy(value)))
+        .collect()
+}
+
 /// Whether a search must stop now, and why.
 pub fn interrupted(deadline: Instant, cancelled: &AtomicBool) -> Option<ScanStop> {
     if cancelled.load(Ordering::Relaxed) {
@@ -433,11 +447,25 @@ fn scan_unit(
             }
         }
         if filters.iter().all(|f| f.matches(l.message)) {
+            let pipeline = &req.query.pipeline;
+            let extracted = if pipeline.is_empty() {
+                None
+            } else {
+                // Parsers and label filters run on the lines the filters let through.
+                let stream = stream_labels(req.query.kind, &l);
+                let owned: Vec<(&str, &str)> =
+                    stream.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+                match pipeline.run(&owned, l.message) {
+                    Some(extracted) => Some(extracted),
+                    None => return,
+                }
+            };
             emit(Match {
                 file: unit.file,
                 offset: unit.block.start + start as u64,
                 raw,
                 line: &l,
+                extracted: extracted.as_ref(),
             });
         }
     };
@@ -493,7 +521,8 @@ pub fn for_each_match<S: Send>(
     workers: &Workers,
     halt: &AtomicBool,
     start: impl Fn() -> S + Sync,
-    visit: impl Fn(&mut S, &ScanFile, &line::Line<'_>) + Sync,
+    visit: impl Fn(&mut S, &ScanFile, &line::Line<'_>, Option<&crate::logql::pipeline::Extracted>)
+        + Sync,
 ) -> Result<Vec<S>, ScanStop> {
     let units = units_in_window(files, req.lo, req.hi);
     let filters = req.query.filters_by_cost();
@@ -519,7 +548,7 @@ pub fn for_each_match<S: Send>(
             let file = &files[unit.file];
             // A block that changed under the scan is skipped, as in searches.
             let _ = scan_unit(files, unit, req, &filters, &prefilter, &mut buf, &mut |m| {
-                visit(&mut state, file, m.line)
+                visit(&mut state, file, m.line, m.extracted)
             });
         }
         if let Ok(mut all) = states.lock() {
