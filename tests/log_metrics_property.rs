@@ -124,6 +124,7 @@ proptest! {
             range: Duration::from_secs(range_s as u64),
             offset_ns: offset_s * NS,
             at: None,
+            grouping: None,
         };
         let cancelled = AtomicBool::new(false);
         let Value::Vector(series) = log_call(&store, &query, &call, &steps, Instant::now() + Duration::from_secs(30), &cancelled, 1_000_000).expect("answers") else {

@@ -37,7 +37,25 @@ pub fn log_call(
         .collect();
     bounds.sort_unstable();
     bounds.dedup();
-    let buckets = store.buckets(query, &bounds, deadline, cancelled, max_streams)?;
+    // Under a `sum by`, parsers extract only what the grouping and the label filters read.
+    let grouped;
+    let query = match &call.grouping {
+        Some(crate::logql::pipeline::Grouping::By(labels)) if !query.pipeline.is_empty() => {
+            let mut narrowed = query.clone();
+            narrowed.pipeline.want_only(labels);
+            grouped = narrowed;
+            &grouped
+        }
+        _ => query,
+    };
+    let buckets = store.buckets(
+        query,
+        &bounds,
+        deadline,
+        cancelled,
+        max_streams,
+        call.grouping.as_ref(),
+    )?;
     let index = |t: i64| bounds.partition_point(|&b| b < t);
     let seconds = call.range.as_secs_f64();
     if call.function == Function::AbsentOverTime {

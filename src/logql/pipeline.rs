@@ -123,6 +123,22 @@ impl LabelFilter {
         }
     }
 
+    /// The label names the filter reads.
+    fn names(&self, out: &mut std::collections::BTreeSet<String>) {
+        match self {
+            LabelFilter::Text(m) => {
+                out.insert(m.name.clone());
+            }
+            LabelFilter::Number { name, .. } => {
+                out.insert(name.clone());
+            }
+            LabelFilter::And(a, b) | LabelFilter::Or(a, b) => {
+                a.names(out);
+                b.names(out);
+            }
+        }
+    }
+
     /// A literal every kept line contains: the value of a `name="value"` filter made of plain
     /// characters (which JSON and logfmt write as they are).
     fn required_literal(&self) -> Option<String> {
@@ -214,10 +230,31 @@ pub fn read_bytes(text: &str) -> Option<f64> {
     Some(number * scale)
 }
 
+/// Which labels a log metric's streams keep when a `sum by`/`sum without` above it only needs
+/// those: lines are counted per group directly (the sum of the streams' counts is the group's
+/// count), so a parser that extracts a label per request does not make a stream per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grouping {
+    By(Vec<String>),
+    Without(Vec<String>),
+}
+
+impl Grouping {
+    pub fn keeps(&self, name: &str) -> bool {
+        match self {
+            Grouping::By(names) => names.iter().any(|n| n == name),
+            Grouping::Without(names) => !names.iter().any(|n| n == name),
+        }
+    }
+}
+
 /// The stages after a selector's line filters.
 #[derive(Debug, Clone, Default)]
 pub struct Pipeline {
     pub stages: Vec<Stage>,
+    /// The extracted labels anything downstream reads (label filters, a `sum by`): parsers
+    /// extract only these. `None`: every label (a stream's labels are all shown).
+    pub wanted: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Pipeline {
@@ -231,8 +268,8 @@ impl Pipeline {
         let mut extracted = Extracted::new();
         for stage in &self.stages {
             match stage {
-                Stage::Json => json(message, stream, &mut extracted),
-                Stage::Logfmt => logfmt(message, stream, &mut extracted),
+                Stage::Json => json(message, stream, self.wanted.as_ref(), &mut extracted),
+                Stage::Logfmt => logfmt(message, stream, self.wanted.as_ref(), &mut extracted),
                 Stage::Filter(f) => {
                     if !f.keeps(stream, &mut extracted) {
                         return None;
@@ -241,6 +278,19 @@ impl Pipeline {
             }
         }
         Some(extracted)
+    }
+
+    /// Extract only what label filters and `labels` read (`labels` from a grouping such as
+    /// `sum by (level)`): the rest of a line is skipped, not copied.
+    pub fn want_only(&mut self, labels: &[String]) {
+        let mut wanted: std::collections::BTreeSet<String> = labels.iter().cloned().collect();
+        wanted.insert("__error__".into());
+        for stage in &self.stages {
+            if let Stage::Filter(f) = stage {
+                f.names(&mut wanted);
+            }
+        }
+        self.wanted = Some(wanted);
     }
 
     /// A literal every line the pipeline keeps contains (see [`LabelFilter::required_literal`]).
@@ -271,17 +321,37 @@ fn sanitize(key: &str) -> String {
     out
 }
 
-/// Adds an extracted label; a name a stream label already has gets `_extracted` (Loki's rule),
-/// and the first value of a name wins.
-fn add(extracted: &mut Extracted, stream: &[(&str, &str)], key: &str, value: String) {
-    let mut name = sanitize(key);
-    if name.is_empty() {
+/// The label name an extracted key becomes: sanitized, with `_extracted` when a stream label
+/// already has the name (Loki's rule).
+fn label_name<'k>(stream: &[(&str, &str)], key: &'k str) -> std::borrow::Cow<'k, str> {
+    let clean = key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !key.starts_with(|c: char| c.is_ascii_digit());
+    let mut name = if clean {
+        std::borrow::Cow::Borrowed(key)
+    } else {
+        std::borrow::Cow::Owned(sanitize(key))
+    };
+    if stream.iter().any(|(k, _)| *k == name) {
+        name.to_mut().push_str("_extracted");
+    }
+    name
+}
+
+/// Adds an extracted label (the first value of a name wins), unless nothing downstream reads it.
+fn add(
+    extracted: &mut Extracted,
+    stream: &[(&str, &str)],
+    wanted: Option<&std::collections::BTreeSet<String>>,
+    key: &str,
+    value: impl FnOnce() -> String,
+) {
+    let name = label_name(stream, key);
+    if name.is_empty() || wanted.is_some_and(|w| !w.contains(name.as_ref())) {
         return;
     }
-    if stream.iter().any(|(k, _)| *k == name) {
-        name.push_str("_extracted");
+    if !extracted.contains_key(name.as_ref()) {
+        extracted.insert(name.into_owned(), value());
     }
-    extracted.entry(name).or_insert(value);
 }
 
 fn set_error(extracted: &mut Extracted, error: &str) {
@@ -291,105 +361,183 @@ fn set_error(extracted: &mut Extracted, error: &str) {
 }
 
 /// `| json`: every field of a JSON object line, nested objects flattened with `_`; arrays are
-/// left out, as Loki leaves them.
-fn json(message: &[u8], stream: &[(&str, &str)], extracted: &mut Extracted) {
-    let Ok(serde_json::Value::Object(object)) =
-        serde_json::from_slice::<serde_json::Value>(message)
-    else {
+/// left out, as Loki leaves them. Members are visited as they are read, their values kept raw
+/// and decoded only for the labels wanted; an object is entered only when a wanted label can
+/// come from it.
+fn json(
+    message: &[u8],
+    stream: &[(&str, &str)],
+    wanted: Option<&std::collections::BTreeSet<String>>,
+    extracted: &mut Extracted,
+) {
+    if walk_object("", message, stream, wanted, extracted).is_err() {
         set_error(extracted, JSON_ERROR);
-        return;
-    };
-    fn walk(
-        prefix: &str,
-        value: &serde_json::Value,
-        stream: &[(&str, &str)],
-        extracted: &mut Extracted,
-    ) {
-        match value {
-            serde_json::Value::Object(fields) => {
-                for (k, v) in fields {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}_{k}")
-                    };
-                    walk(&key, v, stream, extracted);
+    }
+}
+
+/// Visits the members of the JSON object `object`, adding what they hold under `prefix`.
+fn walk_object(
+    prefix: &str,
+    object: &[u8],
+    stream: &[(&str, &str)],
+    wanted: Option<&std::collections::BTreeSet<String>>,
+    extracted: &mut Extracted,
+) -> serde_json::Result<()> {
+    use serde::de::{DeserializeSeed, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+    struct Members<'p, 's, 'w, 'e> {
+        prefix: &'p str,
+        stream: &'s [(&'s str, &'s str)],
+        wanted: Option<&'w std::collections::BTreeSet<String>>,
+        extracted: &'e mut Extracted,
+    }
+    impl<'de> Visitor<'de> for Members<'_, '_, '_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                let raw = map.next_value::<&'de RawValue>()?;
+                let key: std::borrow::Cow<'_, str> = if self.prefix.is_empty() {
+                    key
+                } else {
+                    std::borrow::Cow::Owned(format!("{}_{key}", self.prefix))
+                };
+                let text = raw.get();
+                match text.as_bytes().first() {
+                    Some(b'{') => {
+                        let name = label_name(self.stream, &key);
+                        let wanted_below = self
+                            .wanted
+                            .is_none_or(|w| w.iter().any(|n| n.starts_with(name.as_ref())));
+                        if wanted_below {
+                            walk_object(
+                                &key,
+                                text.as_bytes(),
+                                self.stream,
+                                self.wanted,
+                                self.extracted,
+                            )
+                            .map_err(serde::de::Error::custom)?;
+                        }
+                    }
+                    Some(b'[') => {}
+                    Some(b'"') => add(self.extracted, self.stream, self.wanted, &key, || {
+                        serde_json::from_str::<String>(text).unwrap_or_default()
+                    }),
+                    Some(b'n') => add(self.extracted, self.stream, self.wanted, &key, String::new),
+                    _ => add(self.extracted, self.stream, self.wanted, &key, || {
+                        text.to_string()
+                    }),
                 }
             }
-            serde_json::Value::Array(_) => {}
-            serde_json::Value::String(s) => add(extracted, stream, prefix, s.clone()),
-            serde_json::Value::Null => add(extracted, stream, prefix, String::new()),
-            other => add(extracted, stream, prefix, other.to_string()),
+            Ok(())
         }
     }
-    walk("", &serde_json::Value::Object(object), stream, extracted);
+    impl<'de> DeserializeSeed<'de> for Members<'_, '_, '_, '_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(object);
+    Members {
+        prefix,
+        stream,
+        wanted,
+        extracted,
+    }
+    .deserialize(&mut de)?;
+    de.end()
 }
 
 /// `| logfmt`: `key=value` pairs, values bare or double-quoted with escapes; a key without `=`
-/// is an empty value.
-fn logfmt(message: &[u8], stream: &[(&str, &str)], extracted: &mut Extracted) {
-    let text = String::from_utf8_lossy(message);
-    let mut chars = text.char_indices().peekable();
-    while let Some(&(start, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
+/// is an empty value. Read on bytes: a value is copied (and unescaped) only when it is wanted.
+fn logfmt(
+    message: &[u8],
+    stream: &[(&str, &str)],
+    wanted: Option<&std::collections::BTreeSet<String>>,
+    extracted: &mut Extracted,
+) {
+    let mut i = 0;
+    let n = message.len();
+    while i < n {
+        if message[i].is_ascii_whitespace() {
+            i += 1;
             continue;
         }
-        // A key: up to `=` or a space.
-        let mut end = start;
-        while let Some(&(i, c)) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            end = i + c.len_utf8();
-            chars.next();
+        let key_start = i;
+        while i < n && message[i] != b'=' && !message[i].is_ascii_whitespace() {
+            i += 1;
         }
-        let key = &text[start..end];
+        let key = String::from_utf8_lossy(&message[key_start..i]);
         if key.is_empty() {
             // A stray `=`: not logfmt.
             set_error(extracted, LOGFMT_ERROR);
             return;
         }
-        if chars.peek().map(|&(_, c)| c) != Some('=') {
-            add(extracted, stream, key, String::new());
+        if i >= n || message[i] != b'=' {
+            add(extracted, stream, wanted, &key, String::new);
             continue;
         }
-        chars.next(); // '='
-        let mut value = String::new();
-        if chars.peek().map(|&(_, c)| c) == Some('"') {
-            chars.next();
-            let mut closed = false;
-            while let Some((_, c)) = chars.next() {
-                match c {
-                    '"' => {
-                        closed = true;
-                        break;
-                    }
-                    '\\' => match chars.next() {
-                        Some((_, 'n')) => value.push('\n'),
-                        Some((_, 't')) => value.push('\t'),
-                        Some((_, 'r')) => value.push('\r'),
-                        Some((_, other)) => value.push(other),
-                        None => break,
-                    },
-                    other => value.push(other),
+        i += 1; // '='
+        if i < n && message[i] == b'"' {
+            i += 1;
+            let value_start = i;
+            let mut escaped = false;
+            while i < n && message[i] != b'"' {
+                if message[i] == b'\\' {
+                    escaped = true;
+                    i += 1;
                 }
+                i += 1;
             }
-            if !closed {
+            if i >= n {
                 set_error(extracted, LOGFMT_ERROR);
                 return;
             }
-        } else {
-            while let Some(&(_, c)) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
+            let raw = &message[value_start..i];
+            i += 1; // closing quote
+            add(extracted, stream, wanted, &key, || {
+                if escaped {
+                    unescape(raw)
+                } else {
+                    String::from_utf8_lossy(raw).into_owned()
                 }
-                value.push(c);
-                chars.next();
+            });
+        } else {
+            let value_start = i;
+            while i < n && !message[i].is_ascii_whitespace() {
+                i += 1;
             }
+            let raw = &message[value_start..i];
+            add(extracted, stream, wanted, &key, || {
+                String::from_utf8_lossy(raw).into_owned()
+            });
         }
-        add(extracted, stream, key, value);
     }
+}
+
+/// A quoted logfmt value's escapes: `\n`, `\t`, `\r`, and any other character as itself.
+fn unescape(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -413,6 +561,7 @@ mod tests {
     fn json_as_loki_extracts_it() {
         let p = Pipeline {
             stages: vec![Stage::Json],
+            wanted: None,
         };
         assert_eq!(
             p.run(
@@ -440,6 +589,7 @@ mod tests {
     fn logfmt_as_loki_extracts_it() {
         let p = Pipeline {
             stages: vec![Stage::Logfmt],
+            wanted: None,
         };
         assert_eq!(
             p.run(
@@ -464,6 +614,7 @@ mod tests {
     fn label_filters_compare_strings_numbers_durations_and_bytes() {
         let filter = |f: LabelFilter| Pipeline {
             stages: vec![Stage::Logfmt, Stage::Filter(f)],
+            wanted: None,
         };
         let num = |name: &str, compare, value, unit| LabelFilter::Number {
             name: name.into(),

@@ -23,6 +23,8 @@ pub struct LogCall {
     pub range: Duration,
     pub offset_ns: i64,
     pub at: Option<AtModifier>,
+    /// The labels a `sum by`/`sum without` directly above keeps: the store counts per group.
+    pub grouping: Option<crate::logql::pipeline::Grouping>,
 }
 
 /// Which node of the parsed tree a computed leaf stands for: its address. The planner and the
@@ -222,6 +224,22 @@ fn collect<'e>(expr: &'e Expr, plan: &mut Plan<'e>, evaluate_all: bool) -> Resul
     }
     match expr {
         Expr::Call(c) => collect_call(expr, c, plan, evaluate_all),
+        Expr::Aggregate(a) if summed_log_call(a).is_some() => {
+            let (node, c, f) = summed_log_call(a).ok_or_else(|| EvalError::BadData("a summed log function".into()))?;
+            let grouping = match &a.modifier {
+                Some(promql_parser::parser::LabelModifier::Include(by)) => {
+                    crate::logql::pipeline::Grouping::By(by.labels.clone())
+                }
+                Some(promql_parser::parser::LabelModifier::Exclude(without)) => {
+                    crate::logql::pipeline::Grouping::Without(without.labels.clone())
+                }
+                None => crate::logql::pipeline::Grouping::By(Vec::new()),
+            };
+            push_log_call(node, c, f, plan, Some(grouping))?;
+            a.param
+                .as_ref()
+                .map_or(Ok(()), |p| collect(p, plan, evaluate_all))
+        }
         Expr::Aggregate(a) => {
             collect(&a.expr, plan, evaluate_all)?;
             a.param
@@ -269,7 +287,7 @@ fn collect_call<'e>(
         Some(f) if subquery_argument(c).is_some() && f.applies_over_subquery() => {
             return push_subquery_call(expr, c, f, plan)
         }
-        Some(f) if f.reads_logs() => return push_log_call(expr, c, f, plan),
+        Some(f) if f.reads_logs() => return push_log_call(expr, c, f, plan, None),
         _ => {}
     }
     let reads_range = |a: &Expr| matches!(a, Expr::MatrixSelector(_) | Expr::Subquery(_));
@@ -302,6 +320,7 @@ fn push_log_call(
     c: &Call,
     function: Function,
     plan: &mut Plan<'_>,
+    grouping: Option<crate::logql::pipeline::Grouping>,
 ) -> Result<(), EvalError> {
     let arg = c.args.args.first().map(|a| a.as_ref());
     if let Some(Expr::Subquery(_)) = arg {
@@ -333,7 +352,28 @@ fn push_log_call(
             range: ms.range,
             offset_ns: offset_ns(&ms.vs.offset),
             at: ms.vs.at.clone(),
+            grouping,
         },
     ));
     Ok(())
+}
+
+/// `sum [by|without (…)] (f(<log selector>[d]))` where `f` counts lines or bytes: the sum over
+/// streams is the count over the group's lines, so the store may count per group directly.
+fn summed_log_call(a: &promql_parser::parser::AggregateExpr) -> Option<(&Expr, &Call, Function)> {
+    if Aggregation::from_token(a.op) != Some(Aggregation::Sum) {
+        return None;
+    }
+    let inner = unparen(&a.expr);
+    let Expr::Call(c) = inner else { return None };
+    let f = Function::from_name(c.func.name)?;
+    let counts = matches!(
+        f,
+        Function::CountOverTime | Function::Rate | Function::BytesOverTime | Function::BytesRate
+    );
+    let over_log_selector = matches!(
+        c.args.args.first().map(|a| a.as_ref()),
+        Some(Expr::MatrixSelector(ms)) if ms.vs.name.as_deref().and_then(placeholder_index).is_some()
+    );
+    (counts && over_log_selector).then_some((inner, c, f))
 }

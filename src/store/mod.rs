@@ -67,13 +67,9 @@ pub struct Search<'a> {
 /// bucket: lines and message bytes.
 pub type StreamBuckets = BTreeMap<BTreeMap<String, String>, Vec<(u64, u64)>>;
 
-/// A stream's key while counting: its fields joined by `|` (a field never holds one), then each
-/// extracted label as length-prefixed name and value.
-fn stream_key(
-    key: &mut Vec<u8>,
-    line: &line::Line<'_>,
-    extracted: Option<&crate::logql::pipeline::Extracted>,
-) {
+/// A stream's key while counting (no parser, no grouping): its fields joined by `|` (a field
+/// never holds one).
+fn stream_key(key: &mut Vec<u8>, line: &line::Line<'_>) {
     key.clear();
     for (n, field) in line.fields[..line.field_count].iter().enumerate() {
         if n > 0 {
@@ -81,25 +77,38 @@ fn stream_key(
         }
         key.extend_from_slice(field);
     }
-    for (name, value) in extracted.into_iter().flatten() {
-        key.push(0);
-        for part in [name.as_bytes(), value.as_bytes()] {
-            key.extend_from_slice(&(part.len() as u32).to_le_bytes());
-            key.extend_from_slice(part);
+}
+
+/// A stream's key as its labels — fields and extracted ones, those `grouping` keeps — each as
+/// length-prefixed name and value.
+fn labels_key(
+    key: &mut Vec<u8>,
+    kind: LogKind,
+    line: &line::Line<'_>,
+    extracted: Option<&crate::logql::pipeline::Extracted>,
+    grouping: Option<&crate::logql::pipeline::Grouping>,
+) {
+    key.clear();
+    let mut put = |name: &str, value: &[u8]| {
+        if grouping.is_none_or(|g| g.keeps(name)) {
+            for part in [name.as_bytes(), value] {
+                key.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                key.extend_from_slice(part);
+            }
         }
+    };
+    for (name, value) in kind.labels().iter().zip(&line.fields[..line.field_count]) {
+        put(name, value);
+    }
+    for (name, value) in extracted.into_iter().flatten() {
+        put(name, value.as_bytes());
     }
 }
 
-/// The labels of a stream key made by [`stream_key`].
-fn key_labels(kind: LogKind, key: &[u8]) -> BTreeMap<String, String> {
-    let fields_end = memchr::memchr(0, key).unwrap_or(key.len());
-    let mut labels: BTreeMap<String, String> = kind
-        .labels()
-        .iter()
-        .zip(key[..fields_end].split(|&b| b == b'|'))
-        .map(|(name, v)| (name.to_string(), String::from_utf8_lossy(v).into_owned()))
-        .collect();
-    let mut rest = &key[fields_end..];
+/// The labels of a key made by [`labels_key`] (a sorted map: extracted labels may come after
+/// the fields in any order).
+fn pairs_labels(mut key: &[u8]) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
     let take = |rest: &mut &[u8]| -> Option<String> {
         let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
         let part = rest.get(4..4 + len)?;
@@ -107,14 +116,19 @@ fn key_labels(kind: LogKind, key: &[u8]) -> BTreeMap<String, String> {
         *rest = &rest[4 + len..];
         Some(text)
     };
-    while rest.first() == Some(&0) {
-        rest = &rest[1..];
-        let (Some(name), Some(value)) = (take(&mut rest), take(&mut rest)) else {
-            break;
-        };
-        labels.insert(name, value);
+    while let (Some(name), Some(value)) = (take(&mut key), take(&mut key)) {
+        labels.entry(name).or_insert(value);
     }
     labels
+}
+
+/// The labels of a stream key made by [`stream_key`].
+fn key_labels(kind: LogKind, key: &[u8]) -> BTreeMap<String, String> {
+    kind.labels()
+        .iter()
+        .zip(key.split(|&b| b == b'|'))
+        .map(|(name, v)| (name.to_string(), String::from_utf8_lossy(v).into_owned()))
+        .collect()
 }
 
 /// A line of the answer, by position: read back with [`Found::read_line`] while the answer
@@ -254,6 +268,7 @@ impl Store {
         deadline: Instant,
         cancelled: &AtomicBool,
         max_streams: usize,
+        grouping: Option<&crate::logql::pipeline::Grouping>,
     ) -> Result<StreamBuckets, ScanStop> {
         let (Some(&first), Some(&last)) = (bounds.first(), bounds.last()) else {
             return Ok(BTreeMap::new());
@@ -296,7 +311,10 @@ impl Store {
                 if j == 0 || j >= bounds.len() {
                     return;
                 }
-                stream_key(key, line, extracted);
+                match (grouping, extracted) {
+                    (None, None) => stream_key(key, line),
+                    _ => labels_key(key, query.kind, line, extracted, grouping),
+                }
                 let slot = match counts.get_mut(key.as_slice()) {
                     Some(slot) => slot,
                     None => {
@@ -322,7 +340,11 @@ impl Store {
         let mut merged = StreamBuckets::new();
         for (counts, _) in states {
             for (key, buckets) in counts {
-                let labels = key_labels(query.kind, &key);
+                let labels = if grouping.is_none() && query.pipeline.is_empty() {
+                    key_labels(query.kind, &key)
+                } else {
+                    pairs_labels(&key)
+                };
                 if merged.len() >= max_streams && !merged.contains_key(&labels) {
                     return Err(ScanStop::TooManyStreams(max_streams));
                 }

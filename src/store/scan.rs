@@ -452,10 +452,19 @@ fn scan_unit(
                 None
             } else {
                 // Parsers and label filters run on the lines the filters let through.
-                let stream = stream_labels(req.query.kind, &l);
-                let owned: Vec<(&str, &str)> =
-                    stream.iter().map(|(k, v)| (*k, v.as_ref())).collect();
-                match pipeline.run(&owned, l.message) {
+                let names = req.query.kind.labels();
+                let mut pairs = [("", ""); 3];
+                let mut lossy = Vec::new();
+                for (n, field) in l.fields[..l.field_count.min(3)].iter().enumerate() {
+                    match std::str::from_utf8(field) {
+                        Ok(text) => pairs[n] = (names[n], text),
+                        Err(_) => lossy.push((n, String::from_utf8_lossy(field).into_owned())),
+                    }
+                }
+                for (n, text) in &lossy {
+                    pairs[*n] = (names[*n], text.as_str());
+                }
+                match pipeline.run(&pairs[..l.field_count.min(3)], l.message) {
                     Some(extracted) => Some(extracted),
                     None => return,
                 }
