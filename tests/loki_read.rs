@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{closed_port_url, raw_client, start_janus, TestJanus};
+use support::{closed_port_url, push_json, raw_client, start_janus, TestJanus};
 
 /// 2024-01-01T00:00:00Z in nanoseconds.
 const T0: i64 = 1_704_067_200_000_000_000;
@@ -41,14 +41,7 @@ async fn janus_with_lines() -> TestJanus {
         })
         .collect();
     streams.push(json!({"stream": {"node": "n1", "process": "kubelet"}, "values": kubelet}));
-    let pushed = raw_client()
-        .post(format!("{}/loki/api/v1/push", janus.url))
-        .header("Content-Type", "application/json")
-        .body(json!({ "streams": streams }).to_string())
-        .send()
-        .await
-        .expect("push");
-    assert_eq!(pushed.status(), 204);
+    push_json(&janus, &json!({ "streams": streams })).await;
     janus
 }
 
@@ -67,6 +60,28 @@ async fn get(janus: &TestJanus, path: &str, params: &[(&str, &str)]) -> (u16, St
         .unwrap_or("")
         .to_string();
     (status, content_type, r.text().await.expect("body"))
+}
+
+/// Lines a log query answers over the test window (limit 1000), all streams together.
+async fn lines_of(janus: &TestJanus, query: &str) -> usize {
+    let (status, _, body) = get(
+        janus,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", query),
+            ("start", START),
+            ("end", END),
+            ("limit", "1000"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{query}: {body}");
+    data(&body)["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["values"].as_array().unwrap().len())
+        .sum()
 }
 
 fn data(body: &str) -> Value {
@@ -185,25 +200,7 @@ async fn grafana_calls_answered_as_loki_answers_them() {
             11,
         ),
     ] {
-        let (status, _, body) = get(
-            &janus,
-            "/loki/api/v1/query_range",
-            &[
-                ("query", query),
-                ("start", START),
-                ("end", END),
-                ("limit", "1000"),
-            ],
-        )
-        .await;
-        assert_eq!(status, 200, "{query}: {body}");
-        let lines: usize = data(&body)["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["values"].as_array().unwrap().len())
-            .sum();
-        assert_eq!(lines, expected, "{query}");
+        assert_eq!(lines_of(&janus, query).await, expected, "{query}");
     }
 
     // Node logs by LogQL labels, and Lethe's job form.
@@ -211,23 +208,7 @@ async fn grafana_calls_answered_as_loki_answers_them() {
         r#"{node="n1", process="kubelet"} |~ "sync [0-9]+$""#,
         r#"{job="node", node="n1"}"#,
     ] {
-        let (status, _, body) = get(
-            &janus,
-            "/loki/api/v1/query_range",
-            &[
-                ("query", query),
-                ("start", START),
-                ("end", END),
-                ("limit", "1000"),
-            ],
-        )
-        .await;
-        assert_eq!(status, 200, "{query}: {body}");
-        assert_eq!(
-            data(&body)["result"][0]["values"].as_array().unwrap().len(),
-            60,
-            "{query}"
-        );
+        assert_eq!(lines_of(&janus, query).await, 60, "{query}");
     }
 
     // A metric query: errors per pod per minute, and the log-volume query Grafana draws.
@@ -374,14 +355,7 @@ async fn a_real_loki_client_reads_through_janus() {
             ])
         })
         .collect();
-    let pushed = raw_client()
-        .post(format!("{}/loki/api/v1/push", janus.url))
-        .header("Content-Type", "application/json")
-        .body(json!({"streams": [{"stream": {"namespace": run, "pod": "api-1", "container": "app"}, "values": values}]}).to_string())
-        .send()
-        .await
-        .expect("push");
-    assert_eq!(pushed.status(), 204);
+    push_json(&janus, &json!({"streams": [{"stream": {"namespace": run, "pod": "api-1", "container": "app"}, "values": values}]})).await;
     let (url, dir, id) = (janus.url.clone(), node_dir.clone(), run.clone());
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("node")
@@ -467,14 +441,7 @@ async fn parsers_and_label_filters() {
         {"stream": {"namespace": "json", "pod": "api-1", "container": "app"}, "values": json_lines},
         {"stream": {"namespace": "kv", "pod": "worker-1", "container": "app"}, "values": kv_lines},
     ]});
-    let pushed = raw_client()
-        .post(format!("{}/loki/api/v1/push", janus.url))
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("push");
-    assert_eq!(pushed.status(), 204);
+    push_json(&janus, &body).await;
     let range = |query: &str| {
         let query = query.to_string();
         let janus_url = janus.url.clone();

@@ -28,14 +28,7 @@ async fn push_lines(janus: &TestJanus) {
         {"stream": {"namespace": "shop", "pod": "web-a", "container": "app"}, "values": values_a},
         {"stream": {"namespace": "shop", "pod": "web-b", "container": "app"}, "values": values_b},
     ]});
-    let r = raw_client()
-        .post(format!("{}/loki/api/v1/push", janus.url))
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("push");
-    assert_eq!(r.status(), 204);
+    support::push_json(janus, &body).await;
 }
 
 async fn query(janus: &TestJanus, params: &[(&str, &str)], path: &str) -> (u16, serde_json::Value) {

@@ -171,3 +171,15 @@ pub async fn closed_port_url() -> String {
     drop(listener);
     format!("http://{addr}")
 }
+
+/// Pushes a Loki push API JSON body to Janus; every test that pushes expects 204.
+pub async fn push_json(janus: &TestJanus, body: &serde_json::Value) {
+    let r = raw_client()
+        .post(format!("{}/loki/api/v1/push", janus.url))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
+}
