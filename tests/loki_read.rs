@@ -560,3 +560,30 @@ async fn parsers_and_label_filters() {
         .contains("line_format stage is not supported yet"));
     janus.stop().await;
 }
+
+/// Label filters nest as deep as any expression may (the rewriter's depth bound) without
+/// exhausting a stack; deeper is refused with Loki's plain-text 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_label_filters_are_bounded() {
+    let janus = janus_with_lines().await;
+    for (depth, status) in [(900, 200), (5000, 400)] {
+        let query = format!(
+            r#"{{namespace="shop"}} | logfmt | {}level="error"{}"#,
+            "(".repeat(depth),
+            ")".repeat(depth)
+        );
+        let (got, _, body) = get(
+            &janus,
+            "/loki/api/v1/query_range",
+            &[("query", query.as_str()), ("start", START), ("end", END)],
+        )
+        .await;
+        assert_eq!(
+            got,
+            status,
+            "depth {depth}: {}",
+            &body[..body.len().min(200)]
+        );
+    }
+    janus.stop().await;
+}

@@ -61,7 +61,7 @@ pub fn parse(text: &str, tokens: Vec<Token>, dialect: Dialect) -> Result<Prepare
         promql,
         mut logs,
         holt_winters,
-    } = rewrite::rewrite_tokens(text, tokens, dialect)?;
+    } = plan::deep_stack(|| rewrite::rewrite_tokens(text, tokens, dialect))?;
     match Parsed::parse(&promql) {
         Ok(expr) if logs.len() == 1 => match &*expr {
             // The selector as the rewriter parsed it, with the range the parser read.

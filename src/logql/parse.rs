@@ -380,7 +380,16 @@ fn stage_at(
     let (Some(bar), Some(name)) = (tokens.get(i), tokens.get(i + 1)) else {
         return Ok(None);
     };
-    if bar.kind != Kind::Op || text(bar) != "|" || name.kind != Kind::Ident {
+    if bar.kind != Kind::Op || text(bar) != "|" {
+        return Ok(None);
+    }
+    // A label filter expression may open with a bracket: `| (a="x" or b="y") and c="z"`.
+    if name.kind == Kind::LParen {
+        let (filter, next) = label_filter_or(query, tokens, i + 1, regex_limit, 0)?;
+        pipeline.stages.push(Stage::Filter(filter));
+        return Ok(Some(next));
+    }
+    if name.kind != Kind::Ident {
         return Ok(None);
     }
     match text(name) {
@@ -410,7 +419,7 @@ fn stage_at(
                 || matches!(text(t), "=~" | "!~")
         }) =>
         {
-            let (filter, next) = label_filter_or(query, tokens, i + 1, regex_limit)?;
+            let (filter, next) = label_filter_or(query, tokens, i + 1, regex_limit, 0)?;
             pipeline.stages.push(Stage::Filter(filter));
             Ok(Some(next))
         }
@@ -424,14 +433,26 @@ fn label_filter_or(
     tokens: &[Token],
     i: usize,
     regex_limit: usize,
+    depth: usize,
 ) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError> {
     use super::pipeline::LabelFilter;
-    let (mut filter, mut i) = label_filter_and(query, tokens, i, regex_limit)?;
+    // Brackets nest as deep as any expression may, no deeper (each level is a frame).
+    if depth > super::rewrite::MAX_DEPTH {
+        return Err(parse_error(
+            query,
+            tokens.get(i).map_or(query.len(), |t| t.start),
+            format!(
+                "label filter nested more than {} levels deep",
+                super::rewrite::MAX_DEPTH
+            ),
+        ));
+    }
+    let (mut filter, mut i) = label_filter_and(query, tokens, i, regex_limit, depth)?;
     while tokens
         .get(i)
         .is_some_and(|t| &query[t.start..t.end] == "or" && t.kind == Kind::Ident)
     {
-        let (next, after) = label_filter_and(query, tokens, i + 1, regex_limit)?;
+        let (next, after) = label_filter_and(query, tokens, i + 1, regex_limit, depth)?;
         filter = LabelFilter::Or(Box::new(filter), Box::new(next));
         i = after;
     }
@@ -444,9 +465,10 @@ fn label_filter_and(
     tokens: &[Token],
     i: usize,
     regex_limit: usize,
+    depth: usize,
 ) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError> {
     use super::pipeline::LabelFilter;
-    let (mut filter, mut i) = label_filter_factor(query, tokens, i, regex_limit)?;
+    let (mut filter, mut i) = label_filter_factor(query, tokens, i, regex_limit, depth)?;
     loop {
         let text = tokens.get(i).map(|t| &query[t.start..t.end]);
         let next = match (text, tokens.get(i)) {
@@ -454,7 +476,7 @@ fn label_filter_and(
             (Some(","), _) => i + 1,
             _ => break,
         };
-        let (more, after) = label_filter_factor(query, tokens, next, regex_limit)?;
+        let (more, after) = label_filter_factor(query, tokens, next, regex_limit, depth)?;
         filter = LabelFilter::And(Box::new(filter), Box::new(more));
         i = after;
     }
@@ -467,6 +489,7 @@ fn label_filter_factor(
     tokens: &[Token],
     i: usize,
     regex_limit: usize,
+    depth: usize,
 ) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError> {
     use super::pipeline::{read_bytes, read_duration_seconds, Compare, LabelFilter, Unit};
     let text = |t: &Token| &query[t.start..t.end];
@@ -478,7 +501,7 @@ fn label_filter_factor(
         ));
     };
     if first.kind == Kind::LParen {
-        let (filter, next) = label_filter_or(query, tokens, i + 1, regex_limit)?;
+        let (filter, next) = label_filter_or(query, tokens, i + 1, regex_limit, depth + 1)?;
         return match tokens.get(next) {
             Some(t) if t.kind == Kind::RParen => Ok((filter, next + 1)),
             _ => Err(parse_error(
