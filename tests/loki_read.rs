@@ -256,6 +256,76 @@ async fn grafana_calls_answered_as_loki_answers_them() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(data(&body)["result"][0]["values"][0][1], "12");
 
+    // Volumes: bytes per series of the selector's labels (or targetLabels), largest first.
+    let bytes_of = |pod: &str| -> usize {
+        (0..60)
+            .map(|i| {
+                let level = if pod == "web-1" && i % 3 == 0 {
+                    "error"
+                } else {
+                    "info"
+                };
+                format!("level={level} request {i} from {pod}").len()
+            })
+            .sum()
+    };
+    let (status, _, body) = get(
+        &janus,
+        "/loki/api/v1/index/volume",
+        &[
+            ("query", r#"{namespace="shop"}"#),
+            ("start", START),
+            ("end", END),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let d = data(&body);
+    assert_eq!(d["resultType"], "vector");
+    assert_eq!(d["result"][0]["metric"], json!({"namespace": "shop"}));
+    assert_eq!(d["result"][0]["value"][0], json!(1704067800));
+    assert_eq!(
+        d["result"][0]["value"][1],
+        (bytes_of("web-1") + bytes_of("web-2")).to_string()
+    );
+    let (_, _, body) = get(
+        &janus,
+        "/loki/api/v1/index/volume",
+        &[
+            ("query", r#"{namespace="shop"}"#),
+            ("start", START),
+            ("end", END),
+            ("targetLabels", "pod"),
+            ("limit", "1"),
+        ],
+    )
+    .await;
+    let d = data(&body);
+    assert_eq!(d["result"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        d["result"][0]["metric"],
+        json!({"pod": "web-1"}),
+        "the larger first"
+    );
+    let (status, _, body) = get(
+        &janus,
+        "/loki/api/v1/index/volume_range",
+        &[
+            ("query", r#"{namespace="shop", pod="web-2"}"#),
+            ("start", START),
+            ("end", END),
+            ("step", "300"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let d = data(&body);
+    assert_eq!(d["resultType"], "matrix");
+    assert_eq!(
+        d["result"][0]["metric"],
+        json!({"namespace": "shop", "pod": "web-2"})
+    );
+
     // Refusals are Loki's: plain text, 400, with what is wrong.
     for (path, params, words) in [
         (

@@ -360,3 +360,115 @@ pub async fn buildinfo() -> Response {
     });
     Face::Log.mark(envelope::json_response(body.to_string()))
 }
+
+/// `GET|POST /loki/api/v1/index/volume`: bytes of the lines a stream selector selects over the
+/// window, per series (the labels the selector names, or `targetLabels`), largest first, at most
+/// `limit` (default 100).
+pub async fn volume(State(state): State<SharedState>, request: Request) -> Response {
+    answer(volume_inner(&state, request, false).await)
+}
+
+/// `GET|POST /loki/api/v1/index/volume_range`: the same per `step`, as a matrix.
+pub async fn volume_range(State(state): State<SharedState>, request: Request) -> Response {
+    answer(volume_inner(&state, request, true).await)
+}
+
+async fn volume_inner(
+    state: &SharedState,
+    request: Request,
+    range: bool,
+) -> Result<Response, LokiError> {
+    let read = request::read(request).await?;
+    let params = &read.params;
+    let (start, end) = lp::bounds(params)?;
+    if end <= start {
+        return Err(
+            BadParameter("end timestamp must not be before or equal to start time".into()).into(),
+        );
+    }
+    let limit = lp::limit(params)?;
+    if !matches!(params.get("aggregateBy"), "" | "series") {
+        return Err(BadParameter(format!(
+            "aggregateBy {:?} is not supported yet: Janus aggregates volumes by series",
+            params.get("aggregateBy")
+        ))
+        .into());
+    }
+    let text = params.get("query");
+    let query = selector(state, text).await?;
+    // Grouped by the labels the selector names (or those asked for), as Loki groups volumes.
+    let mut by: Vec<String> = match params.get("targetLabels") {
+        "" => query
+            .targets
+            .iter()
+            .map(|m| m.name.clone())
+            .chain(
+                query
+                    .fields
+                    .iter()
+                    .map(|f| query.kind.labels()[f.field].to_string()),
+            )
+            .collect(),
+        labels => labels.split(',').map(|l| l.trim().to_string()).collect(),
+    };
+    by.sort();
+    by.dedup();
+    if let Some(bad) = by.iter().find(|l| !is_label_name(l)) {
+        return Err(BadParameter(format!("{bad:?} is not a label name")).into());
+    }
+    let (steps, window) = if range {
+        let step = lp::step(params, start, end)?;
+        let steps = Steps {
+            start,
+            step,
+            count: usize::try_from((end - start) / step).unwrap_or(0) + 1,
+        };
+        (steps, step)
+    } else {
+        // One window `[start, end)`, as Loki's range is: evaluated a nanosecond before `end`
+        // over exactly `end − start` (PromQL windows are open at their start).
+        let steps = Steps {
+            start: end - 1,
+            step: 1,
+            count: 1,
+        };
+        (steps, end - start)
+    };
+    let expression_text = format!(
+        "sum by ({}) (bytes_over_time({text} [{}ms]))",
+        by.join(", "),
+        (window.saturating_add(999_999) / 1_000_000).max(1)
+    );
+    let deadline = Deadline::own(params, &state.config)?;
+    let Prepared::Expression(expression) = prepare(state, &expression_text).await? else {
+        return Err(BadParameter(format!("{text:?} is not a stream selector")).into());
+    };
+    let _slot = state.log_limiter.acquire(deadline.at).await?;
+    let mut answer = state
+        .engine
+        .evaluate(&expression, steps, &NoMetrics, deadline.at)
+        .await?;
+    // Largest first, at most `limit` series (by their total over the steps).
+    if let crate::promql::value::Value::Vector(series) = &mut answer.value {
+        let total = |s: &crate::promql::value::Series| s.points.iter().flatten().sum::<f64>();
+        series.sort_by(|a, b| total(b).total_cmp(&total(a)));
+        series.truncate(limit);
+    }
+    // The instant volume is stamped `end`, as Loki stamps it.
+    let shown = if range {
+        steps
+    } else {
+        Steps {
+            start: end,
+            ..steps
+        }
+    };
+    let data = encode::data(&answer.value, &shown, range);
+    Ok(envelope::success_json(data.as_bytes(), &answer.warnings))
+}
+
+fn is_label_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}

@@ -139,6 +139,8 @@ pub enum Handler {
     LokiLabelValues,
     LokiSeries,
     LokiBuildinfo,
+    LokiVolume,
+    LokiVolumeRange,
     /// Answered by both faces, merged.
     Labels,
     LabelValues,
@@ -194,6 +196,8 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/loki/api/v1/label/{name}/values", methods: GET, handler: Handler::LokiLabelValues },
     Route { path: "/loki/api/v1/series", methods: GET_POST, handler: Handler::LokiSeries },
     Route { path: "/loki/api/v1/status/buildinfo", methods: GET, handler: Handler::LokiBuildinfo },
+    Route { path: "/loki/api/v1/index/volume", methods: GET_POST, handler: Handler::LokiVolume },
+    Route { path: "/loki/api/v1/index/volume_range", methods: GET_POST, handler: Handler::LokiVolumeRange },
 ];
 
 fn method_filter(methods: &[&str]) -> MethodFilter {
@@ -244,6 +248,8 @@ pub fn router(state: SharedState) -> Router {
             Handler::LokiLabelValues => on(filter, loki::label_values),
             Handler::LokiSeries => on(filter, loki::series),
             Handler::LokiBuildinfo => on(filter, loki::buildinfo),
+            Handler::LokiVolume => on(filter, loki::volume),
+            Handler::LokiVolumeRange => on(filter, loki::volume_range),
             Handler::Root => on(filter, status::root),
             Handler::Healthy => on(filter, status::healthy),
             Handler::Ready => on(filter, status::ready),
