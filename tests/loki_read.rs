@@ -584,6 +584,23 @@ async fn parsers_and_label_filters() {
         10
     );
 
+    // drop and keep shape the streams' labels (stream labels too).
+    let d =
+        range(r#"{namespace="json"} | json | drop status, took | keep level, namespace, req_path"#)
+            .await;
+    let labels: Vec<&Value> = d["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["stream"])
+        .collect();
+    assert!(
+        labels.contains(&&json!({"namespace": "json", "level": "error", "req_path": "/p0"})),
+        "{d}"
+    );
+    assert_eq!(labels.len(), 4, "{d}");
+    assert_eq!(count(&d), 30);
+
     // Metric queries group by extracted labels.
     let d = range(r#"sum by (level) (count_over_time({namespace="json"} | json [10m]))"#).await;
     // The largest 10-minute count of each level: all 30 lines inside one window.

@@ -234,6 +234,7 @@ impl LogAnswer {
                 let stream = crate::store::scan::stream_labels(self.kind, &line);
                 let mut labels: BTreeMap<String, String> = stream
                     .iter()
+                    .filter(|(k, _)| self.pipeline.shows_stream_label(k))
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
                 if !self.pipeline.is_empty() {

@@ -414,6 +414,48 @@ fn stage_at(
             });
             Ok(Some(i + 2))
         }
+        stage @ ("drop" | "keep") => {
+            // Plain names, comma-separated (`drop name="value"` matchers are not read yet).
+            let mut names = Vec::new();
+            let mut j = i + 2;
+            loop {
+                match tokens.get(j) {
+                    Some(t) if t.kind == Kind::Ident => names.push(text(t).to_string()),
+                    Some(t) => {
+                        return Err(parse_error(
+                            query,
+                            t.start,
+                            format!("| {stage} takes label names, found {:?}", text(t)),
+                        ))
+                    }
+                    None => {
+                        return Err(parse_error(
+                            query,
+                            query.len(),
+                            format!("| {stage} takes label names"),
+                        ))
+                    }
+                }
+                j += 1;
+                match tokens.get(j) {
+                    Some(t) if t.kind == Kind::Comma => j += 1,
+                    Some(t) if t.kind == Kind::Op && text(t) == "=" || matches!(text(t), "=~" | "!=" | "!~") => {
+                        return Err(parse_error(
+                            query,
+                            t.start,
+                            format!("| {stage} with label matchers is not supported yet: give label names"),
+                        ))
+                    }
+                    _ => break,
+                }
+            }
+            pipeline.stages.push(if stage == "drop" {
+                Stage::Drop(names)
+            } else {
+                Stage::Keep(names)
+            });
+            Ok(Some(j))
+        }
         _ if tokens.get(i + 2).is_some_and(|t| {
             t.kind == Kind::Op && super::pipeline::Compare::from_op(text(t)).is_some()
                 || matches!(text(t), "=~" | "!~")

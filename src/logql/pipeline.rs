@@ -24,6 +24,10 @@ pub enum Stage {
     Json,
     Logfmt,
     Filter(LabelFilter),
+    /// `| drop a, b`: those labels go.
+    Drop(Vec<String>),
+    /// `| keep a, b`: only those labels stay.
+    Keep(Vec<String>),
 }
 
 /// A comparison of a label with a value.
@@ -275,9 +279,20 @@ impl Pipeline {
                         return None;
                     }
                 }
+                Stage::Drop(names) => extracted.retain(|k, _| !names.contains(k)),
+                Stage::Keep(names) => extracted.retain(|k, _| names.contains(k)),
             }
         }
         Some(extracted)
+    }
+
+    /// Whether the stream label `name` is still shown after the `drop`/`keep` stages.
+    pub fn shows_stream_label(&self, name: &str) -> bool {
+        self.stages.iter().all(|stage| match stage {
+            Stage::Drop(names) => !names.iter().any(|n| n == name),
+            Stage::Keep(names) => names.iter().any(|n| n == name),
+            _ => true,
+        })
     }
 
     /// Extract only what label filters and `labels` read (`labels` from a grouping such as

@@ -87,6 +87,7 @@ fn labels_key(
     line: &line::Line<'_>,
     extracted: Option<&crate::logql::pipeline::Extracted>,
     grouping: Option<&crate::logql::pipeline::Grouping>,
+    pipeline: Option<&crate::logql::pipeline::Pipeline>,
 ) {
     key.clear();
     let mut put = |name: &str, value: &[u8]| {
@@ -98,7 +99,9 @@ fn labels_key(
         }
     };
     for (name, value) in kind.labels().iter().zip(&line.fields[..line.field_count]) {
-        put(name, value);
+        if pipeline.is_none_or(|p| p.shows_stream_label(name)) {
+            put(name, value);
+        }
     }
     for (name, value) in extracted.into_iter().flatten() {
         put(name, value.as_bytes());
@@ -313,7 +316,14 @@ impl Store {
                 }
                 match (grouping, extracted) {
                     (None, None) => stream_key(key, line),
-                    _ => labels_key(key, query.kind, line, extracted, grouping),
+                    _ => labels_key(
+                        key,
+                        query.kind,
+                        line,
+                        extracted,
+                        grouping,
+                        Some(&query.pipeline),
+                    ),
                 }
                 let slot = match counts.get_mut(key.as_slice()) {
                     Some(slot) => slot,
