@@ -360,6 +360,17 @@ fn add(
     key: &str,
     value: impl FnOnce() -> String,
 ) {
+    // Most keys of a line are not wanted: turn them away by the first character their label
+    // name would have (the key's own letter or `_`, else `_`), before any name is made.
+    if let Some(w) = wanted {
+        let first = match key.as_bytes().first() {
+            Some(&b) if b.is_ascii_alphabetic() || b == b'_' => b,
+            _ => b'_',
+        };
+        if !w.iter().any(|n| n.as_bytes().first() == Some(&first)) {
+            return;
+        }
+    }
     let name = label_name(stream, key);
     if name.is_empty() || wanted.is_some_and(|w| !w.contains(name.as_ref())) {
         return;
@@ -486,7 +497,10 @@ fn logfmt(
         while i < n && message[i] != b'=' && !message[i].is_ascii_whitespace() {
             i += 1;
         }
-        let key = String::from_utf8_lossy(&message[key_start..i]);
+        let key = match std::str::from_utf8(&message[key_start..i]) {
+            Ok(key) => std::borrow::Cow::Borrowed(key),
+            Err(_) => String::from_utf8_lossy(&message[key_start..i]),
+        };
         if key.is_empty() {
             // A stray `=`: not logfmt.
             set_error(extracted, LOGFMT_ERROR);
