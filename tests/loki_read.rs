@@ -562,6 +562,11 @@ async fn parsers_and_label_filters() {
         count(&range(r#"{namespace="json"} | json | status >= 500 and took > 1s"#).await),
         10
     );
+    // A predicate right after another is and too, as in Loki.
+    assert_eq!(
+        count(&range(r#"{namespace="json"} | json | status >= 500 took > 1s"#).await),
+        10
+    );
     assert_eq!(
         count(&range(r#"{namespace="json"} | json | status == 200 or req_path = "/p1""#).await),
         25

@@ -469,7 +469,7 @@ fn stage_at(
     }
 }
 
-/// `a or b or …` of label filter terms.
+/// `a or b or …` of label filter terms (`and` binds tighter).
 fn label_filter_or(
     query: &str,
     tokens: &[Token],
@@ -477,7 +477,6 @@ fn label_filter_or(
     regex_limit: usize,
     depth: usize,
 ) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError> {
-    use super::pipeline::LabelFilter;
     // Brackets nest as deep as any expression may, no deeper (each level is a frame).
     if depth > super::rewrite::MAX_DEPTH {
         return Err(parse_error(
@@ -489,37 +488,48 @@ fn label_filter_or(
             ),
         ));
     }
-    let (mut filter, mut i) = label_filter_and(query, tokens, i, regex_limit, depth)?;
-    while tokens
-        .get(i)
-        .is_some_and(|t| &query[t.start..t.end] == "or" && t.kind == Kind::Ident)
-    {
-        let (next, after) = label_filter_and(query, tokens, i + 1, regex_limit, depth)?;
-        filter = LabelFilter::Or(Box::new(filter), Box::new(next));
-        i = after;
-    }
-    Ok((filter, i))
+    let text = |t: &Token| &query[t.start..t.end];
+    let or = |at: usize| {
+        tokens
+            .get(at)
+            .and_then(|t| (t.kind == Kind::Ident && text(t) == "or").then_some(1))
+    };
+    // `a and b`, `a, b` and `a b` (another predicate right after) are all and, as in Loki.
+    let and = |at: usize| {
+        let t = tokens.get(at)?;
+        if t.kind == Kind::Comma || (t.kind == Kind::Ident && text(t) == "and") {
+            return Some(1);
+        }
+        let op = tokens.get(at + 1)?;
+        let predicate = t.kind == Kind::Ident
+            && !matches!(text(t), "or" | "and")
+            && op.kind == Kind::Op
+            && (super::pipeline::Compare::from_op(text(op)).is_some()
+                || matches!(text(op), "=~" | "!~"));
+        predicate.then_some(0)
+    };
+    label_filter_chain(i, &or, super::pipeline::LabelFilter::Or, |at| {
+        label_filter_chain(at, &and, super::pipeline::LabelFilter::And, |at| {
+            label_filter_factor(query, tokens, at, regex_limit, depth)
+        })
+    })
 }
 
-/// `a and b`, `a, b` or `a b` (Loki reads all three as and) of label filter factors.
-fn label_filter_and(
-    query: &str,
-    tokens: &[Token],
+/// Terms `term` reads, joined where `separator` finds one (the tokens it takes: 1 for a word or
+/// a comma, 0 for a term right after the last), combined left to right.
+fn label_filter_chain(
     i: usize,
-    regex_limit: usize,
-    depth: usize,
+    separator: &dyn Fn(usize) -> Option<usize>,
+    combine: fn(
+        Box<super::pipeline::LabelFilter>,
+        Box<super::pipeline::LabelFilter>,
+    ) -> super::pipeline::LabelFilter,
+    term: impl Fn(usize) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError>,
 ) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError> {
-    use super::pipeline::LabelFilter;
-    let (mut filter, mut i) = label_filter_factor(query, tokens, i, regex_limit, depth)?;
-    loop {
-        let text = tokens.get(i).map(|t| &query[t.start..t.end]);
-        let next = match (text, tokens.get(i)) {
-            (Some("and"), Some(t)) if t.kind == Kind::Ident => i + 1,
-            (Some(","), _) => i + 1,
-            _ => break,
-        };
-        let (more, after) = label_filter_factor(query, tokens, next, regex_limit, depth)?;
-        filter = LabelFilter::And(Box::new(filter), Box::new(more));
+    let (mut filter, mut i) = term(i)?;
+    while let Some(skip) = separator(i) {
+        let (next, after) = term(i + skip)?;
+        filter = combine(Box::new(filter), Box::new(next));
         i = after;
     }
     Ok((filter, i))
