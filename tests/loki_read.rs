@@ -52,14 +52,7 @@ async fn get(janus: &TestJanus, path: &str, params: &[(&str, &str)]) -> (u16, St
         .send()
         .await
         .expect("answer");
-    let status = r.status().as_u16();
-    let content_type = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    (status, content_type, r.text().await.expect("body"))
+    support::answer_parts(r).await
 }
 
 /// Lines a log query answers over the test window (limit 1000), all streams together.

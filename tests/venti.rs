@@ -13,14 +13,7 @@ async fn get(base: &str, path_and_query: &str) -> (u16, String, String) {
         .send()
         .await
         .expect("answer");
-    let status = r.status().as_u16();
-    let content_type = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    (status, content_type, r.text().await.expect("text"))
+    support::answer_parts(r).await
 }
 
 fn encode(q: &str) -> String {

@@ -183,3 +183,15 @@ pub async fn push_json(janus: &TestJanus, body: &serde_json::Value) {
         .expect("push");
     assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
 }
+
+/// A response's status, content type and body text.
+pub async fn answer_parts(r: reqwest::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, content_type, r.text().await.expect("body"))
+}
