@@ -672,3 +672,63 @@ async fn deeply_nested_label_filters_are_bounded() {
     }
     janus.stop().await;
 }
+
+/// Extreme times and steps are refused or answered, never a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_parameters_never_crash() {
+    let janus = janus_with_lines().await;
+    for params in [
+        vec![
+            ("query", r#"count_over_time({namespace="shop"}[1m])"#),
+            ("start", "-9223372036854775808"),
+            ("end", "9223372036854775807"),
+            ("step", "9223372036"),
+        ],
+        vec![
+            ("query", r#"{namespace="shop"}"#),
+            ("start", "-9223372036854775808"),
+            ("end", "9223372036854775807"),
+        ],
+        vec![
+            ("query", r#"{namespace="shop"}"#),
+            ("start", "1e300"),
+            ("end", "NaN"),
+        ],
+        vec![
+            ("query", r#"{namespace="shop"}"#),
+            ("since", "99999999999999999999y"),
+        ],
+    ] {
+        let (status, _, body) = get(&janus, "/loki/api/v1/query_range", &params).await;
+        assert!(matches!(status, 200 | 400), "{params:?}: {status} {body}");
+    }
+    for params in [
+        vec![
+            ("query", r#"{namespace="shop"}"#),
+            ("start", "-9223372036854775808"),
+            ("end", "9223372036854775807"),
+        ],
+        vec![
+            ("query", r#"{namespace="shop"}"#),
+            ("start", "-9223372036854775808"),
+            ("end", "9223372036854775807"),
+            ("step", "1"),
+        ],
+    ] {
+        for path in [
+            "/loki/api/v1/index/volume",
+            "/loki/api/v1/index/volume_range",
+            "/loki/api/v1/labels",
+            "/loki/api/v1/series",
+        ] {
+            let (status, _, body) = get(&janus, path, &params).await;
+            assert!(
+                matches!(status, 200 | 400),
+                "{path} {params:?}: {status} {body}"
+            );
+        }
+    }
+    let (status, _, _) = get(&janus, "/-/healthy", &[]).await;
+    assert_eq!(status, 200);
+    janus.stop().await;
+}

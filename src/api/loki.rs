@@ -140,7 +140,7 @@ async fn query_range_inner(state: &SharedState, request: Request) -> Result<Resp
             let steps = Steps {
                 start,
                 step,
-                count: usize::try_from((end - start) / step).unwrap_or(0) + 1,
+                count: step_count(start, end, step),
             };
             numbers(state, &expression, steps, true, deadline, started).await
         }
@@ -421,7 +421,7 @@ async fn volume_inner(
         let steps = Steps {
             start,
             step,
-            count: usize::try_from((end - start) / step).unwrap_or(0) + 1,
+            count: step_count(start, end, step),
         };
         (steps, step)
     } else {
@@ -432,7 +432,7 @@ async fn volume_inner(
             step: 1,
             count: 1,
         };
-        (steps, end - start)
+        (steps, end.saturating_sub(start))
     };
     let expression_text = format!(
         "sum by ({}) (bytes_over_time({text} [{}ms]))",
@@ -465,6 +465,13 @@ async fn volume_inner(
     };
     let data = encode::data(&answer.value, &shown, range);
     Ok(envelope::success_json(data.as_bytes(), &answer.warnings))
+}
+
+/// Steps from `start` to `end` (`lp::step` has bounded them to 11,000), computed wide: the span
+/// of two extreme times does not fit an i64.
+fn step_count(start: i64, end: i64, step: i64) -> usize {
+    let span = (i128::from(end) - i128::from(start)).max(0);
+    usize::try_from(span / i128::from(step.max(1))).unwrap_or(0) + 1
 }
 
 fn is_label_name(name: &str) -> bool {
