@@ -353,8 +353,8 @@ async fn grafana_calls_answered_as_loki_answers_them() {
         ),
         (
             "/loki/api/v1/query_range",
-            vec![("query", r#"{namespace="shop"} | regexp "(?P<x>.*)""#)],
-            "the | regexp stage is not supported yet",
+            vec![("query", r#"{namespace="shop"} | pattern "<_> <x>""#)],
+            "the | pattern stage is not supported yet",
         ),
         (
             "/loki/api/v1/query_range",
@@ -581,6 +581,18 @@ async fn parsers_and_label_filters() {
         count(&range(r#"{namespace="kv"} | logfmt | msg =~ "request 1[0-9]""#).await),
         10
     );
+
+    // | regexp: named groups become labels.
+    assert_eq!(
+        count(
+            &range(r#"{namespace="kv"} | regexp `status=(?P<code>\d+) took=(?P<took>\S+)` | code >= 400 | __error__="""#)
+                .await
+        ),
+        9,
+        "statuses 400..480; the line the regexp does not match has no code, marked and dropped"
+    );
+    let d = range(r#"{namespace="kv"} | regexp `level=(?P<level>\w+)` | level="warn""#).await;
+    assert_eq!(d["result"][0]["stream"]["level"], "warn", "{d}");
 
     // drop and keep shape the streams' labels (stream labels too).
     let d =

@@ -414,6 +414,47 @@ fn stage_at(
             });
             Ok(Some(i + 2))
         }
+        "regexp" => {
+            let Some(pattern) = tokens.get(i + 2).filter(|t| t.kind == Kind::Str) else {
+                return Err(parse_error(
+                    query,
+                    name.end,
+                    "| regexp needs a string: a regular expression with named groups, e.g. \"(?P<status>\\\\d+)\"",
+                ));
+            };
+            let value = unquote(text(pattern)).map_err(|e| parse_error(query, pattern.start, e))?;
+            let re = super::regex_budget::compile(&value, regex_limit).map_err(|e| {
+                parse_error(
+                    query,
+                    pattern.start,
+                    format!(
+                        "invalid regex {value:?} in | regexp: {}",
+                        e.to_string().lines().last().unwrap_or("invalid").trim()
+                    ),
+                )
+            })?;
+            // Loki's rule: at least one named group, each a valid label name.
+            let names: Vec<&str> = re.capture_names().flatten().collect();
+            if names.is_empty() {
+                return Err(parse_error(
+                    query,
+                    pattern.start,
+                    "| regexp needs at least one named group, e.g. (?P<status>\\d+)",
+                ));
+            }
+            if let Some(bad) = names.iter().find(|n| {
+                n.starts_with(|c: char| c.is_ascii_digit())
+                    || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            }) {
+                return Err(parse_error(
+                    query,
+                    pattern.start,
+                    format!("group {bad:?} of | regexp is not a valid label name"),
+                ));
+            }
+            pipeline.stages.push(Stage::Regexp(re));
+            Ok(Some(i + 3))
+        }
         stage @ ("drop" | "keep") => {
             // Plain names, comma-separated (`drop name="value"` matchers are not read yet).
             let mut names = Vec::new();

@@ -23,6 +23,8 @@ pub const LABEL_FILTER_ERROR: &str = "LabelFilterErr";
 pub enum Stage {
     Json,
     Logfmt,
+    /// `| regexp "(?P<name>…)"`: the named groups of the first match become labels.
+    Regexp(regex::bytes::Regex),
     Filter(LabelFilter),
     /// `| drop a, b`: those labels go.
     Drop(Vec<String>),
@@ -274,6 +276,17 @@ impl Pipeline {
             match stage {
                 Stage::Json => json(message, stream, self.wanted.as_ref(), &mut extracted),
                 Stage::Logfmt => logfmt(message, stream, self.wanted.as_ref(), &mut extracted),
+                Stage::Regexp(re) => {
+                    if let Some(captures) = re.captures(message) {
+                        for name in re.capture_names().flatten() {
+                            if let Some(m) = captures.name(name) {
+                                add(&mut extracted, stream, self.wanted.as_ref(), name, || {
+                                    String::from_utf8_lossy(m.as_bytes()).into_owned()
+                                });
+                            }
+                        }
+                    }
+                }
                 Stage::Filter(f) => {
                     if !f.keeps(stream, &mut extracted) {
                         return None;
