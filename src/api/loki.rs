@@ -240,24 +240,18 @@ async fn numbers(
     Ok(envelope::success_json(&body, &answer.warnings))
 }
 
-/// The streams of a window selected by a `query` (a stream selector) or every stream.
+/// The label sets of the window's streams that any of `selectors` selects (every stream
+/// without one), as Loki shows them (no `__name__`).
 async fn streams(
     state: &SharedState,
     params: &Params,
+    selectors: Vec<LogQuery>,
 ) -> Result<Vec<BTreeMap<String, String>>, LokiError> {
     let (start, end) = lp::bounds(params)?;
-    let selector = match params.get("query") {
-        "" => None,
-        text => Some(selector(state, text).await?),
-    };
     let store = Arc::clone(&state.store);
     let series = tokio::task::spawn_blocking(move || {
-        super::merged::store_series(
-            &store,
-            selector.as_ref().map(std::slice::from_ref),
-            start,
-            end,
-        )
+        let chosen = (!selectors.is_empty()).then_some(selectors.as_slice());
+        super::merged::store_series(&store, chosen, start, end)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("listing streams failed: {e}")))?;
@@ -268,6 +262,14 @@ async fn streams(
             labels
         })
         .collect())
+}
+
+/// The stream selector of a labels request's `query`, if it has one.
+async fn query_selector(state: &SharedState, params: &Params) -> Result<Vec<LogQuery>, LokiError> {
+    match params.get("query") {
+        "" => Ok(Vec::new()),
+        text => Ok(vec![selector(state, text).await?]),
+    }
 }
 
 /// A stream selector (with or without line filters) as the labels endpoints take it.
@@ -286,7 +288,8 @@ pub async fn labels(State(state): State<SharedState>, request: Request) -> Respo
     answer(
         async {
             let read = request::read(request).await?;
-            let names: BTreeSet<String> = streams(&state, &read.params)
+            let selectors = query_selector(&state, &read.params).await?;
+            let names: BTreeSet<String> = streams(&state, &read.params, selectors)
                 .await?
                 .into_iter()
                 .flat_map(|labels| labels.into_keys())
@@ -306,7 +309,8 @@ pub async fn label_values(
     answer(
         async {
             let read = request::read(request).await?;
-            let values: BTreeSet<String> = streams(&state, &read.params)
+            let selectors = query_selector(&state, &read.params).await?;
+            let values: BTreeSet<String> = streams(&state, &read.params, selectors)
                 .await?
                 .into_iter()
                 .filter_map(|mut labels| labels.remove(&name))
@@ -323,25 +327,11 @@ pub async fn series(State(state): State<SharedState>, request: Request) -> Respo
         async {
             let read = request::read(request).await?;
             let params = &read.params;
-            let (start, end) = lp::bounds(params)?;
             let mut selectors = Vec::new();
             for text in params.get_all("match[]").chain(params.get_all("match")) {
                 selectors.push(selector(&state, text).await?);
             }
-            let store = Arc::clone(&state.store);
-            let series = tokio::task::spawn_blocking(move || {
-                let chosen = (!selectors.is_empty()).then_some(selectors.as_slice());
-                super::merged::store_series(&store, chosen, start, end)
-            })
-            .await
-            .map_err(|e| ApiError::Internal(format!("listing streams failed: {e}")))?;
-            let series: Vec<BTreeMap<String, String>> = series
-                .into_iter()
-                .map(|mut labels| {
-                    labels.remove("__name__");
-                    labels
-                })
-                .collect();
+            let series = streams(&state, params, selectors).await?;
             Ok(envelope::success(series, &[]))
         }
         .await,
