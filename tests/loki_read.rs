@@ -353,13 +353,13 @@ async fn grafana_calls_answered_as_loki_answers_them() {
         ),
         (
             "/loki/api/v1/query_range",
-            vec![("query", r#"{namespace="shop"} | pattern "<_> <x>""#)],
-            "the | pattern stage is not supported yet",
+            vec![("query", r#"{namespace="shop"} | pattern "<x><y>""#)],
+            "found consecutive capture",
         ),
         (
             "/loki/api/v1/query_range",
-            vec![("query", r#"{namespace="shop"} |> "<_> error""#)],
-            "pattern filter |> is not supported yet",
+            vec![("query", r#"{namespace="shop"} |> "<_><_>""#)],
+            "invalid pattern",
         ),
     ] {
         let (status, content_type, body) = get(&janus, path, &params).await;
@@ -573,8 +573,13 @@ async fn parsers_and_label_filters() {
         9,
         "410..480, and the unparsable line: a number filter that cannot read a value keeps the line, marked"
     );
+    // A stray `=` is skipped by default and stops a --strict parser, marking the line.
     assert_eq!(
         count(&range(r#"{namespace="kv"} | logfmt | __error__ != """#).await),
+        0
+    );
+    assert_eq!(
+        count(&range(r#"{namespace="kv"} | logfmt --strict | __error__ != """#).await),
         1
     );
     assert_eq!(
@@ -635,26 +640,78 @@ async fn parsers_and_label_filters() {
     assert_eq!(by_level.get("error").map(String::as_str), Some("10"), "{d}");
     assert_eq!(by_level.get("info").map(String::as_str), Some("20"), "{d}");
 
-    // Stages Janus does not run are refused by name.
+    // line_format rewrites the line (and what later line filters read), label_format renames
+    // and templates labels, drop takes a label only when its value matches.
+    let d = range(
+        r#"{namespace="kv"} | logfmt | line_format "{{.level | upper}} {{.status}}" |= "WARN" | label_format lvl=level, where="{{.namespace}}/{{.pod}}" | drop msg, took=~"2s|3s""#,
+    )
+    .await;
+    let streams = d["result"].as_array().unwrap();
+    assert_eq!(count(&d), 6, "{d}");
+    assert_eq!(
+        streams[0]["stream"],
+        json!({"namespace": "kv", "pod": "worker-1", "container": "app", "lvl": "warn", "status": "200", "where": "kv/worker-1"}),
+        "{d}"
+    );
+    assert_eq!(streams[0]["values"][0][1], "WARN 200", "{d}");
+    // | pattern, and the pattern filters |> / !>.
+    let d = range(r#"{namespace="kv"} | pattern "level=<level> status=<status> <_>" | status >= 470"#).await;
+    assert_eq!(count(&d), 3, "470, 480 and the line without a status, marked: {d}");
+    assert_eq!(d["result"][0]["stream"]["__error__"], "LabelFilterErr", "{d}");
+    assert_eq!(d["result"][1]["stream"]["level"], "info", "{d}");
+    assert_eq!(
+        count(&range(r#"{namespace="kv"} |> "level=warn <_>""#).await),
+        6
+    );
+    assert_eq!(
+        count(&range(r#"{namespace="kv"} !> "level=warn <_>" or "<_> = =""#).await),
+        23
+    );
+    // | json with paths; | logfmt with a field list and --strict.
+    let d = range(r#"{namespace="json"} | json code="status", path="req.path" | code = "502""#).await;
+    assert_eq!(count(&d), 10, "{d}");
+    assert_eq!(
+        d["result"][0]["stream"],
+        json!({"namespace": "json", "pod": "api-1", "container": "app", "code": "502", "path": "/p0"})
+    );
+    let d = range(r#"{namespace="kv"} | logfmt --strict lvl="level" | lvl = "warn""#).await;
+    assert_eq!(count(&d), 6, "{d}");
+    // The same pipeline on the Prometheus API answers Lethe's shape with the rewritten lines.
     let r = raw_client()
-        .get(format!("{}/loki/api/v1/query_range", janus.url))
+        .get(format!("{}/api/v1/query_range", janus.url))
         .query(&[
-            (
-                "query",
-                r#"{namespace="json"} | json | line_format "{{.level}}""#,
-            ),
-            ("start", START),
-            ("end", END),
+            ("query", r#"{namespace="kv"} | logfmt | level="warn" | line_format "{{.msg}}""#),
+            ("start", "2024-01-01T00:00:00Z"),
+            ("end", "2024-01-01T01:00:00Z"),
+            ("step", "60"),
         ])
         .send()
         .await
         .expect("answer");
-    assert_eq!(r.status(), 400);
-    assert!(r
-        .text()
-        .await
-        .unwrap()
-        .contains("line_format stage is not supported yet"));
+    let body = r.text().await.unwrap();
+    let logs = data(&body)["result"].clone();
+    assert_eq!(logs.as_array().map(Vec::len), Some(6), "{body}");
+    assert!(logs[0]["log"].as_str().unwrap().starts_with("request "), "{body}");
+
+    // Unknown stages and bad templates are refused by name, with a position.
+    for (query, words) in [
+        (r#"{namespace="json"} | nosuch"#, "unknown pipeline stage | nosuch"),
+        (r#"{namespace="json"} | line_format "{{.a""#, "invalid line_format template"),
+        (r#"{namespace="json"} | line_format "{{ printf .a }}""#, "not defined"),
+        (r#"{namespace="json"} | pattern "<_>""#, "at least one capture"),
+        (r#"{namespace="json"} | logfmt --loose"#, "unknown flag --loose"),
+        (r#"{namespace="json"} | label_format a=b, a=c"#, "multiple label name"),
+    ] {
+        let r = raw_client()
+            .get(format!("{}/loki/api/v1/query_range", janus.url))
+            .query(&[("query", query), ("start", START), ("end", END)])
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 400, "{query}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(words) && text.contains("parse error"), "{query}: {text}");
+    }
     janus.stop().await;
 }
 

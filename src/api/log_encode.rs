@@ -163,7 +163,8 @@ impl LogAnswer {
                             out.push(b',');
                         }
                         self.wrote_element = true;
-                        write_lethe_line(out, self.kind, &line)?;
+                        let rewritten = self.rewritten_line(&line);
+                        write_lethe_line(out, self.kind, &line, rewritten.as_deref())?;
                     }
                     self.buf = buf;
                 }
@@ -194,7 +195,9 @@ impl LogAnswer {
                                     out.push(b',');
                                 }
                                 self.wrote_element = true;
-                                let value = [Cow::Owned(line.ts.to_string()), text(line.message)];
+                                let rewritten = self.rewritten_line(&line);
+                                let message = rewritten.as_deref().unwrap_or(line.message);
+                                let value = [Cow::Owned(line.ts.to_string()), text(message)];
                                 serde_json::to_writer(&mut *out, &value)?;
                             }
                             self.buf = buf;
@@ -223,6 +226,17 @@ impl LogAnswer {
         }
     }
 
+    /// The line's text after a pipeline stage that rewrites it (`line_format`, `unpack`,
+    /// `decolorize`), made again as the line is written: rewritten lines are never held.
+    fn rewritten_line(&self, line: &Line<'_>) -> Option<Vec<u8>> {
+        if !self.pipeline.rewrites_line() {
+            return None;
+        }
+        let stream = crate::store::scan::stream_labels(self.kind, line);
+        let pairs: Vec<(&str, &str)> = stream.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+        self.pipeline.run(&pairs, line.message, line.ts)?.line
+    }
+
     /// Loki's shape: one stream per label set (sorted by labels), values in the answer's order.
     /// Reads every line once for its labels; only the positions are kept per group.
     fn group_by_labels(&mut self) -> Vec<(BTreeMap<String, String>, Vec<u32>)> {
@@ -232,19 +246,25 @@ impl LogAnswer {
             let i = self.index(p);
             if let Some(line) = self.found.read_line(i, &mut buf) {
                 let stream = crate::store::scan::stream_labels(self.kind, &line);
-                let mut labels: BTreeMap<String, String> = stream
-                    .iter()
-                    .filter(|(k, _)| self.pipeline.shows_stream_label(k))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                if !self.pipeline.is_empty() {
+                let mut labels: BTreeMap<String, String> = BTreeMap::new();
+                let outcome = if self.pipeline.is_empty() {
+                    None
+                } else {
                     let pairs: Vec<(&str, &str)> =
                         stream.iter().map(|(k, v)| (*k, v.as_ref())).collect();
                     // The scan kept the line, so the pipeline keeps it again.
-                    let Some(extracted) = self.pipeline.run(&pairs, line.message) else {
+                    let Some(outcome) = self.pipeline.run(&pairs, line.message, line.ts) else {
                         continue;
                     };
-                    labels.extend(extracted);
+                    Some(outcome)
+                };
+                for (k, v) in &stream {
+                    if outcome.as_ref().is_none_or(|o| o.shows_stream_label(k)) {
+                        labels.insert(k.to_string(), v.to_string());
+                    }
+                }
+                if let Some(outcome) = outcome {
+                    labels.extend(outcome.labels);
                 }
                 groups.entry(labels).or_default().push(i as u32);
             }
@@ -254,7 +274,13 @@ impl LogAnswer {
     }
 }
 
-fn write_lethe_line(out: &mut Vec<u8>, kind: LogKind, l: &Line<'_>) -> serde_json::Result<()> {
+fn write_lethe_line(
+    out: &mut Vec<u8>,
+    kind: LogKind,
+    l: &Line<'_>,
+    rewritten: Option<&[u8]>,
+) -> serde_json::Result<()> {
+    let message = rewritten.unwrap_or(l.message);
     match kind {
         LogKind::Pod => serde_json::to_writer(
             out,
@@ -263,7 +289,7 @@ fn write_lethe_line(out: &mut Vec<u8>, kind: LogKind, l: &Line<'_>) -> serde_jso
                 namespace: text(l.fields[0]),
                 pod: text(l.fields[1]),
                 container: text(l.fields[2]),
-                log: text(l.message),
+                log: text(message),
             },
         ),
         LogKind::Node => serde_json::to_writer(
@@ -272,7 +298,7 @@ fn write_lethe_line(out: &mut Vec<u8>, kind: LogKind, l: &Line<'_>) -> serde_jso
                 time: text(l.time_text),
                 node: text(l.fields[0]),
                 process: text(l.fields[1]),
-                log: text(l.message),
+                log: text(message),
             },
         ),
     }

@@ -192,7 +192,10 @@ pub fn starts_stream_selector(query: &str, tokens: &[Token], i: usize, dialect: 
         (Some(op), next) if op.kind == Kind::Op => match text(op) {
             "|=" | "|~" | "!~" => true,
             "!=" => next.is_some_and(|n| n.kind == Kind::Str),
-            "|" => next.is_some_and(|n| n.kind == Kind::Ident),
+            "|" => next.is_some_and(|n| {
+                n.kind == Kind::Ident || (n.kind == Kind::LParen) || (&query[n.start..n.end] == ">" && n.start == op.end)
+            }),
+            "!" => next.is_some_and(|n| &query[n.start..n.end] == ">" && n.start == op.end),
             _ => false,
         },
         _ => false,

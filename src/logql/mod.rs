@@ -1,10 +1,15 @@
 //! The log query language: routing (which queries involve logs) and LetheQL parsing.
 
+pub mod label_filter;
 pub mod lexer;
 pub mod parse;
+mod parse_stages;
+pub mod parsers;
+pub mod pattern;
 pub mod pipeline;
 pub mod regex_budget;
 pub mod rewrite;
+pub mod template;
 
 pub use lexer::involves_logs;
 

@@ -79,6 +79,10 @@ pub enum LineFilter {
     ContainsNone(Vec<memmem::Finder<'static>>),
     Matches(regex::bytes::Regex),
     NotMatches(regex::bytes::Regex),
+    /// `|> "<_> error <_>"` (or several `or`-ed): the line matches one of the patterns.
+    Pattern(Vec<super::pattern::Pattern>),
+    /// `!> "…"`: the line matches none.
+    NotPattern(Vec<super::pattern::Pattern>),
 }
 
 impl LineFilter {
@@ -90,6 +94,8 @@ impl LineFilter {
             LineFilter::ContainsNone(fs) => fs.iter().all(|f| f.find(message).is_none()),
             LineFilter::Matches(re) => re.is_match(message),
             LineFilter::NotMatches(re) => !re.is_match(message),
+            LineFilter::Pattern(ps) => ps.iter().any(|p| p.test(message)),
+            LineFilter::NotPattern(ps) => !ps.iter().any(|p| p.test(message)),
         }
     }
 
@@ -100,7 +106,10 @@ impl LineFilter {
             LineFilter::NotContains(_)
             | LineFilter::ContainsAny(_)
             | LineFilter::ContainsNone(_) => 1,
-            LineFilter::Matches(_) | LineFilter::NotMatches(_) => 2,
+            LineFilter::Matches(_)
+            | LineFilter::NotMatches(_)
+            | LineFilter::Pattern(_)
+            | LineFilter::NotPattern(_) => 2,
         }
     }
 }
@@ -133,7 +142,7 @@ impl LogQuery {
     }
 }
 
-fn parse_error(query: &str, offset: usize, message: impl AsRef<str>) -> SyntaxError {
+pub(super) fn parse_error(query: &str, offset: usize, message: impl AsRef<str>) -> SyntaxError {
     SyntaxError(format!(
         "{}: parse error: {}",
         position(query, offset),
@@ -277,6 +286,7 @@ pub fn parse_embedded(
     tokens: &[Token],
     at: usize,
 ) -> Result<(LogQuery, usize), SyntaxError> {
+    use super::parse_stages::{stage_at, unknown_stage};
     let text = |t: &Token| &query[t.start..t.end];
     let first = &tokens[at];
     // `pod{…}`/`node{…}` (LetheQL) name their kind; a LogQL `{…}` is read from its labels.
@@ -308,16 +318,25 @@ pub fn parse_embedded(
     let mut pipeline = super::pipeline::Pipeline::default();
     let mut i = close + 1;
     while let Some(t) = tokens.get(i) {
-        let op = text(t);
         if let Some(next) = stage_at(query, tokens, i, &mut pipeline, regex_limit)? {
             i = next;
             continue;
         }
-        unsupported_stage(query, tokens, i)?;
-        if t.kind != Kind::Op || !matches!(op, "|=" | "!=" | "|~" | "!~") {
+        unknown_stage(query, tokens, i)?;
+        // `|>` and `!>` come as two tokens, written together.
+        let pattern_filter = matches!(text(t), "|" | "!")
+            && tokens
+                .get(i + 1)
+                .is_some_and(|n| text(n) == ">" && n.start == t.end);
+        let (op, operand_at) = if pattern_filter {
+            (&query[t.start..t.end + 1], i + 2)
+        } else {
+            (text(t), i + 1)
+        };
+        if t.kind != Kind::Op || !matches!(op, "|=" | "!=" | "|~" | "!~" | "|>" | "!>") {
             break;
         }
-        let Some(operand) = tokens.get(i + 1) else {
+        let Some(operand) = tokens.get(operand_at) else {
             return Err(parse_error(
                 query,
                 t.end,
@@ -339,8 +358,14 @@ pub fn parse_embedded(
             ));
         }
         let value = unquote(text(operand)).map_err(|e| parse_error(query, operand.start, e))?;
-        let (values, next) = alternatives(query, tokens, i + 2, value)?;
-        filters.push(line_filter(query, operand.start, op, &values, regex_limit)?);
+        let (values, next) = alternatives(query, tokens, operand_at + 1, value)?;
+        let filter = line_filter(query, operand.start, op, &values, regex_limit)?;
+        // After a stage that rewrites the line, a filter reads the rewritten line.
+        if pipeline.rewrites_line() {
+            pipeline.stages.push(super::pipeline::Stage::Line(filter));
+        } else {
+            filters.push(filter);
+        }
         i = next;
     }
     Ok((
@@ -352,7 +377,7 @@ pub fn parse_embedded(
             // lines without it before anything is parsed.
             filters: {
                 let mut filters = filters;
-                if let Some(literal) = pipeline.required_literal() {
+                if let Some(literal) = pipeline.required_literal(kind.labels()) {
                     filters.push(LineFilter::Contains(
                         memmem::Finder::new(literal.as_bytes()).into_owned(),
                     ));
@@ -364,341 +389,6 @@ pub fn parse_embedded(
         },
         i,
     ))
-}
-
-/// A parser (`| json`, `| logfmt`) or a label filter (`| level="error" and status >= 500`) at
-/// token `i`, added to `pipeline`; the index after it, or `None` when no such stage starts there.
-fn stage_at(
-    query: &str,
-    tokens: &[Token],
-    i: usize,
-    pipeline: &mut super::pipeline::Pipeline,
-    regex_limit: usize,
-) -> Result<Option<usize>, SyntaxError> {
-    use super::pipeline::Stage;
-    let text = |t: &Token| &query[t.start..t.end];
-    let (Some(bar), Some(name)) = (tokens.get(i), tokens.get(i + 1)) else {
-        return Ok(None);
-    };
-    if bar.kind != Kind::Op || text(bar) != "|" {
-        return Ok(None);
-    }
-    // A label filter expression may open with a bracket: `| (a="x" or b="y") and c="z"`.
-    if name.kind == Kind::LParen {
-        let (filter, next) = label_filter_or(query, tokens, i + 1, regex_limit, 0)?;
-        pipeline.stages.push(Stage::Filter(filter));
-        return Ok(Some(next));
-    }
-    if name.kind != Kind::Ident {
-        return Ok(None);
-    }
-    match text(name) {
-        "json" | "logfmt" => {
-            // Parameters (`| json a="b"`, `| logfmt --strict`) are not read yet.
-            if let Some(after) = tokens.get(i + 2) {
-                let param = (after.kind == Kind::Ident
-                    && tokens.get(i + 3).is_some_and(|t| text(t) == "="))
-                    || text(after) == "-";
-                if param {
-                    return Err(parse_error(
-                        query,
-                        after.start,
-                        format!("parameters of | {} are not supported yet", text(name)),
-                    ));
-                }
-            }
-            pipeline.stages.push(if text(name) == "json" {
-                Stage::Json
-            } else {
-                Stage::Logfmt
-            });
-            Ok(Some(i + 2))
-        }
-        "regexp" => {
-            let Some(pattern) = tokens.get(i + 2).filter(|t| t.kind == Kind::Str) else {
-                return Err(parse_error(
-                    query,
-                    name.end,
-                    "| regexp needs a string: a regular expression with named groups, e.g. \"(?P<status>\\\\d+)\"",
-                ));
-            };
-            let value = unquote(text(pattern)).map_err(|e| parse_error(query, pattern.start, e))?;
-            let re = super::regex_budget::compile(&value, regex_limit).map_err(|e| {
-                parse_error(
-                    query,
-                    pattern.start,
-                    format!(
-                        "invalid regex {value:?} in | regexp: {}",
-                        e.to_string().lines().last().unwrap_or("invalid").trim()
-                    ),
-                )
-            })?;
-            // Loki's rule: at least one named group, each a valid label name.
-            let names: Vec<&str> = re.capture_names().flatten().collect();
-            if names.is_empty() {
-                return Err(parse_error(
-                    query,
-                    pattern.start,
-                    "| regexp needs at least one named group, e.g. (?P<status>\\d+)",
-                ));
-            }
-            if let Some(bad) = names.iter().find(|n| {
-                n.starts_with(|c: char| c.is_ascii_digit())
-                    || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            }) {
-                return Err(parse_error(
-                    query,
-                    pattern.start,
-                    format!("group {bad:?} of | regexp is not a valid label name"),
-                ));
-            }
-            pipeline.stages.push(Stage::Regexp(re));
-            Ok(Some(i + 3))
-        }
-        stage @ ("drop" | "keep") => {
-            // Plain names, comma-separated (`drop name="value"` matchers are not read yet).
-            let mut names = Vec::new();
-            let mut j = i + 2;
-            loop {
-                match tokens.get(j) {
-                    Some(t) if t.kind == Kind::Ident => names.push(text(t).to_string()),
-                    Some(t) => {
-                        return Err(parse_error(
-                            query,
-                            t.start,
-                            format!("| {stage} takes label names, found {:?}", text(t)),
-                        ))
-                    }
-                    None => {
-                        return Err(parse_error(
-                            query,
-                            query.len(),
-                            format!("| {stage} takes label names"),
-                        ))
-                    }
-                }
-                j += 1;
-                match tokens.get(j) {
-                    Some(t) if t.kind == Kind::Comma => j += 1,
-                    Some(t) if t.kind == Kind::Op && text(t) == "=" || matches!(text(t), "=~" | "!=" | "!~") => {
-                        return Err(parse_error(
-                            query,
-                            t.start,
-                            format!("| {stage} with label matchers is not supported yet: give label names"),
-                        ))
-                    }
-                    _ => break,
-                }
-            }
-            pipeline.stages.push(if stage == "drop" {
-                Stage::Drop(names)
-            } else {
-                Stage::Keep(names)
-            });
-            Ok(Some(j))
-        }
-        _ if tokens.get(i + 2).is_some_and(|t| {
-            t.kind == Kind::Op && super::pipeline::Compare::from_op(text(t)).is_some()
-                || matches!(text(t), "=~" | "!~")
-        }) =>
-        {
-            let (filter, next) = label_filter_or(query, tokens, i + 1, regex_limit, 0)?;
-            pipeline.stages.push(Stage::Filter(filter));
-            Ok(Some(next))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// `a or b or …` of label filter terms (`and` binds tighter).
-fn label_filter_or(
-    query: &str,
-    tokens: &[Token],
-    i: usize,
-    regex_limit: usize,
-    depth: usize,
-) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError> {
-    // Brackets nest as deep as any expression may, no deeper (each level is a frame).
-    if depth > super::rewrite::MAX_DEPTH {
-        return Err(parse_error(
-            query,
-            tokens.get(i).map_or(query.len(), |t| t.start),
-            format!(
-                "label filter nested more than {} levels deep",
-                super::rewrite::MAX_DEPTH
-            ),
-        ));
-    }
-    let text = |t: &Token| &query[t.start..t.end];
-    let or = |at: usize| {
-        tokens
-            .get(at)
-            .and_then(|t| (t.kind == Kind::Ident && text(t) == "or").then_some(1))
-    };
-    // `a and b`, `a, b` and `a b` (another predicate right after) are all and, as in Loki.
-    let and = |at: usize| {
-        let t = tokens.get(at)?;
-        if t.kind == Kind::Comma || (t.kind == Kind::Ident && text(t) == "and") {
-            return Some(1);
-        }
-        let op = tokens.get(at + 1)?;
-        let predicate = t.kind == Kind::Ident
-            && !matches!(text(t), "or" | "and")
-            && op.kind == Kind::Op
-            && (super::pipeline::Compare::from_op(text(op)).is_some()
-                || matches!(text(op), "=~" | "!~"));
-        predicate.then_some(0)
-    };
-    label_filter_chain(i, &or, super::pipeline::LabelFilter::Or, |at| {
-        label_filter_chain(at, &and, super::pipeline::LabelFilter::And, |at| {
-            label_filter_factor(query, tokens, at, regex_limit, depth)
-        })
-    })
-}
-
-/// Terms `term` reads, joined where `separator` finds one (the tokens it takes: 1 for a word or
-/// a comma, 0 for a term right after the last), combined left to right.
-fn label_filter_chain(
-    i: usize,
-    separator: &dyn Fn(usize) -> Option<usize>,
-    combine: fn(
-        Box<super::pipeline::LabelFilter>,
-        Box<super::pipeline::LabelFilter>,
-    ) -> super::pipeline::LabelFilter,
-    term: impl Fn(usize) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError>,
-) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError> {
-    let (mut filter, mut i) = term(i)?;
-    while let Some(skip) = separator(i) {
-        let (next, after) = term(i + skip)?;
-        filter = combine(Box::new(filter), Box::new(next));
-        i = after;
-    }
-    Ok((filter, i))
-}
-
-/// `(expr)` or `name op value`.
-fn label_filter_factor(
-    query: &str,
-    tokens: &[Token],
-    i: usize,
-    regex_limit: usize,
-    depth: usize,
-) -> Result<(super::pipeline::LabelFilter, usize), SyntaxError> {
-    use super::pipeline::{read_bytes, read_duration_seconds, Compare, LabelFilter, Unit};
-    let text = |t: &Token| &query[t.start..t.end];
-    let Some(first) = tokens.get(i) else {
-        return Err(parse_error(
-            query,
-            query.len(),
-            "a label filter needs a label, an operator and a value",
-        ));
-    };
-    if first.kind == Kind::LParen {
-        let (filter, next) = label_filter_or(query, tokens, i + 1, regex_limit, depth + 1)?;
-        return match tokens.get(next) {
-            Some(t) if t.kind == Kind::RParen => Ok((filter, next + 1)),
-            _ => Err(parse_error(
-                query,
-                first.start,
-                "unclosed ( in a label filter",
-            )),
-        };
-    }
-    let (Some(op), Some(value)) = (tokens.get(i + 1), tokens.get(i + 2)) else {
-        return Err(parse_error(
-            query,
-            first.start,
-            "a label filter needs a label, an operator and a value",
-        ));
-    };
-    if first.kind != Kind::Ident {
-        return Err(parse_error(
-            query,
-            first.start,
-            format!(
-                "expected a label name in a label filter, found {:?}",
-                text(first)
-            ),
-        ));
-    }
-    let name = text(first);
-    match (text(op), value.kind.clone()) {
-        (op_text @ ("=" | "!=" | "=~" | "!~"), Kind::Str) => {
-            let v = unquote(text(value)).map_err(|e| parse_error(query, value.start, e))?;
-            let regex = |v: &str| {
-                regex::RegexBuilder::new(&format!("^(?:{v})$"))
-                    .size_limit(regex_limit)
-                    .dfa_size_limit(regex_limit)
-                    .build()
-                    .map_err(|e| {
-                        parse_error(query, value.start, format!("invalid regex {v:?} in a label filter: {}", e.to_string().lines().last().unwrap_or("invalid").trim()))
-                    })
-            };
-            let matcher = match op_text {
-                "=" => Matcher::new(MatchOp::Equal, name, &v),
-                "!=" => Matcher::new(MatchOp::NotEqual, name, &v),
-                "=~" => Matcher::new(MatchOp::Re(regex(&v)?), name, &v),
-                _ => Matcher::new(MatchOp::NotRe(regex(&v)?), name, &v),
-            };
-            Ok((LabelFilter::Text(matcher), i + 3))
-        }
-        (op_text, Kind::Number | Kind::Ident) => {
-            let compare = Compare::from_op(op_text).ok_or_else(|| {
-                parse_error(query, op.start, format!("{op_text} cannot compare a label with a number"))
-            })?;
-            let literal = text(value);
-            let (number, unit) = if let Ok(n) = literal.parse::<f64>() {
-                (n, Unit::Number)
-            } else if let Some(d) = read_duration_seconds(literal) {
-                (d, Unit::Duration)
-            } else if let Some(b) = read_bytes(literal) {
-                (b, Unit::Bytes)
-            } else {
-                return Err(parse_error(query, value.start, format!("{literal:?} is not a number, a duration or a size")));
-            };
-            Ok((
-                LabelFilter::Number {
-                    name: name.to_string(),
-                    compare,
-                    value: number,
-                    unit,
-                },
-                i + 3,
-            ))
-        }
-        (op_text, _) => Err(parse_error(
-            query,
-            value.start,
-            format!("label filter {name} {op_text} needs a string (=, !=, =~, !~) or a number, duration or size (==, !=, >, >=, <, <=)"),
-        )),
-    }
-}
-
-/// LogQL pipeline stages Janus does not run yet, refused by name rather than with a puzzling
-/// parse error further on.
-fn unsupported_stage(query: &str, tokens: &[Token], i: usize) -> Result<(), SyntaxError> {
-    let text = |t: &Token| &query[t.start..t.end];
-    let t = &tokens[i];
-    let next = tokens.get(i + 1);
-    let stage = match (
-        t.kind.clone(),
-        text(t),
-        next.map(|n| (n.kind.clone(), text(n))),
-    ) {
-        (Kind::Op, "|" | "!", Some((Kind::Op, ">"))) => {
-            Some(format!("the pattern filter {}>", text(t)))
-        }
-        (Kind::Op, "|", Some((Kind::Ident, name))) => Some(format!("the | {name} stage")),
-        _ => None,
-    };
-    match stage {
-        Some(stage) => Err(parse_error(
-            query,
-            t.start,
-            format!("{stage} is not supported yet: Janus runs stream selectors with line filters (|= != |~ !~) and metric queries over them"),
-        )),
-        None => Ok(()),
-    }
 }
 
 /// The error for a query that involves logs but does not start with a log selector.
@@ -916,6 +606,21 @@ fn line_filter(
             .map(|v| memmem::Finder::new(v.as_bytes()).into_owned())
             .collect()
     };
+    if matches!(op, "|>" | "!>") {
+        let patterns = values
+            .iter()
+            .map(|v| {
+                super::pattern::Pattern::for_filter(v).map_err(|e| {
+                    parse_error(query, offset, format!("invalid pattern {v:?} in line filter {op}: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(if op == "|>" {
+            LineFilter::Pattern(patterns)
+        } else {
+            LineFilter::NotPattern(patterns)
+        });
+    }
     Ok(match (op, values.len()) {
         ("|=", 1) => LineFilter::Contains(memmem::Finder::new(values[0].as_bytes()).into_owned()),
         ("!=", 1) => {

@@ -1,14 +1,21 @@
-//! LogQL pipeline stages after the line filters: parsers that extract labels from a line
-//! (`| json`, `| logfmt`) and label filters that keep or drop it (`| level="error"`,
-//! `| status >= 500`, `| duration > 1s`, `| size > 20MB`, combined with `and`/`or`/`,`).
+//! LogQL pipeline stages after a selector's first line filters: parsers that extract labels
+//! (`| json`, `| logfmt`, `| regexp`, `| pattern`, `| unpack`), label filters (`| level="error"`),
+//! stages that rewrite the line or its labels (`| line_format`, `| label_format`, `| drop`,
+//! `| keep`, `| decolorize`) and line filters that come after such a stage.
 //!
-//! A stage runs on each line the block scan and the line filters let through; it never runs on
-//! the others. Label filters that imply a literal in the line (`level="error"`) also hand that
-//! literal to the scan as a prefilter, so most lines are skipped before any parsing.
+//! A stage runs on each line the block scan and the first line filters let through; it never
+//! runs on the others. Label filters that imply a literal in the line (`level="error"`) also hand
+//! that literal to the scan as a prefilter, so most lines are skipped before any parsing.
 
 use std::collections::BTreeMap;
 
-use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::label::Matcher;
+
+pub use super::label_filter::{read_bytes, read_duration_seconds, read_number, Compare, LabelFilter, Unit};
+use super::parsers::{self, LogfmtOptions, PathStep};
+use super::pattern::Pattern;
+use super::template::{Scope, Template, TEMPLATE_ERROR};
+use super::LineFilter;
 
 /// Labels extracted from one line, by name.
 pub type Extracted = BTreeMap<String, String>;
@@ -21,219 +28,111 @@ pub const LABEL_FILTER_ERROR: &str = "LabelFilterErr";
 /// One stage.
 #[derive(Debug, Clone)]
 pub enum Stage {
-    Json,
-    Logfmt,
+    /// `| json`, or `| json a="b.c", …` (the paths given).
+    Json(Option<Vec<(String, Vec<PathStep>)>>),
+    Logfmt(LogfmtOptions),
     /// `| regexp "(?P<name>…)"`: the named groups of the first match become labels.
     Regexp(regex::bytes::Regex),
+    /// `| pattern "<ip> - <_>"`.
+    Pattern(Pattern),
+    Unpack,
     Filter(LabelFilter),
-    /// `| drop a, b`: those labels go.
-    Drop(Vec<String>),
-    /// `| keep a, b`: only those labels stay.
-    Keep(Vec<String>),
+    /// A line filter after a stage that rewrites the line: it reads the rewritten line.
+    Line(LineFilter),
+    LineFormat(Template),
+    /// `| label_format a=b, c="{{.d}}"`, applied together on the labels before the stage.
+    LabelFormat(Vec<(String, LabelSource)>),
+    /// `| drop a, b="v"`: those labels go (a matcher drops only a matching value).
+    Drop(Vec<LabelChoice>),
+    /// `| keep a, b="v"`: only those labels stay.
+    Keep(Vec<LabelChoice>),
+    Decolorize,
 }
 
-/// A comparison of a label with a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compare {
-    Eq,
-    Ne,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
-
-impl Compare {
-    pub fn from_op(op: &str) -> Option<Compare> {
-        Some(match op {
-            "==" | "=" => Compare::Eq,
-            "!=" => Compare::Ne,
-            ">" => Compare::Gt,
-            ">=" => Compare::Ge,
-            "<" => Compare::Lt,
-            "<=" => Compare::Le,
-            _ => return None,
-        })
-    }
-
-    fn holds(self, a: f64, b: f64) -> bool {
-        match self {
-            Compare::Eq => a == b,
-            Compare::Ne => a != b,
-            Compare::Gt => a > b,
-            Compare::Ge => a >= b,
-            Compare::Lt => a < b,
-            Compare::Le => a <= b,
-        }
-    }
-}
-
-/// How a label's value is read for a numeric comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    /// A number.
-    Number,
-    /// A duration (`1.5s`, `250ms`, `1h2m`), in seconds.
-    Duration,
-    /// A size (`20MB`, `1.5KiB`, `300B`), in bytes.
-    Bytes,
-}
-
-/// A label filter expression.
+/// Where `label_format` takes a label's new value from.
 #[derive(Debug, Clone)]
-pub enum LabelFilter {
-    /// `name = "v"`, `!=`, `=~`, `!~`.
-    Text(Matcher),
-    /// `name > 5`, `name >= 1s`, `name < 20MB` …
-    Number {
-        name: String,
-        compare: Compare,
-        value: f64,
-        unit: Unit,
-    },
-    And(Box<LabelFilter>, Box<LabelFilter>),
-    Or(Box<LabelFilter>, Box<LabelFilter>),
+pub enum LabelSource {
+    /// `dst=src`: the value of `src`, which goes.
+    Rename(String),
+    /// `dst="{{…}}"`.
+    Template(Template),
 }
 
-/// A label's value during the pipeline: extracted ones first, then the stream's.
-fn value_of<'a>(name: &str, stream: &'a [(&'a str, &'a str)], extracted: &'a Extracted) -> &'a str {
-    extracted
-        .get(name)
-        .map(String::as_str)
-        .or_else(|| stream.iter().find(|(k, _)| *k == name).map(|(_, v)| *v))
-        .unwrap_or("")
+/// A label named by `drop`/`keep`, with an optional matcher on its value.
+#[derive(Debug, Clone)]
+pub struct LabelChoice {
+    pub name: String,
+    pub matcher: Option<Matcher>,
 }
 
-impl LabelFilter {
-    /// Whether the line is kept; a value a numeric filter cannot read keeps the line with
-    /// `__error__` set, as Loki does (so that `| __error__=""` can drop such lines).
-    fn keeps(&self, stream: &[(&str, &str)], extracted: &mut Extracted) -> bool {
-        match self {
-            LabelFilter::Text(m) => m.is_match(value_of(&m.name, stream, extracted)),
-            LabelFilter::Number {
-                name,
-                compare,
-                value,
-                unit,
-            } => match read_number(value_of(name, stream, extracted), *unit) {
-                Some(v) => compare.holds(v, *value),
-                None => {
-                    extracted
-                        .entry("__error__".into())
-                        .or_insert_with(|| LABEL_FILTER_ERROR.into());
-                    true
-                }
-            },
-            LabelFilter::And(a, b) => a.keeps(stream, extracted) && b.keeps(stream, extracted),
-            LabelFilter::Or(a, b) => a.keeps(stream, extracted) || b.keeps(stream, extracted),
+impl LabelChoice {
+    fn picks(&self, name: &str, value: &str) -> bool {
+        self.name == name && self.matcher.as_ref().is_none_or(|m| m.is_match(value))
+    }
+}
+
+/// What the stages made of one line: labels they set (over the stream's of the same name),
+/// stream labels they removed, and the line when a stage rewrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub labels: Extracted,
+    pub hidden: Vec<String>,
+    pub line: Option<Vec<u8>>,
+}
+
+impl Outcome {
+    /// A label's value: set by a stage, else the stream's (unless removed), else `""`.
+    pub fn value<'a>(&'a self, name: &str, stream: &'a [(&'a str, &'a str)]) -> &'a str {
+        if let Some(v) = self.labels.get(name) {
+            return v;
+        }
+        if self.hidden.iter().any(|h| h == name) {
+            return "";
+        }
+        stream
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or("", |(_, v)| *v)
+    }
+
+    /// Whether the stream label `name` is part of the line's labels as the stream has it.
+    pub fn shows_stream_label(&self, name: &str) -> bool {
+        !self.labels.contains_key(name) && !self.hidden.iter().any(|h| h == name)
+    }
+
+    /// The line as the stages left it.
+    pub fn message<'a>(&'a self, original: &'a [u8]) -> &'a [u8] {
+        self.line.as_deref().unwrap_or(original)
+    }
+
+    pub(super) fn set_error(&mut self, error: &str) {
+        self.labels
+            .entry("__error__".into())
+            .or_insert_with(|| error.into());
+    }
+
+    fn remove(&mut self, name: &str, stream: &[(&str, &str)]) {
+        self.labels.remove(name);
+        if stream.iter().any(|(k, _)| *k == name) && !self.hidden.iter().any(|h| h == name) {
+            self.hidden.push(name.to_string());
         }
     }
 
-    /// The label names the filter reads.
-    fn names(&self, out: &mut std::collections::BTreeSet<String>) {
-        match self {
-            LabelFilter::Text(m) => {
-                out.insert(m.name.clone());
-            }
-            LabelFilter::Number { name, .. } => {
-                out.insert(name.clone());
-            }
-            LabelFilter::And(a, b) | LabelFilter::Or(a, b) => {
-                a.names(out);
-                b.names(out);
-            }
-        }
+    /// Every label name the line has now, with its value.
+    fn all<'a>(&'a self, stream: &'a [(&'a str, &'a str)]) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = stream
+            .iter()
+            .filter(|(k, _)| self.shows_stream_label(k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        out.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out
     }
 
-    /// A literal every kept line contains: the value of a `name="value"` filter made of plain
-    /// characters (which JSON and logfmt write as they are).
-    fn required_literal(&self) -> Option<String> {
-        match self {
-            LabelFilter::Text(m)
-                if matches!(m.op, MatchOp::Equal)
-                    && m.name != "__error__"
-                    && m.value.len() >= 3
-                    && m.value.bytes().all(|b| {
-                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b':')
-                    }) =>
-            {
-                Some(m.value.clone())
-            }
-            LabelFilter::And(a, b) => a.required_literal().or_else(|| b.required_literal()),
-            _ => None,
-        }
+    fn set(&mut self, name: String, value: String) {
+        self.hidden.retain(|h| *h != name);
+        self.labels.insert(name, value);
     }
-}
-
-/// A value read as `unit`: `None` when it is not one.
-pub fn read_number(text: &str, unit: Unit) -> Option<f64> {
-    let text = text.trim();
-    match unit {
-        Unit::Number => text.parse::<f64>().ok().filter(|v| !v.is_nan()),
-        Unit::Duration => read_duration_seconds(text),
-        Unit::Bytes => read_bytes(text),
-    }
-}
-
-/// Go's `time.ParseDuration` syntax (`1.5s`, `2h45m`, `300ms`, `-1.5h`), in seconds.
-pub fn read_duration_seconds(text: &str) -> Option<f64> {
-    let (sign, mut rest) = match text.strip_prefix('-') {
-        Some(r) => (-1.0, r),
-        None => (1.0, text.strip_prefix('+').unwrap_or(text)),
-    };
-    if rest == "0" {
-        return Some(0.0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_end].parse().ok()?;
-        rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += number * scale;
-        rest = &rest[unit_end..];
-    }
-    Some(sign * total)
-}
-
-/// A size as humanize reads it (`20MB` = 20·10⁶, `1.5KiB` = 1536, `300B`, `42`), in bytes.
-pub fn read_bytes(text: &str) -> Option<f64> {
-    let number_end = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(text.len());
-    let number: f64 = text[..number_end].trim().parse().ok()?;
-    let unit = text[number_end..].trim().to_ascii_lowercase();
-    let scale = match unit.as_str() {
-        "" | "b" => 1.0,
-        "kb" | "k" => 1e3,
-        "mb" | "m" => 1e6,
-        "gb" | "g" => 1e9,
-        "tb" | "t" => 1e12,
-        "pb" | "p" => 1e15,
-        "kib" | "ki" => 1024.0,
-        "mib" | "mi" => 1024.0 * 1024.0,
-        "gib" | "gi" => 1024.0 * 1024.0 * 1024.0,
-        "tib" | "ti" => 1024.0f64.powi(4),
-        "pib" | "pi" => 1024.0f64.powi(5),
-        _ => return None,
-    };
-    Some(number * scale)
 }
 
 /// Which labels a log metric's streams keep when a `sum by`/`sum without` above it only needs
@@ -268,49 +167,118 @@ impl Pipeline {
         self.stages.is_empty()
     }
 
-    /// Runs the stages on one line: `None` when a label filter drops it, else the labels the
-    /// parsers extracted (and `__error__` when one could not read the line).
-    pub fn run(&self, stream: &[(&str, &str)], message: &[u8]) -> Option<Extracted> {
-        let mut extracted = Extracted::new();
+    /// Whether a stage may give a line other text than it has on disk.
+    pub fn rewrites_line(&self) -> bool {
+        self.stages.iter().any(|s| {
+            matches!(
+                s,
+                Stage::LineFormat(_) | Stage::Decolorize | Stage::Unpack
+            )
+        })
+    }
+
+    /// Runs the stages on one line (at `ts` nanoseconds): `None` when a filter drops it, else
+    /// what the stages made of it.
+    pub fn run(&self, stream: &[(&str, &str)], message: &[u8], ts: i64) -> Option<Outcome> {
+        let mut out = Outcome::default();
+        let wanted = self.wanted.as_ref();
         for stage in &self.stages {
+            // The line as the previous stages left it (moved out while a stage reads it).
+            let line = out.line.take();
+            let current = line.as_deref().unwrap_or(message);
             match stage {
-                Stage::Json => json(message, stream, self.wanted.as_ref(), &mut extracted),
-                Stage::Logfmt => logfmt(message, stream, self.wanted.as_ref(), &mut extracted),
+                Stage::Json(None) => parsers::json(current, stream, wanted, &mut out),
+                Stage::Json(Some(fields)) => parsers::json_fields(current, stream, fields, &mut out),
+                Stage::Logfmt(options) => parsers::logfmt(current, stream, wanted, options, &mut out),
+                Stage::Unpack => parsers::unpack(current, stream, wanted, &mut out),
                 Stage::Regexp(re) => {
-                    if let Some(captures) = re.captures(message) {
+                    if let Some(captures) = re.captures(current) {
                         for name in re.capture_names().flatten() {
                             if let Some(m) = captures.name(name) {
-                                add(&mut extracted, stream, self.wanted.as_ref(), name, || {
+                                parsers::add(&mut out, stream, wanted, name, || {
                                     String::from_utf8_lossy(m.as_bytes()).into_owned()
                                 });
                             }
                         }
                     }
                 }
+                Stage::Pattern(p) => {
+                    let mut found = Vec::new();
+                    p.captures(current, |name, value| found.push((name, value)));
+                    for (name, value) in found {
+                        parsers::add(&mut out, stream, wanted, name, || {
+                            String::from_utf8_lossy(value).into_owned()
+                        });
+                    }
+                }
                 Stage::Filter(f) => {
-                    if !f.keeps(stream, &mut extracted) {
+                    if !f.keeps(stream, &mut out) {
                         return None;
                     }
                 }
-                Stage::Drop(names) => extracted.retain(|k, _| !names.contains(k)),
-                Stage::Keep(names) => extracted.retain(|k, _| names.contains(k)),
+                Stage::Line(f) => {
+                    if !f.matches(current) {
+                        return None;
+                    }
+                }
+                Stage::LineFormat(t) => {
+                    let rendered = render(t, &out, stream, current, ts);
+                    match rendered {
+                        Ok(text) => out.line = Some(text.into_bytes()),
+                        Err(_) => out.set_error(TEMPLATE_ERROR),
+                    }
+                }
+                Stage::LabelFormat(rules) => label_format(rules, &mut out, stream, current, ts),
+                Stage::Drop(choices) => {
+                    for (name, value) in out.all(stream) {
+                        if choices.iter().any(|c| c.picks(&name, &value)) {
+                            out.remove(&name, stream);
+                        }
+                    }
+                }
+                Stage::Keep(choices) => {
+                    for (name, value) in out.all(stream) {
+                        if !choices.iter().any(|c| c.picks(&name, &value)) {
+                            out.remove(&name, stream);
+                        }
+                    }
+                }
+                Stage::Decolorize => out.line = Some(parsers::decolorize(current)),
+            }
+            if out.line.is_none() {
+                out.line = line;
             }
         }
-        Some(extracted)
+        Some(out)
     }
 
-    /// Whether the stream label `name` is still shown after the `drop`/`keep` stages.
+    /// Whether the stream label `name` may be shown: no `drop`/`keep` stage takes it away by
+    /// name alone (used where no line is at hand, e.g. listing streams).
     pub fn shows_stream_label(&self, name: &str) -> bool {
         self.stages.iter().all(|stage| match stage {
-            Stage::Drop(names) => !names.iter().any(|n| n == name),
-            Stage::Keep(names) => names.iter().any(|n| n == name),
+            Stage::Drop(choices) => !choices.iter().any(|c| c.name == name && c.matcher.is_none()),
+            Stage::Keep(choices) => choices.iter().any(|c| c.name == name),
+            Stage::LabelFormat(rules) => !rules
+                .iter()
+                .any(|(_, source)| matches!(source, LabelSource::Rename(src) if src == name)),
             _ => true,
         })
     }
 
     /// Extract only what label filters and `labels` read (`labels` from a grouping such as
-    /// `sum by (level)`): the rest of a line is skipped, not copied.
+    /// `sum by (level)`): the rest of a line is skipped, not copied. Stages that read labels by
+    /// template or rename them keep every label.
     pub fn want_only(&mut self, labels: &[String]) {
+        let reads_any = self.stages.iter().any(|s| {
+            matches!(
+                s,
+                Stage::LineFormat(_) | Stage::LabelFormat(_) | Stage::Keep(_) | Stage::Drop(_)
+            )
+        });
+        if reads_any {
+            self.wanted = None;
+            return;
+        }
         let mut wanted: std::collections::BTreeSet<String> = labels.iter().cloned().collect();
         wanted.insert("__error__".into());
         for stage in &self.stages {
@@ -321,270 +289,78 @@ impl Pipeline {
         self.wanted = Some(wanted);
     }
 
-    /// A literal every line the pipeline keeps contains (see [`LabelFilter::required_literal`]).
-    pub fn required_literal(&self) -> Option<String> {
-        self.stages.iter().find_map(|s| match s {
-            Stage::Filter(f) => f.required_literal(),
-            _ => None,
-        })
-    }
-}
-
-/// Loki's label name for an extracted key: characters other than letters, digits and `_` become
-/// `_`; a leading digit gets a `_` before it.
-fn sanitize(key: &str) -> String {
-    let mut out: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
-
-/// The label name an extracted key becomes: sanitized, with `_extracted` when a stream label
-/// already has the name (Loki's rule).
-fn label_name<'k>(stream: &[(&str, &str)], key: &'k str) -> std::borrow::Cow<'k, str> {
-    let clean = key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !key.starts_with(|c: char| c.is_ascii_digit());
-    let mut name = if clean {
-        std::borrow::Cow::Borrowed(key)
-    } else {
-        std::borrow::Cow::Owned(sanitize(key))
-    };
-    if stream.iter().any(|(k, _)| *k == name) {
-        name.to_mut().push_str("_extracted");
-    }
-    name
-}
-
-/// Adds an extracted label (the first value of a name wins), unless nothing downstream reads it.
-fn add(
-    extracted: &mut Extracted,
-    stream: &[(&str, &str)],
-    wanted: Option<&std::collections::BTreeSet<String>>,
-    key: &str,
-    value: impl FnOnce() -> String,
-) {
-    // Most keys of a line are not wanted: turn them away by the first character their label
-    // name would have (the key's own letter or `_`, else `_`), before any name is made.
-    if let Some(w) = wanted {
-        let first = match key.as_bytes().first() {
-            Some(&b) if b.is_ascii_alphabetic() || b == b'_' => b,
-            _ => b'_',
-        };
-        if !w.iter().any(|n| n.as_bytes().first() == Some(&first)) {
-            return;
-        }
-    }
-    let name = label_name(stream, key);
-    if name.is_empty() || wanted.is_some_and(|w| !w.contains(name.as_ref())) {
-        return;
-    }
-    if !extracted.contains_key(name.as_ref()) {
-        extracted.insert(name.into_owned(), value());
-    }
-}
-
-fn set_error(extracted: &mut Extracted, error: &str) {
-    extracted
-        .entry("__error__".into())
-        .or_insert_with(|| error.into());
-}
-
-/// `| json`: every field of a JSON object line, nested objects flattened with `_`; arrays are
-/// left out, as Loki leaves them. Members are visited as they are read, their values kept raw
-/// and decoded only for the labels wanted; an object is entered only when a wanted label can
-/// come from it.
-fn json(
-    message: &[u8],
-    stream: &[(&str, &str)],
-    wanted: Option<&std::collections::BTreeSet<String>>,
-    extracted: &mut Extracted,
-) {
-    if walk_object("", message, stream, wanted, extracted).is_err() {
-        set_error(extracted, JSON_ERROR);
-    }
-}
-
-/// Visits the members of the JSON object `object`, adding what they hold under `prefix`.
-fn walk_object(
-    prefix: &str,
-    object: &[u8],
-    stream: &[(&str, &str)],
-    wanted: Option<&std::collections::BTreeSet<String>>,
-    extracted: &mut Extracted,
-) -> serde_json::Result<()> {
-    use serde::de::{DeserializeSeed, MapAccess, Visitor};
-    use serde_json::value::RawValue;
-    struct Members<'p, 's, 'w, 'e> {
-        prefix: &'p str,
-        stream: &'s [(&'s str, &'s str)],
-        wanted: Option<&'w std::collections::BTreeSet<String>>,
-        extracted: &'e mut Extracted,
-    }
-    impl<'de> Visitor<'de> for Members<'_, '_, '_, '_> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                let raw = map.next_value::<&'de RawValue>()?;
-                let key: std::borrow::Cow<'_, str> = if self.prefix.is_empty() {
-                    key
-                } else {
-                    std::borrow::Cow::Owned(format!("{}_{key}", self.prefix))
-                };
-                let text = raw.get();
-                match text.as_bytes().first() {
-                    Some(b'{') => {
-                        let name = label_name(self.stream, &key);
-                        let wanted_below = self
-                            .wanted
-                            .is_none_or(|w| w.iter().any(|n| n.starts_with(name.as_ref())));
-                        if wanted_below {
-                            walk_object(
-                                &key,
-                                text.as_bytes(),
-                                self.stream,
-                                self.wanted,
-                                self.extracted,
-                            )
-                            .map_err(serde::de::Error::custom)?;
-                        }
+    /// A literal every line the pipeline keeps contains (see [`LabelFilter::required_literal`]),
+    /// from the filters before any stage that rewrites the line or its labels.
+    pub fn required_literal(&self, stream_labels: &[&str]) -> Option<String> {
+        for stage in &self.stages {
+            match stage {
+                Stage::Filter(f) => {
+                    if let Some(literal) = f.required_literal(stream_labels) {
+                        return Some(literal);
                     }
-                    Some(b'[') => {}
-                    Some(b'"') => add(self.extracted, self.stream, self.wanted, &key, || {
-                        serde_json::from_str::<String>(text).unwrap_or_default()
-                    }),
-                    Some(b'n') => add(self.extracted, self.stream, self.wanted, &key, String::new),
-                    _ => add(self.extracted, self.stream, self.wanted, &key, || {
-                        text.to_string()
-                    }),
                 }
+                Stage::Json(_)
+                | Stage::Logfmt(_)
+                | Stage::Regexp(_)
+                | Stage::Pattern(_)
+                | Stage::Line(_) => {}
+                _ => return None,
             }
-            Ok(())
         }
+        None
     }
-    impl<'de> DeserializeSeed<'de> for Members<'_, '_, '_, '_> {
-        type Value = ();
-        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(object);
-    Members {
-        prefix,
-        stream,
-        wanted,
-        extracted,
-    }
-    .deserialize(&mut de)?;
-    de.end()
 }
 
-/// `| logfmt`: `key=value` pairs, values bare or double-quoted with escapes; a key without `=`
-/// is an empty value. Read on bytes: a value is copied (and unescaped) only when it is wanted.
-fn logfmt(
-    message: &[u8],
+fn render(
+    t: &Template,
+    out: &Outcome,
     stream: &[(&str, &str)],
-    wanted: Option<&std::collections::BTreeSet<String>>,
-    extracted: &mut Extracted,
-) {
-    let mut i = 0;
-    let n = message.len();
-    while i < n {
-        if message[i].is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        let key_start = i;
-        while i < n && message[i] != b'=' && !message[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let key = match std::str::from_utf8(&message[key_start..i]) {
-            Ok(key) => std::borrow::Cow::Borrowed(key),
-            Err(_) => String::from_utf8_lossy(&message[key_start..i]),
-        };
-        if key.is_empty() {
-            // A stray `=`: not logfmt.
-            set_error(extracted, LOGFMT_ERROR);
-            return;
-        }
-        if i >= n || message[i] != b'=' {
-            add(extracted, stream, wanted, &key, String::new);
-            continue;
-        }
-        i += 1; // '='
-        if i < n && message[i] == b'"' {
-            i += 1;
-            let value_start = i;
-            let mut escaped = false;
-            while i < n && message[i] != b'"' {
-                if message[i] == b'\\' {
-                    escaped = true;
-                    i += 1;
-                }
-                i += 1;
-            }
-            if i >= n {
-                set_error(extracted, LOGFMT_ERROR);
-                return;
-            }
-            let raw = &message[value_start..i];
-            i += 1; // closing quote
-            add(extracted, stream, wanted, &key, || {
-                if escaped {
-                    unescape(raw)
-                } else {
-                    String::from_utf8_lossy(raw).into_owned()
-                }
-            });
-        } else {
-            let value_start = i;
-            while i < n && !message[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            let raw = &message[value_start..i];
-            add(extracted, stream, wanted, &key, || {
-                String::from_utf8_lossy(raw).into_owned()
-            });
-        }
-    }
+    line: &[u8],
+    ts: i64,
+) -> Result<String, String> {
+    let label = |name: &str| out.value(name, stream).to_string();
+    t.render(&Scope {
+        label: &label,
+        line,
+        timestamp: ts,
+    })
 }
 
-/// A quoted logfmt value's escapes: `\n`, `\t`, `\r`, and any other character as itself.
-fn unescape(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some(other) => out.push(other),
-            None => {}
+/// `label_format`: every rule reads the labels as they were before the stage.
+fn label_format(
+    rules: &[(String, LabelSource)],
+    out: &mut Outcome,
+    stream: &[(&str, &str)],
+    line: &[u8],
+    ts: i64,
+) {
+    let mut results = Vec::with_capacity(rules.len());
+    for (_, source) in rules {
+        let value = match source {
+            LabelSource::Rename(src) => Ok(out.value(src, stream).to_string()),
+            LabelSource::Template(t) => render(t, out, stream, line, ts),
+        };
+        results.push(value);
+    }
+    for ((dst, source), value) in rules.iter().zip(results) {
+        match value {
+            Ok(v) => {
+                if let LabelSource::Rename(src) = source {
+                    if src != dst {
+                        out.remove(src, stream);
+                    }
+                }
+                out.set(dst.clone(), v);
+            }
+            Err(_) => out.set_error(TEMPLATE_ERROR),
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use promql_parser::label::MatchOp;
 
     const STREAM: &[(&str, &str)] = &[
         ("namespace", "shop"),
@@ -599,18 +375,51 @@ mod tests {
             .collect()
     }
 
+    fn run(stages: Vec<Stage>, line: &str) -> Option<Outcome> {
+        Pipeline {
+            stages,
+            wanted: None,
+        }
+        .run(STREAM, line.as_bytes(), 0)
+    }
+
+    fn extracted(stages: Vec<Stage>, line: &str) -> Extracted {
+        run(stages, line).map(|o| o.labels).unwrap_or_default()
+    }
+
+    /// Loki's json parser cases (pkg/logql/log/parser_test.go): same line, same labels.
     #[test]
     fn json_as_loki_extracts_it() {
-        let p = Pipeline {
-            stages: vec![Stage::Json],
-            wanted: None,
-        };
+        let json = || vec![Stage::Json(None)];
         assert_eq!(
-            p.run(
-                STREAM,
-                br#"{"level":"error","status":502,"ok":false,"took":null,"req":{"method":"GET","path":"/a"},"tags":["x"],"pod":"p2","a-b.c":1}"#
+            extracted(json(), r#"{"app":"foo","namespace":"prod","pod":{"uid":"1","deployment":{"ref":"foobar"}}}"#),
+            labels(&[
+                ("app", "foo"),
+                ("namespace_extracted", "prod"),
+                ("pod_deployment_ref", "foobar"),
+                ("pod_uid", "1"),
+            ])
+        );
+        assert_eq!(
+            extracted(json(), r#"{"counter":1, "price": {"_net_":5.56909}}"#),
+            labels(&[("counter", "1"), ("price__net_", "5.56909")])
+        );
+        assert_eq!(
+            extracted(json(), r#"{"counter":1,"foo":"foo\"bar", "price": {"_net_":5.56909}}"#),
+            labels(&[("counter", "1"), ("foo", "foo\"bar"), ("price__net_", "5.56909")])
+        );
+        assert_eq!(
+            extracted(json(), r#"{"counter":1, "price": {"net_":["10","20"]}}"#),
+            labels(&[("counter", "1")])
+        );
+        assert_eq!(extracted(json(), r#"{"cou-nter":1}"#), labels(&[("cou_nter", "1")]));
+        assert_eq!(extracted(json(), "{n}"), labels(&[("__error__", JSON_ERROR)]));
+        assert_eq!(
+            extracted(
+                json(),
+                r#"{"level":"error","status":502,"ok":false,"took":null,"req":{"method":"GET","path":"/a"},"tags":["x"],"pod":"p2","a-b.c":1}"#
             ),
-            Some(labels(&[
+            labels(&[
                 ("a_b_c", "1"),
                 ("level", "error"),
                 ("ok", "false"),
@@ -619,43 +428,182 @@ mod tests {
                 ("req_path", "/a"),
                 ("status", "502"),
                 ("took", ""),
-            ]))
+            ])
+        );
+    }
+
+    /// `| json name="path"` (Loki's JSON expression parser cases).
+    #[test]
+    fn json_expressions_pick_paths() {
+        let fields = |pairs: &[(&str, &str)]| {
+            vec![Stage::Json(Some(
+                pairs
+                    .iter()
+                    .map(|(n, p)| (n.to_string(), parsers::json_path(p).unwrap()))
+                    .collect(),
+            ))]
+        };
+        let line = r#"{"app":"foo","pod":{"uuid":"foo","deployment":{"ref":"foobar"}},"arr":[{"a":1},{"b":"two"}],"weird key":{"x.y":"z"}}"#;
+        assert_eq!(
+            extracted(
+                fields(&[
+                    ("app", "app"),
+                    ("ref", "pod.deployment.ref"),
+                    ("second", "arr[1].b"),
+                    ("first", "arr[0]"),
+                    ("odd", r#"["weird key"]["x.y"]"#),
+                    ("missing", "nope.nothing"),
+                ]),
+                line
+            ),
+            labels(&[
+                ("app", "foo"),
+                ("first", r#"{"a":1}"#),
+                ("missing", ""),
+                ("odd", "z"),
+                ("ref", "foobar"),
+                ("second", "two"),
+            ])
         );
         assert_eq!(
-            p.run(STREAM, b"not json"),
-            Some(labels(&[("__error__", JSON_ERROR)]))
+            extracted(fields(&[("pod", "pod.uuid")]), line),
+            labels(&[("pod_extracted", "foo")])
+        );
+        assert_eq!(
+            extracted(fields(&[("a", "a")]), "not json"),
+            labels(&[("__error__", JSON_ERROR)])
+        );
+        assert!(parsers::json_path("a..b[").is_err());
+    }
+
+    /// Loki's logfmt parser cases.
+    #[test]
+    fn logfmt_as_loki_extracts_it() {
+        let logfmt = |options: LogfmtOptions| vec![Stage::Logfmt(options)];
+        let plain = || logfmt(LogfmtOptions::default());
+        assert_eq!(
+            extracted(plain(), "buzz=foo bar=buzz"),
+            labels(&[("bar", "buzz"), ("buzz", "foo")])
+        );
+        assert_eq!(
+            extracted(plain(), r#"foo="foo bar" foo.bar=buzz"#),
+            labels(&[("foo", "foo bar"), ("foo_bar", "buzz")])
+        );
+        assert_eq!(extracted(plain(), r#"foo="foo\"bar""#), labels(&[("foo", "foo\"bar")]));
+        assert_eq!(extracted(plain(), "pod=p2"), labels(&[("pod_extracted", "p2")]));
+        assert_eq!(
+            extracted(plain(), r#"foo="foo bar buzz=bar"#),
+            labels(&[("__error__", LOGFMT_ERROR)])
+        );
+        assert_eq!(
+            extracted(plain(), r#"level=info msg="hello \"you\"" took=1.5s flag status=200"#),
+            labels(&[("level", "info"), ("msg", "hello \"you\""), ("status", "200"), ("took", "1.5s")])
+        );
+        // --keep-empty keeps a key without a value; --strict stops at a stray `=`.
+        let keep = logfmt(LogfmtOptions {
+            keep_empty: true,
+            ..Default::default()
+        });
+        assert_eq!(extracted(keep, "a=1 flag"), labels(&[("a", "1"), ("flag", "")]));
+        assert_eq!(extracted(plain(), "a=1 =x b=2"), labels(&[("a", "1"), ("b", "2")]));
+        let strict = logfmt(LogfmtOptions {
+            strict: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            extracted(strict, "a=1 =x b=2"),
+            labels(&[("__error__", LOGFMT_ERROR), ("a", "1")])
+        );
+        let picked = logfmt(LogfmtOptions {
+            fields: Some(vec![("lvl".into(), "level".into()), ("gone".into(), "gone".into())]),
+            ..Default::default()
+        });
+        assert_eq!(
+            extracted(picked, "level=warn status=200"),
+            labels(&[("gone", ""), ("lvl", "warn")])
         );
     }
 
     #[test]
-    fn logfmt_as_loki_extracts_it() {
-        let p = Pipeline {
-            stages: vec![Stage::Logfmt],
-            wanted: None,
-        };
+    fn pattern_unpack_and_decolorize() {
+        let pattern = Pattern::for_parser(r#"<ip> - - [<_>] "<method> <path> <_>" <status>"#).unwrap();
         assert_eq!(
-            p.run(
-                STREAM,
-                br#"level=info msg="hello \"you\"" took=1.5s flag status=200"#
+            extracted(
+                vec![Stage::Pattern(pattern)],
+                r#"10.0.0.1 - - [19/May/2021:07:21:49 +0000] "GET /api HTTP/1.1" 200"#
             ),
-            Some(labels(&[
-                ("flag", ""),
-                ("level", "info"),
-                ("msg", "hello \"you\""),
-                ("status", "200"),
-                ("took", "1.5s"),
-            ]))
+            labels(&[("ip", "10.0.0.1"), ("method", "GET"), ("path", "/api"), ("status", "200")])
         );
-        assert_eq!(
-            p.run(STREAM, br#"msg="unterminated"#),
-            Some(labels(&[("__error__", LOGFMT_ERROR)]))
-        );
+        let packed = run(vec![Stage::Unpack], r#"{"_entry":"the line","app":"web","n":1,"pod":"p"}"#).unwrap();
+        assert_eq!(packed.labels, labels(&[("app", "web"), ("pod_extracted", "p")]));
+        assert_eq!(packed.line.as_deref(), Some(&b"the line"[..]));
+        let unpacked = run(vec![Stage::Unpack], r#"{"app":"web"}"#).unwrap();
+        assert_eq!((unpacked.labels.len(), unpacked.line), (0, None));
+        let plain = run(vec![Stage::Decolorize], "\x1b[31mred\x1b[0m and \x1b[1;32mbold\x1b[m").unwrap();
+        assert_eq!(plain.line.as_deref(), Some(&b"red and bold"[..]));
+    }
+
+    #[test]
+    fn formats_rewrite_lines_and_labels() {
+        let t = |s: &str| Template::parse(s).unwrap();
+        let out = run(
+            vec![
+                Stage::Logfmt(LogfmtOptions::default()),
+                Stage::LineFormat(t("{{.level | upper}} {{.pod}}: {{.msg}}")),
+                Stage::Line(LineFilter::Contains(memchr::memmem::Finder::new("WARN").into_owned())),
+                Stage::LabelFormat(vec![
+                    ("lvl".into(), LabelSource::Rename("level".into())),
+                    ("where".into(), LabelSource::Template(t("{{.namespace}}/{{.pod}}"))),
+                ]),
+                Stage::Drop(vec![LabelChoice {
+                    name: "msg".into(),
+                    matcher: None,
+                }]),
+            ],
+            "level=warn msg=slow",
+        )
+        .unwrap();
+        assert_eq!(out.line.as_deref(), Some(&b"WARN web-1: slow"[..]));
+        assert_eq!(out.labels, labels(&[("lvl", "warn"), ("where", "shop/web-1")]));
+        // The filter after line_format reads the new line.
+        assert!(run(
+            vec![
+                Stage::LineFormat(t("{{.pod}}")),
+                Stage::Line(LineFilter::Contains(memchr::memmem::Finder::new("level").into_owned())),
+            ],
+            "level=warn",
+        )
+        .is_none());
+        // drop/keep with matchers, on stream labels too.
+        let out = run(
+            vec![
+                Stage::Logfmt(LogfmtOptions::default()),
+                Stage::Keep(vec![
+                    LabelChoice {
+                        name: "namespace".into(),
+                        matcher: None,
+                    },
+                    LabelChoice {
+                        name: "level".into(),
+                        matcher: Some(Matcher::new(MatchOp::Equal, "level", "error")),
+                    },
+                ]),
+            ],
+            "level=warn a=1",
+        )
+        .unwrap();
+        assert!(out.labels.is_empty());
+        assert_eq!(out.hidden, ["pod", "container"]);
+        // A template that fails marks the line and keeps its text.
+        let out = run(vec![Stage::LineFormat(t("{{ div 1 0 }}"))], "x").unwrap();
+        assert_eq!(out.labels, labels(&[("__error__", TEMPLATE_ERROR)]));
+        assert_eq!(out.line, None);
     }
 
     #[test]
     fn label_filters_compare_strings_numbers_durations_and_bytes() {
         let filter = |f: LabelFilter| Pipeline {
-            stages: vec![Stage::Logfmt, Stage::Filter(f)],
+            stages: vec![Stage::Logfmt(LogfmtOptions::default()), Stage::Filter(f)],
             wanted: None,
         };
         let num = |name: &str, compare, value, unit| LabelFilter::Number {
@@ -666,27 +614,30 @@ mod tests {
         };
         let line = b"level=error status=503 took=1.5s size=2MB";
         assert!(filter(num("status", Compare::Ge, 500.0, Unit::Number))
-            .run(STREAM, line)
+            .run(STREAM, line, 0)
             .is_some());
         assert!(filter(num("status", Compare::Lt, 500.0, Unit::Number))
-            .run(STREAM, line)
+            .run(STREAM, line, 0)
             .is_none());
         assert!(filter(num("took", Compare::Gt, 1.0, Unit::Duration))
-            .run(STREAM, line)
+            .run(STREAM, line, 0)
             .is_some());
         assert!(filter(num("size", Compare::Gt, 1e6, Unit::Bytes))
-            .run(STREAM, line)
+            .run(STREAM, line, 0)
             .is_some());
         let text = LabelFilter::Text(Matcher::new(MatchOp::Equal, "level", "error"));
         assert_eq!(
-            filter(text.clone()).required_literal().as_deref(),
+            filter(text.clone()).required_literal(&[]).as_deref(),
             Some("error")
         );
-        assert!(filter(text).run(STREAM, line).is_some());
+        // A filter on a stream label implies nothing about the line.
+        let on_stream = LabelFilter::Text(Matcher::new(MatchOp::Equal, "pod", "web-1"));
+        assert_eq!(filter(on_stream).required_literal(&["pod"]), None);
+        assert!(filter(text).run(STREAM, line, 0).is_some());
         // A number that is none keeps the line, marked.
-        let kept = filter(num("level", Compare::Gt, 1.0, Unit::Number)).run(STREAM, line);
+        let kept = filter(num("level", Compare::Gt, 1.0, Unit::Number)).run(STREAM, line, 0);
         assert_eq!(
-            kept.and_then(|l| l.get("__error__").cloned()).as_deref(),
+            kept.and_then(|l| l.labels.get("__error__").cloned()).as_deref(),
             Some(LABEL_FILTER_ERROR)
         );
         assert_eq!(read_duration_seconds("1h2m3.5s"), Some(3723.5));

@@ -85,9 +85,8 @@ fn labels_key(
     key: &mut Vec<u8>,
     kind: LogKind,
     line: &line::Line<'_>,
-    extracted: Option<&crate::logql::pipeline::Extracted>,
+    extracted: Option<&crate::logql::pipeline::Outcome>,
     grouping: Option<&crate::logql::pipeline::Grouping>,
-    pipeline: Option<&crate::logql::pipeline::Pipeline>,
 ) {
     key.clear();
     let mut put = |name: &str, value: &[u8]| {
@@ -99,11 +98,11 @@ fn labels_key(
         }
     };
     for (name, value) in kind.labels().iter().zip(&line.fields[..line.field_count]) {
-        if pipeline.is_none_or(|p| p.shows_stream_label(name)) {
+        if extracted.is_none_or(|o| o.shows_stream_label(name)) {
             put(name, value);
         }
     }
-    for (name, value) in extracted.into_iter().flatten() {
+    for (name, value) in extracted.iter().flat_map(|o| &o.labels) {
         put(name, value.as_bytes());
     }
 }
@@ -322,7 +321,6 @@ impl Store {
                         line,
                         extracted,
                         grouping,
-                        Some(&query.pipeline),
                     ),
                 }
                 let slot = match counts.get_mut(key.as_slice()) {
@@ -340,7 +338,9 @@ impl Store {
                     }
                 };
                 slot[j].0 += 1;
-                slot[j].1 += line.message.len() as u64;
+                // Bytes of the line as the pipeline leaves it (Loki counts the same).
+                let message = extracted.map_or(line.message, |o| o.message(line.message));
+                slot[j].1 += message.len() as u64;
             },
         );
         if too_many.load(std::sync::atomic::Ordering::Relaxed) {

@@ -75,7 +75,7 @@ pub struct Match<'a> {
     /// The line parsed.
     pub line: &'a line::Line<'a>,
     /// Labels the query's parsers extracted from the line (LogQL `| json`, `| logfmt`).
-    pub extracted: Option<&'a crate::logql::pipeline::Extracted>,
+    pub extracted: Option<&'a crate::logql::pipeline::Outcome>,
 }
 
 impl Match<'_> {
@@ -464,7 +464,7 @@ fn scan_unit(
                 for (n, text) in &lossy {
                     pairs[*n] = (names[*n], text.as_str());
                 }
-                match pipeline.run(&pairs[..l.field_count.min(3)], l.message) {
+                match pipeline.run(&pairs[..l.field_count.min(3)], l.message, l.ts) {
                     Some(extracted) => Some(extracted),
                     None => return,
                 }
@@ -530,7 +530,7 @@ pub fn for_each_match<S: Send>(
     workers: &Workers,
     halt: &AtomicBool,
     start: impl Fn() -> S + Sync,
-    visit: impl Fn(&mut S, &ScanFile, &line::Line<'_>, Option<&crate::logql::pipeline::Extracted>)
+    visit: impl Fn(&mut S, &ScanFile, &line::Line<'_>, Option<&crate::logql::pipeline::Outcome>)
         + Sync,
 ) -> Result<Vec<S>, ScanStop> {
     let units = units_in_window(files, req.lo, req.hi);
