@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use janus::engine::log_metrics::log_call;
+use janus::engine::log_metrics::{log_call, Bounds};
 use janus::logql::parse_log_query;
 use janus::promql::plan::LogCall;
 use janus::promql::value::{Steps, Value};
@@ -125,9 +125,10 @@ proptest! {
             offset_ns: offset_s * NS,
             at: None,
             grouping: None,
+            params: Vec::new(),
         };
         let cancelled = AtomicBool::new(false);
-        let Value::Vector(series) = log_call(&store, &query, &call, &steps, Instant::now() + Duration::from_secs(30), &cancelled, 1_000_000).expect("answers") else {
+        let Value::Vector(series) = log_call(&store, &query, &call, &steps, Instant::now() + Duration::from_secs(30), &cancelled, Bounds { max_series: 1_000_000, max_samples: 50_000_000 }).expect("answers") else {
             panic!("a vector");
         };
         let ours: BTreeMap<String, Vec<Option<f64>>> = series

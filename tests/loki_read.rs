@@ -655,9 +655,18 @@ async fn parsers_and_label_filters() {
     );
     assert_eq!(streams[0]["values"][0][1], "WARN 200", "{d}");
     // | pattern, and the pattern filters |> / !>.
-    let d = range(r#"{namespace="kv"} | pattern "level=<level> status=<status> <_>" | status >= 470"#).await;
-    assert_eq!(count(&d), 3, "470, 480 and the line without a status, marked: {d}");
-    assert_eq!(d["result"][0]["stream"]["__error__"], "LabelFilterErr", "{d}");
+    let d =
+        range(r#"{namespace="kv"} | pattern "level=<level> status=<status> <_>" | status >= 470"#)
+            .await;
+    assert_eq!(
+        count(&d),
+        3,
+        "470, 480 and the line without a status, marked: {d}"
+    );
+    assert_eq!(
+        d["result"][0]["stream"]["__error__"], "LabelFilterErr",
+        "{d}"
+    );
     assert_eq!(d["result"][1]["stream"]["level"], "info", "{d}");
     assert_eq!(
         count(&range(r#"{namespace="kv"} |> "level=warn <_>""#).await),
@@ -668,7 +677,8 @@ async fn parsers_and_label_filters() {
         23
     );
     // | json with paths; | logfmt with a field list and --strict.
-    let d = range(r#"{namespace="json"} | json code="status", path="req.path" | code = "502""#).await;
+    let d =
+        range(r#"{namespace="json"} | json code="status", path="req.path" | code = "502""#).await;
     assert_eq!(count(&d), 10, "{d}");
     assert_eq!(
         d["result"][0]["stream"],
@@ -680,7 +690,10 @@ async fn parsers_and_label_filters() {
     let r = raw_client()
         .get(format!("{}/api/v1/query_range", janus.url))
         .query(&[
-            ("query", r#"{namespace="kv"} | logfmt | level="warn" | line_format "{{.msg}}""#),
+            (
+                "query",
+                r#"{namespace="kv"} | logfmt | level="warn" | line_format "{{.msg}}""#,
+            ),
             ("start", "2024-01-01T00:00:00Z"),
             ("end", "2024-01-01T01:00:00Z"),
             ("step", "60"),
@@ -691,16 +704,37 @@ async fn parsers_and_label_filters() {
     let body = r.text().await.unwrap();
     let logs = data(&body)["result"].clone();
     assert_eq!(logs.as_array().map(Vec::len), Some(6), "{body}");
-    assert!(logs[0]["log"].as_str().unwrap().starts_with("request "), "{body}");
+    assert!(
+        logs[0]["log"].as_str().unwrap().starts_with("request "),
+        "{body}"
+    );
 
     // Unknown stages and bad templates are refused by name, with a position.
     for (query, words) in [
-        (r#"{namespace="json"} | nosuch"#, "unknown pipeline stage | nosuch"),
-        (r#"{namespace="json"} | line_format "{{.a""#, "invalid line_format template"),
-        (r#"{namespace="json"} | line_format "{{ printf .a }}""#, "not defined"),
-        (r#"{namespace="json"} | pattern "<_>""#, "at least one capture"),
-        (r#"{namespace="json"} | logfmt --loose"#, "unknown flag --loose"),
-        (r#"{namespace="json"} | label_format a=b, a=c"#, "multiple label name"),
+        (
+            r#"{namespace="json"} | nosuch"#,
+            "unknown pipeline stage | nosuch",
+        ),
+        (
+            r#"{namespace="json"} | line_format "{{.a""#,
+            "invalid line_format template",
+        ),
+        (
+            r#"{namespace="json"} | line_format "{{ printf .a }}""#,
+            "not defined",
+        ),
+        (
+            r#"{namespace="json"} | pattern "<_>""#,
+            "at least one capture",
+        ),
+        (
+            r#"{namespace="json"} | logfmt --loose"#,
+            "unknown flag --loose",
+        ),
+        (
+            r#"{namespace="json"} | label_format a=b, a=c"#,
+            "multiple label name",
+        ),
     ] {
         let r = raw_client()
             .get(format!("{}/loki/api/v1/query_range", janus.url))
@@ -710,7 +744,139 @@ async fn parsers_and_label_filters() {
             .expect("answer");
         assert_eq!(r.status(), 400, "{query}");
         let text = r.text().await.unwrap();
-        assert!(text.contains(words) && text.contains("parse error"), "{query}: {text}");
+        assert!(
+            text.contains(words) && text.contains("parse error"),
+            "{query}: {text}"
+        );
+    }
+    janus.stop().await;
+}
+
+/// Unwrapped range aggregations: values read from the lines by `| unwrap`, grouped by Loki's
+/// `by (…)` after the call, a value that cannot be read failing the query as in Loki.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unwrapped_range_aggregations() {
+    let janus = start_janus(&closed_port_url().await, |_| {}).await;
+    let values: Vec<Value> = (0..30)
+        .map(|i| {
+            let line = if i == 29 {
+                "no values here".to_string()
+            } else {
+                format!(
+                    "level={} status={} took={} size={}KiB",
+                    if i % 5 == 0 { "warn" } else { "info" },
+                    200 + i * 10,
+                    if i % 2 == 0 { "2s" } else { "300ms" },
+                    i
+                )
+            };
+            json!([(T0 + i * 10 * SEC).to_string(), line])
+        })
+        .collect();
+    let body = json!({"streams": [{"stream": {"namespace": "kv", "pod": "w-1", "container": "app"}, "values": values}]});
+    push_json(&janus, &body).await;
+    let at = (T0 + 290 * SEC).to_string();
+    let instant = |query: &str| {
+        let (query, at, url) = (query.to_string(), at.clone(), janus.url.clone());
+        async move {
+            let r = raw_client()
+                .get(format!("{url}/loki/api/v1/query"))
+                .query(&[("query", query.as_str()), ("time", at.as_str())])
+                .send()
+                .await
+                .expect("answer");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    let value_by = |body: &str, label: &str| -> std::collections::BTreeMap<String, f64> {
+        data(body)["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|s| {
+                (
+                    s["metric"][label].as_str().unwrap_or("").to_string(),
+                    s["value"][1].as_str().unwrap().parse::<f64>().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let ok = |(status, body): (u16, String)| {
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let sum: f64 = (0..29).map(|i| 200.0 + 10.0 * i as f64).sum();
+    let body = ok(instant(r#"sum_over_time({namespace="kv"} | logfmt | unwrap status | __error__="" [10m]) by (namespace)"#).await);
+    assert_eq!(
+        value_by(&body, "namespace"),
+        [("kv".to_string(), sum)].into(),
+        "{body}"
+    );
+    let body = ok(instant(
+        r#"rate({namespace="kv"} | logfmt | unwrap status | __error__="" [10m]) by (namespace)"#,
+    )
+    .await);
+    assert_eq!(value_by(&body, "namespace")["kv"], sum / 600.0, "{body}");
+    let body = ok(instant(r#"max_over_time({namespace="kv"} | logfmt | unwrap duration(took) | __error__="" [10m]) by (level)"#).await);
+    assert_eq!(
+        value_by(&body, "level"),
+        [("info".to_string(), 2.0), ("warn".to_string(), 2.0)].into()
+    );
+    let body = ok(instant(r#"avg_over_time({namespace="kv"} | logfmt | level="warn" | unwrap duration(took) [10m]) by (level)"#).await);
+    assert!(
+        (value_by(&body, "level")["warn"] - 1.15).abs() < 1e-9,
+        "{body}"
+    );
+    let body = ok(instant(r#"quantile_over_time(0.5, {namespace="kv"} | logfmt | unwrap status | __error__="" [10m]) by (level)"#).await);
+    assert_eq!(value_by(&body, "level")["warn"], 325.0, "{body}");
+    let body = ok(instant(r#"first_over_time({namespace="kv"} | logfmt | unwrap bytes(size) | __error__="" [10m]) without (level, took, status)"#).await);
+    assert_eq!(value_by(&body, "namespace")["kv"], 0.0, "{body}");
+    let body = ok(instant(r#"last_over_time({namespace="kv"} | logfmt | unwrap bytes(size) | __error__="" [10m]) without (level, took, status)"#).await);
+    assert_eq!(value_by(&body, "namespace")["kv"], 28.0 * 1024.0, "{body}");
+    // Without a grouping, a series per label set; the unwrapped label is not one of them.
+    let body = ok(instant(r#"sum by (level) (sum_over_time({namespace="kv"} | logfmt | unwrap status | __error__="" [10m]))"#).await);
+    let by_level = value_by(&body, "level");
+    assert_eq!(
+        by_level["warn"],
+        200.0 + 250.0 + 300.0 + 350.0 + 400.0 + 450.0,
+        "{body}"
+    );
+    let body = ok(instant(r#"stddev_over_time({namespace="kv"} | logfmt | level="warn" | unwrap status [10m]) by (level)"#).await);
+    let sd = value_by(&body, "level")["warn"];
+    assert!(
+        (sd - (43_750.0f64 / 6.0).sqrt()).abs() < 1e-9,
+        "population stddev: {body}"
+    );
+    // rate_counter: Prometheus's rate over the unwrapped values.
+    let (status, body) = instant(r#"rate_counter({namespace="kv"} | logfmt | unwrap status | __error__="" [10m]) by (namespace)"#).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Refusals: a value that cannot be read, an aggregation that needs or refuses an unwrap.
+    for (query, words) in [
+        (
+            r#"sum_over_time({namespace="kv"} | logfmt | unwrap status [10m]) by (namespace)"#,
+            "pipeline error: 'SampleExtractionErr'",
+        ),
+        (
+            r#"count_over_time({namespace="kv"} | logfmt | unwrap status [10m])"#,
+            "invalid aggregation count_over_time with unwrap",
+        ),
+        (
+            r#"sum_over_time({namespace="kv"} | logfmt [10m])"#,
+            "invalid aggregation sum_over_time without unwrap",
+        ),
+        (
+            r#"sum_over_time({namespace="kv"} | logfmt | unwrap status | json [10m])"#,
+            "cannot follow | unwrap",
+        ),
+        (
+            r#"sum_over_time({namespace="kv"} | unwrap duration(took [10m])"#,
+            "| unwrap needs a label",
+        ),
+    ] {
+        let (status, body) = instant(query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains(words), "{query}: {body}");
     }
     janus.stop().await;
 }

@@ -110,6 +110,7 @@ async fn log_leaf(
         .max_series
         .min(limits.max_samples / steps.count.max(1))
         .max(1);
+    let limits_samples = limits.max_samples;
     let (store, logs, call, cancelled) = (
         Arc::clone(&ctx.engine.store),
         Arc::clone(&ctx.logs),
@@ -121,15 +122,18 @@ async fn log_leaf(
         let query = logs.get(call.log).ok_or_else(|| {
             EngineError::Internal("log selector placeholder without a query".into())
         })?;
-        Ok(log_call(
+        log_call(
             &store,
             query,
             &call,
             &steps,
             at,
             &cancelled,
-            max_streams,
-        )?)
+            super::log_metrics::Bounds {
+                max_series: max_streams,
+                max_samples: limits_samples,
+            },
+        )
     })
     .await
     .map_err(|e| EngineError::Internal(format!("log metric failed: {e}")))?

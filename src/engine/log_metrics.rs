@@ -1,5 +1,6 @@
 //! Log metrics: one log range function (`count_over_time`, `rate`, `bytes_over_time`,
-//! `bytes_rate`, `absent_over_time`) at every step, from one pass over the window's lines.
+//! `bytes_rate`, `absent_over_time`, or an unwrapped range aggregation) at every step, from
+//! one pass over the window's lines.
 
 use std::sync::atomic::AtomicBool;
 
@@ -8,8 +9,12 @@ use crate::promql::functions::Function;
 use crate::promql::plan::LogCall;
 use crate::promql::subquery::at_time;
 use crate::promql::value::{Labels, Series, Steps, Value};
-use crate::store::scan::ScanStop;
+use crate::promql::EvalError;
 use crate::store::Store;
+
+use super::unwrapped::unwrapped_call;
+pub use super::unwrapped::Bounds;
+use super::EngineError;
 
 /// Answers one log range function at every step, reading the window's lines once.
 pub fn log_call(
@@ -19,8 +24,9 @@ pub fn log_call(
     steps: &Steps,
     deadline: std::time::Instant,
     cancelled: &AtomicBool,
-    max_streams: usize,
-) -> Result<Value, ScanStop> {
+    bounds: Bounds,
+) -> Result<Value, EngineError> {
+    let max_streams = bounds.max_series;
     let range = i64::try_from(call.range.as_nanos()).unwrap_or(i64::MAX);
     let eval_time = |k: usize| -> i64 {
         let t = call
@@ -29,6 +35,19 @@ pub fn log_call(
             .map_or_else(|| steps.time(k), |at| at_time(at, steps));
         t.saturating_sub(call.offset_ns)
     };
+    if query.pipeline.unwrap().is_some() {
+        return unwrapped_call(
+            store, query, call, steps, &eval_time, deadline, cancelled, bounds,
+        );
+    }
+    if !call.function.reads_logs() {
+        return Err(EvalError::BadData(format!(
+            "invalid aggregation {} without unwrap: add | unwrap <label> to the log pipeline, or use one of {}",
+            call.function.name(),
+            crate::promql::functions::names(Function::reads_logs)
+        ))
+        .into());
+    }
     let mut bounds: Vec<i64> = (0..steps.count)
         .flat_map(|k| {
             let end = eval_time(k);

@@ -12,6 +12,7 @@ pub mod lines;
 pub mod log_metrics;
 pub mod prepare;
 pub mod source;
+mod unwrapped;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

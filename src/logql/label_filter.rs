@@ -202,4 +202,3 @@ pub fn read_bytes(text: &str) -> Option<f64> {
     };
     Some(number * scale)
 }
-

@@ -193,7 +193,9 @@ pub fn starts_stream_selector(query: &str, tokens: &[Token], i: usize, dialect: 
             "|=" | "|~" | "!~" => true,
             "!=" => next.is_some_and(|n| n.kind == Kind::Str),
             "|" => next.is_some_and(|n| {
-                n.kind == Kind::Ident || (n.kind == Kind::LParen) || (&query[n.start..n.end] == ">" && n.start == op.end)
+                n.kind == Kind::Ident
+                    || (n.kind == Kind::LParen)
+                    || (&query[n.start..n.end] == ">" && n.start == op.end)
             }),
             "!" => next.is_some_and(|n| &query[n.start..n.end] == ">" && n.start == op.end),
             _ => false,

@@ -127,6 +127,10 @@ pub struct LogQuery {
     /// LogQL stages after the line filters: parsers and label filters.
     pub pipeline: super::pipeline::Pipeline,
     pub range: Option<Duration>,
+    /// `by (…)`/`without (…)` written after an unwrapped range aggregation
+    /// (`avg_over_time({…} | unwrap took [5m]) by (path)`): the samples of a group's series are
+    /// aggregated together.
+    pub sample_grouping: Option<super::pipeline::Grouping>,
 }
 
 impl LogQuery {
@@ -257,6 +261,7 @@ pub fn parse_log_query_within(query: &str, regex_budget: usize) -> Result<LogQue
         filters,
         pipeline: super::pipeline::Pipeline::default(),
         range,
+        sample_grouping: None,
     })
 }
 
@@ -362,7 +367,9 @@ pub fn parse_embedded(
         let filter = line_filter(query, operand.start, op, &values, regex_limit)?;
         // After a stage that rewrites the line, a filter reads the rewritten line.
         if pipeline.rewrites_line() {
-            pipeline.stages.push(super::pipeline::Stage::Line(filter));
+            pipeline
+                .stages
+                .push(super::pipeline::Stage::Line(Box::new(filter)));
         } else {
             filters.push(filter);
         }
@@ -386,6 +393,7 @@ pub fn parse_embedded(
             },
             pipeline,
             range: None,
+            sample_grouping: None,
         },
         i,
     ))
@@ -611,7 +619,11 @@ fn line_filter(
             .iter()
             .map(|v| {
                 super::pattern::Pattern::for_filter(v).map_err(|e| {
-                    parse_error(query, offset, format!("invalid pattern {v:?} in line filter {op}: {e}"))
+                    parse_error(
+                        query,
+                        offset,
+                        format!("invalid pattern {v:?} in line filter {op}: {e}"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

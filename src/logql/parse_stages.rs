@@ -16,7 +16,16 @@ use super::SyntaxError;
 
 /// Words that end a stage's parameter list: what may follow a pipeline in an expression.
 const NOT_PARAMETERS: [&str; 11] = [
-    "or", "and", "unless", "by", "without", "offset", "bool", "on", "ignoring", "group_left",
+    "or",
+    "and",
+    "unless",
+    "by",
+    "without",
+    "offset",
+    "bool",
+    "on",
+    "ignoring",
+    "group_left",
     "group_right",
 ];
 
@@ -48,12 +57,25 @@ pub(super) fn stage_at(
     let stage_name = text(name);
     let at = i + 2;
     // A label filter: `name op value`.
+    if pipeline.unwrap().is_some()
+        && !tokens.get(at).is_some_and(|t| t.kind == Kind::Op)
+        && stage_name != "__error__"
+    {
+        // After `| unwrap`, only label filters may follow (Loki's grammar).
+        return Err(parse_error(
+            query,
+            name.start,
+            format!("| {stage_name} cannot follow | unwrap: only label filters may"),
+        ));
+    }
     if tokens.get(at).is_some_and(|t| {
         t.kind == Kind::Op
             && (super::label_filter::Compare::from_op(text(t)).is_some()
                 || matches!(text(t), "=~" | "!~"))
-    }) && !matches!(stage_name, "json" | "logfmt" | "label_format" | "drop" | "keep")
-    {
+    }) && !matches!(
+        stage_name,
+        "json" | "logfmt" | "label_format" | "drop" | "keep"
+    ) {
         let (filter, next) = label_filter_or(query, tokens, i + 1, regex_limit, 0)?;
         pipeline.stages.push(Stage::Filter(filter));
         return Ok(Some(next));
@@ -92,14 +114,17 @@ pub(super) fn stage_at(
         "logfmt" => {
             let mut options = LogfmtOptions::default();
             let mut j = at;
-            while let (Some(a), Some(b), Some(flag)) = (tokens.get(j), tokens.get(j + 1), tokens.get(j + 2)) {
+            while let (Some(a), Some(b), Some(flag)) =
+                (tokens.get(j), tokens.get(j + 1), tokens.get(j + 2))
+            {
                 if !(text(a) == "-" && text(b) == "-" && flag.kind == Kind::Ident) {
                     break;
                 }
                 match text(flag) {
                     "strict" => options.strict = true,
-                    "keep" if tokens.get(j + 3).is_some_and(|t| text(t) == "-")
-                        && tokens.get(j + 4).is_some_and(|t| text(t) == "empty") =>
+                    "keep"
+                        if tokens.get(j + 3).is_some_and(|t| text(t) == "-")
+                            && tokens.get(j + 4).is_some_and(|t| text(t) == "empty") =>
                     {
                         options.keep_empty = true;
                         j += 2;
@@ -108,7 +133,9 @@ pub(super) fn stage_at(
                         return Err(parse_error(
                             query,
                             a.start,
-                            format!("unknown flag --{other} of | logfmt: --strict and --keep-empty are"),
+                            format!(
+                                "unknown flag --{other} of | logfmt: --strict and --keep-empty are"
+                            ),
                         ))
                     }
                 }
@@ -121,21 +148,30 @@ pub(super) fn stage_at(
             (Stage::Logfmt(options), next)
         }
         "regexp" => {
-            let (value, offset) = string_at(at, "a regular expression with named groups, e.g. \"(?P<status>\\\\d+)\"")?;
-            (Stage::Regexp(regexp_stage(query, offset, &value, regex_limit)?), at + 1)
+            let (value, offset) = string_at(
+                at,
+                "a regular expression with named groups, e.g. \"(?P<status>\\\\d+)\"",
+            )?;
+            (
+                Stage::Regexp(regexp_stage(query, offset, &value, regex_limit)?),
+                at + 1,
+            )
         }
         "pattern" => {
             let (value, offset) = string_at(at, "a pattern, e.g. \"<ip> - <_>\"")?;
-            let p = Pattern::for_parser(&value)
-                .map_err(|e| parse_error(query, offset, format!("invalid pattern {value:?}: {e}")))?;
+            let p = Pattern::for_parser(&value).map_err(|e| {
+                parse_error(query, offset, format!("invalid pattern {value:?}: {e}"))
+            })?;
             (Stage::Pattern(p), at + 1)
         }
         "unpack" => (Stage::Unpack, at),
+        "unwrap" => unwrap_stage(query, tokens, at)?,
         "decolorize" => (Stage::Decolorize, at),
         "line_format" => {
             let (value, offset) = string_at(at, "a template, e.g. \"{{.level}} {{.msg}}\"")?;
-            let t = Template::parse(&value)
-                .map_err(|e| parse_error(query, offset, format!("invalid line_format template: {e}")))?;
+            let t = Template::parse(&value).map_err(|e| {
+                parse_error(query, offset, format!("invalid line_format template: {e}"))
+            })?;
             (Stage::LineFormat(t), at + 1)
         }
         "label_format" => label_format(query, tokens, at)?,
@@ -154,6 +190,53 @@ pub(super) fn stage_at(
     };
     pipeline.stages.push(stage);
     Ok(Some(next))
+}
+
+/// `| unwrap label`, `| unwrap duration(label)` (or `duration_seconds`), `| unwrap bytes(label)`.
+fn unwrap_stage(query: &str, tokens: &[Token], at: usize) -> Result<(Stage, usize), SyntaxError> {
+    use super::label_filter::Unit;
+    use super::pipeline::Unwrap;
+    let text = |t: &Token| &query[t.start..t.end];
+    let bad = |offset: usize| {
+        parse_error(
+            query,
+            offset,
+            "| unwrap needs a label: unwrap name, unwrap duration(name) or unwrap bytes(name)",
+        )
+    };
+    let Some(first) = tokens.get(at).filter(|t| t.kind == Kind::Ident) else {
+        return Err(bad(tokens.get(at).map_or(query.len(), |t| t.start)));
+    };
+    let conversion = match text(first) {
+        "duration" | "duration_seconds" => Some(Unit::Duration),
+        "bytes" => Some(Unit::Bytes),
+        _ => None,
+    };
+    match (conversion, tokens.get(at + 1)) {
+        (Some(unit), Some(open)) if open.kind == Kind::LParen => {
+            match (tokens.get(at + 2), tokens.get(at + 3)) {
+                (Some(name), Some(close))
+                    if name.kind == Kind::Ident && close.kind == Kind::RParen =>
+                {
+                    Ok((
+                        Stage::Unwrap(Unwrap {
+                            label: text(name).to_string(),
+                            unit,
+                        }),
+                        at + 4,
+                    ))
+                }
+                _ => Err(bad(open.start)),
+            }
+        }
+        _ => Ok((
+            Stage::Unwrap(Unwrap {
+                label: text(first).to_string(),
+                unit: Unit::Number,
+            }),
+            at + 1,
+        )),
+    }
 }
 
 /// `| regexp "…"`: Loki's rules — at least one named group, each a valid label name.
@@ -197,6 +280,9 @@ fn is_label_name(n: &str) -> bool {
         && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A stage parameter: the label, the key or path it reads, and where that is written.
+type Parameter = (String, String, usize);
+
 /// `a, b="c.d", …` after `| json`/`| logfmt`: each label with the key or path it reads (a bare
 /// name reads itself), and the offset of its source for errors.
 fn parameters(
@@ -204,13 +290,13 @@ fn parameters(
     tokens: &[Token],
     mut j: usize,
     stage: &str,
-) -> Result<(Vec<(String, String, usize)>, usize), SyntaxError> {
+) -> Result<(Vec<Parameter>, usize), SyntaxError> {
     let text = |t: &Token| &query[t.start..t.end];
     let mut params = Vec::new();
-    loop {
-        let Some(t) = tokens.get(j).filter(|t| t.kind == Kind::Ident && !NOT_PARAMETERS.contains(&text(t))) else {
-            break;
-        };
+    while let Some(t) = tokens
+        .get(j)
+        .filter(|t| t.kind == Kind::Ident && !NOT_PARAMETERS.contains(&text(t)))
+    {
         let label = text(t).to_string();
         if tokens.get(j + 1).is_some_and(|e| text(e) == "=") {
             match tokens.get(j + 2) {
@@ -240,18 +326,27 @@ fn parameters(
 }
 
 /// `| label_format dst=src, dst="{{…}}"`.
-fn label_format(query: &str, tokens: &[Token], mut j: usize) -> Result<(Stage, usize), SyntaxError> {
+fn label_format(
+    query: &str,
+    tokens: &[Token],
+    mut j: usize,
+) -> Result<(Stage, usize), SyntaxError> {
     let text = |t: &Token| &query[t.start..t.end];
     let mut rules: Vec<(String, LabelSource)> = Vec::new();
     loop {
-        let (Some(dst), Some(eq), Some(src)) = (tokens.get(j), tokens.get(j + 1), tokens.get(j + 2)) else {
+        let (Some(dst), Some(eq), Some(src)) =
+            (tokens.get(j), tokens.get(j + 1), tokens.get(j + 2))
+        else {
             return Err(parse_error(
                 query,
                 tokens.get(j).map_or(query.len(), |t| t.start),
                 "| label_format needs dst=src or dst=\"{{template}}\"",
             ));
         };
-        if dst.kind != Kind::Ident || text(eq) != "=" || !matches!(src.kind, Kind::Ident | Kind::Str) {
+        if dst.kind != Kind::Ident
+            || text(eq) != "="
+            || !matches!(src.kind, Kind::Ident | Kind::Str)
+        {
             return Err(parse_error(
                 query,
                 dst.start,
@@ -262,17 +357,23 @@ fn label_format(query: &str, tokens: &[Token], mut j: usize) -> Result<(Stage, u
             return Err(parse_error(
                 query,
                 dst.start,
-                format!("multiple label name '{}' not allowed in a single format operation", text(dst)),
+                format!(
+                    "multiple label name '{}' not allowed in a single format operation",
+                    text(dst)
+                ),
             ));
         }
         let source = if src.kind == Kind::Ident {
             LabelSource::Rename(text(src).to_string())
         } else {
             let v = unquote(text(src)).map_err(|e| parse_error(query, src.start, e))?;
-            LabelSource::Template(
-                Template::parse(&v)
-                    .map_err(|e| parse_error(query, src.start, format!("invalid label_format template: {e}")))?,
-            )
+            LabelSource::Template(Template::parse(&v).map_err(|e| {
+                parse_error(
+                    query,
+                    src.start,
+                    format!("invalid label_format template: {e}"),
+                )
+            })?)
         };
         rules.push((text(dst).to_string(), source));
         j += 3;
@@ -300,7 +401,10 @@ fn label_choices(
                 return Err(parse_error(
                     query,
                     t.start,
-                    format!("| {stage} takes label names or matchers, found {:?}", text(t)),
+                    format!(
+                        "| {stage} takes label names or matchers, found {:?}",
+                        text(t)
+                    ),
                 ))
             }
             None => {
@@ -345,7 +449,8 @@ fn label_matcher(
     value: &Token,
     regex_limit: usize,
 ) -> Result<Matcher, SyntaxError> {
-    let v = unquote(&query[value.start..value.end]).map_err(|e| parse_error(query, value.start, e))?;
+    let v =
+        unquote(&query[value.start..value.end]).map_err(|e| parse_error(query, value.start, e))?;
     let regex = |v: &str| {
         regex::RegexBuilder::new(&format!("^(?:{v})$"))
             .size_limit(regex_limit)

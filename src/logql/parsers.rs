@@ -157,7 +157,8 @@ fn walk_object(
         match raw.as_bytes().first() {
             Some(b'{') => {
                 let name = label_name(stream, &key);
-                let wanted_below = wanted.is_none_or(|w| w.iter().any(|n| n.starts_with(name.as_ref())));
+                let wanted_below =
+                    wanted.is_none_or(|w| w.iter().any(|n| n.starts_with(name.as_ref())));
                 if wanted_below {
                     if let Err(e) = walk_object(&key, raw.as_bytes(), stream, wanted, out) {
                         failed = Some(e);
@@ -247,7 +248,10 @@ pub fn json_fields(
         out.set_error(JSON_ERROR);
         return;
     };
-    if !matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'[' | b'"')) {
+    if !matches!(
+        text.trim_start().as_bytes().first(),
+        Some(b'{' | b'[' | b'"')
+    ) {
         out.set_error(JSON_ERROR);
         return;
     }

@@ -79,7 +79,11 @@ impl Pattern {
     /// The named captures of `line`: a leading literal must start the line; each capture ends
     /// at its next literal's first occurrence, or takes the rest of the line when that literal
     /// is missing (Loki's behaviour).
-    pub fn captures<'p, 'l>(&'p self, mut line: &'l [u8], mut found: impl FnMut(&'p str, &'l [u8])) {
+    pub fn captures<'p, 'l>(
+        &'p self,
+        mut line: &'l [u8],
+        mut found: impl FnMut(&'p str, &'l [u8]),
+    ) {
         if line.is_empty() {
             return;
         }
@@ -144,9 +148,7 @@ fn capture_at(text: &str) -> Option<&str> {
     let end = body.find('>')?;
     let name = &body[..end];
     let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     valid.then_some(name)
 }
@@ -168,7 +170,10 @@ mod tests {
     #[test]
     fn captures_as_loki() {
         assert_eq!(captured("foo <foo> bar", "foo buzz bar"), ["buzz"]);
-        assert_eq!(captured("foo <foo> bar<fuzz>", "foo buzz bar"), ["buzz", ""]);
+        assert_eq!(
+            captured("foo <foo> bar<fuzz>", "foo buzz bar"),
+            ["buzz", ""]
+        );
         assert_eq!(captured("<foo> bar<fuzz>", " bar"), ["", ""]);
         assert_eq!(
             captured("<path>?<_>", "/api/plugins/versioncheck?slugIn=x&v=1"),
@@ -183,7 +188,15 @@ mod tests {
                 r#"<ip> <userid> <user> [<_>] "<method> <path> <_>" <status> <size>"#,
                 r#"127.0.0.1 user-identifier frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326"#
             ),
-            ["127.0.0.1", "user-identifier", "frank", "GET", "/apache_pb.gif", "200", "2326"]
+            [
+                "127.0.0.1",
+                "user-identifier",
+                "frank",
+                "GET",
+                "/apache_pb.gif",
+                "200",
+                "2326"
+            ]
         );
         assert_eq!(
             captured(
@@ -206,7 +219,15 @@ mod tests {
     fn refuses_what_loki_refuses() {
         assert!(Pattern::for_parser("<f>").is_ok());
         assert!(Pattern::for_parser("<f> <a>").is_ok());
-        for bad in ["", "<_>", "foo <_> bar <_>", "foo bar buzz", "<f><f>", "<f> f<d><b>", "<f> f<f>"] {
+        for bad in [
+            "",
+            "<_>",
+            "foo <_> bar <_>",
+            "foo bar buzz",
+            "<f><f>",
+            "<f> f<d><b>",
+            "<f> f<f>",
+        ] {
             assert!(Pattern::for_parser(bad).is_err(), "{bad}");
         }
         assert!(Pattern::for_filter("<_> error <_>").is_ok());

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 
 use promql_parser::label::Matcher;
 
-pub use super::label_filter::{read_bytes, read_duration_seconds, read_number, Compare, LabelFilter, Unit};
+pub use super::label_filter::{
+    read_bytes, read_duration_seconds, read_number, Compare, LabelFilter, Unit,
+};
 use super::parsers::{self, LogfmtOptions, PathStep};
 use super::pattern::Pattern;
 use super::template::{Scope, Template, TEMPLATE_ERROR};
@@ -38,7 +40,7 @@ pub enum Stage {
     Unpack,
     Filter(LabelFilter),
     /// A line filter after a stage that rewrites the line: it reads the rewritten line.
-    Line(LineFilter),
+    Line(Box<LineFilter>),
     LineFormat(Template),
     /// `| label_format a=b, c="{{.d}}"`, applied together on the labels before the stage.
     LabelFormat(Vec<(String, LabelSource)>),
@@ -47,7 +49,21 @@ pub enum Stage {
     /// `| keep a, b="v"`: only those labels stay.
     Keep(Vec<LabelChoice>),
     Decolorize,
+    /// `| unwrap status`, `| unwrap duration(took)`, `| unwrap bytes(size)`: the line's value
+    /// for an unwrapped range aggregation; the label itself goes from the series.
+    Unwrap(Unwrap),
 }
+
+/// What `| unwrap` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unwrap {
+    pub label: String,
+    /// How the value is read: a number, a duration (in seconds) or a size (in bytes).
+    pub unit: Unit,
+}
+
+/// What `__error__` says when `| unwrap` cannot read a line's value (Loki's words).
+pub const SAMPLE_ERROR: &str = "SampleExtractionErr";
 
 /// Where `label_format` takes a label's new value from.
 #[derive(Debug, Clone)]
@@ -73,11 +89,13 @@ impl LabelChoice {
 
 /// What the stages made of one line: labels they set (over the stream's of the same name),
 /// stream labels they removed, and the line when a stage rewrote it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
     pub labels: Extracted,
     pub hidden: Vec<String>,
     pub line: Option<Vec<u8>>,
+    /// The value `| unwrap` read.
+    pub sample: Option<f64>,
 }
 
 impl Outcome {
@@ -169,12 +187,9 @@ impl Pipeline {
 
     /// Whether a stage may give a line other text than it has on disk.
     pub fn rewrites_line(&self) -> bool {
-        self.stages.iter().any(|s| {
-            matches!(
-                s,
-                Stage::LineFormat(_) | Stage::Decolorize | Stage::Unpack
-            )
-        })
+        self.stages
+            .iter()
+            .any(|s| matches!(s, Stage::LineFormat(_) | Stage::Decolorize | Stage::Unpack))
     }
 
     /// Runs the stages on one line (at `ts` nanoseconds): `None` when a filter drops it, else
@@ -188,8 +203,12 @@ impl Pipeline {
             let current = line.as_deref().unwrap_or(message);
             match stage {
                 Stage::Json(None) => parsers::json(current, stream, wanted, &mut out),
-                Stage::Json(Some(fields)) => parsers::json_fields(current, stream, fields, &mut out),
-                Stage::Logfmt(options) => parsers::logfmt(current, stream, wanted, options, &mut out),
+                Stage::Json(Some(fields)) => {
+                    parsers::json_fields(current, stream, fields, &mut out)
+                }
+                Stage::Logfmt(options) => {
+                    parsers::logfmt(current, stream, wanted, options, &mut out)
+                }
                 Stage::Unpack => parsers::unpack(current, stream, wanted, &mut out),
                 Stage::Regexp(re) => {
                     if let Some(captures) = re.captures(current) {
@@ -244,6 +263,18 @@ impl Pipeline {
                     }
                 }
                 Stage::Decolorize => out.line = Some(parsers::decolorize(current)),
+                Stage::Unwrap(u) => {
+                    let text = out.value(&u.label, stream).trim().to_string();
+                    let value = match u.unit {
+                        Unit::Number => text.parse::<f64>().ok(),
+                        unit => read_number(&text, unit),
+                    };
+                    match value {
+                        Some(v) => out.sample = Some(v),
+                        None => out.set_error(SAMPLE_ERROR),
+                    }
+                    out.remove(&u.label, stream);
+                }
             }
             if out.line.is_none() {
                 out.line = line;
@@ -252,11 +283,21 @@ impl Pipeline {
         Some(out)
     }
 
+    /// The pipeline's `| unwrap`, if it has one.
+    pub fn unwrap(&self) -> Option<&Unwrap> {
+        self.stages.iter().find_map(|s| match s {
+            Stage::Unwrap(u) => Some(u),
+            _ => None,
+        })
+    }
+
     /// Whether the stream label `name` may be shown: no `drop`/`keep` stage takes it away by
     /// name alone (used where no line is at hand, e.g. listing streams).
     pub fn shows_stream_label(&self, name: &str) -> bool {
         self.stages.iter().all(|stage| match stage {
-            Stage::Drop(choices) => !choices.iter().any(|c| c.name == name && c.matcher.is_none()),
+            Stage::Drop(choices) => !choices
+                .iter()
+                .any(|c| c.name == name && c.matcher.is_none()),
             Stage::Keep(choices) => choices.iter().any(|c| c.name == name),
             Stage::LabelFormat(rules) => !rules
                 .iter()
@@ -282,8 +323,12 @@ impl Pipeline {
         let mut wanted: std::collections::BTreeSet<String> = labels.iter().cloned().collect();
         wanted.insert("__error__".into());
         for stage in &self.stages {
-            if let Stage::Filter(f) = stage {
-                f.names(&mut wanted);
+            match stage {
+                Stage::Filter(f) => f.names(&mut wanted),
+                Stage::Unwrap(u) => {
+                    wanted.insert(u.label.clone());
+                }
+                _ => {}
             }
         }
         self.wanted = Some(wanted);
@@ -392,7 +437,10 @@ mod tests {
     fn json_as_loki_extracts_it() {
         let json = || vec![Stage::Json(None)];
         assert_eq!(
-            extracted(json(), r#"{"app":"foo","namespace":"prod","pod":{"uid":"1","deployment":{"ref":"foobar"}}}"#),
+            extracted(
+                json(),
+                r#"{"app":"foo","namespace":"prod","pod":{"uid":"1","deployment":{"ref":"foobar"}}}"#
+            ),
             labels(&[
                 ("app", "foo"),
                 ("namespace_extracted", "prod"),
@@ -405,15 +453,28 @@ mod tests {
             labels(&[("counter", "1"), ("price__net_", "5.56909")])
         );
         assert_eq!(
-            extracted(json(), r#"{"counter":1,"foo":"foo\"bar", "price": {"_net_":5.56909}}"#),
-            labels(&[("counter", "1"), ("foo", "foo\"bar"), ("price__net_", "5.56909")])
+            extracted(
+                json(),
+                r#"{"counter":1,"foo":"foo\"bar", "price": {"_net_":5.56909}}"#
+            ),
+            labels(&[
+                ("counter", "1"),
+                ("foo", "foo\"bar"),
+                ("price__net_", "5.56909")
+            ])
         );
         assert_eq!(
             extracted(json(), r#"{"counter":1, "price": {"net_":["10","20"]}}"#),
             labels(&[("counter", "1")])
         );
-        assert_eq!(extracted(json(), r#"{"cou-nter":1}"#), labels(&[("cou_nter", "1")]));
-        assert_eq!(extracted(json(), "{n}"), labels(&[("__error__", JSON_ERROR)]));
+        assert_eq!(
+            extracted(json(), r#"{"cou-nter":1}"#),
+            labels(&[("cou_nter", "1")])
+        );
+        assert_eq!(
+            extracted(json(), "{n}"),
+            labels(&[("__error__", JSON_ERROR)])
+        );
         assert_eq!(
             extracted(
                 json(),
@@ -489,23 +550,43 @@ mod tests {
             extracted(plain(), r#"foo="foo bar" foo.bar=buzz"#),
             labels(&[("foo", "foo bar"), ("foo_bar", "buzz")])
         );
-        assert_eq!(extracted(plain(), r#"foo="foo\"bar""#), labels(&[("foo", "foo\"bar")]));
-        assert_eq!(extracted(plain(), "pod=p2"), labels(&[("pod_extracted", "p2")]));
+        assert_eq!(
+            extracted(plain(), r#"foo="foo\"bar""#),
+            labels(&[("foo", "foo\"bar")])
+        );
+        assert_eq!(
+            extracted(plain(), "pod=p2"),
+            labels(&[("pod_extracted", "p2")])
+        );
         assert_eq!(
             extracted(plain(), r#"foo="foo bar buzz=bar"#),
             labels(&[("__error__", LOGFMT_ERROR)])
         );
         assert_eq!(
-            extracted(plain(), r#"level=info msg="hello \"you\"" took=1.5s flag status=200"#),
-            labels(&[("level", "info"), ("msg", "hello \"you\""), ("status", "200"), ("took", "1.5s")])
+            extracted(
+                plain(),
+                r#"level=info msg="hello \"you\"" took=1.5s flag status=200"#
+            ),
+            labels(&[
+                ("level", "info"),
+                ("msg", "hello \"you\""),
+                ("status", "200"),
+                ("took", "1.5s")
+            ])
         );
         // --keep-empty keeps a key without a value; --strict stops at a stray `=`.
         let keep = logfmt(LogfmtOptions {
             keep_empty: true,
             ..Default::default()
         });
-        assert_eq!(extracted(keep, "a=1 flag"), labels(&[("a", "1"), ("flag", "")]));
-        assert_eq!(extracted(plain(), "a=1 =x b=2"), labels(&[("a", "1"), ("b", "2")]));
+        assert_eq!(
+            extracted(keep, "a=1 flag"),
+            labels(&[("a", "1"), ("flag", "")])
+        );
+        assert_eq!(
+            extracted(plain(), "a=1 =x b=2"),
+            labels(&[("a", "1"), ("b", "2")])
+        );
         let strict = logfmt(LogfmtOptions {
             strict: true,
             ..Default::default()
@@ -515,7 +596,10 @@ mod tests {
             labels(&[("__error__", LOGFMT_ERROR), ("a", "1")])
         );
         let picked = logfmt(LogfmtOptions {
-            fields: Some(vec![("lvl".into(), "level".into()), ("gone".into(), "gone".into())]),
+            fields: Some(vec![
+                ("lvl".into(), "level".into()),
+                ("gone".into(), "gone".into()),
+            ]),
             ..Default::default()
         });
         assert_eq!(
@@ -526,20 +610,37 @@ mod tests {
 
     #[test]
     fn pattern_unpack_and_decolorize() {
-        let pattern = Pattern::for_parser(r#"<ip> - - [<_>] "<method> <path> <_>" <status>"#).unwrap();
+        let pattern =
+            Pattern::for_parser(r#"<ip> - - [<_>] "<method> <path> <_>" <status>"#).unwrap();
         assert_eq!(
             extracted(
                 vec![Stage::Pattern(pattern)],
                 r#"10.0.0.1 - - [19/May/2021:07:21:49 +0000] "GET /api HTTP/1.1" 200"#
             ),
-            labels(&[("ip", "10.0.0.1"), ("method", "GET"), ("path", "/api"), ("status", "200")])
+            labels(&[
+                ("ip", "10.0.0.1"),
+                ("method", "GET"),
+                ("path", "/api"),
+                ("status", "200")
+            ])
         );
-        let packed = run(vec![Stage::Unpack], r#"{"_entry":"the line","app":"web","n":1,"pod":"p"}"#).unwrap();
-        assert_eq!(packed.labels, labels(&[("app", "web"), ("pod_extracted", "p")]));
+        let packed = run(
+            vec![Stage::Unpack],
+            r#"{"_entry":"the line","app":"web","n":1,"pod":"p"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            packed.labels,
+            labels(&[("app", "web"), ("pod_extracted", "p")])
+        );
         assert_eq!(packed.line.as_deref(), Some(&b"the line"[..]));
         let unpacked = run(vec![Stage::Unpack], r#"{"app":"web"}"#).unwrap();
         assert_eq!((unpacked.labels.len(), unpacked.line), (0, None));
-        let plain = run(vec![Stage::Decolorize], "\x1b[31mred\x1b[0m and \x1b[1;32mbold\x1b[m").unwrap();
+        let plain = run(
+            vec![Stage::Decolorize],
+            "\x1b[31mred\x1b[0m and \x1b[1;32mbold\x1b[m",
+        )
+        .unwrap();
         assert_eq!(plain.line.as_deref(), Some(&b"red and bold"[..]));
     }
 
@@ -550,10 +651,15 @@ mod tests {
             vec![
                 Stage::Logfmt(LogfmtOptions::default()),
                 Stage::LineFormat(t("{{.level | upper}} {{.pod}}: {{.msg}}")),
-                Stage::Line(LineFilter::Contains(memchr::memmem::Finder::new("WARN").into_owned())),
+                Stage::Line(Box::new(LineFilter::Contains(
+                    memchr::memmem::Finder::new("WARN").into_owned(),
+                ))),
                 Stage::LabelFormat(vec![
                     ("lvl".into(), LabelSource::Rename("level".into())),
-                    ("where".into(), LabelSource::Template(t("{{.namespace}}/{{.pod}}"))),
+                    (
+                        "where".into(),
+                        LabelSource::Template(t("{{.namespace}}/{{.pod}}")),
+                    ),
                 ]),
                 Stage::Drop(vec![LabelChoice {
                     name: "msg".into(),
@@ -564,12 +670,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.line.as_deref(), Some(&b"WARN web-1: slow"[..]));
-        assert_eq!(out.labels, labels(&[("lvl", "warn"), ("where", "shop/web-1")]));
+        assert_eq!(
+            out.labels,
+            labels(&[("lvl", "warn"), ("where", "shop/web-1")])
+        );
         // The filter after line_format reads the new line.
         assert!(run(
             vec![
                 Stage::LineFormat(t("{{.pod}}")),
-                Stage::Line(LineFilter::Contains(memchr::memmem::Finder::new("level").into_owned())),
+                Stage::Line(Box::new(LineFilter::Contains(
+                    memchr::memmem::Finder::new("level").into_owned()
+                ))),
             ],
             "level=warn",
         )
@@ -637,7 +748,8 @@ mod tests {
         // A number that is none keeps the line, marked.
         let kept = filter(num("level", Compare::Gt, 1.0, Unit::Number)).run(STREAM, line, 0);
         assert_eq!(
-            kept.and_then(|l| l.labels.get("__error__").cloned()).as_deref(),
+            kept.and_then(|l| l.labels.get("__error__").cloned())
+                .as_deref(),
             Some(LABEL_FILTER_ERROR)
         );
         assert_eq!(read_duration_seconds("1h2m3.5s"), Some(3723.5));

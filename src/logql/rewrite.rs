@@ -110,6 +110,8 @@ pub fn rewrite_tokens(
     let mut logs = Vec::new();
     let mut copied = 0;
     let mut depth = 0usize;
+    // Open brackets: the name called before each, and how many log queries came before it.
+    let mut calls: Vec<(Option<&str>, usize)> = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
         let t = &tokens[i];
@@ -135,8 +137,33 @@ pub fn rewrite_tokens(
                     &query[t.start..t.end]
                 )));
             }
-            Kind::LParen if depth == 0 => bound.open(),
-            Kind::RParen if depth == 0 => bound.close(),
+            Kind::LParen if depth == 0 => {
+                let callee = i
+                    .checked_sub(1)
+                    .map(|p| &tokens[p])
+                    .filter(|p| p.kind == Kind::Ident)
+                    .map(|p| &query[p.start..p.end]);
+                calls.push((callee, logs.len()));
+                bound.open()
+            }
+            Kind::RParen if depth == 0 => {
+                bound.close();
+                // `f({…} | unwrap x [5m]) by (a, b)`: Loki's grouping of an unwrapped range
+                // aggregation, which PromQL cannot write; it goes with the log query.
+                if let Some((Some(callee), first_log)) = calls.pop() {
+                    let unwrapped = crate::promql::functions::Function::from_name(callee)
+                        .is_some_and(|f| f.reads_unwrapped());
+                    if let (true, Some(log)) = (unwrapped, logs.get_mut(first_log)) {
+                        if let Some((grouping, next)) = grouping_after(query, &tokens, i + 1)? {
+                            log.sample_grouping = Some(grouping);
+                            promql.push_str(&query[copied..t.end]);
+                            copied = tokens[next - 1].end;
+                            i = next;
+                            continue;
+                        }
+                    }
+                }
+            }
             Kind::LBracket if depth == 0 => {
                 in_brackets += 1;
                 bound.open()
@@ -191,6 +218,49 @@ pub fn rewrite_tokens(
         logs,
         holt_winters,
     })
+}
+
+/// `by (a, b)` or `without (a)` at token `i`: the grouping and the index after it.
+fn grouping_after(
+    query: &str,
+    tokens: &[Token],
+    i: usize,
+) -> Result<Option<(crate::logql::pipeline::Grouping, usize)>, SyntaxError> {
+    let text = |t: &Token| &query[t.start..t.end];
+    let Some(word) = tokens.get(i).filter(|t| t.kind == Kind::Ident) else {
+        return Ok(None);
+    };
+    let by = match text(word) {
+        "by" => true,
+        "without" => false,
+        _ => return Ok(None),
+    };
+    if tokens.get(i + 1).is_none_or(|t| t.kind != Kind::LParen) {
+        return Ok(None);
+    }
+    let mut labels = Vec::new();
+    let mut j = i + 2;
+    loop {
+        match tokens.get(j) {
+            Some(t) if t.kind == Kind::RParen => break,
+            Some(t) if t.kind == Kind::Ident => labels.push(text(t).to_string()),
+            Some(t) if t.kind == Kind::Comma => {}
+            other => {
+                return Err(SyntaxError(format!(
+                    "{}: parse error: unexpected {:?} in the grouping of a range aggregation",
+                    super::lexer::position(query, other.map_or(query.len(), |t| t.start)),
+                    other.map_or("end of input", |t| text(t)),
+                )))
+            }
+        }
+        j += 1;
+    }
+    let grouping = if by {
+        crate::logql::pipeline::Grouping::By(labels)
+    } else {
+        crate::logql::pipeline::Grouping::Without(labels)
+    };
+    Ok(Some((grouping, j + 1)))
 }
 
 #[cfg(test)]

@@ -351,7 +351,10 @@ fn action_words(body: &str) -> Result<(Vec<Word>, usize), String> {
             _ => {
                 let start = i;
                 while i < bytes.len()
-                    && !matches!(bytes[i], b' ' | b'\t' | b'\n' | b'\r' | b'|' | b'(' | b')' | b'"' | b'`')
+                    && !matches!(
+                        bytes[i],
+                        b' ' | b'\t' | b'\n' | b'\r' | b'|' | b'(' | b')' | b'"' | b'`'
+                    )
                     && !body[i..].starts_with("}}")
                 {
                     i += 1;
@@ -369,7 +372,9 @@ fn parse_nodes(
     depth: usize,
 ) -> Result<(Vec<Node>, Option<String>), String> {
     if depth > MAX_NESTING {
-        return Err(format!("template nested more than {MAX_NESTING} levels deep"));
+        return Err(format!(
+            "template nested more than {MAX_NESTING} levels deep"
+        ));
     }
     let mut nodes = Vec::new();
     while let Some(piece) = pieces.next() {
@@ -401,7 +406,12 @@ fn parse_nodes(
                     otherwise,
                 });
             }
-            Some(Word::Bare(w)) if matches!(w.as_str(), "range" | "with" | "define" | "template" | "block") => {
+            Some(Word::Bare(w))
+                if matches!(
+                    w.as_str(),
+                    "range" | "with" | "define" | "template" | "block"
+                ) =>
+            {
                 return Err(format!("{{{{{w}}}}} is not supported in templates"));
             }
             _ => nodes.push(Node::Action(parse_pipe(&words, depth)?)),
@@ -412,7 +422,9 @@ fn parse_nodes(
 
 fn parse_pipe(words: &[Word], depth: usize) -> Result<Pipe, String> {
     if depth > MAX_NESTING {
-        return Err(format!("template nested more than {MAX_NESTING} levels deep"));
+        return Err(format!(
+            "template nested more than {MAX_NESTING} levels deep"
+        ));
     }
     if words.is_empty() {
         return Err("empty action in template".into());
@@ -425,7 +437,11 @@ fn parse_pipe(words: &[Word], depth: usize) -> Result<Pipe, String> {
             Word::Open => level += 1,
             Word::Close => level = level.checked_sub(1).ok_or("unmatched ) in template")?,
             Word::Bar if level == 0 => {
-                commands.push(parse_command(&words[start..i], depth, !commands.is_empty())?);
+                commands.push(parse_command(
+                    &words[start..i],
+                    depth,
+                    !commands.is_empty(),
+                )?);
                 start = i + 1;
             }
             _ => {}
@@ -460,7 +476,10 @@ fn parse_command(words: &[Word], depth: usize, piped: bool) -> Result<Command, S
                     }
                     j += 1;
                 }
-                operands.push(Operand::Sub(Box::new(parse_pipe(&words[i + 1..j], depth + 1)?)));
+                operands.push(Operand::Sub(Box::new(parse_pipe(
+                    &words[i + 1..j],
+                    depth + 1,
+                )?)));
                 i = j + 1;
                 continue;
             }
@@ -482,7 +501,11 @@ fn parse_command(words: &[Word], depth: usize, piped: bool) -> Result<Command, S
         if given < min || given > max {
             return Err(format!(
                 "{name} takes {} argument{}, given {given}",
-                if min == max { min.to_string() } else { format!("{min} or {max}") },
+                if min == max {
+                    min.to_string()
+                } else {
+                    format!("{min} or {max}")
+                },
                 if max == 1 { "" } else { "s" }
             ));
         }
@@ -497,9 +520,7 @@ fn parse_command(words: &[Word], depth: usize, piped: bool) -> Result<Command, S
 
 fn bare_operand(word: &str) -> Result<Operand, String> {
     if let Some(name) = word.strip_prefix('.') {
-        if name.is_empty()
-            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("bad label reference {word:?} in template"));
         }
         return Ok(Operand::Label(name.to_string()));
@@ -579,11 +600,23 @@ fn call(name: &str, a: &[Value]) -> Result<Value, String> {
         "Trim" => text(s(0).trim_matches(|c| s(1).contains(c)).to_string()),
         "TrimLeft" => text(s(0).trim_start_matches(|c| s(1).contains(c)).to_string()),
         "TrimRight" => text(s(0).trim_end_matches(|c| s(1).contains(c)).to_string()),
-        "TrimPrefix" => text(s(0).strip_prefix(s(1).as_str()).map_or_else(|| s(0), str::to_string)),
-        "TrimSuffix" => text(s(0).strip_suffix(s(1).as_str()).map_or_else(|| s(0), str::to_string)),
+        "TrimPrefix" => text(
+            s(0).strip_prefix(s(1).as_str())
+                .map_or_else(|| s(0), str::to_string),
+        ),
+        "TrimSuffix" => text(
+            s(0).strip_suffix(s(1).as_str())
+                .map_or_else(|| s(0), str::to_string),
+        ),
         "trimAll" => text(s(1).trim_matches(|c| s(0).contains(c)).to_string()),
-        "trimPrefix" => text(s(1).strip_prefix(s(0).as_str()).map_or_else(|| s(1), str::to_string)),
-        "trimSuffix" => text(s(1).strip_suffix(s(0).as_str()).map_or_else(|| s(1), str::to_string)),
+        "trimPrefix" => text(
+            s(1).strip_prefix(s(0).as_str())
+                .map_or_else(|| s(1), str::to_string),
+        ),
+        "trimSuffix" => text(
+            s(1).strip_suffix(s(0).as_str())
+                .map_or_else(|| s(1), str::to_string),
+        ),
         "Replace" => {
             let limit = int(3)?;
             let (src, old, new) = (s(0), s(1), s(2));
@@ -610,7 +643,11 @@ fn call(name: &str, a: &[Value]) -> Result<Value, String> {
             let len = chars.len() as i64;
             let from = from.clamp(0, len) as usize;
             let to = if to < 0 { len } else { to.min(len) } as usize;
-            text(if from <= to { chars[from..to].iter().collect() } else { String::new() })
+            text(if from <= to {
+                chars[from..to].iter().collect()
+            } else {
+                String::new()
+            })
         }
         "repeat" => {
             let src = s(1);
@@ -623,7 +660,11 @@ fn call(name: &str, a: &[Value]) -> Result<Value, String> {
                 .map(|l| format!("{pad}{l}"))
                 .collect::<Vec<_>>()
                 .join("\n");
-            bounded(if name == "nindent" { format!("\n{body}") } else { body })
+            bounded(if name == "nindent" {
+                format!("\n{body}")
+            } else {
+                body
+            })
         }
         "alignLeft" | "alignRight" => {
             let width = count(&a[0], 1)?;
@@ -663,8 +704,16 @@ fn call(name: &str, a: &[Value]) -> Result<Value, String> {
                 (_, o) => matches!(o, Some(Greater | Equal)),
             })
         }
-        "and" => Ok(if a[0].truthy() { a[1].clone() } else { a[0].clone() }),
-        "or" => Ok(if a[0].truthy() { a[0].clone() } else { a[1].clone() }),
+        "and" => Ok(if a[0].truthy() {
+            a[1].clone()
+        } else {
+            a[0].clone()
+        }),
+        "or" => Ok(if a[0].truthy() {
+            a[0].clone()
+        } else {
+            a[1].clone()
+        }),
         "not" => bool_(!a[0].truthy()),
         "add" => num((int(0)? as f64) + int(1)? as f64),
         "sub" => num((int(0)? as f64) - int(1)? as f64),
@@ -674,7 +723,11 @@ fn call(name: &str, a: &[Value]) -> Result<Value, String> {
             if y == 0 {
                 return Err("integer divide by zero".into());
             }
-            num(if name == "div" { x.wrapping_div(y) } else { x.wrapping_rem(y) } as f64)
+            num(if name == "div" {
+                x.wrapping_div(y)
+            } else {
+                x.wrapping_rem(y)
+            } as f64)
         }
         "addf" => num(n(0)? + n(1)?),
         "subf" => num(n(0)? - n(1)?),
@@ -737,31 +790,73 @@ mod tests {
     #[test]
     fn renders_loki_documented_forms() {
         let l = [("level", "warn"), ("path", "/api/v1/Push"), ("n", "7")];
-        assert_eq!(render("{{.level}}: {{.path}}", &l, "").unwrap(), "warn: /api/v1/Push");
-        assert_eq!(render("{{ .path | lower | trunc 7 }}", &l, "").unwrap(), "/api/v1");
+        assert_eq!(
+            render("{{.level}}: {{.path}}", &l, "").unwrap(),
+            "warn: /api/v1/Push"
+        );
+        assert_eq!(
+            render("{{ .path | lower | trunc 7 }}", &l, "").unwrap(),
+            "/api/v1"
+        );
         assert_eq!(render("{{ ToUpper .level }}", &l, "").unwrap(), "WARN");
-        assert_eq!(render(r#"{{ Replace .path "/" "_" -1 }}"#, &l, "").unwrap(), "_api_v1_Push");
-        assert_eq!(render(r#"{{ .path | replace "/" "." }}"#, &l, "").unwrap(), ".api.v1.Push");
-        assert_eq!(render(r#"{{ .missing | default "none" }}"#, &l, "").unwrap(), "none");
-        assert_eq!(render(r#"{{ if eq .level "warn" }}W{{ else }}-{{ end }}"#, &l, "").unwrap(), "W");
-        assert_eq!(render(r#"{{ if .missing }}y{{ else }}n{{ end }}"#, &l, "").unwrap(), "n");
-        assert_eq!(render("{{ add .n 3 }} {{ divf .n 2 }}", &l, "").unwrap(), "10 3.5");
+        assert_eq!(
+            render(r#"{{ Replace .path "/" "_" -1 }}"#, &l, "").unwrap(),
+            "_api_v1_Push"
+        );
+        assert_eq!(
+            render(r#"{{ .path | replace "/" "." }}"#, &l, "").unwrap(),
+            ".api.v1.Push"
+        );
+        assert_eq!(
+            render(r#"{{ .missing | default "none" }}"#, &l, "").unwrap(),
+            "none"
+        );
+        assert_eq!(
+            render(r#"{{ if eq .level "warn" }}W{{ else }}-{{ end }}"#, &l, "").unwrap(),
+            "W"
+        );
+        assert_eq!(
+            render(r#"{{ if .missing }}y{{ else }}n{{ end }}"#, &l, "").unwrap(),
+            "n"
+        );
+        assert_eq!(
+            render("{{ add .n 3 }} {{ divf .n 2 }}", &l, "").unwrap(),
+            "10 3.5"
+        );
         assert_eq!(render("[{{- .level -}} ]", &l, "").unwrap(), "[warn]");
         assert_eq!(render("{{ __line__ | upper }}", &l, "abc").unwrap(), "ABC");
-        assert_eq!(render("{{ unixEpoch __timestamp__ }}", &l, "").unwrap(), "1700000000");
+        assert_eq!(
+            render("{{ unixEpoch __timestamp__ }}", &l, "").unwrap(),
+            "1700000000"
+        );
         assert_eq!(render("{{ substr 1 4 .path }}", &l, "").unwrap(), "api");
-        assert_eq!(render("{{ (printf) }}", &l, "").unwrap_err(), "function \"printf\" not defined in templates");
+        assert_eq!(
+            render("{{ (printf) }}", &l, "").unwrap_err(),
+            "function \"printf\" not defined in templates"
+        );
     }
 
     #[test]
     fn refuses_and_bounds() {
-        for bad in ["{{ .a ", "{{ if .a }}x", "{{ end }}", "{{ nosuch .a }}", "{{ range .a }}{{ end }}", "{{ trunc .a }}"] {
+        for bad in [
+            "{{ .a ",
+            "{{ if .a }}x",
+            "{{ end }}",
+            "{{ nosuch .a }}",
+            "{{ range .a }}{{ end }}",
+            "{{ trunc .a }}",
+        ] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }
         let deep = "{{ if .a }}".repeat(40) + &"{{ end }}".repeat(40);
         assert!(Template::parse(&deep).is_err());
         assert!(render("{{ repeat 100000 \"ab\" }}", &[], "").is_err());
-        assert!(render("{{ .a | repeat 100 | repeat 100 | repeat 100 }}", &[("a", "x")], "").is_err());
+        assert!(render(
+            "{{ .a | repeat 100 | repeat 100 | repeat 100 }}",
+            &[("a", "x")],
+            ""
+        )
+        .is_err());
         assert!(render("{{ div 1 0 }}", &[], "").is_err());
     }
 }

@@ -61,6 +61,7 @@ pub enum Function {
     Deriv,
     DoubleExponentialSmoothing,
     Exp,
+    FirstOverTime,
     Floor,
     HistogramCount,
     HistogramFraction,
@@ -86,6 +87,7 @@ pub enum Function {
     QuantileOverTime,
     Rad,
     Rate,
+    RateCounter,
     Resets,
     Round,
     Scalar,
@@ -185,6 +187,7 @@ pub const TABLE: &[Entry] = &[
     entry(Function::Deriv, "deriv", &[M], 0, RV, METRICS),
     entry(Function::DoubleExponentialSmoothing, "double_exponential_smoothing", &[M, S, S], 0, RV, METRICS),
     entry(Function::Exp, "exp", &[V], 0, RV, Map(f64::exp)),
+    entry(Function::FirstOverTime, "first_over_time", &[M], 0, RV, METRICS),
     entry(Function::Floor, "floor", &[V], 0, RV, Map(f64::floor)),
     entry(Function::HistogramCount, "histogram_count", &[V], 0, RV, Upstream),
     entry(Function::HistogramFraction, "histogram_fraction", &[S, S, V], 0, RV, Upstream),
@@ -210,6 +213,7 @@ pub const TABLE: &[Entry] = &[
     entry(Function::QuantileOverTime, "quantile_over_time", &[S, M], 0, RV, METRICS),
     entry(Function::Rad, "rad", &[V], 0, RV, Map(f64::to_radians)),
     entry(Function::Rate, "rate", &[M], 0, RV, LOGS),
+    entry(Function::RateCounter, "rate_counter", &[M], 0, RV, METRICS),
     entry(Function::Resets, "resets", &[M], 0, RV, METRICS),
     entry(Function::Round, "round", &[V, S], 1, RV, Instant),
     entry(Function::Scalar, "scalar", &[V], 0, RS, Instant),
@@ -260,6 +264,25 @@ impl Function {
         matches!(self.evaluation(), Range { over_logs: true })
     }
 
+    /// Range functions over the values a log pipeline's `| unwrap label` reads from its lines
+    /// (Loki's unwrapped range aggregations).
+    pub fn reads_unwrapped(self) -> bool {
+        matches!(
+            self,
+            Function::SumOverTime
+                | Function::AvgOverTime
+                | Function::MinOverTime
+                | Function::MaxOverTime
+                | Function::FirstOverTime
+                | Function::LastOverTime
+                | Function::StddevOverTime
+                | Function::StdvarOverTime
+                | Function::QuantileOverTime
+                | Function::Rate
+                | Function::RateCounter
+        )
+    }
+
     /// Range functions Janus applies over a subquery: every range function over floats.
     pub fn applies_over_subquery(self) -> bool {
         matches!(self.evaluation(), Range { .. })
@@ -272,14 +295,20 @@ impl Function {
     }
 }
 
-/// Teaches promql-parser Janus's own log functions (`bytes_over_time`, `bytes_rate`), once per
+/// Teaches promql-parser Janus's own log functions (`bytes_over_time`, `bytes_rate`,
+/// `rate_counter`), once per
 /// process, so that expressions using them parse.
 pub fn register_with_parser() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let own: Vec<promql_parser::parser::Function> = TABLE
             .iter()
-            .filter(|e| matches!(e.function, Function::BytesOverTime | Function::BytesRate))
+            .filter(|e| {
+                matches!(
+                    e.function,
+                    Function::BytesOverTime | Function::BytesRate | Function::RateCounter
+                )
+            })
             .map(|e| {
                 promql_parser::parser::Function::new(
                     e.name,

@@ -25,6 +25,8 @@ pub struct LogCall {
     pub at: Option<AtModifier>,
     /// The labels a `sum by`/`sum without` directly above keeps: the store counts per group.
     pub grouping: Option<crate::logql::pipeline::Grouping>,
+    /// The call's number arguments besides the range (`quantile_over_time`'s φ).
+    pub params: Vec<f64>,
 }
 
 /// Which node of the parsed tree a computed leaf stands for: its address. The planner and the
@@ -288,6 +290,10 @@ fn collect_call<'e>(
             return push_subquery_call(expr, c, f, plan)
         }
         Some(f) if f.reads_logs() => return push_log_call(expr, c, f, plan, None),
+        // Over a log selector, these read the values its `| unwrap` takes from the lines.
+        Some(f) if f.reads_unwrapped() && over_log_selector(c, f) => {
+            return push_log_call(expr, c, f, plan, None)
+        }
         _ => {}
     }
     let reads_range = |a: &Expr| matches!(a, Expr::MatrixSelector(_) | Expr::Subquery(_));
@@ -322,7 +328,26 @@ fn push_log_call(
     plan: &mut Plan<'_>,
     grouping: Option<crate::logql::pipeline::Grouping>,
 ) -> Result<(), EvalError> {
-    let arg = c.args.args.first().map(|a| a.as_ref());
+    let arg = c
+        .args
+        .args
+        .get(function.range_argument().unwrap_or(0))
+        .map(|a| a.as_ref());
+    let mut params = Vec::new();
+    for (i, a) in c.args.args.iter().enumerate() {
+        if Some(i) == function.range_argument() {
+            continue;
+        }
+        match unparen(a) {
+            Expr::NumberLiteral(n) => params.push(n.val),
+            _ => {
+                return Err(EvalError::BadData(format!(
+                    "{} over logs takes a number literal besides its range",
+                    c.func.name
+                )))
+            }
+        }
+    }
     if let Some(Expr::Subquery(_)) = arg {
         return Err(EvalError::BadData(format!(
             "{} over a subquery of log metrics is not supported; use one of {}",
@@ -353,9 +378,18 @@ fn push_log_call(
             offset_ns: offset_ns(&ms.vs.offset),
             at: ms.vs.at.clone(),
             grouping,
+            params,
         },
     ));
     Ok(())
+}
+
+/// Whether the call's range argument is a log selector's range.
+fn over_log_selector(c: &Call, f: Function) -> bool {
+    matches!(
+        c.args.args.get(f.range_argument().unwrap_or(0)).map(|a| a.as_ref()),
+        Some(Expr::MatrixSelector(ms)) if ms.vs.name.as_deref().and_then(placeholder_index).is_some()
+    )
 }
 
 /// `sum [by|without (…)] (f(<log selector>[d]))` where `f` counts lines or bytes: the sum over

@@ -26,6 +26,9 @@ pub fn over_time(
     let aggregate = |a: Aggregation| a.reduce(&values());
     match function {
         Function::LastOverTime => samples.last().map(|s| s.1),
+        Function::FirstOverTime => samples.first().map(|s| s.1),
+        // Loki's counter rate of unwrapped values: Prometheus's `rate`.
+        Function::RateCounter => extrapolated_rate(samples, w, true, true),
         Function::PresentOverTime => Some(1.0),
         Function::AbsentOverTime => None, // answered over all series at once (`subquery.rs`)
         Function::QuantileOverTime => Some(super::eval::quantile(param(0), &mut values())),

@@ -67,6 +67,9 @@ pub struct Search<'a> {
 /// bucket: lines and message bytes.
 pub type StreamBuckets = BTreeMap<BTreeMap<String, String>, Vec<(u64, u64)>>;
 
+/// Per series (its labels), the values `| unwrap` read, oldest first.
+pub type SeriesSamples = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
+
 /// A stream's key while counting (no parser, no grouping): its fields joined by `|` (a field
 /// never holds one).
 fn stream_key(key: &mut Vec<u8>, line: &line::Line<'_>) {
@@ -315,13 +318,7 @@ impl Store {
                 }
                 match (grouping, extracted) {
                     (None, None) => stream_key(key, line),
-                    _ => labels_key(
-                        key,
-                        query.kind,
-                        line,
-                        extracted,
-                        grouping,
-                    ),
+                    _ => labels_key(key, query.kind, line, extracted, grouping),
                 }
                 let slot = match counts.get_mut(key.as_slice()) {
                     Some(slot) => slot,
@@ -366,6 +363,102 @@ impl Store {
                     s.1 += b.1;
                 }
             }
+        }
+        Ok(merged)
+    }
+
+    /// The values a pipeline's `| unwrap` reads from every matching line in `(lo, hi]`, per
+    /// series (its labels, those `grouping` keeps, without the unwrapped label), oldest first.
+    /// A line whose value could not be read is a `NaN` under a series labelled `__error__`.
+    /// Past `max_series` series or `max_samples` values the scan stops (answered 422).
+    #[allow(clippy::too_many_arguments)]
+    pub fn samples(
+        &self,
+        query: &LogQuery,
+        lo: i64,
+        hi: i64,
+        deadline: Instant,
+        cancelled: &AtomicBool,
+        max_series: usize,
+        max_samples: usize,
+        grouping: Option<&crate::logql::pipeline::Grouping>,
+    ) -> Result<SeriesSamples, ScanStop> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let candidates = self.candidates(
+            &[query.kind],
+            |name| query.target_matches(name),
+            |file| layout::hour_overlaps(file.hour_start, lo, hi),
+        );
+        let mut warnings = Vec::new();
+        let stop = || scan::interrupted(deadline, cancelled).is_some();
+        let whole = |file: &layout::HourFile| covers_hour(file, lo, hi);
+        let files = self.open_and_index(candidates, &mut warnings, &stop, &whole);
+        if let Some(why) = scan::interrupted(deadline, cancelled) {
+            return Err(why);
+        }
+        let request = Search {
+            query,
+            lo,
+            hi,
+            limit: 0,
+            keep: Keep::Oldest,
+            deadline,
+            cancelled,
+        };
+        type Values = rustc_hash::FxHashMap<Vec<u8>, Vec<(i64, f64)>>;
+        let halt = AtomicBool::new(false);
+        let held = AtomicUsize::new(0);
+        let states = scan::for_each_match(
+            &files,
+            &request,
+            &self.workers,
+            &halt,
+            || (Values::default(), Vec::<u8>::new()),
+            |(values, key), _file, line, outcome| {
+                let Some(outcome) = outcome else { return };
+                labels_key(key, query.kind, line, Some(outcome), grouping);
+                if let Some(error) = outcome.labels.get("__error__") {
+                    if grouping.is_some_and(|g| !g.keeps("__error__")) {
+                        for part in ["__error__".as_bytes(), error.as_bytes()] {
+                            key.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                            key.extend_from_slice(part);
+                        }
+                    }
+                }
+                if held.fetch_add(1, Ordering::Relaxed) >= max_samples {
+                    halt.store(true, Ordering::Relaxed);
+                    return;
+                }
+                let sample = (line.ts, outcome.sample.unwrap_or(f64::NAN));
+                let full = values.len() >= max_series;
+                match values.get_mut(key.as_slice()) {
+                    Some(series) => series.push(sample),
+                    None if full => halt.store(true, Ordering::Relaxed),
+                    None => {
+                        values.insert(key.clone(), vec![sample]);
+                    }
+                }
+            },
+        )?;
+        if halt.load(Ordering::Relaxed) {
+            return Err(if held.load(Ordering::Relaxed) > max_samples {
+                ScanStop::TooManySamples(max_samples)
+            } else {
+                ScanStop::TooManyStreams(max_series)
+            });
+        }
+        let mut merged = SeriesSamples::new();
+        for (values, _) in states {
+            for (key, series) in values {
+                let labels = pairs_labels(&key);
+                if merged.len() >= max_series && !merged.contains_key(&labels) {
+                    return Err(ScanStop::TooManyStreams(max_series));
+                }
+                merged.entry(labels).or_default().extend(series);
+            }
+        }
+        for series in merged.values_mut() {
+            series.sort_by_key(|s| s.0);
         }
         Ok(merged)
     }

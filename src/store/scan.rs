@@ -110,6 +110,9 @@ pub enum ScanStop {
     /// A log metric selected more streams than the query may hold.
     #[error("query processing would load too many samples into memory in query execution: the log selector matches more than {0} streams (--query.max-samples, --query.max-series)")]
     TooManyStreams(usize),
+    /// Unwrapped values of a log metric past the samples a query may hold.
+    #[error("query processing would load too many samples into memory in query execution: more than {0} unwrapped values (--query.max-samples)")]
+    TooManySamples(usize),
 }
 
 /// What a scan found, and what it cost.
@@ -530,8 +533,7 @@ pub fn for_each_match<S: Send>(
     workers: &Workers,
     halt: &AtomicBool,
     start: impl Fn() -> S + Sync,
-    visit: impl Fn(&mut S, &ScanFile, &line::Line<'_>, Option<&crate::logql::pipeline::Outcome>)
-        + Sync,
+    visit: impl Fn(&mut S, &ScanFile, &line::Line<'_>, Option<&crate::logql::pipeline::Outcome>) + Sync,
 ) -> Result<Vec<S>, ScanStop> {
     let units = units_in_window(files, req.lo, req.hi);
     let filters = req.query.filters_by_cost();
