@@ -321,8 +321,12 @@ fn generated() -> Vec<String> {
                         _ => format!("{name}({sub})"),
                     }
                 };
-                if matches!(name, "bytes_over_time" | "bytes_rate") {
-                    continue; // Janus's log functions: not PromQL over metrics
+                if matches!(
+                    name,
+                    "bytes_over_time" | "bytes_rate" | "rate_counter" | "first_over_time"
+                ) {
+                    // Log functions (Janus's and Loki's): not Prometheus 2.42's PromQL.
+                    continue;
                 }
                 for input in INPUTS {
                     out.push(over(input));

@@ -48,6 +48,19 @@ pub struct LokiError {
     message: String,
 }
 
+impl LokiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        LokiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 impl From<ApiError> for LokiError {
     fn from(e: ApiError) -> Self {
         let status = match e {
@@ -95,7 +108,7 @@ fn answer(result: Result<Response, LokiError>) -> Response {
 }
 
 /// Parses `text` as LogQL on a blocking thread (regexes compile there).
-async fn prepare(state: &SharedState, text: &str) -> Result<Prepared, LokiError> {
+pub(super) async fn prepare(state: &SharedState, text: &str) -> Result<Prepared, LokiError> {
     if text.trim().is_empty() {
         return Err(LokiError {
             status: StatusCode::BAD_REQUEST,

@@ -6,6 +6,7 @@ mod lines;
 mod log_encode;
 mod loki;
 mod loki_params;
+pub mod loki_tail;
 mod merged;
 mod numbers;
 mod observe;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub answer_budget: Arc<tokio::sync::Semaphore>,
     /// KiB that pushes in flight may hold (--ingest.max-bytes-in-flight).
     pub push_budget: Arc<tokio::sync::Semaphore>,
+    /// Loki tails open at once ([`loki_tail::MAX_TAILS`]).
+    pub tails: Arc<tokio::sync::Semaphore>,
     pub started: SystemTime,
 }
 
@@ -117,6 +120,7 @@ impl AppState {
             writer,
             push_budget,
             answer_budget: Arc::new(tokio::sync::Semaphore::new(ANSWER_BYTES_IN_FLIGHT >> 10)),
+            tails: Arc::new(tokio::sync::Semaphore::new(loki_tail::MAX_TAILS)),
             started: SystemTime::now(),
         }))
     }
@@ -141,6 +145,7 @@ pub enum Handler {
     LokiBuildinfo,
     LokiVolume,
     LokiVolumeRange,
+    LokiTail,
     /// Answered by both faces, merged.
     Labels,
     LabelValues,
@@ -198,6 +203,7 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/loki/api/v1/status/buildinfo", methods: GET, handler: Handler::LokiBuildinfo },
     Route { path: "/loki/api/v1/index/volume", methods: GET_POST, handler: Handler::LokiVolume },
     Route { path: "/loki/api/v1/index/volume_range", methods: GET_POST, handler: Handler::LokiVolumeRange },
+    Route { path: "/loki/api/v1/tail", methods: GET, handler: Handler::LokiTail },
 ];
 
 fn method_filter(methods: &[&str]) -> MethodFilter {
@@ -250,6 +256,7 @@ pub fn router(state: SharedState) -> Router {
             Handler::LokiBuildinfo => on(filter, loki::buildinfo),
             Handler::LokiVolume => on(filter, loki::volume),
             Handler::LokiVolumeRange => on(filter, loki::volume_range),
+            Handler::LokiTail => on(filter, loki_tail::tail),
             Handler::Root => on(filter, status::root),
             Handler::Healthy => on(filter, status::healthy),
             Handler::Ready => on(filter, status::ready),
