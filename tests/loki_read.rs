@@ -752,6 +752,153 @@ async fn parsers_and_label_filters() {
     janus.stop().await;
 }
 
+/// Grafana's metadata calls beside the queries: the query-size estimate (`index/stats`), label
+/// and field suggestions (`detected_labels`, `detected_fields`, field values), `format_query`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_endpoints_answer_as_loki() {
+    let janus = janus_with_lines().await;
+    let (status, _, body) = get(
+        &janus,
+        "/loki/api/v1/index/stats",
+        &[
+            ("query", r#"{namespace="shop"}"#),
+            ("start", START),
+            ("end", END),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let bytes: usize = ["web-1", "web-2"]
+        .iter()
+        .flat_map(|pod| {
+            (0..60).map(move |i| {
+                let level = if *pod == "web-1" && i % 3 == 0 {
+                    "error"
+                } else {
+                    "info"
+                };
+                format!("level={level} request {i} from {pod}").len()
+            })
+        })
+        .sum();
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"streams": 2, "chunks": 1, "bytes": bytes, "entries": 120})
+    );
+    // Filters do not narrow the estimate (Loki's rule); half the window holds half the lines.
+    let (_, _, body) = get(
+        &janus,
+        "/loki/api/v1/index/stats",
+        &[
+            ("query", r#"{namespace="shop", pod="web-1"} |= "error""#),
+            ("start", START),
+            ("end", "1704067500000000000"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["entries"],
+        30,
+        "{body}"
+    );
+
+    let (status, _, body) = get(
+        &janus,
+        "/loki/api/v1/detected_labels",
+        &[("start", START), ("end", END)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"detectedLabels": [
+            {"label": "container", "cardinality": 1},
+            {"label": "namespace", "cardinality": 1},
+            {"label": "node", "cardinality": 1},
+            {"label": "pod", "cardinality": 2},
+            {"label": "process", "cardinality": 1},
+        ]})
+    );
+    let (_, _, body) = get(
+        &janus,
+        "/loki/api/v1/detected_labels",
+        &[("query", r#"{node="n1"}"#), ("start", START), ("end", END)],
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["detectedLabels"],
+        json!([{"label": "node", "cardinality": 1}, {"label": "process", "cardinality": 1}])
+    );
+
+    let (status, _, body) = get(
+        &janus,
+        "/loki/api/v1/detected_fields",
+        &[
+            ("query", r#"{namespace="shop"}"#),
+            ("start", START),
+            ("end", END),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"fields": [{"label": "level", "type": "string", "cardinality": 2, "parsers": ["logfmt"]}], "limit": 1000})
+    );
+    let (_, _, body) = get(
+        &janus,
+        "/loki/api/v1/detected_field/level/values",
+        &[
+            ("query", r#"{namespace="shop"}"#),
+            ("start", START),
+            ("end", END),
+        ],
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"values": ["error", "info"], "limit": 1000})
+    );
+
+    let (status, _, body) = get(
+        &janus,
+        "/loki/api/v1/format_query",
+        &[(
+            "query",
+            r#"sum  by(pod)(count_over_time( {namespace = "shop"}|= "x"|logfmt [5m] ))"#,
+        )],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        data(&body),
+        json!(r#"sum by (pod) (count_over_time({namespace="shop"} |= "x" | logfmt [5m]))"#)
+    );
+    for (path, params, words) in [
+        (
+            "/loki/api/v1/format_query",
+            vec![("query", r#"{namespace="shop""#)],
+            "parse error",
+        ),
+        (
+            "/loki/api/v1/index/stats",
+            vec![("query", r#"{app="x"}"#)],
+            "must name a target",
+        ),
+        (
+            "/loki/api/v1/detected_fields",
+            vec![("query", r#"{namespace="shop"}"#), ("line_limit", "0")],
+            "line_limit",
+        ),
+    ] {
+        let (status, content_type, body) = get(&janus, path, &params).await;
+        assert_eq!(status, 400, "{path} {params:?}: {body}");
+        assert!(content_type.starts_with("text/plain"));
+        assert!(body.contains(words), "{path}: {body}");
+    }
+    janus.stop().await;
+}
+
 /// Unwrapped range aggregations: values read from the lines by `| unwrap`, grouped by Loki's
 /// `by (…)` after the call, a value that cannot be read failing the query as in Loki.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

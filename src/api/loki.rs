@@ -103,7 +103,7 @@ impl IntoResponse for LokiError {
     }
 }
 
-fn answer(result: Result<Response, LokiError>) -> Response {
+pub(super) fn answer(result: Result<Response, LokiError>) -> Response {
     Face::Log.mark(result.unwrap_or_else(IntoResponse::into_response))
 }
 
@@ -255,7 +255,7 @@ async fn numbers(
 
 /// The label sets of the window's streams that any of `selectors` selects (every stream
 /// without one), as Loki shows them (no `__name__`).
-async fn streams(
+pub(super) async fn streams(
     state: &SharedState,
     params: &Params,
     selectors: Vec<LogQuery>,
@@ -286,7 +286,7 @@ async fn query_selector(state: &SharedState, params: &Params) -> Result<Vec<LogQ
 }
 
 /// A stream selector (with or without line filters) as the labels endpoints take it.
-async fn selector(state: &SharedState, text: &str) -> Result<LogQuery, LokiError> {
+pub(super) async fn selector(state: &SharedState, text: &str) -> Result<LogQuery, LokiError> {
     match prepare(state, text).await? {
         Prepared::Lines(query) => Ok(query.map_err(crate::engine::EngineError::from)?),
         _ => Err(BadParameter(format!(

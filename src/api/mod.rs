@@ -5,6 +5,7 @@ mod envelope;
 mod lines;
 mod log_encode;
 mod loki;
+mod loki_meta;
 mod loki_params;
 pub mod loki_tail;
 mod merged;
@@ -146,6 +147,11 @@ pub enum Handler {
     LokiVolume,
     LokiVolumeRange,
     LokiTail,
+    LokiIndexStats,
+    LokiDetectedLabels,
+    LokiDetectedFields,
+    LokiDetectedFieldValues,
+    LokiFormatQuery,
     /// Answered by both faces, merged.
     Labels,
     LabelValues,
@@ -204,6 +210,11 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/loki/api/v1/index/volume", methods: GET_POST, handler: Handler::LokiVolume },
     Route { path: "/loki/api/v1/index/volume_range", methods: GET_POST, handler: Handler::LokiVolumeRange },
     Route { path: "/loki/api/v1/tail", methods: GET, handler: Handler::LokiTail },
+    Route { path: "/loki/api/v1/index/stats", methods: GET_POST, handler: Handler::LokiIndexStats },
+    Route { path: "/loki/api/v1/detected_labels", methods: GET, handler: Handler::LokiDetectedLabels },
+    Route { path: "/loki/api/v1/detected_fields", methods: GET, handler: Handler::LokiDetectedFields },
+    Route { path: "/loki/api/v1/detected_field/{name}/values", methods: GET, handler: Handler::LokiDetectedFieldValues },
+    Route { path: "/loki/api/v1/format_query", methods: GET_POST, handler: Handler::LokiFormatQuery },
 ];
 
 fn method_filter(methods: &[&str]) -> MethodFilter {
@@ -257,6 +268,11 @@ pub fn router(state: SharedState) -> Router {
             Handler::LokiVolume => on(filter, loki::volume),
             Handler::LokiVolumeRange => on(filter, loki::volume_range),
             Handler::LokiTail => on(filter, loki_tail::tail),
+            Handler::LokiIndexStats => on(filter, loki_meta::index_stats),
+            Handler::LokiDetectedLabels => on(filter, loki_meta::detected_labels),
+            Handler::LokiDetectedFields => on(filter, loki_meta::detected_fields),
+            Handler::LokiDetectedFieldValues => on(filter, loki_meta::detected_field_values),
+            Handler::LokiFormatQuery => on(filter, loki_meta::format_query),
             Handler::Root => on(filter, status::root),
             Handler::Healthy => on(filter, status::healthy),
             Handler::Ready => on(filter, status::ready),

@@ -463,6 +463,16 @@ impl Store {
         Ok(merged)
     }
 
+    /// How many hour files hold the selector's streams in `[lo, hi]` (Loki's "chunks").
+    pub fn hour_file_count(&self, query: &LogQuery, lo: i64, hi: i64) -> usize {
+        self.candidates(
+            &[query.kind],
+            |name| query.target_matches(name),
+            |file| layout::hour_overlaps(file.hour_start, lo, hi),
+        )
+        .len()
+    }
+
     /// The hour files of the targets of `kinds` that `keep_target` accepts and `keep_file`
     /// wants, with their target's name; entries skipped on the way are counted.
     fn candidates(
