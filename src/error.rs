@@ -93,9 +93,9 @@ impl From<crate::store::scan::ScanStop> for ApiError {
         match e {
             ScanStop::Deadline => ApiError::Timeout(e.to_string()),
             ScanStop::Cancelled => ApiError::Canceled(e.to_string()),
-            ScanStop::TooManyStreams(_) | ScanStop::TooManySamples(_) => {
-                ApiError::Execution(e.to_string())
-            }
+            ScanStop::TooManyStreams(_)
+            | ScanStop::TooManySamples(_)
+            | ScanStop::LabelsTooLarge(_) => ApiError::Execution(e.to_string()),
         }
     }
 }

@@ -345,3 +345,69 @@ async fn a_log_metric_over_too_many_streams_stops_early() {
     assert!(body.contains("more than 1000 streams"), "{body}");
     janus.assert_alive_and_bounded("a log metric over 200,000 streams");
 }
+
+/// LogQL pipelines on the Loki API under the memory cap: labels a template makes per line,
+/// unwrapped values per line, template bombs, field sampling and a flood of tails all stay
+/// within their bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loki_pipelines_and_tails_are_bounded() {
+    let root = temp_dir("attack-loki");
+    std::fs::create_dir_all(root.join("pod/x")).expect("mkdir");
+    let text: String = (0..100_000)
+        .map(|i| {
+            format!(
+                "2024-01-01T00:{:02}:{:02}Z[x|p-{}|c] id={i} took=5ms level=info\n",
+                (i / 60) % 60,
+                i % 60,
+                i % 7
+            )
+        })
+        .collect();
+    std::fs::write(root.join("pod/x/2024-01-01_00.log"), text).expect("write");
+    let mut janus = Guarded::start(&root, "http://127.0.0.1:1", &[]).await;
+    let window = [
+        ("start", "2024-01-01T00:00:00Z"),
+        ("end", "2024-01-01T01:00:00Z"),
+    ];
+    let big = r#"label_format big="{{ repeat 60000 \"x\" }}{{ .id }}""#;
+    let refused = [
+        (format!(r#"{{namespace="x"}} | logfmt | {big}"#), "100000", "labels of the answer's series exceed 64 MiB"),
+        (format!(r#"sum by (big) (count_over_time({{namespace="x"}} | logfmt | {big} [1h]))"#), "100", "exceed 64 MiB"),
+        (r#"sum_over_time({namespace="x"} | logfmt | label_format u="{{.id}}" | unwrap id [1h])"#.to_string(), "100", "more than 10000 streams"),
+    ];
+    for (query, limit, words) in &refused {
+        let mut params = vec![("query", query.as_str()), ("limit", limit), ("step", "60")];
+        params.extend(window);
+        let (status, body) = janus.get("/loki/api/v1/query_range", &params).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains(words), "{query}: {body}");
+    }
+    // A template that would grow past 64 KiB marks each line and keeps its text.
+    let bomb =
+        r#"{namespace="x"} | line_format "{{ repeat 60000 \"x\" | repeat 60000 | repeat 60000 }}""#;
+    let mut params = vec![("query", bomb), ("limit", "100000")];
+    params.extend(window);
+    let (status, body) = janus.get("/loki/api/v1/query_range", &params).await;
+    assert_eq!(status, 200, "{}", &body[..body.len().min(300)]);
+    assert!(body.contains("TemplateFormatErr"));
+    let mut params = vec![("query", r#"{namespace="x"}"#), ("line_limit", "100000")];
+    params.extend(window);
+    let (status, body) = janus.get("/loki/api/v1/detected_fields", &params).await;
+    assert_eq!(status, 200, "{body}");
+    // A flood of tails: 32 open, the rest refused before the upgrade.
+    let url = format!(
+        "{}/loki/api/v1/tail?query=%7Bnamespace%3D%22x%22%7D",
+        janus.url.replacen("http://", "ws://", 1)
+    );
+    let mut open = Vec::new();
+    let mut refused_tails = 0;
+    for _ in 0..40 {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((socket, _)) => open.push(socket),
+            Err(_) => refused_tails += 1,
+        }
+    }
+    assert_eq!((open.len(), refused_tails), (32, 8));
+    drop(open);
+    janus.assert_alive_and_bounded("Loki pipelines and tails");
+}

@@ -90,9 +90,12 @@ pub async fn answer(
 /// what it holds (positions, open files, a chunk each); waits for room until the deadline.
 pub(super) async fn stream(
     state: &SharedState,
-    answer: log_encode::LogAnswer,
+    mut answer: log_encode::LogAnswer,
     deadline: Deadline,
 ) -> Result<Response, ApiError> {
+    let answer = tokio::task::spawn_blocking(move || answer.prepare().map(|()| answer))
+        .await
+        .map_err(|e| ApiError::Internal(format!("grouping the answer failed: {e}")))??;
     let weight =
         u32::try_from((answer.held_bytes() + 2 * ANSWER_CHUNK).div_ceil(1024)).unwrap_or(u32::MAX);
     let held = tokio::time::timeout_at(

@@ -35,6 +35,9 @@ fn text(b: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(b)
 }
 
+/// Loki's streams of an answer: each label set with its lines' positions.
+type Streams = Vec<(BTreeMap<String, String>, Vec<u32>)>;
+
 /// The order lines are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -51,7 +54,7 @@ enum Stage {
     },
     /// `streams`: groups sorted by labels, each with its lines in answer order.
     Groups {
-        groups: Vec<(BTreeMap<String, String>, Vec<u32>)>,
+        groups: Streams,
         group: usize,
         next: usize,
     },
@@ -74,6 +77,8 @@ pub struct LogAnswer {
     data_fields: Vec<(&'static str, String)>,
     /// The query's parsers and label filters: a stream's labels include what they extract.
     pipeline: crate::logql::pipeline::Pipeline,
+    /// Streams grouped ahead by [`LogAnswer::prepare`].
+    grouped: Option<Streams>,
 }
 
 impl LogAnswer {
@@ -95,6 +100,7 @@ impl LogAnswer {
             buf: Vec::new(),
             data_fields: Vec::new(),
             pipeline: crate::logql::pipeline::Pipeline::default(),
+            grouped: None,
         }
     }
 
@@ -143,7 +149,12 @@ impl LogAnswer {
                     self.stage = match self.format {
                         LogAnswerFormat::Lethe => Stage::Lines { next: 0 },
                         LogAnswerFormat::Streams => Stage::Groups {
-                            groups: self.group_by_labels(),
+                            groups: match self.grouped.take() {
+                                Some(groups) => groups,
+                                None => self.group_by_labels().map_err(|e| {
+                                    serde_json::Error::io(std::io::Error::other(e.to_string()))
+                                })?,
+                            },
                             group: 0,
                             next: 0,
                         },
@@ -237,10 +248,21 @@ impl LogAnswer {
         self.pipeline.run(&pairs, line.message, line.ts)?.line
     }
 
+    /// Groups the lines into Loki's streams before anything is sent, so that an answer whose
+    /// stream labels are too large is refused with a status rather than cut off. Blocking.
+    pub fn prepare(&mut self) -> Result<(), crate::store::scan::ScanStop> {
+        if self.format == LogAnswerFormat::Streams && self.grouped.is_none() {
+            self.grouped = Some(self.group_by_labels()?);
+        }
+        Ok(())
+    }
+
     /// Loki's shape: one stream per label set (sorted by labels), values in the answer's order.
-    /// Reads every line once for its labels; only the positions are kept per group.
-    fn group_by_labels(&mut self) -> Vec<(BTreeMap<String, String>, Vec<u32>)> {
+    /// Reads every line once for its labels; only the positions are kept per group, and the
+    /// distinct label sets at most [`crate::store::MAX_LABEL_BYTES`].
+    fn group_by_labels(&mut self) -> Result<Streams, crate::store::scan::ScanStop> {
         let mut groups: BTreeMap<BTreeMap<String, String>, Vec<u32>> = BTreeMap::new();
+        let mut label_bytes = 0usize;
         let mut buf = std::mem::take(&mut self.buf);
         for p in 0..self.found.lines.len() {
             let i = self.index(p);
@@ -266,11 +288,23 @@ impl LogAnswer {
                 if let Some(outcome) = outcome {
                     labels.extend(outcome.labels);
                 }
-                groups.entry(labels).or_default().push(i as u32);
+                match groups.get_mut(&labels) {
+                    Some(members) => members.push(i as u32),
+                    None => {
+                        label_bytes += labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                        if label_bytes > crate::store::MAX_LABEL_BYTES {
+                            self.buf = buf;
+                            return Err(crate::store::scan::ScanStop::LabelsTooLarge(
+                                crate::store::MAX_LABEL_BYTES,
+                            ));
+                        }
+                        groups.insert(labels, vec![i as u32]);
+                    }
+                }
             }
         }
         self.buf = buf;
-        groups.into_iter().collect()
+        Ok(groups.into_iter().collect())
     }
 }
 

@@ -214,6 +214,7 @@ async fn next_message(
             warnings,
         )
         .with_pipeline(pipeline);
+        answer.prepare().map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         while answer
             .fill(&mut out, usize::MAX)

@@ -67,6 +67,11 @@ pub struct Search<'a> {
 /// bucket: lines and message bytes.
 pub type StreamBuckets = BTreeMap<BTreeMap<String, String>, Vec<(u64, u64)>>;
 
+/// The most bytes the label sets of one log metric's series, or of one log answer's streams,
+/// may hold: a template can make a 64 KiB label per line, so the count of series alone does not
+/// bound their memory.
+pub const MAX_LABEL_BYTES: usize = 64 << 20;
+
 /// Per series (its labels), the values `| unwrap` read, oldest first.
 pub type SeriesSamples = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
 
@@ -305,13 +310,14 @@ impl Store {
         // Each new stream costs a bucket array: past the limit the scan stops (the caller
         // answers 422), so memory stays bounded by streams × buckets.
         let too_many = AtomicBool::new(false);
+        let too_big = AtomicBool::new(false);
         let states = scan::for_each_match(
             &files,
             &request,
             &self.workers,
             &too_many,
-            || (Counts::default(), Vec::<u8>::new()),
-            |(counts, key), _file, line, extracted| {
+            || (Counts::default(), Vec::<u8>::new(), 0usize),
+            |(counts, key, key_bytes), _file, line, extracted| {
                 let j = bounds.partition_point(|&b| b < line.ts);
                 if j == 0 || j >= bounds.len() {
                     return;
@@ -329,6 +335,13 @@ impl Store {
                             too_many.store(true, std::sync::atomic::Ordering::Relaxed);
                             return;
                         }
+                        // Labels made by templates can be large: their bytes are bounded too.
+                        *key_bytes += key.len();
+                        if *key_bytes > MAX_LABEL_BYTES {
+                            too_big.store(true, std::sync::atomic::Ordering::Relaxed);
+                            too_many.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return;
+                        }
                         counts
                             .entry(key.clone())
                             .or_insert_with(|| vec![(0, 0); bounds.len()])
@@ -340,12 +353,15 @@ impl Store {
                 slot[j].1 += message.len() as u64;
             },
         );
+        if too_big.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ScanStop::LabelsTooLarge(MAX_LABEL_BYTES));
+        }
         if too_many.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(ScanStop::TooManyStreams(max_streams));
         }
         let states = states?;
         let mut merged = StreamBuckets::new();
-        for (counts, _) in states {
+        for (counts, _, _) in states {
             for (key, buckets) in counts {
                 let labels = if grouping.is_none() && query.pipeline.is_empty() {
                     key_labels(query.kind, &key)
@@ -408,6 +424,7 @@ impl Store {
         type Values = rustc_hash::FxHashMap<Vec<u8>, Vec<(i64, f64)>>;
         let halt = AtomicBool::new(false);
         let held = AtomicUsize::new(0);
+        let key_bytes = AtomicUsize::new(0);
         let states = scan::for_each_match(
             &files,
             &request,
@@ -435,13 +452,19 @@ impl Store {
                     Some(series) => series.push(sample),
                     None if full => halt.store(true, Ordering::Relaxed),
                     None => {
+                        if key_bytes.fetch_add(key.len(), Ordering::Relaxed) > MAX_LABEL_BYTES {
+                            halt.store(true, Ordering::Relaxed);
+                            return;
+                        }
                         values.insert(key.clone(), vec![sample]);
                     }
                 }
             },
         )?;
         if halt.load(Ordering::Relaxed) {
-            return Err(if held.load(Ordering::Relaxed) > max_samples {
+            return Err(if key_bytes.load(Ordering::Relaxed) > MAX_LABEL_BYTES {
+                ScanStop::LabelsTooLarge(MAX_LABEL_BYTES)
+            } else if held.load(Ordering::Relaxed) > max_samples {
                 ScanStop::TooManySamples(max_samples)
             } else {
                 ScanStop::TooManyStreams(max_series)

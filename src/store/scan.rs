@@ -113,6 +113,9 @@ pub enum ScanStop {
     /// Unwrapped values of a log metric past the samples a query may hold.
     #[error("query processing would load too many samples into memory in query execution: more than {0} unwrapped values (--query.max-samples)")]
     TooManySamples(usize),
+    /// The label sets of the answer's series or streams past the bytes they may hold.
+    #[error("query processing would load too many samples into memory in query execution: the labels of the answer's series exceed {} MiB (drop or keep fewer extracted labels)", .0 >> 20)]
+    LabelsTooLarge(usize),
 }
 
 /// What a scan found, and what it cost.
