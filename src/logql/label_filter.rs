@@ -74,7 +74,20 @@ impl LabelFilter {
     /// `__error__` set, as Loki does (so that `| __error__=""` can drop such lines).
     pub(super) fn keeps(&self, stream: &[(&str, &str)], out: &mut Outcome) -> bool {
         match self {
-            LabelFilter::Text(m) => m.is_match(out.value(&m.name, stream)),
+            LabelFilter::Text(m) => {
+                let value = out.value(&m.name, stream);
+                match &m.op {
+                    // Lengths first: an empty `String` compared through memcmp costs a
+                    // fault-suppressed vector load of its dangling pointer.
+                    MatchOp::Equal => {
+                        value.len() == m.value.len() && (value.is_empty() || value == m.value)
+                    }
+                    MatchOp::NotEqual => {
+                        !(value.len() == m.value.len() && (value.is_empty() || value == m.value))
+                    }
+                    _ => m.is_match(value),
+                }
+            }
             LabelFilter::Number {
                 name,
                 compare,

@@ -11,7 +11,92 @@ use std::collections::BTreeSet;
 use super::pipeline::{Outcome, JSON_ERROR, LOGFMT_ERROR};
 
 /// What the parsers may skip: `None` extracts everything.
-pub type Wanted<'w> = Option<&'w BTreeSet<String>>;
+pub type Wanted<'w> = Option<&'w WantedSet>;
+
+/// The extracted labels a query reads (filters, a grouping, an unwrap), shaped so that a parser
+/// turns an unwanted key away in a few instructions: most keys of a line are not wanted.
+#[derive(Debug, Clone)]
+pub struct WantedSet {
+    names: BTreeSet<String>,
+    /// The same names as bytes, for keys read straight from the line.
+    raw: Vec<Box<[u8]>>,
+    /// The first bytes wanted names start with.
+    first: [bool; 256],
+    /// Whether a wanted name is a renamed key (`pod_extracted`), which a key's own spelling
+    /// does not show.
+    renamed: bool,
+    /// How many wanted labels a parser can extract (all but `__error__`): once a line gave
+    /// them all, the rest of it need not be read (Loki stops there too).
+    needed: usize,
+}
+
+impl WantedSet {
+    pub fn new(names: BTreeSet<String>) -> Self {
+        let mut first = [false; 256];
+        for n in &names {
+            if let Some(&b) = n.as_bytes().first() {
+                first[b as usize] = true;
+            }
+        }
+        let renamed = names.iter().any(|n| n.ends_with("_extracted"));
+        let raw = names.iter().map(|n| n.as_bytes().into()).collect();
+        let needed = names.iter().filter(|n| *n != "__error__").count();
+        WantedSet {
+            names,
+            raw,
+            first,
+            renamed,
+            needed,
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        // A handful of names: comparing bytes beats searching the tree.
+        if self.raw.len() <= 8 {
+            return self.raw.iter().any(|n| **n == *name.as_bytes());
+        }
+        self.names.contains(name)
+    }
+
+    /// Whether the line's wanted labels have all been extracted.
+    fn all_found(&self, out: &Outcome) -> bool {
+        self.needed > 0 && out.found >= self.needed
+    }
+
+    /// Whether a label under the object `name` can be wanted.
+    fn below(&self, name: &str) -> bool {
+        name.as_bytes()
+            .first()
+            .is_none_or(|&b| self.first[b as usize])
+            && self.names.iter().any(|n| n.starts_with(name))
+    }
+
+    /// As [`WantedSet::may_want`], on a key's bytes as the line has them (no escapes).
+    fn may_want_raw(&self, key: &[u8]) -> bool {
+        let first = match key.first() {
+            Some(&b) if b.is_ascii_alphabetic() || b == b'_' => b,
+            _ => b'_',
+        };
+        if !self.first[first as usize] {
+            return false;
+        }
+        let clean = key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        !clean || self.renamed || self.raw.iter().any(|n| **n == *key)
+    }
+
+    /// Whether `key`'s label can be wanted, told from the key's spelling alone.
+    fn may_want(&self, key: &str) -> bool {
+        let first = match key.as_bytes().first() {
+            Some(&b) if b.is_ascii_alphabetic() || b == b'_' => b,
+            _ => b'_',
+        };
+        if !self.first[first as usize] {
+            return false;
+        }
+        let clean = key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        !clean || self.renamed || self.contains(key)
+    }
+}
 
 /// One step of a `| json name="a.b[0]"` path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,16 +185,9 @@ pub fn add(
     key: &str,
     value: impl FnOnce() -> String,
 ) {
-    // Most keys of a line are not wanted: turn them away by the first character their label
-    // name would have (the key's own letter or `_`, else `_`), before any name is made.
-    if let Some(w) = wanted {
-        let first = match key.as_bytes().first() {
-            Some(&b) if b.is_ascii_alphabetic() || b == b'_' => b,
-            _ => b'_',
-        };
-        if !w.iter().any(|n| n.as_bytes().first() == Some(&first)) {
-            return;
-        }
+    // Most keys of a line are not wanted: turn them away before any name is made.
+    if wanted.is_some_and(|w| !w.may_want(key)) {
+        return;
     }
     let name = label_name(stream, key);
     if name.is_empty() || wanted.is_some_and(|w| !w.contains(name.as_ref())) {
@@ -117,15 +195,34 @@ pub fn add(
     }
     if !out.labels.contains_key(name.as_ref()) {
         out.labels.insert(name.into_owned(), value());
+        if wanted.is_some() {
+            out.found += 1;
+        }
     }
 }
 
 /// `| json`: every field of a JSON object line, nested objects flattened with `_`; arrays are
-/// left out, as Loki leaves them. Members are visited as they are read, their values kept raw
-/// and decoded only for the labels wanted; an object is entered only when a wanted label can
-/// come from it.
+/// left out, as Loki leaves them. The line is skimmed once on bytes: a member's value is
+/// decoded only when its label is wanted, an object is entered only when a wanted label can
+/// come from it, and everything else is stepped over (strings, brackets) without being read
+/// into values — so `| json | status >= 500` reads one field of each line, not all of them.
+/// Like Loki's parser it checks the line's structure, not every scalar's spelling.
 pub fn json(message: &[u8], stream: &[(&str, &str)], wanted: Wanted<'_>, out: &mut Outcome) {
-    if walk_object("", message, stream, wanted, out).is_err() {
+    let mut r = Skim {
+        b: message,
+        i: 0,
+        done: false,
+    };
+    r.ws();
+    let whole = walk(&mut r, "", 0, stream, wanted, out).and_then(|()| {
+        r.ws();
+        if r.i == r.b.len() {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    if whole.is_err() && !r.done {
         out.set_error(JSON_ERROR);
     }
 }
@@ -139,37 +236,221 @@ fn json_value(raw: &str) -> String {
     }
 }
 
-/// Visits the members of the JSON object `object`, adding what they hold under `prefix`.
-fn walk_object(
+/// The deepest object `| json` enters (serde_json's own recursion limit).
+const MAX_JSON_DEPTH: usize = 128;
+
+/// A cursor over a JSON line.
+struct Skim<'a> {
+    b: &'a [u8],
+    i: usize,
+    /// Every wanted label was found: the walk stopped early, and that is no error.
+    done: bool,
+}
+
+impl<'a> Skim<'a> {
+    fn ws(&mut self) {
+        while self
+            .b
+            .get(self.i)
+            .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn take(&mut self, c: u8) -> Result<(), ()> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    /// A string at the cursor, quotes included, and whether it holds an escape.
+    fn string(&mut self) -> Result<(&'a [u8], bool), ()> {
+        let start = self.i;
+        self.take(b'"')?;
+        let mut escaped = false;
+        loop {
+            let rest = self.b.get(self.i..).ok_or(())?;
+            // Keys and most values are short: a plain loop finds their end before a vector
+            // search would have set up; longer strings go to memchr.
+            let at = match rest.iter().take(32).position(|&c| c == b'"' || c == b'\\') {
+                Some(at) => at,
+                None => 32 + memchr::memchr2(b'"', b'\\', rest.get(32..).ok_or(())?).ok_or(())?,
+            };
+            self.i += at;
+            if self.b[self.i] == b'"' {
+                self.i += 1;
+                return Ok((&self.b[start..self.i], escaped));
+            }
+            escaped = true;
+            self.i += 2;
+        }
+    }
+
+    /// A number, `true`, `false` or `null` at the cursor.
+    fn scalar(&mut self) -> Result<&'a [u8], ()> {
+        let start = self.i;
+        while self
+            .peek()
+            .is_some_and(|c| !matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            self.i += 1;
+        }
+        let raw = &self.b[start..self.i];
+        match raw.first() {
+            Some(b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => Ok(raw),
+            _ => Err(()),
+        }
+    }
+
+    /// Steps over the value at the cursor.
+    fn skip_value(&mut self) -> Result<(), ()> {
+        match self.peek() {
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek().ok_or(())? {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Ok(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => self.scalar().map(|_| ()),
+        }
+    }
+}
+
+/// A string's text: its escapes decoded (serde_json's rules) when it has any.
+fn decoded(quoted: &[u8], escaped: bool) -> String {
+    let inner = &quoted[1..quoted.len() - 1];
+    if escaped {
+        serde_json::from_slice::<String>(quoted)
+            .unwrap_or_else(|_| String::from_utf8_lossy(inner).into_owned())
+    } else {
+        String::from_utf8_lossy(inner).into_owned()
+    }
+}
+
+/// Reads the object at the cursor, adding the labels its members make under `prefix`.
+fn walk(
+    r: &mut Skim<'_>,
     prefix: &str,
-    object: &[u8],
+    depth: usize,
     stream: &[(&str, &str)],
     wanted: Wanted<'_>,
     out: &mut Outcome,
-) -> serde_json::Result<()> {
-    let mut failed = None;
-    each_member(object, |key, raw| {
-        let key: Cow<'_, str> = if prefix.is_empty() {
-            Cow::Borrowed(key)
+) -> Result<(), ()> {
+    r.take(b'{')?;
+    r.ws();
+    if r.take(b'}').is_ok() {
+        return Ok(());
+    }
+    loop {
+        r.ws();
+        let (quoted, escaped) = r.string()?;
+        r.ws();
+        r.take(b':')?;
+        r.ws();
+        // Most members of a line are not wanted: step over them before the key is even text.
+        let unwanted = prefix.is_empty()
+            && !escaped
+            && r.peek() != Some(b'{')
+            && wanted.is_some_and(|w| !w.may_want_raw(&quoted[1..quoted.len() - 1]));
+        if unwanted {
+            r.skip_value()?;
         } else {
-            Cow::Owned(format!("{prefix}_{key}"))
-        };
-        match raw.as_bytes().first() {
-            Some(b'{') => {
-                let name = label_name(stream, &key);
-                let wanted_below =
-                    wanted.is_none_or(|w| w.iter().any(|n| n.starts_with(name.as_ref())));
-                if wanted_below {
-                    if let Err(e) = walk_object(&key, raw.as_bytes(), stream, wanted, out) {
-                        failed = Some(e);
-                    }
-                }
+            member(r, prefix, (quoted, escaped), depth, stream, wanted, out)?;
+            if wanted.is_some_and(|w| w.all_found(out)) {
+                r.done = true;
+                return Err(());
             }
-            Some(b'[') => {}
-            _ => add(out, stream, wanted, &key, || json_value(raw)),
         }
-    })?;
-    failed.map_or(Ok(()), Err)
+        r.ws();
+        match r.peek() {
+            Some(b',') => r.i += 1,
+            Some(b'}') => {
+                r.i += 1;
+                return Ok(());
+            }
+            _ => return Err(()),
+        }
+    }
+}
+
+/// One member's value at the cursor, under the key `quoted` (with its quotes).
+fn member(
+    r: &mut Skim<'_>,
+    prefix: &str,
+    (quoted, escaped): (&[u8], bool),
+    depth: usize,
+    stream: &[(&str, &str)],
+    wanted: Wanted<'_>,
+    out: &mut Outcome,
+) -> Result<(), ()> {
+    let inner = &quoted[1..quoted.len() - 1];
+    let key: Cow<'_, str> = if escaped {
+        Cow::Owned(decoded(quoted, true))
+    } else {
+        match std::str::from_utf8(inner) {
+            Ok(k) => Cow::Borrowed(k),
+            Err(_) => String::from_utf8_lossy(inner),
+        }
+    };
+    let key: Cow<'_, str> = if prefix.is_empty() {
+        key
+    } else {
+        Cow::Owned(format!("{prefix}_{key}"))
+    };
+    match r.peek() {
+        Some(b'{') => {
+            let below = wanted.is_none_or(|w| w.below(&label_name(stream, &key)));
+            if below && depth < MAX_JSON_DEPTH {
+                walk(r, &key, depth + 1, stream, wanted, out)
+            } else if below {
+                Err(())
+            } else {
+                r.skip_value()
+            }
+        }
+        Some(b'[') => r.skip_value(),
+        Some(b'"') => {
+            let (value, escaped) = r.string()?;
+            add(out, stream, wanted, &key, || decoded(value, escaped));
+            Ok(())
+        }
+        Some(_) => {
+            let raw = r.scalar()?;
+            add(out, stream, wanted, &key, || {
+                if raw == b"null" {
+                    String::new()
+                } else {
+                    String::from_utf8_lossy(raw).into_owned()
+                }
+            });
+            Ok(())
+        }
+        None => Err(()),
+    }
 }
 
 /// Calls `member` with each key and raw value of a JSON object, in order; an error when the
@@ -345,8 +626,18 @@ pub fn logfmt(
         while i < n && message[i] != b'=' && !message[i].is_ascii_whitespace() {
             i += 1;
         }
-        let key = String::from_utf8_lossy(&message[key_start..i]);
-        if key.is_empty() {
+        let raw_key = &message[key_start..i];
+        // A key nothing reads is stepped over before it is even text.
+        let skip = options.fields.is_none() && wanted.is_some_and(|w| !w.may_want_raw(raw_key));
+        let key = if skip {
+            Cow::Borrowed("")
+        } else {
+            match std::str::from_utf8(raw_key) {
+                Ok(k) => Cow::Borrowed(k),
+                Err(_) => String::from_utf8_lossy(raw_key),
+            }
+        };
+        if raw_key.is_empty() {
             // A stray `=`: malformed.
             if options.strict {
                 out.set_error(LOGFMT_ERROR);
@@ -358,7 +649,7 @@ pub fn logfmt(
             continue;
         }
         if i >= n || message[i] != b'=' {
-            if options.keep_empty {
+            if options.keep_empty && !skip {
                 put(out, &key, &String::new);
             }
             continue;
@@ -381,20 +672,30 @@ pub fn logfmt(
             }
             let raw = &message[value_start..i];
             i += 1; // closing quote
-            put(out, &key, &|| {
-                if escaped {
-                    unescape(raw)
-                } else {
-                    String::from_utf8_lossy(raw).into_owned()
+            if !skip {
+                put(out, &key, &|| {
+                    if escaped {
+                        unescape(raw)
+                    } else {
+                        String::from_utf8_lossy(raw).into_owned()
+                    }
+                });
+                if wanted.is_some_and(|w| w.all_found(out)) {
+                    return;
                 }
-            });
+            }
         } else {
             let value_start = i;
             while i < n && !message[i].is_ascii_whitespace() {
                 i += 1;
             }
             let raw = &message[value_start..i];
-            put(out, &key, &|| String::from_utf8_lossy(raw).into_owned());
+            if !skip {
+                put(out, &key, &|| String::from_utf8_lossy(raw).into_owned());
+                if wanted.is_some_and(|w| w.all_found(out)) {
+                    return;
+                }
+            }
         }
     }
 }

@@ -96,6 +96,8 @@ pub struct Outcome {
     pub line: Option<Vec<u8>>,
     /// The value `| unwrap` read.
     pub sample: Option<f64>,
+    /// How many wanted labels the parsers extracted (they stop once they have them all).
+    pub(super) found: usize,
 }
 
 impl Outcome {
@@ -177,7 +179,7 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     /// The extracted labels anything downstream reads (label filters, a `sum by`): parsers
     /// extract only these. `None`: every label (a stream's labels are all shown).
-    pub wanted: Option<std::collections::BTreeSet<String>>,
+    pub wanted: Option<Box<parsers::WantedSet>>,
 }
 
 impl Pipeline {
@@ -196,7 +198,7 @@ impl Pipeline {
     /// what the stages made of it.
     pub fn run(&self, stream: &[(&str, &str)], message: &[u8], ts: i64) -> Option<Outcome> {
         let mut out = Outcome::default();
-        let wanted = self.wanted.as_ref();
+        let wanted = self.wanted.as_deref();
         for stage in &self.stages {
             // The line as the previous stages left it (moved out while a stage reads it).
             let line = out.line.take();
@@ -331,7 +333,7 @@ impl Pipeline {
                 _ => {}
             }
         }
-        self.wanted = Some(wanted);
+        self.wanted = Some(Box::new(parsers::WantedSet::new(wanted)));
     }
 
     /// A literal every line the pipeline keeps contains (see [`LabelFilter::required_literal`]),
@@ -490,6 +492,72 @@ mod tests {
                 ("status", "502"),
                 ("took", ""),
             ])
+        );
+    }
+
+    /// The byte skimmer agrees with a reference flattening made by serde_json on tricky lines,
+    /// and refuses what is not one JSON object.
+    #[test]
+    fn json_skimmer_agrees_with_serde_json() {
+        fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Extracted) {
+            if let serde_json::Value::Object(m) = v {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}_{k}")
+                    };
+                    let name = parsers::label_name(STREAM, &key).into_owned();
+                    match v {
+                        serde_json::Value::Object(_) => flatten(&key, v, out),
+                        serde_json::Value::Array(_) => {}
+                        serde_json::Value::String(s) => {
+                            out.entry(name).or_insert_with(|| s.clone());
+                        }
+                        serde_json::Value::Null => {
+                            out.entry(name).or_default();
+                        }
+                        other => {
+                            out.entry(name).or_insert_with(|| other.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        for line in [
+            r#"{"a":"x\"}","b":{"c":[1,{"d":"]"}],"e":{"f":-15.25}},"g":true,"h":null}"#,
+            r#"  {"k\u00e9y" : "v\n" , "n" : {"" : 1}}  "#,
+            r#"{"arr":[[[]]],"s":"{[\"]}","t":false}"#,
+            r#"{}"#,
+        ] {
+            let mut want = Extracted::new();
+            flatten("", &serde_json::from_str(line).unwrap(), &mut want);
+            assert_eq!(extracted(vec![Stage::Json(None)], line), want, "{line}");
+        }
+        for bad in [
+            r#"{"a":1"#,
+            r#"{"a":1}x"#,
+            r#"{"a" 1}"#,
+            r#"["a"]"#,
+            r#"{"a":"x}"#,
+            r#"{"a":}"#,
+            "",
+        ] {
+            assert_eq!(
+                extracted(vec![Stage::Json(None)], bad)
+                    .get("__error__")
+                    .map(String::as_str),
+                Some(JSON_ERROR),
+                "{bad}"
+            );
+        }
+        // Objects nest at most 128 deep where a label may come from them.
+        let deep = format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200));
+        assert_eq!(
+            extracted(vec![Stage::Json(None)], &deep)
+                .get("__error__")
+                .map(String::as_str),
+            Some(JSON_ERROR)
         );
     }
 

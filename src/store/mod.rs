@@ -75,10 +75,16 @@ pub const MAX_LABEL_BYTES: usize = 64 << 20;
 /// Per series (its labels), the values `| unwrap` read, oldest first.
 pub type SeriesSamples = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
 
+/// The first byte of every series key. A key is never empty: comparing two empty vectors
+/// (whose pointers dangle) costs a masked vector load that the CPU must fault-suppress, which
+/// made hash-map probes of `sum(count_over_time(…))` (one empty key) 40 % of the scan.
+const KEY_START: u8 = b'k';
+
 /// A stream's key while counting (no parser, no grouping): its fields joined by `|` (a field
 /// never holds one).
 fn stream_key(key: &mut Vec<u8>, line: &line::Line<'_>) {
     key.clear();
+    key.push(KEY_START);
     for (n, field) in line.fields[..line.field_count].iter().enumerate() {
         if n > 0 {
             key.push(b'|');
@@ -97,6 +103,7 @@ fn labels_key(
     grouping: Option<&crate::logql::pipeline::Grouping>,
 ) {
     key.clear();
+    key.push(KEY_START);
     let mut put = |name: &str, value: &[u8]| {
         if grouping.is_none_or(|g| g.keeps(name)) {
             for part in [name.as_bytes(), value] {
@@ -117,7 +124,8 @@ fn labels_key(
 
 /// The labels of a key made by [`labels_key`] (a sorted map: extracted labels may come after
 /// the fields in any order).
-fn pairs_labels(mut key: &[u8]) -> BTreeMap<String, String> {
+fn pairs_labels(key: &[u8]) -> BTreeMap<String, String> {
+    let mut key = key.get(1..).unwrap_or_default();
     let mut labels = BTreeMap::new();
     let take = |rest: &mut &[u8]| -> Option<String> {
         let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
@@ -136,7 +144,7 @@ fn pairs_labels(mut key: &[u8]) -> BTreeMap<String, String> {
 fn key_labels(kind: LogKind, key: &[u8]) -> BTreeMap<String, String> {
     kind.labels()
         .iter()
-        .zip(key.split(|&b| b == b'|'))
+        .zip(key.get(1..).unwrap_or_default().split(|&b| b == b'|'))
         .map(|(name, v)| (name.to_string(), String::from_utf8_lossy(v).into_owned()))
         .collect()
 }
