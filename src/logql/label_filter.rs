@@ -215,3 +215,186 @@ pub fn read_bytes(text: &str) -> Option<f64> {
     };
     Some(number * scale)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(name: &str, compare: Compare, value: f64, unit: Unit) -> LabelFilter {
+        LabelFilter::Number {
+            name: name.into(),
+            compare,
+            value,
+            unit,
+        }
+    }
+
+    fn text(op: MatchOp, name: &str, value: &str) -> LabelFilter {
+        LabelFilter::Text(Matcher::new(op, name, value))
+    }
+
+    fn and(a: LabelFilter, b: LabelFilter) -> LabelFilter {
+        LabelFilter::And(Box::new(a), Box::new(b))
+    }
+
+    fn or(a: LabelFilter, b: LabelFilter) -> LabelFilter {
+        LabelFilter::Or(Box::new(a), Box::new(b))
+    }
+
+    /// Whether `f` keeps a line with `labels`, and the `__error__` it set.
+    fn run(f: &LabelFilter, labels: &[(&str, &str)]) -> (bool, Option<String>) {
+        let mut out = Outcome::default();
+        let kept = f.keeps(labels, &mut out);
+        (kept, out.labels.get("__error__").cloned())
+    }
+
+    /// Loki's label filter cases (pkg/logql/log/label_filter_test.go): same labels, same
+    /// verdict, same `__error__`.
+    #[test]
+    fn filters_as_loki() {
+        let dur = |s: f64| s;
+        let eq = Compare::Eq;
+        for (f, labels, want) in [
+            (
+                and(
+                    num("foo", eq, 5.0, Unit::Number),
+                    num("bar", eq, dur(1.0), Unit::Duration),
+                ),
+                vec![("foo", "5"), ("bar", "1s")],
+                true,
+            ),
+            (
+                and(
+                    num("foo", eq, 5.0, Unit::Number),
+                    num("bar", eq, 42000.0, Unit::Bytes),
+                ),
+                vec![("foo", "5"), ("bar", "42kB")],
+                true,
+            ),
+            (
+                and(
+                    num("foo", eq, 5.0, Unit::Number),
+                    num("bar", eq, 1.0, Unit::Duration),
+                ),
+                vec![("foo", "6"), ("bar", "1s")],
+                false,
+            ),
+            (
+                and(
+                    num("foo", eq, 5.0, Unit::Number),
+                    num("bar", eq, 1.0, Unit::Duration),
+                ),
+                vec![("foo", "5"), ("bar", "2s")],
+                false,
+            ),
+            (
+                and(
+                    text(MatchOp::Equal, "foo", "5"),
+                    num("bar", eq, 1.0, Unit::Duration),
+                ),
+                vec![("foo", "5"), ("bar", "1s")],
+                true,
+            ),
+            (
+                and(
+                    text(MatchOp::Equal, "foo", "5"),
+                    num("bar", eq, 1.0, Unit::Duration),
+                ),
+                vec![("foo", "6"), ("bar", "1s")],
+                false,
+            ),
+        ] {
+            assert_eq!(run(&f, &labels), (want, None), "{f:?} {labels:?}");
+        }
+        let slow_or_failed = |limit: f64| {
+            and(
+                or(
+                    num("duration", Compare::Gt, limit, Unit::Duration),
+                    num("status", Compare::Ne, 200.0, Unit::Number),
+                ),
+                text(MatchOp::NotEqual, "method", "POST"),
+            )
+        };
+        for (f, labels, want) in [
+            (
+                slow_or_failed(1.0),
+                [("duration", "2s"), ("status", "200"), ("method", "GET")],
+                true,
+            ),
+            (
+                slow_or_failed(1.0),
+                [("duration", "2s"), ("status", "200"), ("method", "POST")],
+                false,
+            ),
+            (
+                slow_or_failed(1.0),
+                [("duration", "2s"), ("status", "500"), ("method", "POST")],
+                false,
+            ),
+            (
+                slow_or_failed(3.0),
+                [("duration", "2s"), ("status", "200"), ("method", "POST")],
+                false,
+            ),
+        ] {
+            assert_eq!(run(&f, &labels).0, want, "{labels:?}");
+        }
+        // A value that is no duration, size or number keeps the line, marked.
+        for (f, labels) in [
+            (
+                num("duration", Compare::Gt, 3.0, Unit::Duration),
+                [("duration", "2weeeeee")],
+            ),
+            (
+                num("bytes", Compare::Gt, 100.0, Unit::Bytes),
+                [("bytes", "2qb")],
+            ),
+            (
+                num("number", Compare::Gt, 100.0, Unit::Number),
+                [("number", "not_a_number")],
+            ),
+        ] {
+            assert_eq!(run(&f, &labels), (true, Some(LABEL_FILTER_ERROR.into())));
+        }
+        // Sizes as humanize reads them.
+        for (bytes, label) in [
+            (42.0, "42B"),
+            (42e3, "42kB"),
+            (42e6, "42MB"),
+            (42e9, "42GB"),
+            (42e12, "42TB"),
+            (42e15, "42PB"),
+            (42.0 * 1024.0, "42KiB"),
+            (42.0 * 1024f64.powi(2), "42MiB"),
+            (42.0 * 1024f64.powi(3), "42GiB"),
+            (42.0 * 1024f64.powi(4), "42TiB"),
+            (42.0 * 1024f64.powi(5), "42PiB"),
+        ] {
+            assert!(
+                run(&num("bar", eq, bytes, Unit::Bytes), &[("bar", label)]).0,
+                "{label}"
+            );
+        }
+        // A label the line lacks reads as empty (Loki's issue 6713).
+        let msg = [("msg", "hello")];
+        assert!(run(&text(MatchOp::NotEqual, "subqueries", "0"), &msg).0);
+        assert!(run(&text(MatchOp::Equal, "subqueries", ""), &msg).0);
+        let re = |op: fn(regex::Regex) -> MatchOp, v: &str| {
+            LabelFilter::Text(Matcher::new(
+                op(regex::Regex::new(&format!("^(?:{v})$")).unwrap()),
+                "subqueries",
+                v,
+            ))
+        };
+        assert!(run(&re(MatchOp::NotRe, "0"), &msg).0);
+        assert!(run(&re(MatchOp::Re, ""), &msg).0);
+        assert!(!run(&re(MatchOp::Re, ".+"), &msg).0);
+        assert!(
+            run(
+                &re(MatchOp::NotRe, ".+"),
+                &[("msg", "hello"), ("subqueries", "")]
+            )
+            .0
+        );
+    }
+}
