@@ -19,9 +19,15 @@ pub struct Line<'a> {
 
 /// Parses a whole line (without its `\n`). `None` for anything that is not a log line.
 pub fn parse(line: &[u8]) -> Option<Line<'_>> {
+    parse_with(line, &mut TimestampCache::default())
+}
+
+/// As [`parse`], reusing the date and hour of the previous line `cache` saw (scans read a block
+/// of one hour file line after line).
+pub fn parse_with<'l>(line: &'l [u8], cache: &mut TimestampCache) -> Option<Line<'l>> {
     let open = memchr::memchr(b'[', line)?;
     let time_text = &line[..open];
-    let ts = parse_timestamp(time_text)?;
+    let ts = cache.parse(time_text)?;
     let rest = &line[open + 1..];
     let close = memchr::memchr(b']', rest)?;
     let mut fields: [&[u8]; 3] = [&[], &[], &[]];

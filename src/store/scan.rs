@@ -437,9 +437,12 @@ fn scan_unit(
     buf.resize(len, 0);
     f.file.read_exact_at(&mut buf[..len], unit.block.start)?;
     let block = &buf[..len];
+    let mut times = line::TimestampCache::default();
     let mut check = |start: usize, end: usize| {
         let raw = &block[start..end];
-        let Some(l) = line::parse(raw) else { return };
+        let Some(l) = line::parse_with(raw, &mut times) else {
+            return;
+        };
         if l.ts < req.lo || l.ts > req.hi {
             return;
         }
