@@ -1,5 +1,6 @@
 //! The log query language: routing (which queries involve logs) and LetheQL parsing.
 
+pub mod extracted;
 pub mod label_filter;
 pub mod lexer;
 pub mod parse;

@@ -183,7 +183,7 @@ pub fn add(
     stream: &[(&str, &str)],
     wanted: Wanted<'_>,
     key: &str,
-    value: impl FnOnce() -> String,
+    value: impl FnOnce(&mut String),
 ) {
     // Most keys of a line are not wanted: turn them away before any name is made.
     if wanted.is_some_and(|w| !w.may_want(key)) {
@@ -194,7 +194,7 @@ pub fn add(
         return;
     }
     if !out.labels.contains_key(name.as_ref()) {
-        out.labels.insert(name.into_owned(), value());
+        out.labels.set_with(&name, value);
         if wanted.is_some() {
             out.found += 1;
         }
@@ -224,6 +224,14 @@ pub fn json(message: &[u8], stream: &[(&str, &str)], wanted: Wanted<'_>, out: &m
     });
     if whole.is_err() && !r.done {
         out.set_error(JSON_ERROR);
+    }
+}
+
+/// Appends `raw` as text, invalid UTF-8 replaced.
+pub fn push_lossy(v: &mut String, raw: &[u8]) {
+    match std::str::from_utf8(raw) {
+        Ok(text) => v.push_str(text),
+        Err(_) => v.push_str(&String::from_utf8_lossy(raw)),
     }
 }
 
@@ -435,16 +443,20 @@ fn member(
         Some(b'[') => r.skip_value(),
         Some(b'"') => {
             let (value, escaped) = r.string()?;
-            add(out, stream, wanted, &key, || decoded(value, escaped));
+            add(out, stream, wanted, &key, |v| {
+                if escaped {
+                    v.push_str(&decoded(value, true))
+                } else {
+                    push_lossy(v, &value[1..value.len() - 1])
+                }
+            });
             Ok(())
         }
         Some(_) => {
             let raw = r.scalar()?;
-            add(out, stream, wanted, &key, || {
-                if raw == b"null" {
-                    String::new()
-                } else {
-                    String::from_utf8_lossy(raw).into_owned()
+            add(out, stream, wanted, &key, |v| {
+                if raw != b"null" {
+                    push_lossy(v, raw)
                 }
             });
             Ok(())
@@ -545,7 +557,7 @@ pub fn json_fields(
             }
         };
         let name = label_name(stream, name);
-        out.labels.entry(name.into_owned()).or_insert(value);
+        out.labels.insert_if_absent(&name, &value);
     }
 }
 
@@ -574,7 +586,7 @@ pub fn unpack(message: &[u8], stream: &[(&str, &str)], wanted: Wanted<'_>, out: 
     }
     if let Some(entry) = entry {
         for (key, raw) in fields {
-            add(out, stream, wanted, &key, || json_value(&raw));
+            add(out, stream, wanted, &key, |v| v.push_str(&json_value(&raw)));
         }
         out.line = Some(entry.into_bytes());
     }
@@ -603,14 +615,13 @@ pub fn logfmt(
     if let Some(fields) = &options.fields {
         for (name, _) in fields {
             let name = label_name(stream, name);
-            out.labels.entry(name.into_owned()).or_default();
+            out.labels.insert_if_absent(&name, "");
         }
     }
-    let put = |out: &mut Outcome, key: &str, value: &dyn Fn() -> String| match &options.fields {
+    let put = |out: &mut Outcome, key: &str, value: &dyn Fn(&mut String)| match &options.fields {
         Some(fields) => {
             if let Some((name, _)) = fields.iter().find(|(_, k)| k == key) {
-                let name = label_name(stream, name).into_owned();
-                out.labels.insert(name, value());
+                out.labels.set_with(&label_name(stream, name), value);
             }
         }
         None => add(out, stream, wanted, key, value),
@@ -650,7 +661,7 @@ pub fn logfmt(
         }
         if i >= n || message[i] != b'=' {
             if options.keep_empty && !skip {
-                put(out, &key, &String::new);
+                put(out, &key, &|_| {});
             }
             continue;
         }
@@ -673,11 +684,11 @@ pub fn logfmt(
             let raw = &message[value_start..i];
             i += 1; // closing quote
             if !skip {
-                put(out, &key, &|| {
+                put(out, &key, &|v| {
                     if escaped {
-                        unescape(raw)
+                        v.push_str(&unescape(raw))
                     } else {
-                        String::from_utf8_lossy(raw).into_owned()
+                        push_lossy(v, raw)
                     }
                 });
                 if wanted.is_some_and(|w| w.all_found(out)) {
@@ -691,7 +702,7 @@ pub fn logfmt(
             }
             let raw = &message[value_start..i];
             if !skip {
-                put(out, &key, &|| String::from_utf8_lossy(raw).into_owned());
+                put(out, &key, &|v| push_lossy(v, raw));
                 if wanted.is_some_and(|w| w.all_found(out)) {
                     return;
                 }

@@ -7,8 +7,6 @@
 //! runs on the others. Label filters that imply a literal in the line (`level="error"`) also hand
 //! that literal to the scan as a prefilter, so most lines are skipped before any parsing.
 
-use std::collections::BTreeMap;
-
 use promql_parser::label::Matcher;
 
 pub use super::label_filter::{
@@ -19,8 +17,7 @@ use super::pattern::Pattern;
 use super::template::{Scope, Template, TEMPLATE_ERROR};
 use super::LineFilter;
 
-/// Labels extracted from one line, by name.
-pub type Extracted = BTreeMap<String, String>;
+pub use super::extracted::Extracted;
 
 /// What `__error__` says when a stage could not read a line (Loki's words).
 pub const JSON_ERROR: &str = "JSONParserErr";
@@ -126,9 +123,7 @@ impl Outcome {
     }
 
     pub(super) fn set_error(&mut self, error: &str) {
-        self.labels
-            .entry("__error__".into())
-            .or_insert_with(|| error.into());
+        self.labels.insert_if_absent("__error__", error);
     }
 
     fn remove(&mut self, name: &str, stream: &[(&str, &str)]) {
@@ -152,6 +147,15 @@ impl Outcome {
     fn set(&mut self, name: String, value: String) {
         self.hidden.retain(|h| *h != name);
         self.labels.insert(name, value);
+    }
+
+    /// Makes the outcome ready for the next line, keeping its buffers.
+    fn reset(&mut self) {
+        self.labels.clear();
+        self.hidden.clear();
+        self.line = None;
+        self.sample = None;
+        self.found = 0;
     }
 }
 
@@ -198,26 +202,36 @@ impl Pipeline {
     /// what the stages made of it.
     pub fn run(&self, stream: &[(&str, &str)], message: &[u8], ts: i64) -> Option<Outcome> {
         let mut out = Outcome::default();
+        self.run_into(stream, message, ts, &mut out).then_some(out)
+    }
+
+    /// As [`Pipeline::run`], into `out` (reused line after line, its buffers kept): whether the
+    /// line is kept.
+    pub fn run_into(
+        &self,
+        stream: &[(&str, &str)],
+        message: &[u8],
+        ts: i64,
+        out: &mut Outcome,
+    ) -> bool {
+        out.reset();
+        let out = &mut *out;
         let wanted = self.wanted.as_deref();
         for stage in &self.stages {
             // The line as the previous stages left it (moved out while a stage reads it).
             let line = out.line.take();
             let current = line.as_deref().unwrap_or(message);
             match stage {
-                Stage::Json(None) => parsers::json(current, stream, wanted, &mut out),
-                Stage::Json(Some(fields)) => {
-                    parsers::json_fields(current, stream, fields, &mut out)
-                }
-                Stage::Logfmt(options) => {
-                    parsers::logfmt(current, stream, wanted, options, &mut out)
-                }
-                Stage::Unpack => parsers::unpack(current, stream, wanted, &mut out),
+                Stage::Json(None) => parsers::json(current, stream, wanted, out),
+                Stage::Json(Some(fields)) => parsers::json_fields(current, stream, fields, out),
+                Stage::Logfmt(options) => parsers::logfmt(current, stream, wanted, options, out),
+                Stage::Unpack => parsers::unpack(current, stream, wanted, out),
                 Stage::Regexp(re) => {
                     if let Some(captures) = re.captures(current) {
                         for name in re.capture_names().flatten() {
                             if let Some(m) = captures.name(name) {
-                                parsers::add(&mut out, stream, wanted, name, || {
-                                    String::from_utf8_lossy(m.as_bytes()).into_owned()
+                                parsers::add(out, stream, wanted, name, |v| {
+                                    parsers::push_lossy(v, m.as_bytes())
                                 });
                             }
                         }
@@ -227,29 +241,27 @@ impl Pipeline {
                     let mut found = Vec::new();
                     p.captures(current, |name, value| found.push((name, value)));
                     for (name, value) in found {
-                        parsers::add(&mut out, stream, wanted, name, || {
-                            String::from_utf8_lossy(value).into_owned()
-                        });
+                        parsers::add(out, stream, wanted, name, |v| parsers::push_lossy(v, value));
                     }
                 }
                 Stage::Filter(f) => {
-                    if !f.keeps(stream, &mut out) {
-                        return None;
+                    if !f.keeps(stream, out) {
+                        return false;
                     }
                 }
                 Stage::Line(f) => {
                     if !f.matches(current) {
-                        return None;
+                        return false;
                     }
                 }
                 Stage::LineFormat(t) => {
-                    let rendered = render(t, &out, stream, current, ts);
+                    let rendered = render(t, out, stream, current, ts);
                     match rendered {
                         Ok(text) => out.line = Some(text.into_bytes()),
                         Err(_) => out.set_error(TEMPLATE_ERROR),
                     }
                 }
-                Stage::LabelFormat(rules) => label_format(rules, &mut out, stream, current, ts),
+                Stage::LabelFormat(rules) => label_format(rules, out, stream, current, ts),
                 Stage::Drop(choices) => {
                     for (name, value) in out.all(stream) {
                         if choices.iter().any(|c| c.picks(&name, &value)) {
@@ -282,7 +294,7 @@ impl Pipeline {
                 out.line = line;
             }
         }
-        Some(out)
+        true
     }
 
     /// The pipeline's `| unwrap`, if it has one.
@@ -512,13 +524,13 @@ mod tests {
                         serde_json::Value::Object(_) => flatten(&key, v, out),
                         serde_json::Value::Array(_) => {}
                         serde_json::Value::String(s) => {
-                            out.entry(name).or_insert_with(|| s.clone());
+                            out.insert_if_absent(&name, s);
                         }
                         serde_json::Value::Null => {
-                            out.entry(name).or_default();
+                            out.insert_if_absent(&name, "");
                         }
                         other => {
-                            out.entry(name).or_insert_with(|| other.to_string());
+                            out.insert_if_absent(&name, &other.to_string());
                         }
                     }
                 }

@@ -117,7 +117,7 @@ fn labels_key(
             put(name, value);
         }
     }
-    for (name, value) in extracted.iter().flat_map(|o| &o.labels) {
+    for (name, value) in extracted.iter().flat_map(|o| o.labels.iter()) {
         put(name, value.as_bytes());
     }
 }

@@ -438,6 +438,7 @@ fn scan_unit(
     f.file.read_exact_at(&mut buf[..len], unit.block.start)?;
     let block = &buf[..len];
     let mut times = line::TimestampCache::default();
+    let mut outcome = crate::logql::pipeline::Outcome::default();
     let mut check = |start: usize, end: usize| {
         let raw = &block[start..end];
         let Some(l) = line::parse_with(raw, &mut times) else {
@@ -457,8 +458,8 @@ fn scan_unit(
         }
         if filters.iter().all(|f| f.matches(l.message)) {
             let pipeline = &req.query.pipeline;
-            let extracted = if pipeline.is_empty() {
-                None
+            let ran = if pipeline.is_empty() {
+                false
             } else {
                 // Parsers and label filters run on the lines the filters let through.
                 let names = req.query.kind.labels();
@@ -473,17 +474,23 @@ fn scan_unit(
                 for (n, text) in &lossy {
                     pairs[*n] = (names[*n], text.as_str());
                 }
-                match pipeline.run(&pairs[..l.field_count.min(3)], l.message, l.ts) {
-                    Some(extracted) => Some(extracted),
-                    None => return,
+                // One outcome serves every line of the block: its buffers are reused.
+                if !pipeline.run_into(
+                    &pairs[..l.field_count.min(3)],
+                    l.message,
+                    l.ts,
+                    &mut outcome,
+                ) {
+                    return;
                 }
+                true
             };
             emit(Match {
                 file: unit.file,
                 offset: unit.block.start + start as u64,
                 raw,
                 line: &l,
-                extracted: extracted.as_ref(),
+                extracted: ran.then_some(&outcome),
             });
         }
     };

@@ -1,0 +1,149 @@
+//! The labels the pipeline's stages set on one line, kept for speed: a short list sorted by
+//! name whose strings keep their buffers from line to line, so a scan that parses millions of
+//! lines allocates for the first ones only.
+
+use std::collections::BTreeMap;
+
+/// Labels set on one line, by name (sorted, as a map's).
+#[derive(Debug, Clone, Default)]
+pub struct Extracted {
+    /// `slots[..len]` are the labels; the rest are buffers kept for the next line.
+    slots: Vec<(String, String)>,
+    len: usize,
+}
+
+impl Extracted {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets the labels, keeping their buffers.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.slots[..self.len].binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.position(name).ok().map(|i| &self.slots[i].1)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.position(name).is_ok()
+    }
+
+    /// Sets `name`, its value written by `write` into a reused buffer.
+    pub fn set_with(&mut self, name: &str, write: impl FnOnce(&mut String)) {
+        let i = match self.position(name) {
+            Ok(i) => i,
+            Err(i) => {
+                if self.len == self.slots.len() {
+                    self.slots.push((String::new(), String::new()));
+                }
+                // The spare slot at `len` moves to its sorted place.
+                self.slots[i..=self.len].rotate_right(1);
+                self.len += 1;
+                let slot = &mut self.slots[i].0;
+                slot.clear();
+                slot.push_str(name);
+                i
+            }
+        };
+        let value = &mut self.slots[i].1;
+        value.clear();
+        write(value);
+    }
+
+    /// Sets `name` to `value`.
+    pub fn insert(&mut self, name: String, value: String) {
+        self.set_with(&name, |v| v.push_str(&value));
+    }
+
+    /// Sets `name` to `value` unless it is set already.
+    pub fn insert_if_absent(&mut self, name: &str, value: &str) {
+        if !self.contains_key(name) {
+            self.set_with(name, |v| v.push_str(value));
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if let Ok(i) = self.position(name) {
+            // The removed slot becomes the first spare one.
+            self.slots[i..self.len].rotate_left(1);
+            self.len -= 1;
+        }
+    }
+
+    /// The labels, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.slots[..self.len].iter().map(|(n, v)| (n, v))
+    }
+
+    /// The labels as a map.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+    }
+}
+
+impl PartialEq for Extracted {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl FromIterator<(String, String)> for Extracted {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        let mut out = Extracted::new();
+        for (n, v) in pairs {
+            out.insert(n, v);
+        }
+        out
+    }
+}
+
+impl IntoIterator for Extracted {
+    type Item = (String, String);
+    type IntoIter = std::iter::Take<std::vec::IntoIter<(String, String)>>;
+    fn into_iter(self) -> Self::IntoIter {
+        let len = self.len;
+        self.slots.into_iter().take(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sorted_map_with_reused_buffers() {
+        let mut e = Extracted::new();
+        e.set_with("b", |v| v.push_str("22"));
+        e.set_with("a", |v| v.push_str("11"));
+        e.set_with("c", |v| v.push_str("33"));
+        e.set_with("b", |v| v.push_str("two"));
+        let names: Vec<_> = e.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        assert_eq!(names, ["a=11", "b=two", "c=33"]);
+        e.remove("a");
+        assert_eq!(e.get("a"), None);
+        assert_eq!(e.get("c").map(String::as_str), Some("33"));
+        e.clear();
+        assert!(e.is_empty());
+        e.insert_if_absent("z", "26");
+        e.insert_if_absent("z", "x");
+        assert_eq!(
+            e.to_map(),
+            BTreeMap::from([("z".to_string(), "26".to_string())])
+        );
+        assert_eq!(e.clone().into_iter().count(), 1);
+    }
+}
