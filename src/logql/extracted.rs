@@ -30,8 +30,17 @@ impl Extracted {
         self.len == 0
     }
 
+    /// Where `name` is, or where it would go. A line has a handful of labels: a linear scan
+    /// with [`crate::short_eq::short_eq`] finds them fastest.
     fn position(&self, name: &str) -> Result<usize, usize> {
-        self.slots[..self.len].binary_search_by(|(n, _)| n.as_str().cmp(name))
+        let slots = &self.slots[..self.len];
+        match slots
+            .iter()
+            .position(|(n, _)| crate::short_eq::short_eq(n.as_bytes(), name.as_bytes()))
+        {
+            Some(i) => Ok(i),
+            None => Err(slots.partition_point(|(n, _)| n.as_str() < name)),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&String> {

@@ -53,7 +53,10 @@ impl WantedSet {
     pub fn contains(&self, name: &str) -> bool {
         // A handful of names: comparing bytes beats searching the tree.
         if self.raw.len() <= 8 {
-            return self.raw.iter().any(|n| **n == *name.as_bytes());
+            return self
+                .raw
+                .iter()
+                .any(|n| crate::short_eq::short_eq(n, name.as_bytes()));
         }
         self.names.contains(name)
     }
@@ -81,7 +84,7 @@ impl WantedSet {
             return false;
         }
         let clean = key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
-        !clean || self.renamed || self.raw.iter().any(|n| **n == *key)
+        !clean || self.renamed || self.raw.iter().any(|n| crate::short_eq::short_eq(n, key))
     }
 
     /// Whether `key`'s label can be wanted, told from the key's spelling alone.
@@ -171,7 +174,10 @@ pub fn label_name<'k>(stream: &[(&str, &str)], key: &'k str) -> Cow<'k, str> {
     } else {
         Cow::Owned(sanitize(key))
     };
-    if stream.iter().any(|(k, _)| *k == name) {
+    if stream
+        .iter()
+        .any(|(k, _)| crate::short_eq::short_eq(k.as_bytes(), name.as_bytes()))
+    {
         name.to_mut().push_str("_extracted");
     }
     name
@@ -190,7 +196,9 @@ pub fn add(
         return;
     }
     let name = label_name(stream, key);
-    if name.is_empty() || wanted.is_some_and(|w| !w.contains(name.as_ref())) {
+    // A clean key that is its own label name was found wanted by `may_want` already.
+    let known = matches!(name, Cow::Borrowed(_)) && wanted.is_some_and(|w| !w.renamed);
+    if name.is_empty() || (!known && wanted.is_some_and(|w| !w.contains(name.as_ref()))) {
         return;
     }
     if !out.labels.contains_key(name.as_ref()) {

@@ -314,7 +314,7 @@ impl Store {
             deadline,
             cancelled,
         };
-        type Counts = rustc_hash::FxHashMap<Vec<u8>, Vec<(u64, u64)>>;
+        type Counts = rustc_hash::FxHashMap<crate::short_eq::Key, Vec<(u64, u64)>>;
         // Each new stream costs a bucket array: past the limit the scan stops (the caller
         // answers 422), so memory stays bounded by streams × buckets.
         let too_many = AtomicBool::new(false);
@@ -324,17 +324,17 @@ impl Store {
             &request,
             &self.workers,
             &too_many,
-            || (Counts::default(), Vec::<u8>::new(), 0usize),
+            || (Counts::default(), crate::short_eq::Key::default(), 0usize),
             |(counts, key, key_bytes), _file, line, extracted| {
                 let j = bounds.partition_point(|&b| b < line.ts);
                 if j == 0 || j >= bounds.len() {
                     return;
                 }
                 match (grouping, extracted) {
-                    (None, None) => stream_key(key, line),
-                    _ => labels_key(key, query.kind, line, extracted, grouping),
+                    (None, None) => stream_key(&mut key.0, line),
+                    _ => labels_key(&mut key.0, query.kind, line, extracted, grouping),
                 }
-                let slot = match counts.get_mut(key.as_slice()) {
+                let slot = match counts.get_mut(key) {
                     Some(slot) => slot,
                     None => {
                         // One worker alone over the limit means the answer is too: stop every
@@ -344,7 +344,7 @@ impl Store {
                             return;
                         }
                         // Labels made by templates can be large: their bytes are bounded too.
-                        *key_bytes += key.len();
+                        *key_bytes += key.0.len();
                         if *key_bytes > MAX_LABEL_BYTES {
                             too_big.store(true, std::sync::atomic::Ordering::Relaxed);
                             too_many.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -372,9 +372,9 @@ impl Store {
         for (counts, _, _) in states {
             for (key, buckets) in counts {
                 let labels = if grouping.is_none() && query.pipeline.is_empty() {
-                    key_labels(query.kind, &key)
+                    key_labels(query.kind, &key.0)
                 } else {
-                    pairs_labels(&key)
+                    pairs_labels(&key.0)
                 };
                 if merged.len() >= max_streams && !merged.contains_key(&labels) {
                     return Err(ScanStop::TooManyStreams(max_streams));
@@ -429,7 +429,7 @@ impl Store {
             deadline,
             cancelled,
         };
-        type Values = rustc_hash::FxHashMap<Vec<u8>, Vec<(i64, f64)>>;
+        type Values = rustc_hash::FxHashMap<crate::short_eq::Key, Vec<(i64, f64)>>;
         let halt = AtomicBool::new(false);
         let held = AtomicUsize::new(0);
         let key_bytes = AtomicUsize::new(0);
@@ -438,15 +438,15 @@ impl Store {
             &request,
             &self.workers,
             &halt,
-            || (Values::default(), Vec::<u8>::new()),
+            || (Values::default(), crate::short_eq::Key::default()),
             |(values, key), _file, line, outcome| {
                 let Some(outcome) = outcome else { return };
-                labels_key(key, query.kind, line, Some(outcome), grouping);
+                labels_key(&mut key.0, query.kind, line, Some(outcome), grouping);
                 if let Some(error) = outcome.labels.get("__error__") {
                     if grouping.is_some_and(|g| !g.keeps("__error__")) {
                         for part in ["__error__".as_bytes(), error.as_bytes()] {
-                            key.extend_from_slice(&(part.len() as u32).to_le_bytes());
-                            key.extend_from_slice(part);
+                            key.0.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                            key.0.extend_from_slice(part);
                         }
                     }
                 }
@@ -456,11 +456,11 @@ impl Store {
                 }
                 let sample = (line.ts, outcome.sample.unwrap_or(f64::NAN));
                 let full = values.len() >= max_series;
-                match values.get_mut(key.as_slice()) {
+                match values.get_mut(key) {
                     Some(series) => series.push(sample),
                     None if full => halt.store(true, Ordering::Relaxed),
                     None => {
-                        if key_bytes.fetch_add(key.len(), Ordering::Relaxed) > MAX_LABEL_BYTES {
+                        if key_bytes.fetch_add(key.0.len(), Ordering::Relaxed) > MAX_LABEL_BYTES {
                             halt.store(true, Ordering::Relaxed);
                             return;
                         }
@@ -481,7 +481,7 @@ impl Store {
         let mut merged = SeriesSamples::new();
         for (values, _) in states {
             for (key, series) in values {
-                let labels = pairs_labels(&key);
+                let labels = pairs_labels(&key.0);
                 if merged.len() >= max_series && !merged.contains_key(&labels) {
                     return Err(ScanStop::TooManyStreams(max_series));
                 }
