@@ -39,6 +39,7 @@ impl Extracted {
             .position(|(n, _)| crate::short_eq::short_eq(n.as_bytes(), name.as_bytes()))
         {
             Some(i) => Ok(i),
+            None if slots.is_empty() => Err(0),
             None => Err(slots.partition_point(|(n, _)| n.as_str() < name)),
         }
     }

@@ -9,6 +9,8 @@
 
 use promql_parser::label::Matcher;
 
+use crate::short_eq::short_eq;
+
 pub use super::label_filter::{
     read_bytes, read_duration_seconds, read_number, Compare, LabelFilter, Unit,
 };
@@ -171,8 +173,12 @@ pub enum Grouping {
 impl Grouping {
     pub fn keeps(&self, name: &str) -> bool {
         match self {
-            Grouping::By(names) => names.iter().any(|n| n == name),
-            Grouping::Without(names) => !names.iter().any(|n| n == name),
+            Grouping::By(names) => names
+                .iter()
+                .any(|n| short_eq(n.as_bytes(), name.as_bytes())),
+            Grouping::Without(names) => !names
+                .iter()
+                .any(|n| short_eq(n.as_bytes(), name.as_bytes())),
         }
     }
 }
