@@ -292,28 +292,7 @@ impl Store {
             return Ok(BTreeMap::new());
         };
         let (lo, hi) = (first.saturating_add(1), last);
-        let candidates = self.candidates(
-            &[query.kind],
-            |name| query.target_matches(name),
-            |file| layout::hour_overlaps(file.hour_start, lo, hi),
-        );
-        let mut warnings = Vec::new();
-        let stop = || scan::interrupted(deadline, cancelled).is_some();
-        // Log metrics read every matching line of the window: hours it covers need no index.
-        let whole = |file: &layout::HourFile| covers_hour(file, lo, hi);
-        let files = self.open_and_index(candidates, &mut warnings, &stop, &whole);
-        if let Some(why) = scan::interrupted(deadline, cancelled) {
-            return Err(why);
-        }
-        let request = Search {
-            query,
-            lo,
-            hi,
-            limit: 0,
-            keep: Keep::Oldest,
-            deadline,
-            cancelled,
-        };
+        let (files, request) = self.metric_files(query, lo, hi, deadline, cancelled)?;
         type Counts = rustc_hash::FxHashMap<crate::short_eq::Key, Vec<(u64, u64)>>;
         // Each new stream costs a bucket array: past the limit the scan stops (the caller
         // answers 422), so memory stays bounded by streams × buckets.
@@ -408,27 +387,7 @@ impl Store {
         grouping: Option<&crate::logql::pipeline::Grouping>,
     ) -> Result<SeriesSamples, ScanStop> {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let candidates = self.candidates(
-            &[query.kind],
-            |name| query.target_matches(name),
-            |file| layout::hour_overlaps(file.hour_start, lo, hi),
-        );
-        let mut warnings = Vec::new();
-        let stop = || scan::interrupted(deadline, cancelled).is_some();
-        let whole = |file: &layout::HourFile| covers_hour(file, lo, hi);
-        let files = self.open_and_index(candidates, &mut warnings, &stop, &whole);
-        if let Some(why) = scan::interrupted(deadline, cancelled) {
-            return Err(why);
-        }
-        let request = Search {
-            query,
-            lo,
-            hi,
-            limit: 0,
-            keep: Keep::Oldest,
-            deadline,
-            cancelled,
-        };
+        let (files, request) = self.metric_files(query, lo, hi, deadline, cancelled)?;
         type Values = rustc_hash::FxHashMap<crate::short_eq::Key, Vec<(i64, f64)>>;
         let halt = AtomicBool::new(false);
         let held = AtomicUsize::new(0);
@@ -492,6 +451,40 @@ impl Store {
             series.sort_by_key(|s| s.0);
         }
         Ok(merged)
+    }
+
+    /// The hour files a log metric over `[lo, hi]` reads, opened, and the search over them.
+    /// Log metrics read every matching line of the window: hours it covers need no index.
+    fn metric_files<'q>(
+        &self,
+        query: &'q LogQuery,
+        lo: i64,
+        hi: i64,
+        deadline: Instant,
+        cancelled: &'q AtomicBool,
+    ) -> Result<(Vec<ScanFile>, Search<'q>), ScanStop> {
+        let candidates = self.candidates(
+            &[query.kind],
+            |name| query.target_matches(name),
+            |file| layout::hour_overlaps(file.hour_start, lo, hi),
+        );
+        let mut warnings = Vec::new();
+        let stop = || scan::interrupted(deadline, cancelled).is_some();
+        let whole = |file: &layout::HourFile| covers_hour(file, lo, hi);
+        let files = self.open_and_index(candidates, &mut warnings, &stop, &whole);
+        if let Some(why) = scan::interrupted(deadline, cancelled) {
+            return Err(why);
+        }
+        let search = Search {
+            query,
+            lo,
+            hi,
+            limit: 0,
+            keep: Keep::Oldest,
+            deadline,
+            cancelled,
+        };
+        Ok((files, search))
     }
 
     /// How many hour files hold the selector's streams in `[lo, hi]` (Loki's "chunks").
