@@ -303,6 +303,27 @@ impl Pipeline {
         true
     }
 
+    /// Whether a stage reads the values of the stream labels `stream_labels` (filters on them,
+    /// templates, renames, drop/keep, unwrap); parsers read only their names. When none does,
+    /// the scan need not turn each line's stream fields into text.
+    pub fn reads_stream_values(&self, stream_labels: &[&str]) -> bool {
+        self.stages.iter().any(|stage| match stage {
+            Stage::Filter(f) => {
+                let mut names = std::collections::BTreeSet::new();
+                f.names(&mut names);
+                names.iter().any(|n| stream_labels.contains(&n.as_str()))
+            }
+            Stage::Json(_)
+            | Stage::Logfmt(_)
+            | Stage::Regexp(_)
+            | Stage::Pattern(_)
+            | Stage::Unpack
+            | Stage::Line(_)
+            | Stage::Decolorize => false,
+            _ => true,
+        })
+    }
+
     /// The pipeline's `| unwrap`, if it has one.
     pub fn unwrap(&self) -> Option<&Unwrap> {
         self.stages.iter().find_map(|s| match s {

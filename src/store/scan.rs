@@ -439,6 +439,10 @@ fn scan_unit(
     let block = &buf[..len];
     let mut times = line::TimestampCache::default();
     let mut outcome = crate::logql::pipeline::Outcome::default();
+    let stream_values = req
+        .query
+        .pipeline
+        .reads_stream_values(req.query.kind.labels());
     let mut check = |start: usize, end: usize| {
         let raw = &block[start..end];
         let Some(l) = line::parse_with(raw, &mut times) else {
@@ -466,6 +470,11 @@ fn scan_unit(
                 let mut pairs = [("", ""); 3];
                 let mut lossy = Vec::new();
                 for (n, field) in l.fields[..l.field_count.min(3)].iter().enumerate() {
+                    if !stream_values {
+                        // No stage reads them: the names are enough.
+                        pairs[n] = (names[n], "");
+                        continue;
+                    }
                     match std::str::from_utf8(field) {
                         Ok(text) => pairs[n] = (names[n], text),
                         Err(_) => lossy.push((n, String::from_utf8_lossy(field).into_owned())),
