@@ -195,6 +195,17 @@ pub fn add(
     if wanted.is_some_and(|w| !w.may_want(key)) {
         return;
     }
+    add_checked(out, stream, wanted, key, value);
+}
+
+/// As [`add`], for a key whose spelling `may_want` (or `may_want_raw`) already let through.
+fn add_checked(
+    out: &mut Outcome,
+    stream: &[(&str, &str)],
+    wanted: Wanted<'_>,
+    key: &str,
+    value: impl FnOnce(&mut String),
+) {
     let name = label_name(stream, key);
     // A clean key that is its own label name was found wanted by `may_want` already.
     let known = matches!(name, Cow::Borrowed(_)) && wanted.is_some_and(|w| !w.renamed);
@@ -632,7 +643,8 @@ pub fn logfmt(
                 out.labels.set_with(&label_name(stream, name), value);
             }
         }
-        None => add(out, stream, wanted, key, value),
+        // `may_want_raw` already let the key through.
+        None => add_checked(out, stream, wanted, key, value),
     };
     let mut i = 0;
     let n = message.len();
