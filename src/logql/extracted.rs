@@ -33,23 +33,26 @@ impl Extracted {
     /// Where `name` is, or where it would go. A line has a handful of labels: a linear scan
     /// with [`crate::short_eq::short_eq`] finds them fastest.
     fn position(&self, name: &str) -> Result<usize, usize> {
-        let slots = &self.slots[..self.len];
-        match slots
-            .iter()
-            .position(|(n, _)| crate::short_eq::short_eq(n.as_bytes(), name.as_bytes()))
-        {
+        match self.find(name) {
             Some(i) => Ok(i),
-            None if slots.is_empty() => Err(0),
-            None => Err(slots.partition_point(|(n, _)| n.as_str() < name)),
+            None if self.len == 0 => Err(0),
+            None => Err(self.slots[..self.len].partition_point(|(n, _)| n.as_str() < name)),
         }
     }
 
+    /// Where `name` is, if it is set.
+    fn find(&self, name: &str) -> Option<usize> {
+        self.slots[..self.len]
+            .iter()
+            .position(|(n, _)| crate::short_eq::short_eq(n.as_bytes(), name.as_bytes()))
+    }
+
     pub fn get(&self, name: &str) -> Option<&String> {
-        self.position(name).ok().map(|i| &self.slots[i].1)
+        self.find(name).map(|i| &self.slots[i].1)
     }
 
     pub fn contains_key(&self, name: &str) -> bool {
-        self.position(name).is_ok()
+        self.find(name).is_some()
     }
 
     /// Sets `name`, its value written by `write` into a reused buffer.
@@ -87,7 +90,7 @@ impl Extracted {
     }
 
     pub fn remove(&mut self, name: &str) {
-        if let Ok(i) = self.position(name) {
+        if let Some(i) = self.find(name) {
             // The removed slot becomes the first spare one.
             self.slots[i..self.len].rotate_left(1);
             self.len -= 1;
