@@ -104,21 +104,23 @@ fn labels_key(
 ) {
     key.clear();
     key.push(KEY_START);
+    let keeps = |name: &str| grouping.is_none_or(|g| g.keeps(name));
     let mut put = |name: &str, value: &[u8]| {
-        if grouping.is_none_or(|g| g.keeps(name)) {
-            for part in [name.as_bytes(), value] {
-                key.extend_from_slice(&(part.len() as u32).to_le_bytes());
-                key.extend_from_slice(part);
-            }
+        for part in [name.as_bytes(), value] {
+            key.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            key.extend_from_slice(part);
         }
     };
+    // The grouping first: it is the cheaper question, and usually the last one asked.
     for (name, value) in kind.labels().iter().zip(&line.fields[..line.field_count]) {
-        if extracted.is_none_or(|o| o.shows_stream_label(name)) {
+        if keeps(name) && extracted.is_none_or(|o| o.shows_stream_label(name)) {
             put(name, value);
         }
     }
     for (name, value) in extracted.iter().flat_map(|o| o.labels.iter()) {
-        put(name, value.as_bytes());
+        if keeps(name) {
+            put(name, value.as_bytes());
+        }
     }
 }
 
