@@ -322,3 +322,45 @@ fn advance(cursor: &mut Cursor, newest: i64, streams: &[Value]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(lines: &[(&str, &str, &str)]) -> Value {
+        Value::Array(
+            lines
+                .iter()
+                .map(|(pod, ts, line)| json!({"stream": {"pod": pod}, "values": [[ts, line]]}))
+                .collect(),
+        )
+    }
+
+    /// The cursor sends each line once: lines at its time already sent are left out of the
+    /// next batch, the rest go, and the cursor moves to the newest line sent.
+    #[test]
+    fn the_cursor_sends_each_line_once() {
+        let mut cursor = Cursor {
+            time: 100,
+            sent: HashSet::new(),
+        };
+        let first = result(&[("a", "100", "x"), ("b", "100", "y"), ("a", "101", "z")]);
+        let (streams, newest) = unsent(&first, &cursor);
+        assert_eq!((streams.len(), newest), (3, Some(101)));
+        advance(&mut cursor, 101, &streams);
+        assert_eq!((cursor.time, cursor.sent.len()), (101, 1));
+        // The next batch starts at 101 and holds `z` again, and a new line at 101.
+        let second = result(&[("a", "101", "z"), ("b", "101", "w"), ("a", "102", "v")]);
+        let (streams, newest) = unsent(&second, &cursor);
+        let lines: Vec<&str> = streams
+            .iter()
+            .flat_map(|s| s["values"].as_array().into_iter().flatten())
+            .filter_map(|v| v[1].as_str())
+            .collect();
+        assert_eq!((lines, newest), (vec!["w", "v"], Some(102)));
+        // A batch of only lines already sent: nothing new (the caller reports a drop and
+        // moves on).
+        let (streams, newest) = unsent(&result(&[("a", "101", "z")]), &cursor);
+        assert!(streams.is_empty() && newest.is_none());
+    }
+}
