@@ -45,15 +45,7 @@ async fn janus_with_lines() -> TestJanus {
     janus
 }
 
-async fn get(janus: &TestJanus, path: &str, params: &[(&str, &str)]) -> (u16, String, String) {
-    let r = raw_client()
-        .get(format!("{}{path}", janus.url))
-        .query(params)
-        .send()
-        .await
-        .expect("answer");
-    support::answer_parts(r).await
-}
+use support::get;
 
 /// Lines a log query answers over the test window (limit 1000), all streams together.
 async fn lines_of(janus: &TestJanus, query: &str) -> usize {

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{raw_client, required_env, start_janus, TestJanus};
+use support::{required_env, start_janus, TestJanus};
 
 const MID: i64 = 1_704_078_000; // 2024-01-01T03:00:00Z; sum(up) is 3 there
 
@@ -32,17 +32,8 @@ async fn push_lines(janus: &TestJanus) {
 }
 
 async fn query(janus: &TestJanus, params: &[(&str, &str)], path: &str) -> (u16, serde_json::Value) {
-    let r = raw_client()
-        .get(format!("{}{path}", janus.url))
-        .query(params)
-        .send()
-        .await
-        .expect("answer");
-    let status = r.status().as_u16();
-    (
-        status,
-        serde_json::from_str(&r.text().await.expect("text")).expect("json"),
-    )
+    let (status, _, body) = support::get(janus, path, params).await;
+    (status, serde_json::from_str(&body).expect("json"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -184,6 +184,17 @@ pub async fn push_json(janus: &TestJanus, body: &serde_json::Value) {
     assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
 }
 
+/// `GET path?params` on Janus: status, content type and body text.
+pub async fn get(janus: &TestJanus, path: &str, params: &[(&str, &str)]) -> (u16, String, String) {
+    let r = raw_client()
+        .get(format!("{}{path}", janus.url))
+        .query(params)
+        .send()
+        .await
+        .expect("answer");
+    answer_parts(r).await
+}
+
 /// A response's status, content type and body text.
 pub async fn answer_parts(r: reqwest::Response) -> (u16, String, String) {
     let status = r.status().as_u16();
