@@ -59,6 +59,17 @@ impl Extracted {
     pub fn set_with(&mut self, name: &str, write: impl FnOnce(&mut String)) {
         let i = match self.position(name) {
             Ok(i) => i,
+            // The first label of a line, in the slot that held it last time (the usual case
+            // under a `sum by (level)`): no move.
+            Err(0)
+                if self.len == 0
+                    && self.slots.first().is_some_and(|(n, _)| {
+                        crate::short_eq::short_eq(n.as_bytes(), name.as_bytes())
+                    }) =>
+            {
+                self.len = 1;
+                0
+            }
             Err(i) => {
                 if self.len == self.slots.len() {
                     self.slots.push((String::new(), String::new()));

@@ -28,6 +28,12 @@ pub struct WantedSet {
     /// How many wanted labels a parser can extract (all but `__error__`): once a line gave
     /// them all, the rest of it need not be read (Loki stops there too).
     needed: usize,
+    /// Set by the pipeline: its outcome for a line is decided by the part the parser reads,
+    /// so a line starting as the previous one did gets the same outcome.
+    pub decided_by_start: bool,
+    /// The wanted names a key spelled the same way becomes as is (clean, so only a stream
+    /// label of the same name changes it): such a key skips the naming rule's other checks.
+    exact: Vec<String>,
 }
 
 impl WantedSet {
@@ -41,12 +47,44 @@ impl WantedSet {
         let renamed = names.iter().any(|n| n.ends_with("_extracted"));
         let raw = names.iter().map(|n| n.as_bytes().into()).collect();
         let needed = names.iter().filter(|n| *n != "__error__").count();
+        let exact = names
+            .iter()
+            .filter(|n| {
+                n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    && !n.starts_with(|c: char| c.is_ascii_digit())
+                    && !n.is_empty()
+            })
+            .cloned()
+            .collect();
         WantedSet {
             names,
             raw,
             first,
             renamed,
             needed,
+            decided_by_start: false,
+            exact,
+        }
+    }
+
+    /// The wanted label a key read straight from a line (unescaped) makes, when the key is
+    /// spelled as a wanted name that no stream label of the line shadows.
+    fn exact_name(&self, key: &[u8], stream: &[(&str, &str)]) -> Option<&str> {
+        let name = self
+            .exact
+            .iter()
+            .find(|n| crate::short_eq::short_eq(n.as_bytes(), key))?;
+        let shadowed = stream
+            .iter()
+            .any(|(k, _)| crate::short_eq::short_eq(k.as_bytes(), name.as_bytes()));
+        (!shadowed).then_some(name.as_str())
+    }
+
+    /// Sets the label `name` (an [`WantedSet::exact_name`]) unless the line already has it.
+    fn set_exact(&self, out: &mut Outcome, name: &str, value: impl FnOnce(&mut String)) {
+        if !out.labels.contains_key(name) {
+            out.labels.set_with(name, value);
+            out.found += 1;
         }
     }
 
@@ -233,7 +271,10 @@ pub fn json(message: &[u8], stream: &[(&str, &str)], wanted: Wanted<'_>, out: &m
         done: false,
     };
     r.ws();
-    let whole = walk(&mut r, "", 0, stream, wanted, out).and_then(|()| {
+    // The members' flattened names are built in one buffer, kept from line to line.
+    let mut path = std::mem::take(&mut out.path);
+    path.clear();
+    let whole = walk(&mut r, &mut path, 0, stream, wanted, out).and_then(|()| {
         r.ws();
         if r.i == r.b.len() {
             Ok(())
@@ -241,8 +282,13 @@ pub fn json(message: &[u8], stream: &[(&str, &str)], wanted: Wanted<'_>, out: &m
             Err(())
         }
     });
+    out.path = path;
     if whole.is_err() && !r.done {
         out.set_error(JSON_ERROR);
+    }
+    if r.done && r.i < r.b.len() {
+        // What it extracted came from the bytes before `r.i` and the one it peeked there.
+        out.stopped_at = r.i + 1;
     }
 }
 
@@ -378,10 +424,11 @@ fn decoded(quoted: &[u8], escaped: bool) -> String {
     }
 }
 
-/// Reads the object at the cursor, adding the labels its members make under `prefix`.
+/// Reads the object at the cursor, adding the labels its members make under `path` (the
+/// flattened name of the object, empty at the top; a buffer the members' names are built in).
 fn walk(
     r: &mut Skim<'_>,
-    prefix: &str,
+    path: &mut String,
     depth: usize,
     stream: &[(&str, &str)],
     wanted: Wanted<'_>,
@@ -398,15 +445,25 @@ fn walk(
         r.ws();
         r.take(b':')?;
         r.ws();
+        let top = path.is_empty();
+        let plain = !escaped && !matches!(r.peek(), Some(b'{' | b'['));
+        let inner = &quoted[1..quoted.len() - 1];
         // Most members of a line are not wanted: step over them before the key is even text.
-        let unwanted = prefix.is_empty()
-            && !escaped
-            && r.peek() != Some(b'{')
-            && wanted.is_some_and(|w| !w.may_want_raw(&quoted[1..quoted.len() - 1]));
-        if unwanted {
+        if top && plain && wanted.is_some_and(|w| !w.may_want_raw(inner)) {
             r.skip_value()?;
         } else {
-            member(r, prefix, (quoted, escaped), depth, stream, wanted, out)?;
+            let mark = path.len();
+            if !top {
+                path.push('_');
+            }
+            if escaped {
+                path.push_str(&decoded(quoted, true));
+            } else {
+                push_lossy(path, inner);
+            }
+            let read = member(r, path, plain, depth, stream, wanted, out);
+            path.truncate(mark);
+            read?;
             if wanted.is_some_and(|w| w.all_found(out)) {
                 r.done = true;
                 return Err(());
@@ -424,35 +481,39 @@ fn walk(
     }
 }
 
-/// One member's value at the cursor, under the key `quoted` (with its quotes).
+/// One member's value at the cursor, under the flattened key `path`; `plain`: an unescaped
+/// key and a value that is no object or array.
 fn member(
     r: &mut Skim<'_>,
-    prefix: &str,
-    (quoted, escaped): (&[u8], bool),
+    path: &mut String,
+    plain: bool,
     depth: usize,
     stream: &[(&str, &str)],
     wanted: Wanted<'_>,
     out: &mut Outcome,
 ) -> Result<(), ()> {
-    let inner = &quoted[1..quoted.len() - 1];
-    let key: Cow<'_, str> = if escaped {
-        Cow::Owned(decoded(quoted, true))
-    } else {
-        match std::str::from_utf8(inner) {
-            Ok(k) => Cow::Borrowed(k),
-            Err(_) => String::from_utf8_lossy(inner),
+    if let Some(w) = wanted.filter(|_| plain) {
+        if let Some(name) = w.exact_name(path.as_bytes(), stream) {
+            // A wanted key as the label's own name: its value straight into the label.
+            return if r.peek() == Some(b'"') {
+                let (value, escaped) = r.string()?;
+                w.set_exact(out, name, |v| string_value(v, value, escaped));
+                Ok(())
+            } else {
+                let raw = r.scalar()?;
+                w.set_exact(out, name, |v| scalar_value(v, raw));
+                Ok(())
+            };
         }
-    };
-    let key: Cow<'_, str> = if prefix.is_empty() {
-        key
-    } else {
-        Cow::Owned(format!("{prefix}_{key}"))
-    };
+        if !w.may_want(path) {
+            return r.skip_value();
+        }
+    }
     match r.peek() {
         Some(b'{') => {
-            let below = wanted.is_none_or(|w| w.below(&label_name(stream, &key)));
+            let below = wanted.is_none_or(|w| w.below(&label_name(stream, path)));
             if below && depth < MAX_JSON_DEPTH {
-                walk(r, &key, depth + 1, stream, wanted, out)
+                walk(r, path, depth + 1, stream, wanted, out)
             } else if below {
                 Err(())
             } else {
@@ -462,25 +523,33 @@ fn member(
         Some(b'[') => r.skip_value(),
         Some(b'"') => {
             let (value, escaped) = r.string()?;
-            add(out, stream, wanted, &key, |v| {
-                if escaped {
-                    v.push_str(&decoded(value, true))
-                } else {
-                    push_lossy(v, &value[1..value.len() - 1])
-                }
+            add(out, stream, wanted, path, |v| {
+                string_value(v, value, escaped)
             });
             Ok(())
         }
         Some(_) => {
             let raw = r.scalar()?;
-            add(out, stream, wanted, &key, |v| {
-                if raw != b"null" {
-                    push_lossy(v, raw)
-                }
-            });
+            add(out, stream, wanted, path, |v| scalar_value(v, raw));
             Ok(())
         }
         None => Err(()),
+    }
+}
+
+/// A JSON string (quotes included) as a label value.
+fn string_value(v: &mut String, quoted: &[u8], escaped: bool) {
+    if escaped {
+        v.push_str(&decoded(quoted, true))
+    } else {
+        push_lossy(v, &quoted[1..quoted.len() - 1])
+    }
+}
+
+/// A JSON number, `true` or `false` as a label value; `null` is empty.
+fn scalar_value(v: &mut String, raw: &[u8]) {
+    if raw != b"null" {
+        push_lossy(v, raw)
     }
 }
 
@@ -660,7 +729,18 @@ pub fn logfmt(
         let raw_key = &message[key_start..i];
         // A key nothing reads is stepped over before it is even text.
         let skip = options.fields.is_none() && wanted.is_some_and(|w| !w.may_want_raw(raw_key));
-        let key = if skip {
+        // A wanted key that is its label's own name is set without the naming rule.
+        let exact = match wanted {
+            Some(w) if options.fields.is_none() && !skip => {
+                w.exact_name(raw_key, stream).map(|name| (w, name))
+            }
+            _ => None,
+        };
+        let put = |out: &mut Outcome, key: &str, value: &dyn Fn(&mut String)| match exact {
+            Some((w, name)) => w.set_exact(out, name, value),
+            None => put(out, key, value),
+        };
+        let key = if skip || exact.is_some() {
             Cow::Borrowed("")
         } else {
             match std::str::from_utf8(raw_key) {
@@ -712,6 +792,8 @@ pub fn logfmt(
                     }
                 });
                 if wanted.is_some_and(|w| w.all_found(out)) {
+                    // Everything it extracted came from the bytes before `i`.
+                    out.stopped_at = i;
                     return;
                 }
             }
@@ -724,6 +806,10 @@ pub fn logfmt(
             if !skip {
                 put(out, &key, &|v| push_lossy(v, raw));
                 if wanted.is_some_and(|w| w.all_found(out)) {
+                    if i < n {
+                        // …and the space it peeked at `i`, which ended the value.
+                        out.stopped_at = i + 1;
+                    }
                     return;
                 }
             }

@@ -17,7 +17,7 @@ pub use super::label_filter::{
 use super::parsers::{self, LogfmtOptions, PathStep};
 use super::pattern::Pattern;
 use super::template::{Scope, Template, TEMPLATE_ERROR};
-use super::LineFilter;
+use super::{LineFilter, LogKind};
 
 pub use super::extracted::Extracted;
 
@@ -88,7 +88,7 @@ impl LabelChoice {
 
 /// What the stages made of one line: labels they set (over the stream's of the same name),
 /// stream labels they removed, and the line when a stage rewrote it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub labels: Extracted,
     pub hidden: Vec<String>,
@@ -97,6 +97,27 @@ pub struct Outcome {
     pub sample: Option<f64>,
     /// How many wanted labels the parsers extracted (they stop once they have them all).
     pub(super) found: usize,
+    /// Where a parser that found every wanted label stopped: the bytes of the line up to here
+    /// (one more than it read) decided everything it extracted. 0: it read the whole line.
+    pub(super) stopped_at: usize,
+    /// The start of the previous line, as far as its parser read, when the pipeline's outcome
+    /// is decided by that start alone (see [`Pipeline::run_into`]); empty otherwise.
+    memo: Vec<u8>,
+    /// Whether the pipeline kept the line that `memo` starts.
+    memo_kept: bool,
+    /// A buffer `| json` builds flattened names in.
+    pub(super) path: String,
+}
+
+/// Two outcomes are equal when the line has the same labels, text and value in both (the
+/// buffers kept for the next line do not count).
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Self) -> bool {
+        self.labels == other.labels
+            && self.hidden == other.hidden
+            && self.line == other.line
+            && self.sample.map(f64::to_bits) == other.sample.map(f64::to_bits)
+    }
 }
 
 impl Outcome {
@@ -158,6 +179,25 @@ impl Outcome {
         self.line = None;
         self.sample = None;
         self.found = 0;
+        self.stopped_at = 0;
+    }
+
+    /// Whether `message` starts as the line the outcome was made from, as far as the parser
+    /// read it.
+    fn decided_by_memo(&self, message: &[u8]) -> bool {
+        !self.memo.is_empty()
+            && message
+                .get(..self.memo.len())
+                .is_some_and(|start| crate::short_eq::short_eq(start, &self.memo))
+    }
+
+    /// Keeps the start of `message` that decided this outcome, if the parser stopped early.
+    fn remember(&mut self, message: &[u8], kept: bool) {
+        self.memo.clear();
+        if let Some(start) = message.get(..self.stopped_at).filter(|s| !s.is_empty()) {
+            self.memo.extend_from_slice(start);
+            self.memo_kept = kept;
+        }
     }
 }
 
@@ -213,7 +253,30 @@ impl Pipeline {
 
     /// As [`Pipeline::run`], into `out` (reused line after line, its buffers kept): whether the
     /// line is kept.
+    ///
+    /// Lines of a stream often start alike (`{"level":"info","status":200,…`). When the first
+    /// stage is a parser that stops once it has every wanted label and the later stages read
+    /// only those labels, the outcome is decided by the start of the line the parser read: a
+    /// line that starts the same way as the previous one gets the previous outcome unchanged.
     pub fn run_into(
+        &self,
+        stream: &[(&str, &str)],
+        message: &[u8],
+        ts: i64,
+        out: &mut Outcome,
+    ) -> bool {
+        let memo = self.wanted.as_deref().is_some_and(|w| w.decided_by_start);
+        if memo && out.decided_by_memo(message) {
+            return out.memo_kept;
+        }
+        let kept = self.run_stages(stream, message, ts, out);
+        if memo {
+            out.remember(message, kept);
+        }
+        kept
+    }
+
+    fn run_stages(
         &self,
         stream: &[(&str, &str)],
         message: &[u8],
@@ -372,7 +435,31 @@ impl Pipeline {
                 _ => {}
             }
         }
-        self.wanted = Some(Box::new(parsers::WantedSet::new(wanted)));
+        let mut wanted = parsers::WantedSet::new(wanted);
+        wanted.decided_by_start = self.decided_by_start();
+        self.wanted = Some(Box::new(wanted));
+    }
+
+    /// Whether what the stages make of a line is decided by the part of it the first stage's
+    /// parser reads: that parser is the only stage reading the line, and the later stages read
+    /// only extracted labels (no stream label's value, no time).
+    fn decided_by_start(&self) -> bool {
+        let stream_names = [LogKind::Pod, LogKind::Node].map(|k| k.labels()).concat();
+        let parser_first = match self.stages.first() {
+            Some(Stage::Json(None)) => true,
+            Some(Stage::Logfmt(options)) => options.fields.is_none(),
+            _ => false,
+        };
+        let reads_labels_only = |stage: &Stage| match stage {
+            Stage::Filter(f) => {
+                let mut names = std::collections::BTreeSet::new();
+                f.names(&mut names);
+                names.iter().all(|n| !stream_names.contains(&n.as_str()))
+            }
+            Stage::Unwrap(u) => !stream_names.contains(&u.label.as_str()),
+            _ => false,
+        };
+        parser_first && self.stages[1..].iter().all(reads_labels_only)
     }
 
     /// A literal every line the pipeline keeps contains (see [`LabelFilter::required_literal`]),
@@ -861,5 +948,113 @@ mod tests {
         );
         assert_eq!(read_duration_seconds("1h2m3.5s"), Some(3723.5));
         assert_eq!(read_bytes("1.5KiB"), Some(1536.0));
+    }
+
+    /// A line that starts as the previous one, as far as the parser read, gets its outcome
+    /// without being parsed: every outcome must be the one a fresh run gives.
+    #[test]
+    fn lines_starting_alike_get_the_outcome_a_fresh_run_gives() {
+        let lines: &[&[u8]] = &[
+            br#"{"level":"info","status":200,"msg":"a"}"#,
+            br#"{"level":"info","status":200,"msg":"b"}"#,
+            br#"{"level":"info","status":2000,"msg":"c"}"#,
+            br#"{"level":"info","status":200}"#,
+            br#"{"level":"info","status":200"#,
+            br#"{"level":"info","status":200,"msg":"d"}"#,
+            br#"{"level":"info","status":"200"}"#,
+            br#"{"level":"info","status":503,"msg":"e"}"#,
+            br#"{"level":"info","status":503,"msg":"e"}"#,
+            br#"{"level":"info"}"#,
+            br#"{"level":"info""#,
+            b"level=info status=200 msg=a",
+            b"level=info status=200 msg=b",
+            b"level=info status=2000 msg=c",
+            b"level=info status=200",
+            b"level=info status=2000",
+            b"level=info status=200 msg=d",
+            b"level=info status=\"503\" msg=e",
+            b"level=info status=\"503\"x msg=e",
+            b"level=info status=503 msg=f",
+            b"level=info status=503 msg=f",
+            b"level=info",
+            b"level=info took=2s",
+        ];
+        let status_at_least = |parser: Stage, unwrap: bool| {
+            let mut stages = vec![
+                parser,
+                Stage::Filter(LabelFilter::Number {
+                    name: "status".into(),
+                    compare: Compare::Ge,
+                    value: 500.0,
+                    unit: Unit::Number,
+                }),
+            ];
+            if unwrap {
+                stages.push(Stage::Unwrap(Unwrap {
+                    label: "status".into(),
+                    unit: Unit::Number,
+                }));
+            }
+            stages
+        };
+        let pipelines = [
+            (vec![Stage::Json(None)], vec!["level"]),
+            (vec![Stage::Json(None)], vec!["level", "status"]),
+            (status_at_least(Stage::Json(None), false), vec!["level"]),
+            (status_at_least(Stage::Json(None), true), vec![]),
+            (vec![Stage::Logfmt(LogfmtOptions::default())], vec!["level"]),
+            (
+                status_at_least(Stage::Logfmt(LogfmtOptions::default()), false),
+                vec![],
+            ),
+            (
+                status_at_least(Stage::Logfmt(LogfmtOptions::default()), true),
+                vec!["level"],
+            ),
+            (
+                vec![Stage::Logfmt(LogfmtOptions {
+                    strict: true,
+                    keep_empty: true,
+                    fields: None,
+                })],
+                vec!["level", "status"],
+            ),
+        ];
+        for (stages, grouping) in pipelines {
+            let mut pipeline = Pipeline {
+                stages,
+                wanted: None,
+            };
+            let grouping: Vec<String> = grouping.into_iter().map(String::from).collect();
+            pipeline.want_only(&grouping);
+            assert!(pipeline.decided_by_start(), "{:?}", pipeline.stages);
+            let mut reused = Outcome::default();
+            // Twice over, so that every line also follows every other one.
+            for line in lines.iter().chain(lines.iter().rev()) {
+                let kept = pipeline.run_into(STREAM, line, 0, &mut reused);
+                let fresh = pipeline.run(STREAM, line, 0);
+                let text = String::from_utf8_lossy(line);
+                assert_eq!(kept, fresh.is_some(), "{text} {:?}", pipeline.stages);
+                if let Some(fresh) = fresh {
+                    assert_eq!(reused.labels, fresh.labels, "{text}");
+                    assert_eq!(
+                        reused.sample.map(f64::to_bits),
+                        fresh.sample.map(f64::to_bits),
+                        "{text}"
+                    );
+                    assert_eq!(reused.hidden, fresh.hidden, "{text}");
+                }
+            }
+        }
+        // A stage that reads more than the extracted labels turns it off.
+        let mut reads_stream = Pipeline {
+            stages: vec![
+                Stage::Json(None),
+                Stage::Filter(LabelFilter::Text(Matcher::new(MatchOp::Equal, "pod", "x"))),
+            ],
+            wanted: None,
+        };
+        reads_stream.want_only(&[]);
+        assert!(!reads_stream.decided_by_start());
     }
 }

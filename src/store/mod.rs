@@ -93,38 +93,63 @@ fn stream_key(key: &mut Vec<u8>, line: &line::Line<'_>) {
     }
 }
 
-/// A stream's key as its labels — fields and extracted ones, those `grouping` keeps — each as
-/// length-prefixed name and value.
-fn labels_key(
-    key: &mut Vec<u8>,
+/// How a metric's series keys are made: which stream fields the grouping keeps is asked once
+/// per query, not once per line.
+struct KeyPlan<'g> {
     kind: LogKind,
-    line: &line::Line<'_>,
-    extracted: Option<&crate::logql::pipeline::Outcome>,
-    grouping: Option<&crate::logql::pipeline::Grouping>,
-) {
-    key.clear();
-    key.push(KEY_START);
-    let keeps = |name: &str| grouping.is_none_or(|g| g.keeps(name));
-    let mut put = |name: &str, value: &[u8]| {
-        for part in [name.as_bytes(), value] {
-            key.extend_from_slice(&(part.len() as u32).to_le_bytes());
-            key.extend_from_slice(part);
+    fields_kept: [bool; 3],
+    grouping: Option<&'g crate::logql::pipeline::Grouping>,
+}
+
+impl<'g> KeyPlan<'g> {
+    fn new(kind: LogKind, grouping: Option<&'g crate::logql::pipeline::Grouping>) -> Self {
+        let mut fields_kept = [false; 3];
+        for (kept, name) in fields_kept.iter_mut().zip(kind.labels()) {
+            *kept = grouping.is_none_or(|g| g.keeps(name));
         }
-    };
-    // The grouping first: it is the cheaper question, and usually the last one asked.
-    for (name, value) in kind.labels().iter().zip(&line.fields[..line.field_count]) {
-        if keeps(name) && extracted.is_none_or(|o| o.shows_stream_label(name)) {
-            put(name, value);
+        KeyPlan {
+            kind,
+            fields_kept,
+            grouping,
         }
     }
-    for (name, value) in extracted.iter().flat_map(|o| o.labels.iter()) {
-        if keeps(name) {
-            put(name, value.as_bytes());
+
+    /// A stream's key as its labels — fields and extracted ones, those the grouping keeps —
+    /// each as length-prefixed name and value.
+    fn labels_key(
+        &self,
+        key: &mut Vec<u8>,
+        line: &line::Line<'_>,
+        extracted: Option<&crate::logql::pipeline::Outcome>,
+    ) {
+        key.clear();
+        key.push(KEY_START);
+        let mut put = |name: &str, value: &[u8]| {
+            for part in [name.as_bytes(), value] {
+                key.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                key.extend_from_slice(part);
+            }
+        };
+        let fields = self
+            .kind
+            .labels()
+            .iter()
+            .zip(&line.fields[..line.field_count])
+            .zip(self.fields_kept);
+        for ((name, value), kept) in fields {
+            if kept && extracted.is_none_or(|o| o.shows_stream_label(name)) {
+                put(name, value);
+            }
+        }
+        for (name, value) in extracted.iter().flat_map(|o| o.labels.iter()) {
+            if self.grouping.is_none_or(|g| g.keeps(name)) {
+                put(name, value.as_bytes());
+            }
         }
     }
 }
 
-/// The labels of a key made by [`labels_key`] (a sorted map: extracted labels may come after
+/// The labels of a key made by [`KeyPlan::labels_key`] (a sorted map: extracted labels may come after
 /// the fields in any order).
 fn pairs_labels(key: &[u8]) -> BTreeMap<String, String> {
     let mut key = key.get(1..).unwrap_or_default();
@@ -300,6 +325,7 @@ impl Store {
         // answers 422), so memory stays bounded by streams × buckets.
         let too_many = AtomicBool::new(false);
         let too_big = AtomicBool::new(false);
+        let plan = KeyPlan::new(query.kind, grouping);
         let states = scan::for_each_match(
             &files,
             &request,
@@ -313,7 +339,7 @@ impl Store {
                 }
                 match (grouping, extracted) {
                     (None, None) => stream_key(&mut key.0, line),
-                    _ => labels_key(&mut key.0, query.kind, line, extracted, grouping),
+                    _ => plan.labels_key(&mut key.0, line, extracted),
                 }
                 let slot = match counts.get_mut(key) {
                     Some(slot) => slot,
@@ -394,6 +420,7 @@ impl Store {
         let halt = AtomicBool::new(false);
         let held = AtomicUsize::new(0);
         let key_bytes = AtomicUsize::new(0);
+        let plan = KeyPlan::new(query.kind, grouping);
         let states = scan::for_each_match(
             &files,
             &request,
@@ -402,7 +429,7 @@ impl Store {
             || (Values::default(), crate::short_eq::Key::default()),
             |(values, key), _file, line, outcome| {
                 let Some(outcome) = outcome else { return };
-                labels_key(&mut key.0, query.kind, line, Some(outcome), grouping);
+                plan.labels_key(&mut key.0, line, Some(outcome));
                 if let Some(error) = outcome.labels.get("__error__") {
                     if grouping.is_some_and(|g| !g.keeps("__error__")) {
                         for part in ["__error__".as_bytes(), error.as_bytes()] {
