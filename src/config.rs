@@ -23,6 +23,8 @@ pub enum ConfigError {
     Invalid { setting: String, message: String },
     #[error("--config.file {path}: {message}")]
     File { path: String, message: String },
+    #[error(transparent)]
+    Web(#[from] crate::web_config::WebConfigError),
 }
 
 fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
@@ -89,6 +91,10 @@ pub struct Flags {
     /// A connection with no request in flight is closed after this long [default: 2m].
     #[arg(long = "web.idle-timeout", value_name = "DURATION")]
     pub web_idle_timeout: Option<String>,
+    /// Prometheus's web configuration file: TLS, basic-auth users, response headers; read
+    /// again when it or the files it names change.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
     /// When pushed lines are forced to disk [default: batch].
     #[arg(long = "storage.fsync", value_name = "MODE", value_enum)]
     pub storage_fsync: Option<FsyncMode>,
@@ -157,6 +163,7 @@ pub struct WebFile {
     pub max_connections: Option<u64>,
     pub read_header_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -307,6 +314,9 @@ pub struct Config {
     pub web_max_connections: usize,
     pub web_read_header_timeout: Duration,
     pub web_idle_timeout: Duration,
+    /// `--web.config.file`, and what it held at start-up (empty without one).
+    pub web_config_file: Option<PathBuf>,
+    pub web: crate::web_config::WebConfig,
     pub ingest_labels: LabelMapping,
     pub storage_fsync: FsyncMode,
     pub storage_fsync_interval: Duration,
@@ -417,6 +427,14 @@ impl Config {
                 return Err(invalid(setting, "must be greater than 0"));
             }
         }
+        let web_config_file = flags.web_config_file.or(file.web.config_file);
+        let web = match &web_config_file {
+            Some(path) => crate::web_config::WebConfig::load(path)?,
+            None => crate::web_config::WebConfig {
+                http2: true,
+                ..Default::default()
+            },
+        };
         let storage_fsync = choice(
             "storage.fsync",
             flags.storage_fsync,
@@ -462,6 +480,8 @@ impl Config {
             web_max_connections,
             web_read_header_timeout,
             web_idle_timeout,
+            web_config_file,
+            web,
             ingest_labels: file.ingest.labels.unwrap_or_default(),
             storage_fsync,
             storage_fsync_interval,

@@ -58,17 +58,28 @@ pub fn raise_open_files_limit() {
     }
 }
 
+/// What a connection speaks: TLS when the web configuration has it (read per connection, so
+/// a reloaded certificate serves the next handshake), HTTP/2 unless the configuration says no.
+pub struct Transport {
+    pub web: Arc<crate::web_guard::WebGuard>,
+    pub http2: bool,
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open connections finish
 /// for up to `grace`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    transport: Transport,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
+    if !transport.http2 {
+        builder = builder.http1_only();
+    }
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -108,23 +119,55 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let busy = Arc::new(AtomicUsize::new(0));
-        let io = TokioIo::new(IdleIo::new(tcp, Arc::clone(&busy), limits.idle_timeout));
+        let io = IdleIo::new(tcp, Arc::clone(&busy), limits.idle_timeout);
         let service = InFlight {
             inner: app.clone(),
             busy,
         };
         let service = hyper_util::service::TowerToHyperService::new(service);
-        let connection = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
-        let connection = graceful.watch(connection);
         let metrics = Arc::clone(&metrics);
         metrics.connections_open.inc();
-        tokio::spawn(async move {
-            let _ = connection.await;
-            metrics.connections_open.dec();
-            drop(permit);
-        });
+        match transport.web.current().tls.as_ref() {
+            None => {
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(io), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                    metrics.connections_open.dec();
+                    drop(permit);
+                });
+            }
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.server));
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                // The handshake is part of the request's head: a client that stalls in it is
+                // dropped after the same timeout.
+                let handshake_timeout = limits.read_header_timeout;
+                tokio::spawn(async move {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+                        Ok(Ok(stream)) => {
+                            let connection = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .into_owned();
+                            let _ = watcher.watch(connection).await;
+                        }
+                        Ok(Err(e)) => {
+                            metrics.tls_handshake_failures.inc();
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics.tls_handshake_failures.inc();
+                            tracing::debug!("TLS handshake timed out");
+                        }
+                    }
+                    metrics.connections_open.dec();
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     tokio::select! {

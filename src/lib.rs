@@ -22,3 +22,5 @@ pub mod short_eq;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;
+pub mod web_config;
+pub mod web_guard;

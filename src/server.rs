@@ -83,12 +83,16 @@ pub async fn serve(
         idle_timeout: state.config.web_idle_timeout,
     };
     spawn_memory_trim();
+    let web = std::sync::Arc::clone(&state.web);
+    crate::web_guard::spawn_reloader(std::sync::Arc::clone(&web));
+    let http2 = state.config.web.http2;
     let app = api::router(state);
     let signalled = async move {
         shutdown.await;
         tracing::info!(grace = %promql_parser::util::display_duration(&grace), "shutting down: no new connections, finishing in-flight requests");
     };
-    crate::connections::serve(listener, app, limits, metrics, signalled, grace).await;
+    let transport = crate::connections::Transport { web, http2 };
+    crate::connections::serve(listener, app, limits, transport, metrics, signalled, grace).await;
     if let Err(e) = writer.close_idle(true) {
         tracing::warn!(error = %e, "closing log files at shutdown failed");
     }

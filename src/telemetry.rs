@@ -80,6 +80,12 @@ pub struct Metrics {
     pub files_scanned_unindexed: Counter,
     pub pushed_parts: Counter,
     pub subqueries_evaluated: Counter,
+    /// 1 when the last reading of --web.config.file succeeded (or none was needed).
+    pub web_config_reload_ok: Gauge,
+    pub web_config_reloads: Counter,
+    pub web_config_reload_failures: Counter,
+    /// TLS handshakes that failed (bad client certificate, protocol, timeout).
+    pub tls_handshake_failures: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -266,6 +272,30 @@ impl Metrics {
             "Range functions over subqueries evaluated in Janus",
             subqueries_evaluated.clone(),
         );
+        let web_config_reload_ok = Gauge::default();
+        registry.register(
+            "janus_web_config_last_reload_successful",
+            "Whether the last reading of --web.config.file succeeded (0: the previous configuration is still in force)",
+            web_config_reload_ok.clone(),
+        );
+        let web_config_reloads = Counter::default();
+        registry.register(
+            "janus_web_config_reloads",
+            "Changes of --web.config.file (or the files it names) read and put in force",
+            web_config_reloads.clone(),
+        );
+        let web_config_reload_failures = Counter::default();
+        registry.register(
+            "janus_web_config_reload_failures",
+            "Changes of --web.config.file refused (the previous configuration stays in force)",
+            web_config_reload_failures.clone(),
+        );
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "janus_tls_handshake_failures",
+            "TLS handshakes that failed: certificate refused, protocol error or timeout",
+            tls_handshake_failures.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -311,6 +341,10 @@ impl Metrics {
             files_scanned_unindexed,
             pushed_parts,
             subqueries_evaluated,
+            web_config_reload_ok,
+            web_config_reloads,
+            web_config_reload_failures,
+            tls_handshake_failures,
         }
     }
 

@@ -75,6 +75,8 @@ pub struct AppState {
     pub push_budget: Arc<tokio::sync::Semaphore>,
     /// Loki tails open at once ([`loki_tail::MAX_TAILS`]).
     pub tails: Arc<tokio::sync::Semaphore>,
+    /// What --web.config.file enforces (credentials, rate limit, headers, TLS), kept current.
+    pub web: Arc<crate::web_guard::WebGuard>,
     pub started: SystemTime,
 }
 
@@ -110,7 +112,13 @@ impl AppState {
         let push_budget = Arc::new(tokio::sync::Semaphore::new(
             config.ingest_budget_kib() as usize
         ));
+        let web = Arc::new(crate::web_guard::WebGuard::new(
+            config.web_config_file.clone(),
+            config.web.clone(),
+            Arc::clone(&metrics),
+        ));
         Ok(Arc::new(AppState {
+            web,
             config,
             upstream,
             metrics,
@@ -280,8 +288,13 @@ pub fn router(state: SharedState) -> Router {
         };
         router = router.route(route.path, method_router);
     }
+    // The web configuration's checks run inside the observer, so refusals are counted too.
     router
         .fallback(unrouted)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::web_guard::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             observe::observe,

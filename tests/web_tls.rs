@@ -1,0 +1,360 @@
+//! `--web.config.file` with real TLS: a CA, server and client certificates made at test time,
+//! driven with curl against Janus and the real Prometheus behind it, the file checked by
+//! promtool: client
+//! certificates, basic auth, response headers, HTTP/2 by ALPN, certificate rotation without a
+//! restart, a bad reload that keeps the previous configuration, and start-up refusals that
+//! name the key.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+/// A CA and what it signed, written as PEM files under `dir` with `prefix`.
+struct Pki {
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Pki {
+    fn new(dir: &Path, name: &str) -> Pki {
+        let ca_key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("janus test CA {name}"));
+        let ca = params.self_signed(&ca_key).expect("CA");
+        std::fs::write(dir.join(format!("{name}.pem")), ca.pem()).expect("write CA");
+        Pki { ca, ca_key }
+    }
+
+    /// Signs a certificate for `names` and writes `<file>.pem` and `<file>.key`.
+    fn issue(&self, dir: &Path, file: &str, names: &[&str]) {
+        let key = KeyPair::generate().expect("key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("params");
+        params.distinguished_name.push(DnType::CommonName, file);
+        let cert = params
+            .signed_by(&key, &self.ca, &self.ca_key)
+            .expect("signed");
+        // Key first, certificate last: a reader that sees the new certificate sees its key.
+        std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).expect("key");
+        std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).expect("cert");
+    }
+}
+
+/// curl against `url`: (exit success, HTTP status, response headers and body).
+fn curl(dir: &Path, url: &str, extra: &[&str]) -> (bool, String, String) {
+    let out = Command::new("curl")
+        .current_dir(dir)
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-D",
+            "-",
+            "-w",
+            "\n%{http_code} %{http_version}",
+        ])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text.lines().last().unwrap_or_default().to_string();
+    (
+        out.status.success(),
+        status,
+        text + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+const PASSWORD: &str = "correct horse";
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
+    let path = dir.join("web.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.pem\n  min_version: TLS12\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=31536000\nbasic_auth_users:\n  alice: {hash}\n{extra}"
+        ),
+    )
+    .expect("web.yml");
+    path
+}
+
+async fn start(dir: &Path, upstream: &str) -> support::TestJanus {
+    let path = dir.join("web.yml");
+    let web = janus::web_config::WebConfig::load(&path).expect("web config loads");
+    support::start_janus(upstream, move |c| {
+        c.web_config_file = Some(path);
+        c.web = web;
+    })
+    .await
+}
+
+fn https(janus: &support::TestJanus, path: &str) -> String {
+    janus.url.replace("http://", "https://") + path
+}
+
+const CLIENT: [&str; 4] = ["--cert", "client.pem", "--key", "client.key"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_certificates_basic_auth_headers_and_rotation() {
+    let dir = support::temp_dir("tls");
+    let servers = Pki::new(&dir, "servers");
+    let clients = Pki::new(&dir, "clients");
+    servers.issue(&dir, "server", &["localhost", "127.0.0.1"]);
+    clients.issue(&dir, "client", &["client.example"]);
+    let stranger = Pki::new(&dir, "strangers");
+    stranger.issue(&dir, "stranger", &["stranger.example"]);
+    write_config(&dir, "");
+    let janus = start(&dir, &support::closed_port_url().await).await;
+    let labels = https(&janus, "/loki/api/v1/labels");
+    let user = format!("alice:{PASSWORD}");
+    let dir2 = dir.clone();
+    let run = move |url: String, extra: Vec<String>| {
+        let dir = dir2.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+                curl(&dir, &url, &extra)
+            })
+            .await
+            .expect("curl task")
+        }
+    };
+    let args = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // Certificate, password: answered, over HTTP/2 (ALPN), with the configured headers.
+    let mut ok = args(&["--cacert", "servers.pem", "-u", &user, "--http2"]);
+    ok.extend(args(&CLIENT));
+    let (success, status, text) = run(labels.clone(), ok.clone()).await;
+    assert!(success, "{text}");
+    assert_eq!(status, "200 2", "{text}");
+    assert!(text.contains("x-frame-options: deny"), "{text}");
+    assert!(
+        text.contains("strict-transport-security: max-age=31536000"),
+        "{text}"
+    );
+
+    // No password: 401 with a challenge (and the headers).
+    let mut no_password = args(&["--cacert", "servers.pem"]);
+    no_password.extend(args(&CLIENT));
+    let (_, status, text) = run(labels.clone(), no_password.clone()).await;
+    assert!(status.starts_with("401"), "{text}");
+    assert!(
+        text.to_lowercase().contains("www-authenticate: basic"),
+        "{text}"
+    );
+    // A wrong password and an unknown user: the same refusal.
+    for wrong in ["alice:wrong", "mallory:correct horse", "alice"] {
+        let mut args = no_password.clone();
+        args.extend(["-u".to_string(), wrong.to_string()]);
+        let (_, status, text) = run(labels.clone(), args).await;
+        assert!(status.starts_with("401"), "{wrong}: {text}");
+    }
+    // Probes need no password.
+    let (_, status, text) = run(https(&janus, "/-/healthy"), no_password.clone()).await;
+    assert!(status.starts_with("200"), "{text}");
+
+    // No client certificate, or one from another CA: no connection at all.
+    let (success, status, text) = run(
+        labels.clone(),
+        args(&["--cacert", "servers.pem", "-u", &user]),
+    )
+    .await;
+    assert!(!success && status.starts_with("000"), "{text}");
+    let (success, _, text) = run(
+        labels.clone(),
+        args(&[
+            "--cacert",
+            "servers.pem",
+            "-u",
+            &user,
+            "--cert",
+            "stranger.pem",
+            "--key",
+            "stranger.key",
+        ]),
+    )
+    .await;
+    assert!(!success, "{text}");
+    // Plain HTTP to the TLS port: no answer.
+    let (success, _, text) = run(janus.url.clone() + "/-/healthy", vec![]).await;
+    assert!(!success, "{text}");
+
+    // Rotation: a certificate from a new CA in place of the old one is served from the next
+    // connection, without a restart.
+    let rotated = Pki::new(&dir, "rotated");
+    rotated.issue(&dir, "server", &["localhost", "127.0.0.1"]);
+    let mut new_ca = args(&["--cacert", "rotated.pem", "-u", &user]);
+    new_ca.extend(args(&CLIENT));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (success, status, _) = run(labels.clone(), new_ca.clone()).await;
+        if success && status.starts_with("200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (success, _, _) = run(labels.clone(), ok.clone()).await;
+    assert!(!success, "the old certificate is still served");
+
+    // A bad change keeps the previous configuration, and says so in a metric.
+    std::fs::write(dir.join("web.yml"), "tls_server_config:\n  cert_fil: x\n").expect("write");
+    let metrics = https(&janus, "/metrics");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, _, text) = run(metrics.clone(), new_ca.clone()).await;
+        if text.contains("janus_web_config_last_reload_successful 0") {
+            assert!(
+                text.contains("janus_web_config_reload_failures_total 1"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bad reload was not reported: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (success, status, text) = run(labels.clone(), new_ca.clone()).await;
+    assert!(success && status.starts_with("200"), "{text}");
+    // Fixed again: reloaded, reported.
+    write_config(&dir, "");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, _, text) = run(metrics.clone(), new_ca.clone()).await;
+        if text.contains("janus_web_config_last_reload_successful 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the good reload was not reported: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    janus.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Through mutual TLS and basic auth, the real Prometheus's answers stay byte for byte; and
+/// promtool (the Debian package's 2.42, whose `query` has no `--http.config.file` yet) checks
+/// the same web configuration file as valid for Prometheus itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_answers_through_tls_are_unchanged_and_promtool_accepts_the_file() {
+    let prometheus = support::required_env("JANUS_TEST_PROMETHEUS");
+    let dir = support::temp_dir("tls-prometheus");
+    let servers = Pki::new(&dir, "servers");
+    let clients = Pki::new(&dir, "clients");
+    servers.issue(&dir, "server", &["localhost", "127.0.0.1"]);
+    clients.issue(&dir, "client", &["client.example"]);
+    let config = write_config(&dir, "");
+    let janus = start(&dir, &prometheus).await;
+    let query = "/api/v1/query?query=vector(1)%2Bvector(1)&time=1700000000";
+    let through = https(&janus, query);
+    let direct = format!("{prometheus}{query}");
+    let user = format!("alice:{PASSWORD}");
+    let dir2 = dir.clone();
+    let (via_janus, straight, check) = tokio::task::spawn_blocking(move || {
+        let mut args = vec!["--cacert", "servers.pem", "-u", user.as_str()];
+        args.extend(CLIENT);
+        let via_janus = curl(&dir2, &through, &args);
+        let straight = curl(&dir2, &direct, &[]);
+        let check = Command::new("promtool")
+            .args(["check", "web-config"])
+            .arg(&config)
+            .current_dir(&dir2)
+            .output()
+            .expect("promtool runs (compat-tests/run installs it)");
+        (via_janus, straight, check)
+    })
+    .await
+    .expect("task");
+    let body = |text: &str| {
+        // The body follows the blank line after the head; the status line is last.
+        let after_head = text
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        after_head
+            .rsplit_once('\n')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        via_janus.0 && via_janus.1.starts_with("200"),
+        "{}",
+        via_janus.2
+    );
+    assert!(straight.0, "{}", straight.2);
+    assert!(
+        body(&straight.2).contains("\"value\":[1700000000,\"2\"]"),
+        "{}",
+        straight.2
+    );
+    assert_eq!(body(&via_janus.2), body(&straight.2));
+    let checked = String::from_utf8_lossy(&check.stdout).to_string()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{checked}");
+    assert!(checked.contains("SUCCESS"), "{checked}");
+    janus.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A bad file stops Janus at start-up with one line naming the key.
+#[test]
+fn bad_files_are_refused_naming_the_key() {
+    let dir = support::temp_dir("tls-bad");
+    let cases: &[(&str, &str)] = &[
+        ("tls_server_config:\n  cert_fil: x\n", "cert_fil"),
+        (
+            "tls_server_config:\n  key_file: k\n",
+            "tls_server_config.cert_file",
+        ),
+        (
+            "tls_server_config:\n  cert_file: missing.pem\n  key_file: missing.key\n",
+            "tls_server_config.cert_file",
+        ),
+        (
+            "basic_auth_users:\n  bob: not-a-hash\n",
+            "basic_auth_users.bob",
+        ),
+        (
+            "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
+            "http_server_config.headers.X-Frame-Options",
+        ),
+        (
+            "http_server_config:\n  headers:\n    Server: janus\n",
+            "http_server_config.headers.Server",
+        ),
+        ("rate_limit:\n  interval: soon\n", "rate_limit.interval"),
+    ];
+    for (text, key) in cases {
+        let path = dir.join("web.yml");
+        std::fs::write(&path, text).expect("write");
+        let out = Command::new(env!("CARGO_BIN_EXE_janus"))
+            .arg(format!("--web.config.file={}", path.display()))
+            .arg("--web.listen-address=127.0.0.1:0")
+            .arg(format!("--storage.path={}", dir.join("store").display()))
+            .output()
+            .expect("janus runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{text}: {stderr}");
+        assert!(stderr.contains(key), "{text}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
