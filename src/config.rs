@@ -430,10 +430,7 @@ impl Config {
         let web_config_file = flags.web_config_file.or(file.web.config_file);
         let web = match &web_config_file {
             Some(path) => crate::web_config::WebConfig::load(path)?,
-            None => crate::web_config::WebConfig {
-                http2: true,
-                ..Default::default()
-            },
+            None => crate::web_config::WebConfig::default(),
         };
         let storage_fsync = choice(
             "storage.fsync",

@@ -101,8 +101,9 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
-/// A checked web configuration.
-#[derive(Debug, Clone, Default)]
+/// A checked web configuration; the default is no file: plain HTTP (HTTP/2 allowed), no
+/// users, no headers, no rate limit.
+#[derive(Debug, Clone)]
 pub struct WebConfig {
     pub tls: Option<TlsSettings>,
     /// `http_server_config.http2` (default true); read at start-up only, as in Prometheus.
@@ -114,6 +115,19 @@ pub struct WebConfig {
     pub rate_limit: Option<RateLimit>,
     /// The files this configuration came from.
     pub sources: Sources,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            tls: None,
+            http2: true,
+            headers: Vec::new(),
+            users: BTreeMap::new(),
+            rate_limit: None,
+            sources: Vec::new(),
+        }
+    }
 }
 
 /// The headers `http_server_config.headers` may set, and the values some of them are limited

@@ -411,3 +411,96 @@ async fn loki_pipelines_and_tails_are_bounded() {
     drop(open);
     janus.assert_alive_and_bounded("Loki pipelines and tails");
 }
+
+/// TLS and basic auth tried as an attacker would: hundreds of connections that never finish
+/// their handshake, garbage instead of a ClientHello, and a flood of wrong passwords (each one
+/// a bcrypt check). Stalled handshakes are dropped after the head timeout, bcrypt checks wait
+/// their turn, a real client still gets in, and memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_and_password_guessing_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let root = temp_dir("attack-tls");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("certificate");
+    std::fs::write(root.join("server.pem"), certified.cert.pem()).expect("cert");
+    std::fs::write(root.join("server.key"), certified.key_pair.serialize_pem()).expect("key");
+    let hash = bcrypt::hash("right", 10).expect("bcrypt");
+    let config = root.join("web.yml");
+    std::fs::write(
+        &config,
+        format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\nbasic_auth_users:\n  alice: {hash}\n"),
+    )
+    .expect("web.yml");
+    let store = root.join("store");
+    let web = format!("--web.config.file={}", config.display());
+    let mut janus = Guarded::start_tls(
+        &store,
+        "http://127.0.0.1:1",
+        &[
+            &web,
+            "--web.read-header-timeout=1s",
+            "--web.max-connections=256",
+        ],
+    )
+    .await;
+    let address = janus.url.trim_start_matches("https://").to_string();
+
+    // Connections that open and say nothing, or say garbage.
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        if let Ok(socket) = tokio::net::TcpStream::connect(&address).await {
+            stalled.push(socket);
+        }
+    }
+    let mut garbage = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let _ = garbage.write_all(&vec![0x16; 64 << 10]).await;
+    // After the head timeout every one of them is closed by the server.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for socket in stalled.iter_mut().chain(std::iter::once(&mut garbage)) {
+        // The server may send an alert first; then it closes.
+        let closed = async {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = socket.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), closed)
+                .await
+                .is_ok(),
+            "a stalled handshake was kept open"
+        );
+    }
+    drop(stalled);
+
+    // Wrong passwords, forty at once: every one refused, none taking the server down.
+    let client = support::guarded::unverified_tls_client();
+    let labels = format!("{}/loki/api/v1/labels", janus.url);
+    let guesses = (0..40).map(|i| {
+        let request = client
+            .get(&labels)
+            .basic_auth(
+                if i % 2 == 0 { "alice" } else { "mallory" },
+                Some(format!("guess-{i}")),
+            )
+            .send();
+        async move { request.await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    assert!(statuses.iter().all(|&s| s == 401), "{statuses:?}");
+    // The right password still gets in.
+    let status = client
+        .get(&labels)
+        .basic_auth("alice", Some("right"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(status, 200);
+    janus.assert_alive_and_bounded("TLS handshakes and password guessing");
+    let _ = std::fs::remove_dir_all(&root);
+}

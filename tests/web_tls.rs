@@ -102,6 +102,22 @@ fn https(janus: &support::TestJanus, path: &str) -> String {
     janus.url.replace("http://", "https://") + path
 }
 
+/// Polls `probe` every 200 ms until it gives a value, for up to 15 s (the reloader looks at
+/// the files once a second); the last failure's text goes into the assertion.
+async fn until<T, F>(what: &str, mut probe: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) => assert!(Instant::now() < deadline, "{what}: {last}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 const CLIENT: [&str; 4] = ["--cert", "client.pem", "--key", "client.key"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,56 +211,44 @@ async fn tls_client_certificates_basic_auth_headers_and_rotation() {
     rotated.issue(&dir, "server", &["localhost", "127.0.0.1"]);
     let mut new_ca = args(&["--cacert", "rotated.pem", "-u", &user]);
     new_ca.extend(args(&CLIENT));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (success, status, _) = run(labels.clone(), new_ca.clone()).await;
-        if success && status.starts_with("200") {
-            break;
+    until("the rotated certificate was never served", || {
+        let served = run(labels.clone(), new_ca.clone());
+        async move {
+            let (success, status, text) = served.await;
+            (success && status.starts_with("200"))
+                .then_some(())
+                .ok_or(text)
         }
-        assert!(
-            Instant::now() < deadline,
-            "the rotated certificate was never served"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     let (success, _, _) = run(labels.clone(), ok.clone()).await;
     assert!(!success, "the old certificate is still served");
 
     // A bad change keeps the previous configuration, and says so in a metric.
     std::fs::write(dir.join("web.yml"), "tls_server_config:\n  cert_fil: x\n").expect("write");
     let metrics = https(&janus, "/metrics");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, _, text) = run(metrics.clone(), new_ca.clone()).await;
-        if text.contains("janus_web_config_last_reload_successful 0") {
-            assert!(
-                text.contains("janus_web_config_reload_failures_total 1"),
-                "{text}"
-            );
-            break;
+    let reported = |value: &'static str| {
+        let scraped = run(metrics.clone(), new_ca.clone());
+        async move {
+            let (_, _, text) = scraped.await;
+            let line = format!("janus_web_config_last_reload_successful {value}");
+            if text.contains(&line) {
+                Ok(text)
+            } else {
+                Err(text)
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "the bad reload was not reported: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    let text = until("the bad reload was not reported", || reported("0")).await;
+    assert!(
+        text.contains("janus_web_config_reload_failures_total 1"),
+        "{text}"
+    );
     let (success, status, text) = run(labels.clone(), new_ca.clone()).await;
     assert!(success && status.starts_with("200"), "{text}");
     // Fixed again: reloaded, reported.
     write_config(&dir, "");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, _, text) = run(metrics.clone(), new_ca.clone()).await;
-        if text.contains("janus_web_config_last_reload_successful 1") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the good reload was not reported: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until("the good reload was not reported", || reported("1")).await;
     janus.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

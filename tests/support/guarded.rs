@@ -20,6 +20,15 @@ pub fn free_port() -> u16 {
         .expect("port")
 }
 
+/// A client that takes any server certificate (the attack tests' self-signed one).
+pub fn unverified_tls_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client")
+}
+
 /// A Janus child process under a memory cap; killed by its PID when dropped.
 pub struct Guarded {
     pub child: Child,
@@ -29,7 +38,13 @@ pub struct Guarded {
 
 impl Guarded {
     pub async fn start(storage: &Path, upstream: &str, extra: &[&str]) -> Guarded {
-        Guarded::launch(storage, upstream, extra, None).await
+        Guarded::launch(storage, upstream, extra, None, false).await
+    }
+
+    /// As `start`, for a server whose `--web.config.file` (in `extra`) turns TLS on: `url` is
+    /// `https://…` and readiness is probed without checking the certificate.
+    pub async fn start_tls(storage: &Path, upstream: &str, extra: &[&str]) -> Guarded {
+        Guarded::launch(storage, upstream, extra, None, true).await
     }
 
     /// As `start`, with `ulimit -n` (soft and hard) set to `open_files`.
@@ -39,7 +54,7 @@ impl Guarded {
         extra: &[&str],
         open_files: u64,
     ) -> Guarded {
-        Guarded::launch(storage, upstream, extra, Some(open_files)).await
+        Guarded::launch(storage, upstream, extra, Some(open_files), false).await
     }
 
     async fn launch(
@@ -47,6 +62,7 @@ impl Guarded {
         upstream: &str,
         extra: &[&str],
         open_files: Option<u64>,
+        tls: bool,
     ) -> Guarded {
         let port = free_port();
         let mut command = Command::new("prlimit");
@@ -66,13 +82,19 @@ impl Guarded {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("prlimit runs janus");
+        let scheme = if tls { "https" } else { "http" };
         let guarded = Guarded {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             storage: storage.to_path_buf(),
         };
+        let probe = if tls {
+            unverified_tls_client()
+        } else {
+            raw_client()
+        };
         let started = Instant::now();
-        while raw_client()
+        while probe
             .get(format!("{}/-/healthy", guarded.url))
             .send()
             .await
