@@ -25,6 +25,8 @@ pub enum ConfigError {
     File { path: String, message: String },
     #[error(transparent)]
     Web(#[from] crate::web_config::WebConfigError),
+    #[error(transparent)]
+    Tenants(#[from] crate::tenants::TenantsError),
 }
 
 fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
@@ -95,6 +97,10 @@ pub struct Flags {
     /// again when it or the files it names change.
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
+    /// Tenants: who a request is (user, token, a proxy's header) and which namespaces it may
+    /// read and push into; without it every client sees everything.
+    #[arg(long = "auth.tenants-file", value_name = "PATH")]
+    pub tenants_file: Option<PathBuf>,
     /// When pushed lines are forced to disk [default: batch].
     #[arg(long = "storage.fsync", value_name = "MODE", value_enum)]
     pub storage_fsync: Option<FsyncMode>,
@@ -129,6 +135,7 @@ pub struct Flags {
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     pub web: WebFile,
+    pub auth: AuthFile,
     pub upstream: UpstreamFile,
     pub storage: StorageFile,
     pub query: QueryFile,
@@ -164,6 +171,12 @@ pub struct WebFile {
     pub read_header_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub config_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthFile {
+    pub tenants_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,6 +330,8 @@ pub struct Config {
     /// `--web.config.file`, and what it held at start-up (empty without one).
     pub web_config_file: Option<PathBuf>,
     pub web: crate::web_config::WebConfig,
+    /// `--auth.tenants-file`, read at start-up; `None`: no tenants, every client sees all.
+    pub tenants: Option<std::sync::Arc<crate::tenants::Tenants>>,
     pub ingest_labels: LabelMapping,
     pub storage_fsync: FsyncMode,
     pub storage_fsync_interval: Duration,
@@ -432,6 +447,10 @@ impl Config {
             Some(path) => crate::web_config::WebConfig::load(path)?,
             None => crate::web_config::WebConfig::default(),
         };
+        let tenants = match flags.tenants_file.or(file.auth.tenants_file) {
+            Some(path) => Some(std::sync::Arc::new(crate::tenants::Tenants::load(&path)?)),
+            None => None,
+        };
         let storage_fsync = choice(
             "storage.fsync",
             flags.storage_fsync,
@@ -479,6 +498,7 @@ impl Config {
             web_idle_timeout,
             web_config_file,
             web,
+            tenants,
             ingest_labels: file.ingest.labels.unwrap_or_default(),
             storage_fsync,
             storage_fsync_interval,

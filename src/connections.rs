@@ -94,7 +94,7 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let (tcp, _peer) = match accepted {
+        let (tcp, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // Out of descriptors (EMFILE) or the like: wait a little instead of spinning.
@@ -123,6 +123,7 @@ pub async fn serve(
         let service = InFlight {
             inner: app.clone(),
             busy,
+            peer,
         };
         let service = hyper_util::service::TowerToHyperService::new(service);
         let metrics = Arc::clone(&metrics);
@@ -184,6 +185,9 @@ pub async fn serve(
 struct InFlight {
     inner: Router,
     busy: Arc<AtomicUsize>,
+    /// The client's address, given to the request (a proxy's identity header is believed
+    /// only from configured addresses).
+    peer: std::net::SocketAddr,
 }
 
 struct Busy(Arc<AtomicUsize>);
@@ -207,9 +211,12 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for InFlight {
         self.busy.fetch_add(1, Ordering::Relaxed);
         let busy = Busy(Arc::clone(&self.busy));
         let mut router = self.inner.clone();
+        let mut request = request.map(axum::body::Body::new);
+        request
+            .extensions_mut()
+            .insert(crate::api::tenancy::PeerAddr(self.peer));
         Box::pin(async move {
-            let response =
-                tower::Service::call(&mut router, request.map(axum::body::Body::new)).await;
+            let response = tower::Service::call(&mut router, request).await;
             drop(busy);
             response
         })

@@ -32,6 +32,9 @@ pub enum ApiError {
     /// A body of a type the endpoint does not read.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// An identified tenant asked for what its scope does not reach.
+    #[error("{0}")]
+    Forbidden(String),
     /// A bug in Janus. Never the answer to user input.
     #[error("{0}")]
     Internal(String),
@@ -48,6 +51,7 @@ impl ApiError {
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Canceled(_) => "canceled",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -62,6 +66,7 @@ impl ApiError {
             ApiError::Canceled(_) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -86,6 +86,20 @@ pub struct Metrics {
     pub web_config_reload_failures: Counter,
     /// TLS handshakes that failed (bad client certificate, protocol, timeout).
     pub tls_handshake_failures: Counter,
+    /// Requests by tenant (those of the tenants file, or `none`) and result.
+    pub tenant_requests: Family<TenantLabels, Counter>,
+    pub tenant_pushed_bytes: Family<TenantNameLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantNameLabels {
+    pub tenant: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -296,6 +310,18 @@ impl Metrics {
             "TLS handshakes that failed: certificate refused, protocol error or timeout",
             tls_handshake_failures.clone(),
         );
+        let tenant_requests = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "janus_tenant_requests",
+            "Requests by tenant (`none`: unidentified) and result (`allowed`, `forbidden`, `unidentified`)",
+            tenant_requests.clone(),
+        );
+        let tenant_pushed_bytes = Family::<TenantNameLabels, Counter>::default();
+        registry.register(
+            "janus_tenant_pushed_bytes",
+            "Push bodies accepted, by tenant",
+            tenant_pushed_bytes.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -345,6 +371,8 @@ impl Metrics {
             web_config_reloads,
             web_config_reload_failures,
             tls_handshake_failures,
+            tenant_requests,
+            tenant_pushed_bytes,
         }
     }
 

@@ -139,11 +139,13 @@ impl WebGuard {
         }
     }
 
-    /// Whether the request's basic-auth credentials are those of a configured user.
-    async fn authenticated(&self, config: &WebConfig, header: Option<&http::HeaderValue>) -> bool {
-        let Some((user, password)) = header.and_then(basic_credentials) else {
-            return false;
-        };
+    /// The configured user whose basic-auth credentials the request holds, if any.
+    async fn authenticated(
+        &self,
+        config: &WebConfig,
+        header: Option<&http::HeaderValue>,
+    ) -> Option<String> {
+        let (user, password) = header.and_then(basic_credentials)?;
         let known = config.users.get(&user);
         let hash = match known {
             Some(hash) => hash.clone(),
@@ -154,11 +156,9 @@ impl WebGuard {
         };
         let key = remembered_key(&user, &hash, &password);
         if known.is_some() && self.verified.lock().is_ok_and(|v| v.contains(&key)) {
-            return true;
+            return Some(user);
         }
-        let Ok(_slot) = self.bcrypt_slots.acquire().await else {
-            return false;
-        };
+        let _slot = self.bcrypt_slots.acquire().await.ok()?;
         let matches =
             tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
                 .await
@@ -172,7 +172,7 @@ impl WebGuard {
                 verified.insert(key);
             }
         }
-        ok
+        ok.then_some(user)
     }
 
     /// Takes a token from the bucket, if the configuration limits the rate.
@@ -244,25 +244,29 @@ fn basic_credentials(header: &http::HeaderValue) -> Option<(String, String)> {
 
 /// The middleware: rate limit, then credentials, then the configured response headers (on
 /// refusals too).
-pub async fn guard(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<SharedState>, mut request: Request, next: Next) -> Response {
     let config = state.web.current();
     let mut response = if !state.web.admit(&config) {
         (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n").into_response()
-    } else if config.users.is_empty()
-        || OPEN_PATHS.contains(&request.uri().path())
-        || state
-            .web
-            .authenticated(&config, request.headers().get(http::header::AUTHORIZATION))
-            .await
-    {
+    } else if config.users.is_empty() || OPEN_PATHS.contains(&request.uri().path()) {
         next.run(request).await
     } else {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(http::header::WWW_AUTHENTICATE, "Basic")],
-            "Unauthorized\n",
-        )
-            .into_response()
+        let header = request.headers().get(http::header::AUTHORIZATION);
+        match state.web.authenticated(&config, header).await {
+            Some(user) => {
+                // Who the tenants file may know the request as.
+                request
+                    .extensions_mut()
+                    .insert(crate::api::tenancy::VerifiedUser(user));
+                next.run(request).await
+            }
+            None => (
+                StatusCode::UNAUTHORIZED,
+                [(http::header::WWW_AUTHENTICATE, "Basic")],
+                "Unauthorized\n",
+            )
+                .into_response(),
+        }
     };
     for (name, value) in &config.headers {
         response.headers_mut().insert(name.clone(), value.clone());

@@ -16,6 +16,7 @@ mod push;
 mod query;
 mod request;
 mod status;
+pub mod tenancy;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -288,9 +289,14 @@ pub fn router(state: SharedState) -> Router {
         };
         router = router.route(route.path, method_router);
     }
-    // The web configuration's checks run inside the observer, so refusals are counted too.
+    // The web configuration's checks run inside the observer, so refusals are counted too;
+    // then who the request is (tenants), once its credentials are known.
     router
         .fallback(unrouted)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            tenancy::tenancy,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             crate::web_guard::guard,

@@ -67,6 +67,7 @@ async fn accept_push(
 ) -> Result<(), (&'static str, ApiError)> {
     let max = state.config.ingest_max_body_size;
     let (parts, body) = request.into_parts();
+    let tenant = super::tenancy::tenant_of(&parts.extensions);
     let header_text = |name: header::HeaderName| {
         parts
             .headers
@@ -124,6 +125,7 @@ async fn accept_push(
         max
     };
     let state_for_work = std::sync::Arc::clone(state);
+    let body_len = body.len() as u64;
     let outcome = tokio::task::spawn_blocking(move || {
         let decode_within = |max_size: usize| {
             let limits = decode::Limits {
@@ -174,6 +176,13 @@ async fn accept_push(
         }
         let received: u64 = streams.iter().map(|s| s.entries.len() as u64).sum();
         count(&state_for_work, "received", received);
+        if let Some(tenant) = &tenant {
+            // Every stream must go where the tenant may write, or nothing is written.
+            may_write(tenant, &streams, &state_for_work.config.ingest_labels).map_err(|e| {
+                count(&state_for_work, "refused", received);
+                ("forbidden", e)
+            })?;
+        }
         let prepared =
             ingest::prepare(&streams, &state_for_work.config.ingest_labels).map_err(|e| {
                 count(&state_for_work, "refused", received);
@@ -189,6 +198,15 @@ async fn accept_push(
             )
         })?;
         count(&state_for_work, "written", prepared.lines);
+        if let Some(tenant) = &tenant {
+            state_for_work
+                .metrics
+                .tenant_pushed_bytes
+                .get_or_create(&crate::telemetry::TenantNameLabels {
+                    tenant: tenant.name.clone(),
+                })
+                .inc_by(body_len);
+        }
         state_for_work
             .metrics
             .ingest_bytes_written
@@ -209,4 +227,37 @@ async fn accept_push(
             ApiError::Internal(format!("push worker failed: {e}")),
         )),
     }
+}
+
+/// Whether every stream of a push falls where `tenant` may write: its namespaces (node logs
+/// only for an unrestricted tenant). A stream whose labels map nowhere is left to `prepare`,
+/// which refuses it as any bad push.
+fn may_write(
+    tenant: &crate::tenants::Tenant,
+    streams: &[crate::ingest::decode::PushStream],
+    mapping: &crate::ingest::mapping::LabelMapping,
+) -> Result<(), ApiError> {
+    if tenant.scope.is_none() {
+        return Ok(());
+    }
+    for stream in streams {
+        let Ok(target) = mapping.target(&stream.labels) else {
+            continue;
+        };
+        let namespace = target
+            .values
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default();
+        let allowed = target.kind == crate::logql::LogKind::Pod && tenant.may_push_into(namespace);
+        if !allowed {
+            return Err(ApiError::Forbidden(format!(
+                "tenant {:?} may not push into {} {:?}; nothing of this request was written",
+                tenant.name,
+                target.kind.target_label(),
+                namespace
+            )));
+        }
+    }
+    Ok(())
 }

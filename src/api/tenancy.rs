@@ -1,0 +1,129 @@
+//! Who a request is, when `--auth.tenants-file` is given, and which paths a restricted tenant
+//! may reach.
+//!
+//! The rule is fail-closed: a restricted tenant reaches only the paths whose answers Janus
+//! filters by its namespaces (see [`FILTERED`]); every other path is refused with 403 and a
+//! message saying why, so that a path not yet taught the rule can never leak another tenant's
+//! data. An unrestricted tenant (`all: true`) reaches everything, and its answers are the
+//! upstream's bytes.
+//!
+//! Towards the upstream a tenant has one identity: the client's own `X-Scope-OrgID` is dropped
+//! and the tenant's `upstream_org_id`, if any, sent instead, so no tenant can name another's
+//! Mimir or Cortex organisation.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+use super::SharedState;
+use crate::error::ApiError;
+use crate::telemetry::TenantLabels;
+use crate::tenants::{Presented, Tenant};
+
+/// Paths answered without an identity: probes cannot send one, and they say nothing about data.
+const OPEN_PATHS: &[&str] = &["/-/healthy", "/-/ready"];
+
+/// The routes a restricted tenant may use: those whose answers are filtered by its namespaces,
+/// or hold no data of anyone's.
+const FILTERED: &[&str] = &[
+    "/",
+    "/loki/api/v1/push",
+    "/loki/api/v1/status/buildinfo",
+    "/loki/api/v1/format_query",
+];
+
+/// The peer address of the connection a request came on (set by the accept loop).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// A basic-auth user `--web.config.file` verified (set by its guard).
+#[derive(Debug, Clone)]
+pub struct VerifiedUser(pub String);
+
+pub async fn tenancy(
+    State(state): State<SharedState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(tenants) = state.config.tenants.as_deref() else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    if OPEN_PATHS.contains(&path) || (path == "/metrics" && tenants.metrics_open) {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let presented = Presented {
+        verified_user: request
+            .extensions()
+            .get::<VerifiedUser>()
+            .map(|u| u.0.as_str()),
+        bearer,
+        header: tenants
+            .header
+            .as_ref()
+            .and_then(|h| headers.get(&h.name))
+            .and_then(|v| v.to_str().ok()),
+        peer: request.extensions().get::<PeerAddr>().map(|p| p.0.ip()),
+    };
+    let Some(tenant) = tenants.identify(&presented) else {
+        count(&state, "none", "unidentified");
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(http::header::WWW_AUTHENTICATE, "Basic realm=\"janus\"")],
+            "Unauthorized\n",
+        )
+            .into_response();
+    };
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    if tenant.scope.is_some() && !route.as_deref().is_some_and(|r| FILTERED.contains(&r)) {
+        count(&state, &tenant.name, "forbidden");
+        return ApiError::Forbidden(format!(
+            "tenant {:?} may see only its namespaces, and Janus does not filter {} by namespace yet",
+            tenant.name,
+            request.uri().path()
+        ))
+        .into_response();
+    }
+    count(&state, &tenant.name, "allowed");
+    let upstream_identity = http::HeaderName::from_static("x-scope-orgid");
+    request.headers_mut().remove(&upstream_identity);
+    if let Some(org) = tenant
+        .upstream_org_id
+        .as_deref()
+        .and_then(|o| http::HeaderValue::from_str(o).ok())
+    {
+        request.headers_mut().insert(upstream_identity, org);
+    }
+    request.extensions_mut().insert(Arc::clone(&tenant));
+    next.run(request).await
+}
+
+fn count(state: &SharedState, tenant: &str, result: &str) {
+    state
+        .metrics
+        .tenant_requests
+        .get_or_create(&TenantLabels {
+            tenant: tenant.to_string(),
+            result: result.to_string(),
+        })
+        .inc();
+}
+
+/// The tenant a request was identified as, if tenants are configured.
+pub fn tenant_of(request_extensions: &http::Extensions) -> Option<Arc<Tenant>> {
+    request_extensions.get::<Arc<Tenant>>().cloned()
+}

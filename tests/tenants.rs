@@ -1,0 +1,315 @@
+//! `--auth.tenants-file`: identification (a basic-auth user `--web.config.file` verified, a
+//! bearer token, a proxy's header from its own address only), the fail-closed rule for
+//! restricted tenants, pushes confined to the tenant's namespaces (a push mixing an allowed and
+//! a forbidden stream writes nothing), one upstream identity per tenant, metrics by tenant.
+
+mod support;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+use support::raw_client;
+
+const TENANTS: &str = r#"
+tenants:
+  team-a:
+    users: [alice]
+    bearer_token_files: [a.tokens]
+    namespaces: [shop, "cart-.*"]
+    push: true
+    upstream_org_id: org-a
+  team-b:
+    users: [bob]
+    namespaces: [b]
+    push: true
+  ops:
+    users: [root]
+    all: true
+    upstream_org_id: org-ops
+identity_header:
+  name: X-Forwarded-User
+  from: [127.0.0.1]
+"#;
+
+fn write_files(dir: &Path, with_users: bool) -> (std::path::PathBuf, Option<std::path::PathBuf>) {
+    std::fs::write(dir.join("a.tokens"), "token-of-a\n").expect("tokens");
+    let tenants = dir.join("tenants.yml");
+    std::fs::write(&tenants, TENANTS).expect("tenants");
+    let web = with_users.then(|| {
+        let hash = bcrypt::hash("pw", 4).expect("bcrypt");
+        let path = dir.join("web.yml");
+        std::fs::write(
+            &path,
+            format!("basic_auth_users:\n  alice: {hash}\n  bob: {hash}\n  root: {hash}\n"),
+        )
+        .expect("web");
+        path
+    });
+    (tenants, web)
+}
+
+async fn start(dir: &Path, upstream: &str, with_users: bool) -> support::TestJanus {
+    let (tenants, web) = write_files(dir, with_users);
+    let tenants = janus::tenants::Tenants::load(&tenants).expect("tenants load");
+    let web = web.map(|p| {
+        (
+            janus::web_config::WebConfig::load(&p).expect("web loads"),
+            p,
+        )
+    });
+    support::start_janus(upstream, move |c| {
+        c.tenants = Some(Arc::new(tenants));
+        if let Some((web, path)) = web {
+            c.web = web;
+            c.web_config_file = Some(path);
+        }
+    })
+    .await
+}
+
+fn push_body(namespaces: &[&str]) -> String {
+    let streams: Vec<_> = namespaces
+        .iter()
+        .map(|ns| {
+            json!({
+                "stream": {"namespace": ns, "pod": "p", "container": "c"},
+                "values": [["1700000000000000000", format!("hello from {ns}")]]
+            })
+        })
+        .collect();
+    json!({ "streams": streams }).to_string()
+}
+
+async fn push(
+    janus: &support::TestJanus,
+    auth: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    namespaces: &[&str],
+) -> (u16, String) {
+    let request = raw_client()
+        .post(format!("{}/loki/api/v1/push", janus.url))
+        .header("Content-Type", "application/json")
+        .body(push_body(namespaces));
+    let r = auth(request).send().await.expect("push answer");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+fn namespaces_written(storage: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(storage.join("pod"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A fake upstream that records the `X-Scope-OrgID` it was sent.
+async fn recording_upstream() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let router = Router::new().route(
+        "/api/v1/labels",
+        get(move |headers: HeaderMap| {
+            let org = headers
+                .get("x-scope-orgid")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("(none)")
+                .to_string();
+            if let Ok(mut seen) = record.lock() {
+                seen.push(org);
+            }
+            async { r#"{"status":"success","data":["__name__"]}"# }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_pushes_and_the_fail_closed_rule() {
+    let dir = support::temp_dir("tenants");
+    let (upstream, seen) = recording_upstream().await;
+    let janus = start(&dir, &upstream, true).await;
+    let alice = |r: reqwest::RequestBuilder| r.basic_auth("alice", Some("pw"));
+    let bob = |r: reqwest::RequestBuilder| r.basic_auth("bob", Some("pw"));
+    let root = |r: reqwest::RequestBuilder| r.basic_auth("root", Some("pw"));
+
+    // No identity: 401, except the probes.
+    let (status, _, _) = support::get(&janus, "/loki/api/v1/labels", &[]).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = support::get(&janus, "/-/ready", &[]).await;
+    assert_eq!(status, 200);
+
+    // A push mixing an allowed and a forbidden stream: 403, nothing written.
+    let (status, body) = push(&janus, alice, &["shop", "b"]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains(r#""errorType":"forbidden""#) && body.contains(r#"namespace \"b\""#),
+        "{body}"
+    );
+    let (status, body) = push(&janus, bob, &["b", "shop"]).await;
+    assert_eq!(status, 403, "{body}");
+    // Path-like and regex-like namespaces are not the tenant's either.
+    for sneaky in ["shop/../b", "cart", "shop2", ".*"] {
+        let (status, body) = push(&janus, alice, &[sneaky]).await;
+        assert!(status == 403 || status == 400, "{sneaky}: {status} {body}");
+    }
+    assert!(namespaces_written(&janus.storage).is_empty());
+    // Into its own namespaces: written.
+    let (status, body) = push(&janus, alice, &["shop", "cart-1"]).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = push(&janus, bob, &["b"]).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(namespaces_written(&janus.storage), ["b", "cart-1", "shop"]);
+    // An unrestricted tenant pushes anywhere.
+    let (status, body) = push(&janus, root, &["elsewhere"]).await;
+    assert_eq!(status, 204, "{body}");
+
+    // Reads not yet filtered by namespace are refused to a restricted tenant, whatever it asks.
+    for (path, query) in [
+        ("/loki/api/v1/query_range", r#"{namespace="shop"}"#),
+        ("/api/v1/query", "up"),
+        ("/api/v1/query", r#"pod{namespace="shop"}"#),
+        ("/api/v1/labels", ""),
+        ("/api/v1/status/config", ""),
+    ] {
+        let r = alice(raw_client().get(format!("{}{path}", janus.url)))
+            .query(&[("query", query)])
+            .send()
+            .await
+            .expect("answer");
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        assert_eq!(status, 403, "{path} {query}: {body}");
+        assert!(body.contains("\"errorType\":\"forbidden\""), "{body}");
+    }
+    // The unrestricted tenant reads, and the upstream sees its organisation, never the one the
+    // client sent.
+    let r = root(raw_client().get(format!("{}/api/v1/labels", janus.url)))
+        .header("X-Scope-OrgID", "org-a")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        seen.lock().expect("lock").as_slice(),
+        ["org-ops".to_string()]
+    );
+
+    let metrics = root(raw_client().get(format!("{}/metrics", janus.url)))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        r#"janus_tenant_requests_total{tenant="team-a",result="forbidden"} 5"#,
+        r#"janus_tenant_pushed_bytes_total{tenant="team-b"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+    janus.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without basic-auth users: a bearer token from a tenant's file, or a proxy's header believed
+/// only from the proxy's address (here 127.0.0.1, where the test runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_a_proxys_header() {
+    let dir = support::temp_dir("tenants-token");
+    let janus = start(&dir, &support::closed_port_url().await, false).await;
+    let (status, body) = push(&janus, |r| r.bearer_auth("token-of-a"), &["shop"]).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = push(&janus, |r| r.bearer_auth("token-of-a"), &["b"]).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = push(&janus, |r| r.bearer_auth("not-a-token"), &["shop"]).await;
+    assert_eq!(status, 401);
+    let (status, body) = push(&janus, |r| r.header("X-Forwarded-User", "bob"), &["b"]).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = push(&janus, |r| r.header("X-Forwarded-User", "mallory"), &["b"]).await;
+    assert_eq!(status, 401);
+    // A basic-auth header is not believed when --web.config.file did not verify it.
+    let (status, _) = push(&janus, |r| r.basic_auth("root", Some("anything")), &["x"]).await;
+    assert_eq!(status, 401);
+    assert_eq!(namespaces_written(&janus.storage), ["b", "shop"]);
+    // /metrics: for an unrestricted tenant only (it counts every tenant's requests).
+    let metrics = |who: &'static str| {
+        raw_client()
+            .get(format!("{}/metrics", janus.url))
+            .header("X-Forwarded-User", who)
+            .send()
+    };
+    let r = metrics("alice").await.expect("answer");
+    assert_eq!(r.status(), 403);
+    let text = metrics("root")
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        r#"janus_tenant_requests_total{tenant="none",result="unidentified"} 3"#,
+        r#"janus_tenant_requests_total{tenant="team-a",result="allowed"} 2"#,
+        r#"janus_tenant_pushed_bytes_total{tenant="team-a"}"#,
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    janus.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The header is believed only from the configured addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_from_elsewhere_is_not_believed() {
+    let dir = support::temp_dir("tenants-header");
+    std::fs::write(dir.join("a.tokens"), "t\n").expect("tokens");
+    let path = dir.join("tenants.yml");
+    std::fs::write(
+        &path,
+        TENANTS.replace("from: [127.0.0.1]", "from: [10.0.0.0/8]"),
+    )
+    .expect("tenants");
+    let tenants = janus::tenants::Tenants::load(&path).expect("loads");
+    let janus = support::start_janus(&support::closed_port_url().await, move |c| {
+        c.tenants = Some(Arc::new(tenants));
+    })
+    .await;
+    let (status, _) = push(&janus, |r| r.header("X-Forwarded-User", "root"), &["x"]).await;
+    assert_eq!(status, 401);
+    assert!(namespaces_written(&janus.storage).is_empty());
+    janus.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A bad tenants file stops Janus at start-up with one line naming the key.
+#[test]
+fn a_bad_tenants_file_stops_janus_naming_the_key() {
+    let dir = support::temp_dir("tenants-bad");
+    let path = dir.join("tenants.yml");
+    std::fs::write(&path, "tenants:\n  a:\n    namespaces: ['(']\n").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_janus"))
+        .arg(format!("--auth.tenants-file={}", path.display()))
+        .arg("--web.listen-address=127.0.0.1:0")
+        .arg(format!("--storage.path={}", dir.join("store").display()))
+        .output()
+        .expect("janus runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("tenants.a.namespaces"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
