@@ -140,6 +140,28 @@ pub struct Tenant {
     pub upstream_org_id: Option<String>,
 }
 
+impl Scope {
+    /// Narrows a log selector to what the scope reaches: pod logs of its namespaces (a matcher
+    /// on the directory name, intersected with the selector's own), node logs only when
+    /// `node_logs` allows them. A selector naming another namespace then finds nothing, exactly
+    /// as if that namespace held no logs.
+    pub fn restrict(&self, query: &mut crate::logql::LogQuery) {
+        use promql_parser::label::{MatchOp, Matcher};
+        match query.kind {
+            crate::logql::LogKind::Pod => query.targets.push(Matcher::new(
+                MatchOp::Re(self.namespaces.regex.clone()),
+                "namespace",
+                &self.namespaces.matcher_value(),
+            )),
+            // Directory names are never empty: this matcher matches none.
+            crate::logql::LogKind::Node if !self.node_logs => {
+                query.targets.push(Matcher::new(MatchOp::Equal, "node", ""))
+            }
+            crate::logql::LogKind::Node => {}
+        }
+    }
+}
+
 impl Tenant {
     pub fn may_push_into(&self, namespace: &str) -> bool {
         match &self.scope {

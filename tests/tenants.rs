@@ -180,7 +180,7 @@ async fn users_pushes_and_the_fail_closed_rule() {
 
     // Reads not yet filtered by namespace are refused to a restricted tenant, whatever it asks.
     for (path, query) in [
-        ("/loki/api/v1/query_range", r#"{namespace="shop"}"#),
+        ("/api/v1/series", r#"{namespace="shop"}"#),
         ("/api/v1/query", "up"),
         ("/api/v1/query", r#"pod{namespace="shop"}"#),
         ("/api/v1/labels", ""),
@@ -311,5 +311,163 @@ fn a_bad_tenants_file_stops_janus_naming_the_key() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("tenants.a.namespaces"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Loki face for a restricted tenant: every selector narrowed to its namespaces, whatever
+/// it names (another namespace, a regex over all, a negation, node logs), and "no selector"
+/// meaning its own streams only; answers never show another tenant's namespace or lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loki_face_shows_a_tenant_only_its_namespaces() {
+    let dir = support::temp_dir("tenants-loki");
+    let janus = start(&dir, &support::closed_port_url().await, true).await;
+    let alice = |r: reqwest::RequestBuilder| r.basic_auth("alice", Some("pw"));
+    let bob = |r: reqwest::RequestBuilder| r.basic_auth("bob", Some("pw"));
+    let root = |r: reqwest::RequestBuilder| r.basic_auth("root", Some("pw"));
+    assert_eq!(push(&janus, alice, &["shop", "cart-1"]).await.0, 204);
+    assert_eq!(push(&janus, bob, &["b"]).await.0, 204);
+    assert_eq!(push(&janus, root, &["secret"]).await.0, 204);
+    let window = [
+        ("start", "1699999000000000000"),
+        ("end", "1700001000000000000"),
+    ];
+    let ask = |who: fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+               path: &'static str,
+               params: Vec<(&'static str, &'static str)>| {
+        let url = format!("{}{path}", janus.url);
+        async move {
+            let r = who(raw_client().get(url))
+                .query(&params)
+                .query(&window)
+                .send()
+                .await
+                .expect("answer");
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+    };
+    let foreign = ["\"b\"", "secret", "from b"];
+    let shows_only_own = |what: &str, body: &str| {
+        for word in foreign {
+            assert!(!body.contains(word), "{what} leaked {word}: {body}");
+        }
+    };
+    // Lines and metrics: whatever the selector names, only the tenant's namespaces answer.
+    for query in [
+        r#"{namespace="b"}"#,
+        r#"{namespace=~".+"}"#,
+        r#"{namespace=~"shop|b"}"#,
+        r#"{namespace!="shop", pod=~".+"}"#,
+        r#"{namespace=~".*", pod=~".+"} |= "from""#,
+        r#"{node=~".+"}"#,
+        r#"sum by (namespace) (count_over_time({namespace=~".+"}[1h]))"#,
+        r#"count_over_time({namespace="secret"}[1h]) or vector(0)"#,
+    ] {
+        let (status, body) = ask(alice, "/loki/api/v1/query_range", vec![("query", query)]).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        shows_only_own(query, &body);
+    }
+    let (_, body) = ask(
+        alice,
+        "/loki/api/v1/query_range",
+        vec![("query", r#"{namespace=~".+"}"#)],
+    )
+    .await;
+    assert!(
+        body.contains("hello from shop") && body.contains("hello from cart-1"),
+        "{body}"
+    );
+    let (_, body) = ask(
+        alice,
+        "/loki/api/v1/query_range",
+        vec![("query", r#"{namespace="b"}"#)],
+    )
+    .await;
+    assert!(body.contains(r#""result":[]"#), "{body}");
+    // Metadata: label values, series, volumes, stats, detected labels.
+    for (path, params) in [
+        ("/loki/api/v1/labels", vec![]),
+        ("/loki/api/v1/label/namespace/values", vec![]),
+        ("/loki/api/v1/series", vec![]),
+        (
+            "/loki/api/v1/series",
+            vec![("match[]", r#"{namespace=~".+"}"#)],
+        ),
+        (
+            "/loki/api/v1/index/volume",
+            vec![("query", r#"{namespace=~".+"}"#)],
+        ),
+        (
+            "/loki/api/v1/index/stats",
+            vec![("query", r#"{namespace="b"}"#)],
+        ),
+        ("/loki/api/v1/detected_labels", vec![]),
+        (
+            "/loki/api/v1/detected_fields",
+            vec![("query", r#"{namespace=~".+"}"#)],
+        ),
+    ] {
+        let (status, body) = ask(alice, path, params.clone()).await;
+        assert_eq!(status, 200, "{path} {params:?}: {body}");
+        shows_only_own(path, &body);
+    }
+    let (_, body) = ask(alice, "/loki/api/v1/label/namespace/values", vec![]).await;
+    assert!(body.contains("cart-1") && body.contains("shop"), "{body}");
+    let (_, body) = ask(
+        alice,
+        "/loki/api/v1/index/stats",
+        vec![("query", r#"{namespace="b"}"#)],
+    )
+    .await;
+    assert!(body.contains(r#""entries":0"#), "{body}");
+    // A metric selector on the Loki face reaches no upstream for anyone.
+    let (status, body) = ask(alice, "/loki/api/v1/query", vec![("query", "up")]).await;
+    assert_ne!(status, 200, "{body}");
+    // The unrestricted tenant sees every namespace.
+    let (_, body) = ask(root, "/loki/api/v1/label/namespace/values", vec![]).await;
+    assert!(body.contains("secret") && body.contains("\"b\""), "{body}");
+    janus.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tail is narrowed as a query is: a restricted tenant tailing every namespace receives only
+/// its own lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_shows_a_tenant_only_its_namespaces() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = support::temp_dir("tenants-tail");
+    let janus = start(&dir, &support::closed_port_url().await, true).await;
+    let root = |r: reqwest::RequestBuilder| r.basic_auth("root", Some("pw"));
+    assert_eq!(push(&janus, root, &["shop", "b"]).await.0, 204);
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("query", r#"{namespace=~".+"}"#)
+        .append_pair("start", "1699999000000000000")
+        .finish();
+    let url = format!(
+        "{}/loki/api/v1/tail?{query}",
+        janus.url.replacen("http://", "ws://", 1)
+    );
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        "Basic YWxpY2U6cHc=".parse().expect("header"), // alice:pw
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("tail opens");
+    let message = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .expect("a message in time")
+        .expect("a message")
+        .expect("no error");
+    let text = message.into_text().expect("text").to_string();
+    assert!(text.contains("hello from shop"), "{text}");
+    assert!(
+        !text.contains("from b") && !text.contains(r#""b""#),
+        "{text}"
+    );
+    drop(socket);
+    janus.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

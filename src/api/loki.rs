@@ -24,6 +24,7 @@ use crate::logql::LogQuery;
 use crate::params::Params;
 use crate::promql::encode;
 use crate::promql::value::Steps;
+use crate::tenants::Tenant;
 
 /// LogQL reads logs only: a part that names no log stream has no source to ask.
 struct NoMetrics;
@@ -107,8 +108,14 @@ pub(super) fn answer(result: Result<Response, LokiError>) -> Response {
     Face::Log.mark(result.unwrap_or_else(IntoResponse::into_response))
 }
 
-/// Parses `text` as LogQL on a blocking thread (regexes compile there).
-pub(super) async fn prepare(state: &SharedState, text: &str) -> Result<Prepared, LokiError> {
+/// Parses `text` as LogQL on a blocking thread (regexes compile there); for a restricted
+/// tenant, every selector of it is narrowed to the tenant's namespaces (another's answer as if
+/// it held nothing).
+pub(super) async fn prepare(
+    state: &SharedState,
+    tenant: Option<&Tenant>,
+    text: &str,
+) -> Result<Prepared, LokiError> {
     if text.trim().is_empty() {
         return Err(LokiError {
             status: StatusCode::BAD_REQUEST,
@@ -116,7 +123,16 @@ pub(super) async fn prepare(state: &SharedState, text: &str) -> Result<Prepared,
         });
     }
     let tokens = tokenize(text);
-    Ok(state.engine.prepare(text, tokens, Dialect::Loki).await?)
+    let prepared = state.engine.prepare(text, tokens, Dialect::Loki).await?;
+    Ok(match tenant.and_then(|t| t.scope.as_ref()) {
+        Some(scope) => prepared.narrowed(|query| scope.restrict(query)),
+        None => prepared,
+    })
+}
+
+/// The tenant a request was identified as (with `--auth.tenants-file`).
+pub(super) fn tenant(read: &request::ReadRequest) -> Option<Arc<Tenant>> {
+    super::tenancy::tenant_of(&read.parts.extensions)
 }
 
 /// `GET|POST /loki/api/v1/query_range`: lines of a log query, or a metric query's matrix.
@@ -136,7 +152,7 @@ async fn query_range_inner(state: &SharedState, request: Request) -> Result<Resp
     let step = lp::step(params, start, end)?;
     let deadline = Deadline::own(params, &state.config)?;
     let started = Instant::now();
-    match prepare(state, params.get("query")).await? {
+    match prepare(state, tenant(&read).as_deref(), params.get("query")).await? {
         Prepared::Lines(query) => {
             let query = query.map_err(crate::engine::EngineError::from)?;
             // Loki's range is `[start, end)` for lines.
@@ -179,7 +195,7 @@ async fn query_inner(state: &SharedState, request: Request) -> Result<Response, 
     lp::direction(params)?;
     let deadline = Deadline::own(params, &state.config)?;
     let started = Instant::now();
-    match prepare(state, params.get("query")).await? {
+    match prepare(state, tenant(&read).as_deref(), params.get("query")).await? {
         Prepared::Expression(expression) => {
             let steps = Steps {
                 start: time,
@@ -278,16 +294,39 @@ pub(super) async fn streams(
 }
 
 /// The stream selector of a labels request's `query`, if it has one.
-async fn query_selector(state: &SharedState, params: &Params) -> Result<Vec<LogQuery>, LokiError> {
-    match params.get("query") {
-        "" => Ok(Vec::new()),
-        text => Ok(vec![selector(state, text).await?]),
+async fn query_selector(
+    state: &SharedState,
+    read: &request::ReadRequest,
+) -> Result<Vec<LogQuery>, LokiError> {
+    match read.params.get("query") {
+        "" => everything(state, tenant(read).as_deref()).await,
+        text => Ok(vec![selector(state, tenant(read).as_deref(), text).await?]),
     }
 }
 
+/// What "no selector" means for a request: every stream (an empty list) — or, for a restricted
+/// tenant, every stream its scope reaches, as selectors narrowed to it.
+pub(super) async fn everything(
+    state: &SharedState,
+    tenant: Option<&Tenant>,
+) -> Result<Vec<LogQuery>, LokiError> {
+    if tenant.is_none_or(|t| t.scope.is_none()) {
+        return Ok(Vec::new());
+    }
+    let mut all = Vec::new();
+    for text in [r#"{namespace=~".+"}"#, r#"{node=~".+"}"#] {
+        all.push(selector(state, tenant, text).await?);
+    }
+    Ok(all)
+}
+
 /// A stream selector (with or without line filters) as the labels endpoints take it.
-pub(super) async fn selector(state: &SharedState, text: &str) -> Result<LogQuery, LokiError> {
-    match prepare(state, text).await? {
+pub(super) async fn selector(
+    state: &SharedState,
+    tenant: Option<&Tenant>,
+    text: &str,
+) -> Result<LogQuery, LokiError> {
+    match prepare(state, tenant, text).await? {
         Prepared::Lines(query) => Ok(query.map_err(crate::engine::EngineError::from)?),
         _ => Err(BadParameter(format!(
             "{text:?} is not a stream selector such as {{namespace=\"shop\"}}"
@@ -301,7 +340,7 @@ pub async fn labels(State(state): State<SharedState>, request: Request) -> Respo
     answer(
         async {
             let read = request::read(request).await?;
-            let selectors = query_selector(&state, &read.params).await?;
+            let selectors = query_selector(&state, &read).await?;
             let names: BTreeSet<String> = streams(&state, &read.params, selectors)
                 .await?
                 .into_iter()
@@ -322,7 +361,7 @@ pub async fn label_values(
     answer(
         async {
             let read = request::read(request).await?;
-            let selectors = query_selector(&state, &read.params).await?;
+            let selectors = query_selector(&state, &read).await?;
             let values: BTreeSet<String> = streams(&state, &read.params, selectors)
                 .await?
                 .into_iter()
@@ -342,7 +381,10 @@ pub async fn series(State(state): State<SharedState>, request: Request) -> Respo
             let params = &read.params;
             let mut selectors = Vec::new();
             for text in params.get_all("match[]").chain(params.get_all("match")) {
-                selectors.push(selector(&state, text).await?);
+                selectors.push(selector(&state, tenant(&read).as_deref(), text).await?);
+            }
+            if selectors.is_empty() {
+                selectors = everything(&state, tenant(&read).as_deref()).await?;
             }
             let series = streams(&state, params, selectors).await?;
             Ok(envelope::success(series, &[]))
@@ -398,7 +440,7 @@ async fn volume_inner(
         .into());
     }
     let text = params.get("query");
-    let query = selector(state, text).await?;
+    let query = selector(state, tenant(&read).as_deref(), text).await?;
     // Grouped by the labels the selector names (or those asked for), as Loki groups volumes.
     let mut by: Vec<String> = match params.get("targetLabels") {
         "" => query
@@ -443,7 +485,9 @@ async fn volume_inner(
         (window.saturating_add(999_999) / 1_000_000).max(1)
     );
     let deadline = Deadline::own(params, &state.config)?;
-    let Prepared::Expression(expression) = prepare(state, &expression_text).await? else {
+    let Prepared::Expression(expression) =
+        prepare(state, tenant(&read).as_deref(), &expression_text).await?
+    else {
         return Err(BadParameter(format!("{text:?} is not a stream selector")).into());
     };
     let _slot = state.log_limiter.acquire(deadline.at).await?;

@@ -38,7 +38,8 @@ pub async fn index_stats(State(state): State<SharedState>, request: Request) -> 
             let read = request::read(request).await?;
             let params = &read.params;
             let (start, end) = lp::bounds(params)?;
-            let mut query = selector(&state, params.get("query")).await?;
+            let tenant = super::loki::tenant(&read);
+            let mut query = selector(&state, tenant.as_deref(), params.get("query")).await?;
             // Stats are the selector's: filters and stages do not narrow them (Loki's rule).
             query.filters.clear();
             query.pipeline = Default::default();
@@ -81,8 +82,10 @@ pub async fn detected_labels(State(state): State<SharedState>, request: Request)
             let read = request::read(request).await?;
             let params = &read.params;
             let selectors = match params.get("query") {
-                "" => Vec::new(),
-                text => vec![selector(&state, text).await?],
+                "" => {
+                    super::loki::everything(&state, super::loki::tenant(&read).as_deref()).await?
+                }
+                text => vec![selector(&state, super::loki::tenant(&read).as_deref(), text).await?],
             };
             let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
             for labels in streams(&state, params, selectors).await? {
@@ -113,10 +116,16 @@ struct Field {
 /// from each line (the parser Loki would detect for it), with their values.
 async fn sample_fields(
     state: &SharedState,
-    params: &Params,
+    read: &super::request::ReadRequest,
 ) -> Result<BTreeMap<String, Field>, LokiError> {
+    let params = &read.params;
     let (start, end) = lp::bounds(params)?;
-    let query = selector(state, params.get("query")).await?;
+    let query = selector(
+        state,
+        super::loki::tenant(read).as_deref(),
+        params.get("query"),
+    )
+    .await?;
     let line_limit = match params.get("line_limit") {
         "" => 1000,
         value => value
@@ -213,7 +222,7 @@ pub async fn detected_fields(State(state): State<SharedState>, request: Request)
         async {
             let read = request::read(request).await?;
             let limit = answer_limit(&read.params)?;
-            let fields = sample_fields(&state, &read.params).await?;
+            let fields = sample_fields(&state, &read).await?;
             let list: Vec<_> = fields
                 .iter()
                 .take(limit)
@@ -244,7 +253,7 @@ pub async fn detected_field_values(
         async {
             let read = request::read(request).await?;
             let limit = answer_limit(&read.params)?;
-            let mut fields = sample_fields(&state, &read.params).await?;
+            let mut fields = sample_fields(&state, &read).await?;
             let values: Vec<String> = fields
                 .remove(&name)
                 .map(|f| f.values.into_iter().take(limit).collect())
@@ -264,7 +273,7 @@ pub async fn format_query(State(state): State<SharedState>, request: Request) ->
         async {
             let read = request::read(request).await?;
             let text = read.params.get("query");
-            super::loki::prepare(&state, text).await?;
+            super::loki::prepare(&state, super::loki::tenant(&read).as_deref(), text).await?;
             Ok(envelope::success(canonical(text), &[]))
         }
         .await,

@@ -63,7 +63,8 @@ pub async fn tail(State(state): State<SharedState>, request: Request) -> Respons
 async fn tail_inner(state: SharedState, request: Request) -> Result<Response, LokiError> {
     let (mut parts, _) = request.into_parts();
     let params = Params::parse(parts.uri.query(), None);
-    let tail = read_request(&state, &params).await?;
+    let tenant = super::tenancy::tenant_of(&parts.extensions);
+    let tail = read_request(&state, tenant.as_deref(), &params).await?;
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state)
         .await
         .map_err(|_| {
@@ -85,9 +86,13 @@ async fn tail_inner(state: SharedState, request: Request) -> Result<Response, Lo
 }
 
 /// Reads and checks the parameters before the upgrade, so a bad request gets Loki's 400.
-async fn read_request(state: &SharedState, params: &Params) -> Result<TailRequest, LokiError> {
+async fn read_request(
+    state: &SharedState,
+    tenant: Option<&crate::tenants::Tenant>,
+    params: &Params,
+) -> Result<TailRequest, LokiError> {
     let query =
-        match prepare(state, params.get("query")).await? {
+        match prepare(state, tenant, params.get("query")).await? {
             Prepared::Lines(query) => query.map_err(crate::engine::EngineError::from)?,
             _ => return Err(BadParameter(
                 "tail takes a log query (a stream selector and its pipeline), not a metric query"

@@ -33,6 +33,20 @@ const FILTERED: &[&str] = &[
     "/loki/api/v1/push",
     "/loki/api/v1/status/buildinfo",
     "/loki/api/v1/format_query",
+    // The Loki face: every selector narrowed to the tenant's scope (`loki::prepare`), and "no
+    // selector" meaning the scope's streams (`loki::everything`).
+    "/loki/api/v1/query",
+    "/loki/api/v1/query_range",
+    "/loki/api/v1/labels",
+    "/loki/api/v1/label/{name}/values",
+    "/loki/api/v1/series",
+    "/loki/api/v1/index/stats",
+    "/loki/api/v1/index/volume",
+    "/loki/api/v1/index/volume_range",
+    "/loki/api/v1/tail",
+    "/loki/api/v1/detected_labels",
+    "/loki/api/v1/detected_fields",
+    "/loki/api/v1/detected_field/{name}/values",
 ];
 
 /// The peer address of the connection a request came on (set by the accept loop).

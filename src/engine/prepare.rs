@@ -94,6 +94,26 @@ pub fn parse(text: &str, tokens: Vec<Token>, dialect: Dialect) -> Result<Prepare
     }
 }
 
+impl Prepared {
+    /// The same query with every log selector passed through `narrow` (a tenant's scope adds
+    /// its namespace matcher): whatever the expression, no selector escapes it.
+    pub fn narrowed(self, narrow: impl Fn(&mut LogQuery)) -> Prepared {
+        match self {
+            Prepared::Lines(Ok(mut query)) => {
+                narrow(&mut query);
+                Prepared::Lines(Ok(query))
+            }
+            Prepared::Expression(mut expression) => {
+                for query in Arc::make_mut(&mut expression.logs) {
+                    narrow(query);
+                }
+                Prepared::Expression(expression)
+            }
+            other => other,
+        }
+    }
+}
+
 fn expression(expr: Parsed, logs: Vec<LogQuery>, holt_winters: bool, dialect: Dialect) -> Prepared {
     Prepared::Expression(Expression {
         expr,
