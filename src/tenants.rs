@@ -148,17 +148,26 @@ impl Scope {
     pub fn restrict(&self, query: &mut crate::logql::LogQuery) {
         use promql_parser::label::{MatchOp, Matcher};
         match query.kind {
-            crate::logql::LogKind::Pod => query.targets.push(Matcher::new(
-                MatchOp::Re(self.namespaces.regex.clone()),
-                "namespace",
-                &self.namespaces.matcher_value(),
-            )),
+            crate::logql::LogKind::Pod => query.targets.push(self.namespace_matcher()),
             // Directory names are never empty: this matcher matches none.
             crate::logql::LogKind::Node if !self.node_logs => {
                 query.targets.push(Matcher::new(MatchOp::Equal, "node", ""))
             }
             crate::logql::LogKind::Node => {}
         }
+    }
+}
+
+impl Scope {
+    /// `namespace=~"shop|cart-.*"` (anchored): what a log selector's directory and a metric
+    /// selector's series must match.
+    pub fn namespace_matcher(&self) -> promql_parser::label::Matcher {
+        use promql_parser::label::{MatchOp, Matcher};
+        Matcher::new(
+            MatchOp::Re(self.namespaces.regex.clone()),
+            "namespace",
+            &self.namespaces.matcher_value(),
+        )
     }
 }
 

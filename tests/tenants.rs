@@ -181,8 +181,8 @@ async fn users_pushes_and_the_fail_closed_rule() {
     // Reads not yet filtered by namespace are refused to a restricted tenant, whatever it asks.
     for (path, query) in [
         ("/api/v1/series", r#"{namespace="shop"}"#),
-        ("/api/v1/query", "up"),
-        ("/api/v1/query", r#"pod{namespace="shop"}"#),
+        ("/api/v1/query_exemplars", "up"),
+        ("/api/v1/label/namespace/values", ""),
         ("/api/v1/labels", ""),
         ("/api/v1/status/config", ""),
     ] {
@@ -420,6 +420,19 @@ async fn the_loki_face_shows_a_tenant_only_its_namespaces() {
     )
     .await;
     assert!(body.contains(r#""entries":0"#), "{body}");
+    // LetheQL on the Prometheus API is narrowed the same way.
+    for query in [r#"pod{namespace=~".+"}"#, r#"pod{namespace="b"}"#] {
+        let (status, body) = ask(alice, "/api/v1/query_range", prometheus_window(query)).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        shows_only_own(query, &body);
+    }
+    let (_, body) = ask(
+        alice,
+        "/api/v1/query_range",
+        prometheus_window(r#"pod{namespace=~".+"}"#),
+    )
+    .await;
+    assert!(body.contains("hello from shop"), "{body}");
     // A metric selector on the Loki face reaches no upstream for anyone.
     let (status, body) = ask(alice, "/loki/api/v1/query", vec![("query", "up")]).await;
     assert_ne!(status, 200, "{body}");
@@ -428,6 +441,17 @@ async fn the_loki_face_shows_a_tenant_only_its_namespaces() {
     assert!(body.contains("secret") && body.contains("\"b\""), "{body}");
     janus.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Prometheus API's window (seconds; it comes before the Loki window the helper adds, and
+/// the first value of a parameter is the one read).
+fn prometheus_window(query: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("query", query),
+        ("start", "1699999000"),
+        ("end", "1700001000"),
+        ("step", "60"),
+    ]
 }
 
 /// A tail is narrowed as a query is: a restricted tenant tailing every namespace receives only
@@ -468,6 +492,89 @@ async fn a_tail_shows_a_tenant_only_its_namespaces() {
         "{text}"
     );
     drop(socket);
+    janus.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The Prometheus API against the real Prometheus: a restricted tenant's metric queries are
+/// confined to its namespaces (the same bytes as the confined query asked directly), crafted
+/// queries show no other namespace, a query Janus cannot parse is refused for it with the
+/// reason, and the unrestricted tenant's answers stay the upstream's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_queries_are_confined_to_the_tenants_namespaces() {
+    let prometheus = support::required_env("JANUS_TEST_PROMETHEUS");
+    let dir = support::temp_dir("tenants-metrics");
+    let janus = start(&dir, &prometheus, true).await;
+    let at = "1704081600"; // 4 h into the compatibility data
+    let ask = |base: String, user: Option<&'static str>, query: String| async move {
+        let mut r = raw_client()
+            .get(format!("{base}/api/v1/query"))
+            .query(&[("query", query.as_str()), ("time", at)]);
+        if let Some(user) = user {
+            r = r.basic_auth(user, Some("pw"));
+        }
+        let r = r.send().await.expect("answer");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    };
+    let scope = r#"namespace=~"(?:shop)|(?:cart-.*)""#;
+    // The same bytes as the confined query asked of Prometheus directly.
+    for (query, confined) in [
+        (
+            "sum by (namespace) (rate(http_requests_total[5m]))".to_string(),
+            format!("sum by (namespace) (rate(http_requests_total{{{scope}}}[5m]))"),
+        ),
+        (
+            r#"count by (namespace) ({__name__=~".+"})"#.to_string(),
+            format!(r#"count by (namespace) ({{__name__=~".+",{scope}}})"#),
+        ),
+    ] {
+        let (status, through) = ask(janus.url.clone(), Some("alice"), query.clone()).await;
+        let (_, direct) = ask(prometheus.clone(), None, confined).await;
+        assert_eq!(status, 200, "{query}: {through}");
+        assert_eq!(through, direct, "{query}");
+        assert!(through.contains(r#""namespace":"shop""#), "{through}");
+    }
+    // Crafted attempts: nothing of another namespace.
+    for query in [
+        r#"http_requests_total{namespace="auth"}"#,
+        r#"http_requests_total{namespace!="shop"}"#,
+        r#"http_requests_total{namespace=~"shop|auth"}"#,
+        r#"http_requests_total{namespace=~".*"}"#,
+        r#"{__name__=~".+", namespace=~"auth|billing"}"#,
+        "up or on () vector(1)",
+        "sum(rate(http_requests_total[5m])) by (namespace) unless on () cpu_usage_ratio{namespace=\"auth\"}",
+        r#"label_replace(cpu_usage_ratio, "namespace", "shop", "namespace", ".*")"#,
+        "max_over_time(sum by (namespace) (rate(http_requests_total[1m]))[1h:5m])",
+        r#"absent(cpu_usage_ratio{namespace="auth"})"#,
+        r#"http_requests_total{NAMESPACE="auth"}"#,
+    ] {
+        let (status, body) = ask(janus.url.clone(), Some("alice"), query.to_string()).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        for other in ["auth-", "billing", r#""namespace":"auth""#] {
+            assert!(!body.contains(other), "{query} leaked {other}: {body}");
+        }
+    }
+    let (_, body) = ask(
+        janus.url.clone(),
+        Some("alice"),
+        "up or on () vector(1)".into(),
+    )
+    .await;
+    assert!(!body.contains("instance"), "up is no tenant's: {body}");
+    // A query Janus cannot parse: refused for the tenant, saying why; passed through untouched
+    // for the unrestricted one.
+    let unparsable = "rate(http_requests_total)".to_string();
+    let (status, body) = ask(janus.url.clone(), Some("alice"), unparsable.clone()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("cannot be confined"), "{body}");
+    let (status, through) = ask(janus.url.clone(), Some("root"), unparsable.clone()).await;
+    let (direct_status, direct) = ask(prometheus.clone(), None, unparsable).await;
+    assert_eq!((status, through), (direct_status, direct));
+    let everything = "sum by (namespace) (rate(http_requests_total[5m]))".to_string();
+    let (_, through) = ask(janus.url.clone(), Some("root"), everything.clone()).await;
+    let (_, direct) = ask(prometheus.clone(), None, everything).await;
+    assert_eq!(through, direct);
+    assert!(through.contains(r#""namespace":"auth""#));
     janus.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

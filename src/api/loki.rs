@@ -125,7 +125,8 @@ pub(super) async fn prepare(
     let tokens = tokenize(text);
     let prepared = state.engine.prepare(text, tokens, Dialect::Loki).await?;
     Ok(match tenant.and_then(|t| t.scope.as_ref()) {
-        Some(scope) => prepared.narrowed(|query| scope.restrict(query)),
+        // The Loki API reads no metrics: there is nothing upstream to confine.
+        Some(scope) => prepared.narrowed(|query| scope.restrict(query), None),
         None => prepared,
     })
 }

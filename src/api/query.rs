@@ -25,14 +25,29 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
         Err(e) => return e.into_response(),
     };
     let text = read.params.get("query");
+    let tenant = super::tenancy::tenant_of(&read.parts.extensions);
+    let scope = tenant.as_deref().and_then(|t| t.scope.as_ref());
     let Some(tokens) = prepare::route(text, state.engine.limits().evaluate_metric_queries) else {
-        return proxy::forward(&state, read).await;
+        return match (scope, tenant.as_deref()) {
+            (Some(scope), Some(tenant)) => match confined(read, scope, &tenant.name) {
+                Ok(read) => proxy::forward(&state, read).await,
+                Err(e) => e.into_response(),
+            },
+            _ => proxy::forward(&state, read).await,
+        };
     };
-    let answered = match state
+    let prepared = state
         .engine
         .prepare(text, tokens, Dialect::Prometheus)
         .await
-    {
+        .map(|prepared| match scope {
+            Some(scope) => prepared.narrowed(
+                |query| scope.restrict(query),
+                Some(&scope.namespace_matcher()),
+            ),
+            None => prepared,
+        });
+    let answered = match prepared {
         Err(e) => Err(ApiError::from(e)),
         Ok(Prepared::Empty) => lines::answer(&state, &read.params, kind, None).await,
         Ok(Prepared::Lines(parsed)) => {
@@ -43,4 +58,23 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
         }
     };
     Face::Log.mark(answered.unwrap_or_else(IntoResponse::into_response))
+}
+
+/// A metric-only query of a restricted tenant, confined to its namespaces: parsed, every
+/// selector given the namespace matcher, printed, and forwarded in place of the original. A
+/// query Janus cannot parse (an upstream's own dialect) cannot be confined, so it is refused.
+fn confined(
+    read: request::ReadRequest,
+    scope: &crate::tenants::Scope,
+    tenant: &str,
+) -> Result<request::ReadRequest, ApiError> {
+    let text = read.params.get("query");
+    let mut expr = crate::promql::plan::Parsed::parse(text).map_err(|e| {
+        ApiError::BadData(format!(
+            "invalid parameter \"query\": {}; tenant {tenant:?} sees only its namespaces, and a query Janus cannot parse as PromQL cannot be confined to them",
+            e.trim()
+        ))
+    })?;
+    expr.confine(&scope.namespace_matcher());
+    request::with_param(read, "query", &expr.to_string())
 }

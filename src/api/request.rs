@@ -42,6 +42,43 @@ pub async fn read(request: Request) -> Result<ReadRequest, ApiError> {
     })
 }
 
+/// The same request with parameter `name` set to `value` (every other parameter kept): a POST
+/// carries them all as a form body, a GET in its URL. Used to forward a query Janus rewrote.
+pub fn with_param(read: ReadRequest, name: &str, value: &str) -> Result<ReadRequest, ApiError> {
+    let pairs: Vec<(String, String)> = read
+        .params
+        .pairs()
+        .iter()
+        .map(|(k, v)| {
+            let v = if k == name { value } else { v.as_str() };
+            (k.clone(), v.to_string())
+        })
+        .collect();
+    let encoded = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&pairs)
+        .finish();
+    let mut parts = read.parts;
+    let path = parts.uri.path().to_string();
+    let (uri, body) = if parts.method == Method::POST {
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        (path, Bytes::from(encoded))
+    } else {
+        (format!("{path}?{encoded}"), Bytes::new())
+    };
+    // Never the original URI: it holds the query as it was before the rewrite.
+    parts.uri = uri
+        .parse()
+        .map_err(|e| ApiError::Internal(format!("rebuilding the request: {e}")))?;
+    Ok(ReadRequest {
+        parts,
+        body,
+        params: Params::from_pairs(pairs),
+    })
+}
+
 /// When a query must be answered by, and the budget that deadline came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {

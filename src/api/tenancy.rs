@@ -47,6 +47,10 @@ const FILTERED: &[&str] = &[
     "/loki/api/v1/detected_labels",
     "/loki/api/v1/detected_fields",
     "/loki/api/v1/detected_field/{name}/values",
+    // The Prometheus API's queries: log selectors narrowed, metric selectors confined
+    // (`api::query`), metric-only queries parsed, confined and printed before forwarding.
+    "/api/v1/query",
+    "/api/v1/query_range",
 ];
 
 /// The peer address of the connection a request came on (set by the accept loop).

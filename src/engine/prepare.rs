@@ -96,8 +96,13 @@ pub fn parse(text: &str, tokens: Vec<Token>, dialect: Dialect) -> Result<Prepare
 
 impl Prepared {
     /// The same query with every log selector passed through `narrow` (a tenant's scope adds
-    /// its namespace matcher): whatever the expression, no selector escapes it.
-    pub fn narrowed(self, narrow: impl Fn(&mut LogQuery)) -> Prepared {
+    /// its namespace matcher) and, when `metrics` is given, that matcher added to every metric
+    /// selector: whatever the expression, no selector escapes the scope.
+    pub fn narrowed(
+        self,
+        narrow: impl Fn(&mut LogQuery),
+        metrics: Option<&promql_parser::label::Matcher>,
+    ) -> Prepared {
         match self {
             Prepared::Lines(Ok(mut query)) => {
                 narrow(&mut query);
@@ -106,6 +111,9 @@ impl Prepared {
             Prepared::Expression(mut expression) => {
                 for query in Arc::make_mut(&mut expression.logs) {
                     narrow(query);
+                }
+                if let Some(matcher) = metrics {
+                    expression.expr.confine(matcher);
                 }
                 Prepared::Expression(expression)
             }

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod binary;
+pub mod confine;
 pub mod encode;
 pub mod error;
 pub mod eval;

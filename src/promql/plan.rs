@@ -153,6 +153,13 @@ impl Parsed {
     }
 }
 
+impl Parsed {
+    /// Adds `matcher` to every metric selector (a tenant's scope; see [`super::confine`]).
+    pub fn confine(&mut self, matcher: &promql_parser::label::Matcher) {
+        deep_stack(|| super::confine::confine(&mut self.0, matcher));
+    }
+}
+
 impl std::ops::Deref for Parsed {
     type Target = Expr;
     fn deref(&self) -> &Expr {

@@ -1,0 +1,110 @@
+//! Confining a PromQL expression to a tenant's namespaces, as prom-label-proxy confines one to
+//! a label value: every vector selector — in range vectors, subqueries, function arguments,
+//! aggregation parameters, both arms of every binary and set operator, `absent()`,
+//! `label_replace()` sources, with `offset` and `@` alike — gets the scope's matcher added to
+//! its own. Matchers are ANDed, so a selector naming another namespace selects nothing, and
+//! nothing in the expression can read a series outside the scope; what it then computes from
+//! those series (`label_replace` writing `namespace`, `vector(1)`) exposes no other series.
+
+use promql_parser::label::Matcher;
+use promql_parser::parser::{Expr, VectorSelector};
+
+use crate::logql::rewrite::placeholder_index;
+
+/// Adds `matcher` to every metric selector of `expr` (log-selector placeholders are left to
+/// the log side's own narrowing). Recursion follows the expression's depth, which the
+/// rewriter bounds; callers run it on a large stack as other walks of the tree.
+pub fn confine(expr: &mut Expr, matcher: &Matcher) {
+    match expr {
+        Expr::Aggregate(a) => {
+            confine(&mut a.expr, matcher);
+            if let Some(param) = a.param.as_deref_mut() {
+                confine(param, matcher);
+            }
+        }
+        Expr::Unary(u) => confine(&mut u.expr, matcher),
+        Expr::Binary(b) => {
+            confine(&mut b.lhs, matcher);
+            confine(&mut b.rhs, matcher);
+        }
+        Expr::Paren(p) => confine(&mut p.expr, matcher),
+        Expr::Subquery(s) => confine(&mut s.expr, matcher),
+        Expr::VectorSelector(vs) => confine_selector(vs, matcher),
+        Expr::MatrixSelector(ms) => confine_selector(&mut ms.vs, matcher),
+        Expr::Call(c) => {
+            for arg in c.args.args.iter_mut() {
+                confine(arg, matcher);
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+fn confine_selector(vs: &mut VectorSelector, matcher: &Matcher) {
+    if vs.name.as_deref().and_then(placeholder_index).is_some() {
+        return;
+    }
+    // `{a="1" or b="2"}`: every alternative is confined.
+    if vs.matchers.or_matchers.is_empty() {
+        vs.matchers.matchers.push(matcher.clone());
+    } else {
+        for group in vs.matchers.or_matchers.iter_mut() {
+            group.push(matcher.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use promql_parser::label::MatchOp;
+
+    fn confined(text: &str) -> String {
+        let mut expr = promql_parser::parser::parse(text).expect("parses");
+        let matcher = Matcher::new(
+            MatchOp::Re(regex::Regex::new("^(?:(?:a))$").expect("regex")),
+            "namespace",
+            "(?:a)",
+        );
+        confine(&mut expr, &matcher);
+        let printed = expr.to_string();
+        // What is printed parses again, and to the same text.
+        let again = promql_parser::parser::parse(&printed)
+            .unwrap_or_else(|e| panic!("{printed}: {e}"))
+            .to_string();
+        assert_eq!(again, printed);
+        printed
+    }
+
+    #[test]
+    fn every_selector_is_confined() {
+        let m = r#"namespace=~"(?:a)""#;
+        for (query, selectors) in [
+            ("up", 1),
+            (r#"{__name__=~".+"}"#, 1),
+            ("up or on () vector(1)", 1),
+            ("a unless b", 2),
+            (
+                r#"sum by (namespace) (rate(http_total{namespace!="a"}[5m] offset 1h))"#,
+                1,
+            ),
+            ("max_over_time(rate(x[1m])[1h:5m] @ 1700000000)", 1),
+            (r#"absent(x{namespace="b"})"#, 1),
+            (r#"label_replace(up, "namespace", "b", "", "")"#, 1),
+            ("topk(scalar(count(k)), v)", 2),
+            (r#"count_values("v", x) / on (v) group_left y"#, 2),
+            (r#"{a="1" or b="2"}"#, 2),
+            ("-x + 1", 1),
+        ] {
+            let printed = confined(query);
+            assert_eq!(printed.matches(m).count(), selectors, "{query} → {printed}");
+        }
+    }
+
+    #[test]
+    fn log_placeholders_are_left_to_the_log_side() {
+        let printed = confined("count_over_time(__janus_log_0__[5m]) / on () up");
+        assert_eq!(printed.matches("namespace=~").count(), 1, "{printed}");
+        assert!(printed.contains("__janus_log_0__[5m]"), "{printed}");
+    }
+}
