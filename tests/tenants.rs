@@ -180,10 +180,10 @@ async fn users_pushes_and_the_fail_closed_rule() {
 
     // Reads not yet filtered by namespace are refused to a restricted tenant, whatever it asks.
     for (path, query) in [
-        ("/api/v1/series", r#"{namespace="shop"}"#),
+        ("/api/v1/metadata", ""),
         ("/api/v1/query_exemplars", "up"),
-        ("/api/v1/label/namespace/values", ""),
-        ("/api/v1/labels", ""),
+        ("/api/v1/targets", ""),
+        ("/api/v1/rules", ""),
         ("/api/v1/status/config", ""),
     ] {
         let r = alice(raw_client().get(format!("{}{path}", janus.url)))
@@ -561,6 +561,57 @@ async fn metric_queries_are_confined_to_the_tenants_namespaces() {
     )
     .await;
     assert!(!body.contains("instance"), "up is no tenant's: {body}");
+    // Label names, values and series: only the tenant's series (no `sensor`, whose series have
+    // no namespace; no `env` job; no other namespace).
+    let meta = |path: &'static str, params: Vec<(&'static str, &'static str)>, user| {
+        let url = format!("{}{path}", janus.url);
+        async move {
+            let r = raw_client()
+                .get(url)
+                .query(&params)
+                .basic_auth(user, Some("pw"))
+                .send()
+                .await
+                .expect("answer");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    for (path, params) in [
+        ("/api/v1/labels", vec![]),
+        ("/api/v1/label/namespace/values", vec![]),
+        ("/api/v1/label/job/values", vec![]),
+        ("/api/v1/series", vec![("match[]", r#"{__name__=~".+"}"#)]),
+        (
+            "/api/v1/series",
+            vec![("match[]", r#"http_requests_total{namespace="auth"}"#)],
+        ),
+        ("/api/v1/series", vec![]),
+        ("/api/v1/labels", vec![("match[]", "up")]),
+    ] {
+        let (status, body) = meta(path, params.clone(), "alice").await;
+        assert_eq!(status, 200, "{path} {params:?}: {body}");
+        for other in ["auth", "billing", "sensor", "\"env\"", "instance"] {
+            assert!(
+                !body.contains(other),
+                "{path} {params:?} leaked {other}: {body}"
+            );
+        }
+    }
+    let (_, body) = meta("/api/v1/label/namespace/values", vec![], "alice").await;
+    assert!(body.contains("\"shop\""), "{body}");
+    let (status, body) = meta("/api/v1/series", vec![("match[]", "sum(up)")], "alice").await;
+    assert_eq!(status, 400, "{body}");
+    // The unrestricted tenant: the upstream's bytes.
+    let (_, through) = meta("/api/v1/label/namespace/values", vec![], "root").await;
+    let direct = raw_client()
+        .get(format!("{prometheus}/api/v1/label/namespace/values"))
+        .send()
+        .await
+        .expect("direct")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(through, direct);
     // A query Janus cannot parse: refused for the tenant, saying why; passed through untouched
     // for the unrestricted one.
     let unparsable = "rate(http_requests_total)".to_string();

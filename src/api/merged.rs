@@ -89,6 +89,44 @@ fn split_matches(params: &Params) -> Result<Matches, ApiError> {
     Ok(Matches { logs, metrics })
 }
 
+/// A restricted tenant's `match[]`: each metric selector confined to its namespaces (parsed,
+/// given the namespace matcher, printed; one Janus cannot parse is refused), log selectors kept
+/// for narrowing after the split; without any, the tenant's own series of both faces.
+fn confined_matches(
+    read: ReadRequest,
+    scope: &crate::tenants::Scope,
+) -> Result<ReadRequest, ApiError> {
+    let matcher = scope.namespace_matcher();
+    let mut values = Vec::new();
+    for m in read.params.get_all("match[]") {
+        if logql::involves_logs(m) {
+            values.push(m.to_string());
+            continue;
+        }
+        let mut parsed = crate::promql::plan::Parsed::parse(m).map_err(|e| {
+            ApiError::BadData(format!(
+                "invalid parameter \"match[]\": {}; a series selector Janus cannot parse cannot be confined to the tenant's namespaces",
+                e.trim()
+            ))
+        })?;
+        if !matches!(&*parsed, promql_parser::parser::Expr::VectorSelector(_)) {
+            return Err(ApiError::BadData(format!(
+                "invalid parameter \"match[]\": {m:?} is not a series selector"
+            )));
+        }
+        parsed.confine(&matcher);
+        values.push(parsed.to_string());
+    }
+    if values.is_empty() {
+        values.push(format!("{{{matcher}}}"));
+        values.push(r#"pod{namespace=~".+"}"#.to_string());
+        if scope.node_logs {
+            values.push(r#"node{node=~".+"}"#.to_string());
+        }
+    }
+    request::with_values(read, "match[]", &values)
+}
+
 /// `start`/`end` as Prometheus reads them for metadata endpoints (unbounded by default).
 fn window(params: &Params) -> Result<(i64, i64), ApiError> {
     let lo = params.time_or("start", Timestamp(i64::MIN))?;
@@ -145,6 +183,15 @@ async fn label_endpoint(
         Ok(read) => read,
         Err(e) => return e.into_response(),
     };
+    let tenant = super::tenancy::tenant_of(&read.parts.extensions);
+    let scope = tenant.as_deref().and_then(|t| t.scope.as_ref());
+    let read = match scope {
+        Some(scope) => match confined_matches(read, scope) {
+            Ok(read) => read,
+            Err(e) => return Face::Log.mark(e.into_response()),
+        },
+        None => read,
+    };
     let (lo, hi) = match window(&read.params) {
         Ok(w) => w,
         // Refusals of the window are the upstream's to word.
@@ -154,10 +201,13 @@ async fn label_endpoint(
     let split = tokio::task::spawn_blocking(move || split_matches(&params))
         .await
         .unwrap_or_else(|e| Err(ApiError::Internal(format!("match[] parser failed: {e}"))));
-    let matches = match split {
+    let mut matches = match split {
         Ok(m) => m,
         Err(e) => return Face::Log.mark(e.into_response()),
     };
+    if let Some(scope) = scope {
+        matches.logs.iter_mut().for_each(|q| scope.restrict(q));
+    }
     // With only metric matchers (or none, for series) the store has nothing to add.
     let store_applies =
         !matches.logs.is_empty() || (endpoint != Endpoint::Series && matches.metrics.is_empty());

@@ -45,15 +45,24 @@ pub async fn read(request: Request) -> Result<ReadRequest, ApiError> {
 /// The same request with parameter `name` set to `value` (every other parameter kept): a POST
 /// carries them all as a form body, a GET in its URL. Used to forward a query Janus rewrote.
 pub fn with_param(read: ReadRequest, name: &str, value: &str) -> Result<ReadRequest, ApiError> {
-    let pairs: Vec<(String, String)> = read
+    with_values(read, name, &[value.to_string()])
+}
+
+/// As [`with_param`], for a parameter given any number of times (`match[]`): its values are
+/// replaced by `values`, every other parameter kept.
+pub fn with_values(
+    read: ReadRequest,
+    name: &str,
+    values: &[String],
+) -> Result<ReadRequest, ApiError> {
+    let mut pairs: Vec<(String, String)> = read
         .params
         .pairs()
         .iter()
-        .map(|(k, v)| {
-            let v = if k == name { value } else { v.as_str() };
-            (k.clone(), v.to_string())
-        })
+        .filter(|(k, _)| k != name)
+        .cloned()
         .collect();
+    pairs.extend(values.iter().map(|v| (name.to_string(), v.clone())));
     let encoded = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&pairs)
         .finish();

@@ -51,6 +51,11 @@ const FILTERED: &[&str] = &[
     // (`api::query`), metric-only queries parsed, confined and printed before forwarding.
     "/api/v1/query",
     "/api/v1/query_range",
+    // Merged endpoints: `match[]` confined, or the tenant's own series when none is given
+    // (`api::merged`).
+    "/api/v1/labels",
+    "/api/v1/label/{name}/values",
+    "/api/v1/series",
 ];
 
 /// The peer address of the connection a request came on (set by the accept loop).
