@@ -35,6 +35,12 @@ pub enum ApiError {
     /// An identified tenant asked for what its scope does not reach.
     #[error("{0}")]
     Forbidden(String),
+    /// A tenant over its own limits (push rate, queries at once): retried later.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// A bug in Janus. Never the answer to user input.
     #[error("{0}")]
     Internal(String),
@@ -52,6 +58,7 @@ impl ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Canceled(_) => "canceled",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -67,6 +74,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -147,6 +155,10 @@ struct ErrorBody<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = self.to_string();
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
         let body = ErrorBody {
             status: "error",
             error_type: self.error_type(),
@@ -161,6 +173,13 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(wait) = retry_after {
+            // Whole seconds, rounded up: a client that waits that long is let through.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         response
     }
 }

@@ -21,6 +21,7 @@ pub mod server;
 pub mod short_eq;
 pub mod store;
 pub mod telemetry;
+pub mod tenant_limits;
 pub mod tenants;
 pub mod upstream;
 pub mod web_config;

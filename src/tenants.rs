@@ -54,6 +54,8 @@ struct TenantFormat {
     #[serde(default)]
     all: bool,
     upstream_org_id: Option<String>,
+    #[serde(default)]
+    limits: crate::tenant_limits::LimitsFormat,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +140,8 @@ pub struct Tenant {
     pub scope: Option<Scope>,
     /// Sent as `X-Scope-OrgID` towards the upstream, replacing any the client sent.
     pub upstream_org_id: Option<String>,
+    /// Its push rate and queries at once, with their state.
+    pub limits: Arc<crate::tenant_limits::TenantLimits>,
 }
 
 impl Scope {
@@ -253,10 +257,13 @@ impl Tenants {
                     push,
                 })
             };
+            let limits = crate::tenant_limits::TenantLimits::new(t.limits)
+                .map_err(|(k, message)| error(&key(&format!("limits.{k}")), message))?;
             let tenant = Arc::new(Tenant {
                 name: name.clone(),
                 scope,
                 upstream_org_id: t.upstream_org_id,
+                limits: Arc::new(limits),
             });
             for user in t.users {
                 if let Some(other) = by_user.insert(user.clone(), Arc::clone(&tenant)) {

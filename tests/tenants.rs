@@ -26,6 +26,10 @@ tenants:
     users: [bob]
     namespaces: [b]
     push: true
+    limits:
+      push_bytes_per_second: 100
+      push_burst_bytes: 300
+      max_concurrent_queries: 2
   ops:
     users: [root]
     all: true
@@ -626,6 +630,58 @@ async fn metric_queries_are_confined_to_the_tenants_namespaces() {
     let (_, direct) = ask(prometheus.clone(), None, everything).await;
     assert_eq!(through, direct);
     assert!(through.contains(r#""namespace":"auth""#));
+    janus.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tenant over its push rate gets Loki's 429 with `Retry-After`, and nothing of the push is
+/// written; other tenants push on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_push_rate_is_its_own() {
+    let dir = support::temp_dir("tenants-rate");
+    let janus = start(&dir, &support::closed_port_url().await, true).await;
+    let bob = |r: reqwest::RequestBuilder| r.basic_auth("bob", Some("pw"));
+    let alice = |r: reqwest::RequestBuilder| r.basic_auth("alice", Some("pw"));
+    // 20 streams of "hello from b" (12 bytes): 240 bytes, within the 300-byte burst.
+    let twenty = ["b"; 20];
+    assert_eq!(push(&janus, bob, &twenty).await.0, 204);
+    let file = std::fs::read_dir(janus.storage.join("pod/b"))
+        .expect("dir")
+        .flatten()
+        .next()
+        .expect("a file")
+        .path();
+    let size = std::fs::metadata(&file).expect("size").len();
+    let r = bob(raw_client().post(format!("{}/loki/api/v1/push", janus.url)))
+        .header("Content-Type", "application/json")
+        .body(push_body(&twenty))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    assert!((1..=3).contains(&retry), "{retry}");
+    let body = r.text().await.expect("body");
+    assert!(
+        body.contains("Ingestion rate limit exceeded for user team-b"),
+        "{body}"
+    );
+    assert_eq!(std::fs::metadata(&file).expect("size").len(), size);
+    // Larger than the burst: refused with no time to retry at.
+    let r = bob(raw_client().post(format!("{}/loki/api/v1/push", janus.url)))
+        .header("Content-Type", "application/json")
+        .body(push_body(&["b"; 40]))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_none());
+    // Another tenant is not slowed.
+    assert_eq!(push(&janus, alice, &["shop"; 40]).await.0, 204);
     janus.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

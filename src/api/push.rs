@@ -182,6 +182,25 @@ async fn accept_push(
                 count(&state_for_work, "refused", received);
                 ("forbidden", e)
             })?;
+            // The tenant's own ingestion rate: message bytes and lines, as Loki counts them.
+            let bytes: u64 = streams
+                .iter()
+                .flat_map(|s| s.entries.iter())
+                .map(|(_, line)| line.as_str().len() as u64)
+                .sum();
+            tenant
+                .limits
+                .admit_push(&tenant.name, bytes, received)
+                .map_err(|refused| {
+                    count(&state_for_work, "refused", received);
+                    (
+                        "rate_limited",
+                        ApiError::RateLimited {
+                            message: refused.message,
+                            retry_after: refused.retry_after,
+                        },
+                    )
+                })?;
         }
         let prepared =
             ingest::prepare(&streams, &state_for_work.config.ingest_labels).map_err(|e| {

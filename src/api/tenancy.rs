@@ -131,8 +131,30 @@ pub async fn tenancy(
     {
         request.headers_mut().insert(upstream_identity, org);
     }
+    // Its queries at once (pushes have their own rate): past the limit, 429 at once.
+    let slot = if route.as_deref() == Some("/loki/api/v1/push") {
+        None
+    } else {
+        match tenant.limits.query_slot() {
+            Ok(slot) => slot,
+            Err(crate::tenant_limits::AllTaken) => {
+                count(&state, &tenant.name, "limited");
+                return ApiError::RateLimited {
+                    message: format!(
+                        "too many outstanding requests: tenant {:?} has {} queries running (its max_concurrent_queries)",
+                        tenant.name,
+                        tenant.limits.max_concurrent_queries.unwrap_or(0)
+                    ),
+                    retry_after: Some(std::time::Duration::from_secs(1)),
+                }
+                .into_response();
+            }
+        }
+    };
     request.extensions_mut().insert(Arc::clone(&tenant));
-    next.run(request).await
+    let response = next.run(request).await;
+    drop(slot);
+    response
 }
 
 fn count(state: &SharedState, tenant: &str, result: &str) {
