@@ -163,6 +163,14 @@ impl Scope {
 }
 
 impl Scope {
+    /// How metric selectors are confined to the scope (see [`crate::promql::confine`]).
+    pub fn confinement(&self) -> crate::promql::confine::Confinement<'_> {
+        crate::promql::confine::Confinement {
+            matcher: self.namespace_matcher(),
+            contains: Box::new(|value| self.namespaces.contains(value)),
+        }
+    }
+
     /// `namespace=~"shop|cart-.*"` (anchored): what a log selector's directory and a metric
     /// selector's series must match.
     pub fn namespace_matcher(&self) -> promql_parser::label::Matcher {

@@ -114,7 +114,7 @@ fn confined_matches(
                 "invalid parameter \"match[]\": {m:?} is not a series selector"
             )));
         }
-        parsed.confine(&matcher);
+        parsed.confine(&scope.confinement());
         values.push(parsed.to_string());
     }
     if values.is_empty() {

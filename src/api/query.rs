@@ -41,10 +41,9 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
         .prepare(text, tokens, Dialect::Prometheus)
         .await
         .map(|prepared| match scope {
-            Some(scope) => prepared.narrowed(
-                |query| scope.restrict(query),
-                Some(&scope.namespace_matcher()),
-            ),
+            Some(scope) => {
+                prepared.narrowed(|query| scope.restrict(query), Some(&scope.confinement()))
+            }
             None => prepared,
         });
     let answered = match prepared {
@@ -75,6 +74,6 @@ fn confined(
             e.trim()
         ))
     })?;
-    expr.confine(&scope.namespace_matcher());
+    expr.confine(&scope.confinement());
     request::with_param(read, "query", &expr.to_string())
 }

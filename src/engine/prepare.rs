@@ -101,7 +101,7 @@ impl Prepared {
     pub fn narrowed(
         self,
         narrow: impl Fn(&mut LogQuery),
-        metrics: Option<&promql_parser::label::Matcher>,
+        metrics: Option<&crate::promql::confine::Confinement<'_>>,
     ) -> Prepared {
         match self {
             Prepared::Lines(Ok(mut query)) => {
@@ -112,8 +112,8 @@ impl Prepared {
                 for query in Arc::make_mut(&mut expression.logs) {
                     narrow(query);
                 }
-                if let Some(matcher) = metrics {
-                    expression.expr.confine(matcher);
+                if let Some(scope) = metrics {
+                    expression.expr.confine(scope);
                 }
                 Prepared::Expression(expression)
             }

@@ -6,15 +6,28 @@
 //! nothing in the expression can read a series outside the scope; what it then computes from
 //! those series (`label_replace` writing `namespace`, `vector(1)`) exposes no other series.
 
-use promql_parser::label::Matcher;
+use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{Expr, VectorSelector};
 
 use crate::logql::rewrite::placeholder_index;
 
-/// Adds `matcher` to every metric selector of `expr` (log-selector placeholders are left to
-/// the log side's own narrowing). Recursion follows the expression's depth, which the
-/// rewriter bounds; callers run it on a large stack as other walks of the tree.
-pub fn confine(expr: &mut Expr, matcher: &Matcher) {
+/// A tenant's scope as the walk needs it: the matcher to add (`namespace=~"…"`), and whether a
+/// value of its label is in the scope.
+pub struct Confinement<'a> {
+    pub matcher: Matcher,
+    pub contains: Box<dyn Fn(&str) -> bool + 'a>,
+}
+
+/// A label no series has: a selector asking for a value of it selects nothing. It stands in for
+/// the scope's matcher where the selector already names a namespace outside the scope, so that
+/// the selector keeps one matcher on `namespace` and `absent()` labels its answer as it would
+/// over the tenant's series alone.
+const NO_SERIES_LABEL: &str = "__janus_outside_tenant__";
+
+/// Confines every metric selector of `expr` (log-selector placeholders are left to the log
+/// side's own narrowing). Recursion follows the expression's depth, which the rewriter bounds;
+/// callers run it on a large stack as other walks of the tree.
+pub fn confine(expr: &mut Expr, matcher: &Confinement<'_>) {
     match expr {
         Expr::Aggregate(a) => {
             confine(&mut a.expr, matcher);
@@ -40,17 +53,46 @@ pub fn confine(expr: &mut Expr, matcher: &Matcher) {
     }
 }
 
-fn confine_selector(vs: &mut VectorSelector, matcher: &Matcher) {
+fn confine_selector(vs: &mut VectorSelector, scope: &Confinement<'_>) {
     if vs.name.as_deref().and_then(placeholder_index).is_some() {
         return;
     }
     // `{a="1" or b="2"}`: every alternative is confined.
     if vs.matchers.or_matchers.is_empty() {
-        vs.matchers.matchers.push(matcher.clone());
+        confine_matchers(&mut vs.matchers.matchers, scope);
     } else {
         for group in vs.matchers.or_matchers.iter_mut() {
-            group.push(matcher.clone());
+            confine_matchers(group, scope);
         }
+    }
+}
+
+/// One conjunction of matchers: already inside the scope when it pins the label to a value in
+/// it; selecting nothing when it pins it outside; else given the scope's matcher.
+fn confine_matchers(matchers: &mut Vec<Matcher>, scope: &Confinement<'_>) {
+    let name = scope.matcher.name.as_str();
+    let pinned = matchers
+        .iter()
+        .filter(|m| m.name == name && matches!(m.op, MatchOp::Equal));
+    let mut inside = false;
+    let mut outside = false;
+    for m in pinned {
+        if (scope.contains)(&m.value) {
+            inside = true;
+        } else {
+            outside = true;
+        }
+    }
+    if outside {
+        // A regex, not an equality: `absent()` labels its answer with equality matchers only.
+        let any = regex::Regex::new("^(?:.+)$").ok();
+        if let Some(any) = any {
+            matchers.push(Matcher::new(MatchOp::Re(any), NO_SERIES_LABEL, ".+"));
+        } else {
+            matchers.push(scope.matcher.clone());
+        }
+    } else if !inside {
+        matchers.push(scope.matcher.clone());
     }
 }
 
@@ -61,12 +103,15 @@ mod tests {
 
     fn confined(text: &str) -> String {
         let mut expr = promql_parser::parser::parse(text).expect("parses");
-        let matcher = Matcher::new(
-            MatchOp::Re(regex::Regex::new("^(?:(?:a))$").expect("regex")),
-            "namespace",
-            "(?:a)",
-        );
-        confine(&mut expr, &matcher);
+        let scope = Confinement {
+            matcher: Matcher::new(
+                MatchOp::Re(regex::Regex::new("^(?:(?:a))$").expect("regex")),
+                "namespace",
+                "(?:a)",
+            ),
+            contains: Box::new(|v| v == "a"),
+        };
+        confine(&mut expr, &scope);
         let printed = expr.to_string();
         // What is printed parses again, and to the same text.
         let again = promql_parser::parser::parse(&printed)
@@ -89,7 +134,7 @@ mod tests {
                 1,
             ),
             ("max_over_time(rate(x[1m])[1h:5m] @ 1700000000)", 1),
-            (r#"absent(x{namespace="b"})"#, 1),
+            (r#"absent(x{namespace="b"} or y)"#, 1),
             (r#"label_replace(up, "namespace", "b", "", "")"#, 1),
             ("topk(scalar(count(k)), v)", 2),
             (r#"count_values("v", x) / on (v) group_left y"#, 2),
@@ -99,6 +144,21 @@ mod tests {
             let printed = confined(query);
             assert_eq!(printed.matches(m).count(), selectors, "{query} → {printed}");
         }
+    }
+
+    #[test]
+    fn a_namespace_pinned_by_the_selector_decides() {
+        // Pinned inside: already confined, left as written.
+        assert_eq!(confined(r#"x{namespace="a"}"#), r#"x{namespace="a"}"#);
+        // Pinned outside: selects nothing, and keeps its one matcher on `namespace` (absent()
+        // labels its answer from it, as it would over the tenant's series alone).
+        let printed = confined(r#"absent(x{namespace="b"})"#);
+        assert!(printed.contains(r#"namespace="b""#), "{printed}");
+        assert!(
+            printed.contains(r#"__janus_outside_tenant__=~".+""#),
+            "{printed}"
+        );
+        assert!(!printed.contains("namespace=~"), "{printed}");
     }
 
     #[test]

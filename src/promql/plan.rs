@@ -154,9 +154,9 @@ impl Parsed {
 }
 
 impl Parsed {
-    /// Adds `matcher` to every metric selector (a tenant's scope; see [`super::confine`]).
-    pub fn confine(&mut self, matcher: &promql_parser::label::Matcher) {
-        deep_stack(|| super::confine::confine(&mut self.0, matcher));
+    /// Confines every metric selector to a tenant's scope (see [`super::confine`]).
+    pub fn confine(&mut self, scope: &super::confine::Confinement<'_>) {
+        deep_stack(|| super::confine::confine(&mut self.0, scope));
     }
 }
 
