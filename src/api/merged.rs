@@ -90,40 +90,46 @@ fn split_matches(params: &Params) -> Result<Matches, ApiError> {
 }
 
 /// A restricted tenant's `match[]`: each metric selector confined to its namespaces (parsed,
-/// given the namespace matcher, printed; one Janus cannot parse is refused), log selectors kept
-/// for narrowing after the split; without any, the tenant's own series of both faces.
-fn confined_matches(
+/// given the namespace matcher, printed, on a blocking thread; one Janus cannot parse is
+/// refused), log selectors kept for narrowing after the split; without any, the tenant's own
+/// series of both faces.
+async fn confined_matches(
     read: ReadRequest,
-    scope: &crate::tenants::Scope,
+    tenant: &crate::tenants::Tenant,
 ) -> Result<ReadRequest, ApiError> {
-    let matcher = scope.namespace_matcher();
-    let mut values = Vec::new();
-    for m in read.params.get_all("match[]") {
-        if logql::involves_logs(m) {
-            values.push(m.to_string());
-            continue;
+    let given: Vec<String> = read.params.get_all("match[]").map(str::to_string).collect();
+    let owned = tenant.clone();
+    let values = tokio::task::spawn_blocking(move || {
+        let Some(scope) = owned.scope.as_ref() else {
+            return Ok::<_, ApiError>(given);
+        };
+        let confinement = scope.confinement();
+        let mut values = Vec::new();
+        for m in given {
+            if logql::involves_logs(&m) {
+                values.push(m);
+                continue;
+            }
+            let confined = crate::promql::confine::confine_text(&m, &confinement, true)
+                .map_err(|e| {
+                    ApiError::BadData(format!(
+                        "invalid parameter \"match[]\": {}; a series selector Janus cannot parse cannot be confined to the tenant's namespaces",
+                        e.trim()
+                    ))
+                })?;
+            values.push(confined);
         }
-        let mut parsed = crate::promql::plan::Parsed::parse(m).map_err(|e| {
-            ApiError::BadData(format!(
-                "invalid parameter \"match[]\": {}; a series selector Janus cannot parse cannot be confined to the tenant's namespaces",
-                e.trim()
-            ))
-        })?;
-        if !matches!(&*parsed, promql_parser::parser::Expr::VectorSelector(_)) {
-            return Err(ApiError::BadData(format!(
-                "invalid parameter \"match[]\": {m:?} is not a series selector"
-            )));
+        if values.is_empty() {
+            values.push(format!("{{{}}}", scope.namespace_matcher()));
+            values.push(r#"pod{namespace=~".+"}"#.to_string());
+            if scope.node_logs {
+                values.push(r#"node{node=~".+"}"#.to_string());
+            }
         }
-        parsed.confine(&scope.confinement());
-        values.push(parsed.to_string());
-    }
-    if values.is_empty() {
-        values.push(format!("{{{matcher}}}"));
-        values.push(r#"pod{namespace=~".+"}"#.to_string());
-        if scope.node_logs {
-            values.push(r#"node{node=~".+"}"#.to_string());
-        }
-    }
+        Ok(values)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("confining match[] failed: {e}")))??;
     request::with_values(read, "match[]", &values)
 }
 
@@ -185,8 +191,8 @@ async fn label_endpoint(
     };
     let tenant = super::tenancy::tenant_of(&read.parts.extensions);
     let scope = tenant.as_deref().and_then(|t| t.scope.as_ref());
-    let read = match scope {
-        Some(scope) => match confined_matches(read, scope) {
+    let read = match tenant.as_deref().filter(|t| t.scope.is_some()) {
+        Some(tenant) => match confined_matches(read, tenant).await {
             Ok(read) => read,
             Err(e) => return Face::Log.mark(e.into_response()),
         },

@@ -18,6 +18,35 @@ pub struct Confinement<'a> {
     pub contains: Box<dyn Fn(&str) -> bool + 'a>,
 }
 
+/// Parses `text`, confines it and prints it, all on one deep stack segment (parsing, walking,
+/// printing and freeing the tree are each recursive; one segment instead of one per step is
+/// most of the cost on a short query). `selector_only` refuses anything but a series selector
+/// (`match[]`). Blocking: regexes compile here.
+pub fn confine_text(
+    text: &str,
+    scope: &Confinement<'_>,
+    selector_only: bool,
+) -> Result<String, String> {
+    super::functions::register_with_parser();
+    let work = || {
+        let mut expr = promql_parser::parser::parse(text)?;
+        if selector_only && !matches!(expr, Expr::VectorSelector(_)) {
+            return Err(format!("{text:?} is not a series selector"));
+        }
+        confine(&mut expr, scope);
+        Ok(expr.to_string())
+    };
+    // A tree is never deeper than its text is long: a short query fits the thread's own stack
+    // (with room to spare at 4 KiB a level), and mapping a fresh segment would cost more than
+    // the rest of the work.
+    let needed = (256 << 10) + text.len().saturating_mul(4 << 10);
+    if stacker::remaining_stack().is_some_and(|left| left > needed) {
+        work()
+    } else {
+        super::plan::deep_stack(work)
+    }
+}
+
 /// A label no series has: a selector asking for a value of it selects nothing. It stands in for
 /// the scope's matcher where the selector already names a namespace outside the scope, so that
 /// the selector keeps one matcher on `namespace` and `absent()` labels its answer as it would
