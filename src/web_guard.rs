@@ -24,9 +24,9 @@ use crate::web_config::WebConfig;
 /// How often the files are looked at for changes.
 pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Paths answered without credentials: a liveness or readiness probe cannot send them, and
-/// they tell nothing about the data.
-const OPEN_PATHS: &[&str] = &["/-/healthy", "/-/ready"];
+/// Paths answered without credentials (or an identity): a liveness or readiness probe cannot
+/// send them, and they tell nothing about the data.
+pub const OPEN_PATHS: &[&str] = &["/-/healthy", "/-/ready"];
 
 /// Verified credentials remembered at most (then forgotten all at once).
 const MAX_REMEMBERED: usize = 1024;

@@ -23,13 +23,11 @@ use crate::error::ApiError;
 use crate::telemetry::TenantLabels;
 use crate::tenants::{Presented, Tenant};
 
-/// Paths answered without an identity: probes cannot send one, and they say nothing about data.
-const OPEN_PATHS: &[&str] = &["/-/healthy", "/-/ready"];
+use crate::web_guard::OPEN_PATHS;
 
 /// The routes a restricted tenant may use: those whose answers are filtered by its namespaces,
-/// or hold no data of anyone's.
+/// or hold no data of anyone's. (Not `/`: the status page names the upstream and the store.)
 const FILTERED: &[&str] = &[
-    "/",
     "/loki/api/v1/push",
     "/loki/api/v1/status/buildinfo",
     "/loki/api/v1/format_query",
