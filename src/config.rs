@@ -23,10 +23,9 @@ pub enum ConfigError {
     Invalid { setting: String, message: String },
     #[error("--config.file {path}: {message}")]
     File { path: String, message: String },
+    /// `--web.config.file` or `--auth.tenants-file`.
     #[error(transparent)]
-    Web(#[from] crate::web_config::WebConfigError),
-    #[error(transparent)]
-    Tenants(#[from] crate::tenants::TenantsError),
+    Settings(#[from] crate::settings_file::SettingsFileError),
 }
 
 fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {

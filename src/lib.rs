@@ -18,6 +18,7 @@ pub mod memory;
 pub mod params;
 pub mod promql;
 pub mod server;
+pub mod settings_file;
 pub mod short_eq;
 pub mod store;
 pub mod telemetry;

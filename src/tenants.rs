@@ -18,13 +18,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 /// Why a tenants file was refused: the key (a path in the file) and what is wrong.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("--auth.tenants-file {path}: {key}: {message}")]
-pub struct TenantsError {
-    pub path: String,
-    pub key: String,
-    pub message: String,
-}
+pub type TenantsError = crate::settings_file::SettingsFileError;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,16 +217,9 @@ pub struct Presented<'a> {
 
 impl Tenants {
     pub fn load(path: &Path) -> Result<Tenants, TenantsError> {
-        let shown = path.display().to_string();
-        let error = |key: &str, message: String| TenantsError {
-            path: shown.clone(),
-            key: key.to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| error("(file)", format!("cannot read it: {e}")))?;
-        let format: FileFormat = serde_norway::from_str(&text)
-            .map_err(|e| error("(yaml)", e.to_string().replace('\n', " ")))?;
+        let file = crate::settings_file::SettingsFile::new("--auth.tenants-file", path);
+        let error = |key: &str, message: String| file.error(key, message);
+        let format: FileFormat = file.read(path)?;
         if format.tenants.is_empty() {
             return Err(error("tenants", "names no tenant".into()));
         }

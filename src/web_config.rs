@@ -17,13 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 /// Why a web configuration file was refused: the key (as a path in the file) and what is wrong.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("--web.config.file {path}: {key}: {message}")]
-pub struct WebConfigError {
-    pub path: String,
-    pub key: String,
-    pub message: String,
-}
+pub type WebConfigError = crate::settings_file::SettingsFileError;
 
 /// The file as written. Unknown keys are refused, as exporter-toolkit refuses them.
 #[derive(Debug, Default, Deserialize)]
@@ -144,20 +138,9 @@ impl WebConfig {
     /// Reads and checks the file at `path`; relative file names in it are taken from the
     /// file's own directory, as exporter-toolkit takes them.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-        let shown = path.display().to_string();
-        let error = |key: &str, message: String| WebConfigError {
-            path: shown.clone(),
-            key: key.to_string(),
-            message,
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| error("(file)", format!("cannot read it: {e}")))?;
-        let format: FileFormat = if text.trim().is_empty() {
-            FileFormat::default()
-        } else {
-            serde_norway::from_str(&text)
-                .map_err(|e| error("(yaml)", e.to_string().replace('\n', " ")))?
-        };
+        let file = crate::settings_file::SettingsFile::new("--web.config.file", path);
+        let error = |key: &str, message: String| file.error(key, message);
+        let format: FileFormat = file.read(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let http = format.http_server_config.unwrap_or_default();
         let http2 = http.http2.unwrap_or(true);

@@ -115,7 +115,7 @@ impl WebGuard {
             *last = now;
         }
         let previous = self.current();
-        match WebConfig::load(path).and_then(|new| same_transport(&previous, new)) {
+        match WebConfig::load(path).and_then(|new| same_transport(path, &previous, new)) {
             Ok(new) => {
                 // New files may be named: watch them from now on.
                 if let Ok(mut last) = self.stamp.lock() {
@@ -198,19 +198,15 @@ impl WebGuard {
 
 /// Turning TLS on or off changes what the port speaks: that needs a restart, as in Prometheus.
 fn same_transport(
+    path: &std::path::Path,
     previous: &WebConfig,
     new: WebConfig,
 ) -> Result<WebConfig, crate::web_config::WebConfigError> {
     if previous.tls.is_some() != new.tls.is_some() {
-        return Err(crate::web_config::WebConfigError {
-            path: new
-                .sources
-                .first()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            key: "tls_server_config".into(),
-            message: "turning TLS on or off needs a restart".into(),
-        });
+        return Err(
+            crate::settings_file::SettingsFile::new("--web.config.file", path)
+                .error("tls_server_config", "turning TLS on or off needs a restart"),
+        );
     }
     Ok(new)
 }
