@@ -177,6 +177,21 @@ impl Scope {
     }
 }
 
+#[cfg(test)]
+impl Scope {
+    /// A scope over `namespaces` (anchored regexes), for other modules' tests.
+    pub(crate) fn for_tests(namespaces: &[&str], node_logs: bool) -> Scope {
+        let patterns = namespaces.iter().map(|n| n.to_string()).collect();
+        let file = crate::settings_file::SettingsFile::new("--auth.tenants-file", Path::new("-"));
+        let error = |key: &str, message: String| file.error(key, message);
+        Scope {
+            namespaces: Namespaces::new(patterns, "namespaces", &error).expect("valid regexes"),
+            node_logs,
+            push: None,
+        }
+    }
+}
+
 impl Tenant {
     pub fn may_push_into(&self, namespace: &str) -> bool {
         match &self.scope {

@@ -7,25 +7,12 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use proptest::prelude::*;
+use support::prometheus::Prometheus;
 use support::{raw_client, required_env, temp_dir};
-
-/// A Prometheus over `tsdb`, stopped by its PID when dropped.
-struct Prometheus {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The compatibility data reduced to `shop`'s series, in a Prometheus of its own.
 async fn shop_only_prometheus(dir: &Path) -> Prometheus {
@@ -56,31 +43,7 @@ async fn shop_only_prometheus(dir: &Path) -> Prometheus {
         .status()
         .expect("promtool runs");
     assert!(status.success(), "promtool failed");
-    let config = dir.join("prometheus.yml");
-    std::fs::write(&config, "global: {}\n").expect("config");
-    let port = support::guarded::free_port();
-    let child = Command::new(required_env("JANUS_TEST_PROMETHEUS_BIN"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=100y")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
-    let p = Prometheus {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    for _ in 0..300 {
-        if let Ok(r) = raw_client().get(format!("{}/-/ready", p.url)).send().await {
-            if r.status() == 200 {
-                return p;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the shop-only prometheus did not become ready");
+    support::prometheus::start(dir, support::guarded::free_port(), "global: {}\n", &tsdb).await
 }
 
 fn selector() -> impl Strategy<Value = String> {

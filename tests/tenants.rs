@@ -184,11 +184,11 @@ async fn users_pushes_and_the_fail_closed_rule() {
 
     // Reads not yet filtered by namespace are refused to a restricted tenant, whatever it asks.
     for (path, query) in [
-        ("/api/v1/metadata", ""),
+        ("/api/v1/targets/metadata", ""),
         ("/api/v1/query_exemplars", "up"),
-        ("/api/v1/targets", ""),
         ("/api/v1/rules", ""),
         ("/api/v1/status/config", ""),
+        ("/federate", "up"),
     ] {
         let r = alice(raw_client().get(format!("{}{path}", janus.url)))
             .query(&[("query", query)])
@@ -694,5 +694,136 @@ async fn a_tenants_push_rate_is_its_own() {
     // Another tenant is not slowed.
     assert_eq!(push(&janus, alice, &["shop"; 40]).await.0, 204);
     janus.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Metadata and targets from a real Prometheus scraping two jobs: Janus's own `/metrics`
+/// labelled `shop`, Prometheus's labelled `auth`, and two dropped targets discovered in each.
+/// The tenant of `shop` sees its job's target and metric names and its log targets; nothing of
+/// `auth` or of the namespaces of another tenant's logs, in either list or in the metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_and_targets_show_a_tenant_only_its_own() {
+    let dir = support::temp_dir("tenants-targets");
+    let exporter = support::start_janus(&support::closed_port_url().await, |_| {}).await;
+    let exporter_address = exporter.url.trim_start_matches("http://").to_string();
+    let port = support::guarded::free_port();
+    let config = format!(
+        "global: {{scrape_interval: 1s}}
+scrape_configs:
+  - job_name: shop-app
+    static_configs: [{{targets: ['{exporter_address}'], labels: {{namespace: shop}}}}]
+  - job_name: auth-app
+    static_configs: [{{targets: ['127.0.0.1:{port}'], labels: {{namespace: auth}}}}]
+  - job_name: discovered
+    static_configs:
+      - {{targets: ['127.0.0.1:1'], labels: {{__meta_kubernetes_namespace: shop}}}}
+      - {{targets: ['127.0.0.1:2'], labels: {{__meta_kubernetes_namespace: auth}}}}
+    relabel_configs: [{{source_labels: [job], regex: '.*', action: drop}}]
+"
+    );
+    let prometheus = support::prometheus::start(&dir, port, &config, &dir.join("tsdb")).await;
+    let janus = start(&dir, &prometheus.url, true).await;
+    assert_eq!(
+        push(&janus, |r| r.basic_auth("alice", Some("pw")), &["shop"])
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        push(&janus, |r| r.basic_auth("bob", Some("pw")), &["b"])
+            .await
+            .0,
+        204
+    );
+    let ask = |user: &'static str, path: &'static str, query: Vec<(&'static str, String)>| {
+        let url = format!("{}{path}", janus.url);
+        async move {
+            let r = raw_client()
+                .get(url)
+                .query(&query)
+                .basic_auth(user, Some("pw"))
+                .send()
+                .await
+                .expect("answer");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    // Until both jobs have been scraped and their metadata is known.
+    let mut ready = false;
+    let mut seen = String::new();
+    for _ in 0..200 {
+        let (_, targets) = ask("root", "/api/v1/targets", vec![]).await;
+        let (_, metadata) = ask("root", "/api/v1/metadata", vec![]).await;
+        seen = format!("{targets}\n{metadata}");
+        if targets.matches(r#""health":"up""#).count() >= 4
+            && metadata.contains("prometheus_http_requests_total")
+            && metadata.contains("janus_build_info")
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "prometheus did not scrape both jobs: {seen}");
+
+    let (status, targets) = ask("alice", "/api/v1/targets", vec![]).await;
+    assert_eq!(status, 200, "{targets}");
+    let v: serde_json::Value = serde_json::from_str(&targets).expect("json");
+    let active = v["data"]["activeTargets"].as_array().expect("active");
+    let jobs: Vec<&str> = active
+        .iter()
+        .map(|t| t["labels"]["job"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(jobs, ["shop-app", "pod"], "{targets}");
+    assert_eq!(active[1]["labels"]["namespace"], "shop");
+    let dropped = v["data"]["droppedTargets"].as_array().expect("dropped");
+    assert_eq!(dropped.len(), 1, "{targets}");
+    assert_eq!(dropped[0]["discoveredLabels"]["__address__"], "127.0.0.1:1");
+    for other in ["auth", r#""b""#, "127.0.0.1:2"] {
+        assert!(!targets.contains(other), "{other} leaked: {targets}");
+    }
+    let (_, only_dropped) = ask(
+        "alice",
+        "/api/v1/targets",
+        vec![("state", "dropped".into())],
+    )
+    .await;
+    assert!(only_dropped.contains("127.0.0.1:1") && !only_dropped.contains("127.0.0.1:2"));
+    assert!(!only_dropped.contains("shop-app"), "{only_dropped}");
+    // The unrestricted tenant sees everything.
+    let (_, all) = ask("root", "/api/v1/targets", vec![]).await;
+    for job in ["shop-app", "auth-app", "127.0.0.1:2", r#""namespace":"b""#] {
+        assert!(all.contains(job), "{job} missing: {all}");
+    }
+
+    let (status, metadata) = ask("alice", "/api/v1/metadata", vec![]).await;
+    assert_eq!(status, 200, "{metadata}");
+    let v: serde_json::Value = serde_json::from_str(&metadata).expect("json");
+    let names: Vec<&String> = v["data"].as_object().expect("object").keys().collect();
+    assert!(names.iter().any(|n| n.starts_with("janus_")), "{metadata}");
+    assert!(names.iter().any(|n| *n == "pod"), "{metadata}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("prometheus_") || *n == "node"),
+        "{metadata}"
+    );
+    let (_, theirs) = ask(
+        "alice",
+        "/api/v1/metadata",
+        vec![("metric", "prometheus_http_requests_total".into())],
+    )
+    .await;
+    assert_eq!(theirs, r#"{"status":"success","data":{}}"#);
+    // `limit` counts what the tenant may see, not what the upstream holds.
+    let (_, one) = ask("alice", "/api/v1/metadata", vec![("limit", "1".into())]).await;
+    let v: serde_json::Value = serde_json::from_str(&one).expect("json");
+    assert_eq!(v["data"].as_object().map(|o| o.len()), Some(1), "{one}");
+    let (_, all) = ask("root", "/api/v1/metadata", vec![]).await;
+    assert!(all.contains("prometheus_http_requests_total"), "{all}");
+
+    janus.stop().await;
+    exporter.stop().await;
+    drop(prometheus);
     let _ = std::fs::remove_dir_all(&dir);
 }

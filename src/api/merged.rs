@@ -1,5 +1,5 @@
-//! Endpoints answered by both faces: `labels`, `label/<name>/values`, `series`, `metadata` and
-//! `targets`. The store's part is worked out first; when it adds nothing the request is simply
+//! Endpoints answered by both faces: `labels`, `label/<name>/values` and `series` (and, through
+//! the helpers here, `metadata` and `targets`). The store's part is worked out first; when it adds nothing the request is simply
 //! forwarded (the upstream's bytes come back untouched). Otherwise the upstream is asked for an
 //! uncompressed answer, the two are merged and encoded as Prometheus encodes them. An upstream
 //! that is down leaves the log part answering, with a warning.
@@ -341,7 +341,7 @@ enum Part {
     Series(Vec<BTreeMap<String, String>>),
 }
 
-enum UpstreamPart {
+pub(super) enum UpstreamPart {
     /// Not asked: every matcher was a log selector.
     Absent,
     /// A 2xx JSON answer to merge.
@@ -353,16 +353,34 @@ enum UpstreamPart {
 }
 
 /// Asks the upstream with `pairs` as the request's parameters, uncompressed.
-async fn fetch_upstream(
+pub(super) async fn fetch_upstream(
     state: &SharedState,
     read: &ReadRequest,
+    pairs: &[(String, String)],
+) -> UpstreamPart {
+    fetch_upstream_at(
+        state,
+        read,
+        &read.parts.method,
+        read.parts.uri.path(),
+        pairs,
+    )
+    .await
+}
+
+/// [`fetch_upstream`] with another method and path, for a question the answer depends on (a
+/// tenant's metric names for its metadata).
+pub(super) async fn fetch_upstream_at(
+    state: &SharedState,
+    read: &ReadRequest,
+    method: &Method,
+    path: &str,
     pairs: &[(String, String)],
 ) -> UpstreamPart {
     let encoded = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish();
-    let path = read.parts.uri.path();
-    let (path_and_query, body) = if read.parts.method == Method::POST {
+    let (path_and_query, body) = if method == Method::POST {
         (path.to_string(), bytes::Bytes::from(encoded))
     } else if encoded.is_empty() {
         (path.to_string(), bytes::Bytes::new())
@@ -370,7 +388,7 @@ async fn fetch_upstream(
         (format!("{path}?{encoded}"), bytes::Bytes::new())
     };
     let mut headers = read.parts.headers.clone();
-    if read.parts.method == Method::POST {
+    if method == Method::POST {
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-www-form-urlencoded"),
@@ -390,7 +408,7 @@ async fn fetch_upstream(
     let answer = state
         .upstream
         .forward(Forward {
-            method: read.parts.method.clone(),
+            method: method.clone(),
             path_and_query: &path_and_query,
             headers: &headers,
             body,
@@ -420,13 +438,13 @@ async fn fetch_upstream(
 }
 
 #[derive(Deserialize)]
-struct Envelope<T> {
-    data: T,
+pub(super) struct Envelope<T> {
+    pub(super) data: T,
     #[serde(default)]
-    warnings: Vec<String>,
+    pub(super) warnings: Vec<String>,
 }
 
-fn encode<T: Serialize>(data: T, warnings: &[String]) -> Response {
+pub(super) fn encode<T: Serialize>(data: T, warnings: &[String]) -> Response {
     super::envelope::success(data, warnings)
 }
 
@@ -445,7 +463,7 @@ fn compare_label_sets(
     a.iter().cmp(b.iter())
 }
 
-fn bad_upstream(e: serde_json::Error) -> Response {
+pub(super) fn bad_upstream(e: serde_json::Error) -> Response {
     Face::Log.mark(
         ApiError::Unavailable(format!(
             "the upstream's answer could not be read for merging: {e}"
@@ -455,7 +473,7 @@ fn bad_upstream(e: serde_json::Error) -> Response {
 }
 
 /// Upstream JSON objects kept verbatim, in the upstream's key order.
-struct OrderedRaw(Vec<(String, Box<RawValue>)>);
+pub(super) struct OrderedRaw(pub(super) Vec<(String, Box<RawValue>)>);
 
 impl<'de> Deserialize<'de> for OrderedRaw {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -487,203 +505,8 @@ impl Serialize for OrderedRaw {
     }
 }
 
-fn raw(json: String) -> Box<RawValue> {
+pub(super) fn raw(json: String) -> Box<RawValue> {
     RawValue::from_string(json).unwrap_or_else(|_| {
         RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!("null is JSON"))
     })
-}
-
-/// `/api/v1/metadata`: adds `pod` and `node` when the store holds such logs.
-pub async fn metadata(State(state): State<SharedState>, request: Request) -> Response {
-    let read = match request::read(request).await {
-        Ok(read) => read,
-        Err(e) => return e.into_response(),
-    };
-    let metric = read.params.get("metric").to_string();
-    let store = Arc::clone(&state.store);
-    let kinds: Vec<LogKind> = tokio::task::spawn_blocking(move || {
-        [LogKind::Pod, LogKind::Node]
-            .into_iter()
-            .filter(|k| metric.is_empty() || metric == k.name())
-            .filter(|k| !store.target_names(*k).is_empty())
-            .collect()
-    })
-    .await
-    .unwrap_or_default();
-    if kinds.is_empty() {
-        return proxy::forward(&state, read).await;
-    }
-    let mut warnings = Vec::new();
-    let mut entries: BTreeMap<String, Box<RawValue>> = BTreeMap::new();
-    match fetch_upstream(&state, &read, read.params.pairs()).await {
-        UpstreamPart::Passthrough(response) => return response,
-        UpstreamPart::Unavailable(why) => warnings.push(why),
-        UpstreamPart::Absent => {}
-        UpstreamPart::Json(body) => {
-            match serde_json::from_slice::<Envelope<BTreeMap<String, Box<RawValue>>>>(&body) {
-                Ok(e) => {
-                    entries.extend(e.data);
-                    warnings.extend(e.warnings);
-                }
-                Err(e) => return bad_upstream(e),
-            }
-        }
-    }
-    for kind in kinds {
-        let help = match kind {
-            LogKind::Pod => "Pod logs in Janus's log store: pod{namespace=\"…\", pod=\"…\", container=\"…\"} with |= != |~ !~ line filters",
-            LogKind::Node => "Node logs in Janus's log store: node{node=\"…\", process=\"…\"} with |= != |~ !~ line filters",
-        };
-        let entry = [MetadataEntry {
-            kind: "unknown",
-            help,
-            unit: "",
-        }];
-        match serde_json::to_string(&entry) {
-            Ok(json) => {
-                entries.insert(kind.name().into(), raw(json));
-            }
-            Err(e) => return Face::Log.mark(ApiError::Internal(e.to_string()).into_response()),
-        }
-    }
-    let limit = read.params.limit(0, usize::MAX).unwrap_or(0);
-    if limit > 0 && entries.len() > limit {
-        entries = entries.into_iter().take(limit).collect();
-    }
-    Face::Log.mark(encode(&entries, &warnings))
-}
-
-/// `/api/v1/targets`: one active target per namespace and node directory (what Venti builds
-/// its workload tree from), after the upstream's own.
-pub async fn targets(State(state): State<SharedState>, request: Request) -> Response {
-    let read = match request::read(request).await {
-        Ok(read) => read,
-        Err(e) => return e.into_response(),
-    };
-    if read.params.get("state") == "dropped" {
-        return proxy::forward(&state, read).await;
-    }
-    let store = Arc::clone(&state.store);
-    let ours: Vec<Box<RawValue>> = tokio::task::spawn_blocking(move || log_targets(&store))
-        .await
-        .unwrap_or_default();
-    if ours.is_empty() {
-        return proxy::forward(&state, read).await;
-    }
-    let mut warnings = Vec::new();
-    let mut data = OrderedRaw(Vec::new());
-    let mut active: Vec<Box<RawValue>> = Vec::new();
-    match fetch_upstream(&state, &read, read.params.pairs()).await {
-        UpstreamPart::Passthrough(response) => return response,
-        UpstreamPart::Unavailable(why) => warnings.push(why),
-        UpstreamPart::Absent => {}
-        UpstreamPart::Json(body) => {
-            let ordered = match serde_json::from_slice::<Envelope<OrderedRaw>>(&body) {
-                Ok(e) => {
-                    warnings.extend(e.warnings);
-                    e.data
-                }
-                Err(e) => return bad_upstream(e),
-            };
-            for (key, value) in ordered.0 {
-                if key == "activeTargets" {
-                    match serde_json::from_str::<Vec<Box<RawValue>>>(value.get()) {
-                        Ok(list) => active = list,
-                        Err(e) => return bad_upstream(e),
-                    }
-                    data.0.push((key, raw("null".into())));
-                } else {
-                    data.0.push((key, value));
-                }
-            }
-        }
-    }
-    active.extend(ours);
-    let active_json = match serde_json::to_string(&active) {
-        Ok(j) => raw(j),
-        Err(e) => return Face::Log.mark(ApiError::Internal(e.to_string()).into_response()),
-    };
-    match data.0.iter_mut().find(|(k, _)| k == "activeTargets") {
-        Some(slot) => slot.1 = active_json,
-        None => {
-            data.0.insert(0, ("activeTargets".into(), active_json));
-            if !data.0.iter().any(|(k, _)| k == "droppedTargets") {
-                data.0.push(("droppedTargets".into(), raw("[]".into())));
-            }
-        }
-    }
-    Face::Log.mark(encode(&data, &warnings))
-}
-
-/// Prometheus's metadata entry, fields in its order.
-#[derive(Serialize)]
-struct MetadataEntry {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    help: &'static str,
-    unit: &'static str,
-}
-
-/// Prometheus's target object, fields in its order; Lethe's fields (`discoveredLabels`,
-/// `health`, `lastScrape`) are among them, so Venti reads it as it read Lethe's.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LogTarget {
-    discovered_labels: BTreeMap<&'static str, String>,
-    labels: BTreeMap<&'static str, String>,
-    scrape_pool: &'static str,
-    scrape_url: &'static str,
-    global_url: &'static str,
-    last_error: &'static str,
-    last_scrape: String,
-    last_scrape_duration: u8,
-    health: &'static str,
-    scrape_interval: &'static str,
-    scrape_timeout: &'static str,
-}
-
-fn log_targets(store: &Store) -> Vec<Box<RawValue>> {
-    let mut out = Vec::new();
-    for kind in [LogKind::Pod, LogKind::Node] {
-        let meta_label = match kind {
-            LogKind::Pod => "__meta_kubernetes_namespace",
-            LogKind::Node => "__meta_kubernetes_node_name",
-        };
-        for name in store.target_names(kind) {
-            let newest = store.newest_line(kind, &name);
-            let last_scrape = newest
-                .map(|ns| {
-                    chrono::DateTime::<chrono::Utc>::from_timestamp(
-                        ns.div_euclid(1_000_000_000),
-                        ns.rem_euclid(1_000_000_000) as u32,
-                    )
-                    .unwrap_or_default()
-                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-                })
-                .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
-            let target = LogTarget {
-                discovered_labels: BTreeMap::from([
-                    (meta_label, name.clone()),
-                    ("job", kind.name().to_string()),
-                ]),
-                labels: BTreeMap::from([
-                    ("job", kind.name().to_string()),
-                    (kind.target_label(), name.clone()),
-                ]),
-                scrape_pool: kind.name(),
-                scrape_url: "",
-                global_url: "",
-                last_error: "",
-                last_scrape,
-                last_scrape_duration: 0,
-                health: if newest.is_some() { "up" } else { "unknown" },
-                scrape_interval: "",
-                scrape_timeout: "",
-            };
-            if let Ok(json) = serde_json::to_string(&target) {
-                out.push(raw(json));
-            }
-        }
-    }
-    out
 }

@@ -9,6 +9,7 @@ mod loki_meta;
 mod loki_params;
 pub mod loki_tail;
 mod merged;
+mod metadata;
 mod numbers;
 mod observe;
 mod proxy;
@@ -16,6 +17,7 @@ mod push;
 mod query;
 mod request;
 mod status;
+mod targets;
 pub mod tenancy;
 
 use std::sync::Arc;
@@ -265,8 +267,8 @@ pub fn router(state: SharedState) -> Router {
             Handler::Labels => on(filter, merged::labels),
             Handler::LabelValues => on(filter, merged::label_values),
             Handler::Series => on(filter, merged::series),
-            Handler::Metadata => on(filter, merged::metadata),
-            Handler::Targets => on(filter, merged::targets),
+            Handler::Metadata => on(filter, metadata::metadata),
+            Handler::Targets => on(filter, targets::targets),
             Handler::Push => on(filter, push::push),
             Handler::LokiQuery => on(filter, loki::query),
             Handler::LokiQueryRange => on(filter, loki::query_range),

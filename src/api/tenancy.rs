@@ -54,6 +54,10 @@ const FILTERED: &[&str] = &[
     "/api/v1/labels",
     "/api/v1/label/{name}/values",
     "/api/v1/series",
+    // Metadata cut to the names of the tenant's series; targets to those labelled with its
+    // namespaces (`api::metadata`, `api::targets`).
+    "/api/v1/metadata",
+    "/api/v1/targets",
 ];
 
 /// The peer address of the connection a request came on (set by the accept loop).

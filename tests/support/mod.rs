@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod guarded;
+pub mod prometheus;
 
 use std::path::PathBuf;
 use std::time::Duration;
