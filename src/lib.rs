@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod confined_texts;
 pub mod connections;
 pub mod duration;
 pub mod engine;

@@ -136,6 +136,8 @@ pub struct Tenant {
     pub upstream_org_id: Option<String>,
     /// Its push rate and queries at once, with their state.
     pub limits: Arc<crate::tenant_limits::TenantLimits>,
+    /// Its queries as confined to its scope, remembered.
+    pub confined_texts: crate::confined_texts::ConfinedTexts,
 }
 
 impl Scope {
@@ -274,6 +276,7 @@ impl Tenants {
                 scope,
                 upstream_org_id: t.upstream_org_id,
                 limits: Arc::new(limits),
+                confined_texts: Default::default(),
             });
             for user in t.users {
                 if let Some(other) = by_user.insert(user.clone(), Arc::clone(&tenant)) {

@@ -536,6 +536,9 @@ async fn metric_queries_are_confined_to_the_tenants_namespaces() {
         let (_, direct) = ask(prometheus.clone(), None, confined).await;
         assert_eq!(status, 200, "{query}: {through}");
         assert_eq!(through, direct, "{query}");
+        // Asked again, the confined text comes from the tenant's memory: the same bytes.
+        let (_, again) = ask(janus.url.clone(), Some("alice"), query.clone()).await;
+        assert_eq!(again, direct, "{query} (remembered)");
         assert!(through.contains(r#""namespace":"shop""#), "{through}");
     }
     // Crafted attempts: nothing of another namespace.
@@ -633,6 +636,9 @@ async fn metric_queries_are_confined_to_the_tenants_namespaces() {
     let (status, body) = ask(janus.url.clone(), Some("alice"), unparsable.clone()).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("cannot be confined"), "{body}");
+    // The refusal is remembered as it was given.
+    let again = ask(janus.url.clone(), Some("alice"), unparsable.clone()).await;
+    assert_eq!(again, (status, body));
     let (status, through) = ask(janus.url.clone(), Some("root"), unparsable.clone()).await;
     let (direct_status, direct) = ask(prometheus.clone(), None, unparsable).await;
     assert_eq!((status, through), (direct_status, direct));

@@ -90,46 +90,40 @@ fn split_matches(params: &Params) -> Result<Matches, ApiError> {
 }
 
 /// A restricted tenant's `match[]`: each metric selector confined to its namespaces (parsed,
-/// given the namespace matcher, printed, on a blocking thread; one Janus cannot parse is
+/// given the namespace matcher, printed; remembered per tenant; one Janus cannot parse is
 /// refused), log selectors kept for narrowing after the split; without any, the tenant's own
 /// series of both faces.
 async fn confined_matches(
     read: ReadRequest,
-    tenant: &crate::tenants::Tenant,
+    tenant: &Arc<crate::tenants::Tenant>,
 ) -> Result<ReadRequest, ApiError> {
-    let given: Vec<String> = read.params.get_all("match[]").map(str::to_string).collect();
-    let owned = tenant.clone();
-    let values = tokio::task::spawn_blocking(move || {
-        let Some(scope) = owned.scope.as_ref() else {
-            return Ok::<_, ApiError>(given);
-        };
-        let confinement = scope.confinement();
-        let mut values = Vec::new();
-        for m in given {
-            if logql::involves_logs(&m) {
-                values.push(m);
-                continue;
-            }
-            let confined = crate::promql::confine::confine_text(&m, &confinement, true)
-                .map_err(|e| {
-                    ApiError::BadData(format!(
-                        "invalid parameter \"match[]\": {}; a series selector Janus cannot parse cannot be confined to the tenant's namespaces",
-                        e.trim()
-                    ))
-                })?;
-            values.push(confined);
+    let Some(scope) = tenant.scope.as_ref() else {
+        return Ok(read);
+    };
+    let mut values = Vec::new();
+    for m in read.params.get_all("match[]") {
+        if logql::involves_logs(m) {
+            values.push(m.to_string());
+            continue;
         }
-        if values.is_empty() {
-            values.push(format!("{{{}}}", scope.namespace_matcher()));
-            values.push(r#"pod{namespace=~".+"}"#.to_string());
-            if scope.node_logs {
-                values.push(r#"node{node=~".+"}"#.to_string());
-            }
+        let confined = crate::confined_texts::confine(tenant, m, true)
+            .await
+            .unwrap_or_else(|| Ok(m.to_string()))
+            .map_err(|e| {
+                ApiError::BadData(format!(
+                    "invalid parameter \"match[]\": {}; a series selector Janus cannot parse cannot be confined to the tenant's namespaces",
+                    e.trim()
+                ))
+            })?;
+        values.push(confined);
+    }
+    if values.is_empty() {
+        values.push(format!("{{{}}}", scope.namespace_matcher()));
+        values.push(r#"pod{namespace=~".+"}"#.to_string());
+        if scope.node_logs {
+            values.push(r#"node{node=~".+"}"#.to_string());
         }
-        Ok(values)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("confining match[] failed: {e}")))??;
+    }
     request::with_values(read, "match[]", &values)
 }
 
@@ -191,7 +185,7 @@ async fn label_endpoint(
     };
     let tenant = super::tenancy::tenant_of(&read.parts.extensions);
     let scope = tenant.as_deref().and_then(|t| t.scope.as_ref());
-    let read = match tenant.as_deref().filter(|t| t.scope.is_some()) {
+    let read = match tenant.as_ref().filter(|t| t.scope.is_some()) {
         Some(tenant) => match confined_matches(read, tenant).await {
             Ok(read) => read,
             Err(e) => return Face::Log.mark(e.into_response()),

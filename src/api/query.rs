@@ -28,7 +28,7 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
     let tenant = super::tenancy::tenant_of(&read.parts.extensions);
     let scope = tenant.as_deref().and_then(|t| t.scope.as_ref());
     let Some(tokens) = prepare::route(text, state.engine.limits().evaluate_metric_queries) else {
-        return match tenant.as_deref().filter(|t| t.scope.is_some()) {
+        return match tenant.as_ref().filter(|t| t.scope.is_some()) {
             Some(tenant) => match confined(read, tenant).await {
                 Ok(read) => proxy::forward(&state, read).await,
                 Err(e) => e.into_response(),
@@ -60,28 +60,22 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
 }
 
 /// A metric-only query of a restricted tenant, confined to its namespaces: parsed, every
-/// selector given the namespace matcher, printed (on a blocking thread), and forwarded in place
-/// of the original. A query Janus cannot parse (an upstream's own dialect) cannot be confined,
-/// so it is refused.
+/// selector given the namespace matcher, printed (remembered per tenant, worked out on a
+/// blocking thread the first time), and forwarded in place of the original. A query Janus
+/// cannot parse (an upstream's own dialect) cannot be confined, so it is refused.
 async fn confined(
     read: request::ReadRequest,
-    tenant: &crate::tenants::Tenant,
+    tenant: &std::sync::Arc<crate::tenants::Tenant>,
 ) -> Result<request::ReadRequest, ApiError> {
-    let text = read.params.get("query").to_string();
-    let owned = tenant.clone();
-    let printed = tokio::task::spawn_blocking(move || {
-        let scope = owned.scope.as_ref()?;
-        Some(crate::promql::confine::confine_text(&text, &scope.confinement(), false))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("confining the query failed: {e}")))?
-    .ok_or_else(|| ApiError::Internal("confining a query of an unrestricted tenant".into()))?
-    .map_err(|e| {
-        ApiError::BadData(format!(
-            "invalid parameter \"query\": {}; tenant {:?} sees only its namespaces, and a query Janus cannot parse as PromQL cannot be confined to them",
-            e.trim(),
-            tenant.name
-        ))
-    })?;
+    let printed = crate::confined_texts::confine(tenant, read.params.get("query"), false)
+        .await
+        .ok_or_else(|| ApiError::Internal("confining a query of an unrestricted tenant".into()))?
+        .map_err(|e| {
+            ApiError::BadData(format!(
+                "invalid parameter \"query\": {}; tenant {:?} sees only its namespaces, and a query Janus cannot parse as PromQL cannot be confined to them",
+                e.trim(),
+                tenant.name
+            ))
+        })?;
     request::with_param(read, "query", &printed)
 }
