@@ -200,6 +200,19 @@ async fn users_pushes_and_the_fail_closed_rule() {
         assert_eq!(status, 403, "{path} {query}: {body}");
         assert!(body.contains("\"errorType\":\"forbidden\""), "{body}");
     }
+    // The status page answers a restricted tenant (clients check the connection with it), but
+    // names neither the upstream nor the store.
+    let page = alice(raw_client().get(format!("{}/", janus.url)))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("page");
+    assert!(page.contains("team-a"), "{page}");
+    assert!(
+        !page.contains(&upstream) && !page.contains(&*janus.storage.to_string_lossy()),
+        "{page}"
+    );
     // The unrestricted tenant reads, and the upstream sees its organisation, never the one the
     // client sent.
     let r = root(raw_client().get(format!("{}/api/v1/labels", janus.url)))

@@ -46,7 +46,7 @@ async fn deep_and_long_expressions_are_refused_not_fatal() {
         format!("{}{LOG_METRIC}{}", "abs(".repeat(3000), ")".repeat(3000)),
         format!("{}{LOG_METRIC}{}", "sum(".repeat(2000), ")".repeat(2000)),
         format!("{}{LOG_METRIC}", "1+".repeat(10_000)),
-        format!("{LOG_METRIC}{}", "+1".repeat(100_000)),
+        format!("{LOG_METRIC}{}", "+1".repeat(40_000)),
         format!("{}{LOG_METRIC}", "-".repeat(5000)),
         format!("{}{LOG_METRIC}{}", "(".repeat(5000), ")".repeat(5000)),
     ];
@@ -54,6 +54,18 @@ async fn deep_and_long_expressions_are_refused_not_fatal() {
         let (status, body) = janus.post_query(query).await;
         assert_eq!(status, 400, "{body}");
         assert!(body.contains("nested more than 1000 levels"), "{body}");
+    }
+    // Flat, and megabytes long: a parsed tree would take ~100 bytes a token, so a query of more
+    // tokens than Janus parses is refused before it is parsed, log or metric, wherever the log
+    // selector is.
+    let matchers = vec![r#"a="x""#; 1 << 20].join(",");
+    for query in [
+        format!(r#"pod{{namespace="x",{matchers}}}"#),
+        format!("up{{{matchers}}} + {LOG_METRIC}"),
+    ] {
+        let (status, body) = janus.post_query(&query).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("more than 100000 tokens"), "{body}");
     }
     // Just under the bound: answered, in a debug build too.
     let accepted = [
@@ -502,5 +514,88 @@ async fn tls_handshakes_and_password_guessing_are_bounded() {
         .unwrap_or(0);
     assert_eq!(status, 200);
     janus.assert_alive_and_bounded("TLS handshakes and password guessing");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A restricted tenant's queries are parsed, confined and printed by Janus before they are
+/// forwarded, so a tenant (or a stolen token) can drive that work: nesting far past the depth
+/// bound, regexes past the budget (in one query, and shared by many `match[]`), a wide flat
+/// selector of megabytes, and thousands of distinct queries to fill the remembered confined
+/// texts. Each is answered (refused with 400, or confined and forwarded to an upstream that is
+/// down: 503), and memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_crafted_queries_are_bounded() {
+    let root = temp_dir("attack-tenant");
+    std::fs::write(root.join("t.tokens"), "token-of-t\n").expect("tokens");
+    let tenants = root.join("tenants.yml");
+    std::fs::write(
+        &tenants,
+        "tenants:\n  t:\n    bearer_token_files: [t.tokens]\n    namespaces: [shop]\n",
+    )
+    .expect("tenants.yml");
+    let flag = format!("--auth.tenants-file={}", tenants.display());
+    let mut janus = Guarded::start(&root.join("store"), "http://127.0.0.1:1", &[&flag]).await;
+    let base = janus.url.clone();
+    let ask = |path: &'static str, form: Vec<(&'static str, String)>| {
+        let url = format!("{base}{path}");
+        async move {
+            let answer = raw_client()
+                .post(url)
+                .bearer_auth("token-of-t")
+                .form(&form)
+                .timeout(Duration::from_secs(120))
+                .send()
+                .await
+                .expect("an answer, not a dropped connection");
+            let status = answer.status().as_u16();
+            (status, answer.text().await.unwrap_or_default())
+        }
+    };
+
+    let deep = format!("{}up{}", "(".repeat(200_000), ")".repeat(200_000));
+    let negated = format!("{}up", "-".repeat(200_000));
+    let regexes = (0..8)
+        .map(|i| format!(r#"l{i}=~"(?:\\w{{400}}){{40}}""#))
+        .collect::<Vec<_>>()
+        .join(",");
+    let regex_bomb = format!("up{{{regexes}}}");
+    for (what, query) in [
+        ("deep brackets", deep),
+        ("deep negation", negated),
+        ("regex bomb", regex_bomb),
+    ] {
+        let (status, body) = ask("/api/v1/query", vec![("query", query)]).await;
+        assert_eq!(status, 400, "{what}: {body}");
+        assert_eq!(error_type(&body), "bad_data", "{what}: {body}");
+    }
+    // Many `match[]` share one regex budget: each alone would fit, together they do not.
+    let matches: Vec<(&str, String)> = (0..64)
+        .map(|i| ("match[]", format!(r#"up{{l{i}=~"(?:\\w{{100}}){{30}}"}}"#)))
+        .collect();
+    let (status, body) = ask("/api/v1/series", matches).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("too large"), "{body}");
+    // A flat selector of 8 MiB: past the tokens Janus parses (it would take ~400 MB), refused;
+    // one just within them is confined and forwarded (the upstream is down: 503).
+    let wide = format!("up{{{}}}", vec![r#"a="x""#; 1 << 20].join(","));
+    let (status, body) = ask("/api/v1/query", vec![("query", wide)]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("tokens"), "{body}");
+    let within = format!("up{{{}}}", vec![r#"a="x""#; 24_000].join(","));
+    let (status, body) = ask("/api/v1/query", vec![("query", within)]).await;
+    assert_eq!(status, 503, "{body}");
+    janus.assert_alive_and_bounded("a tenant's deep, regex-heavy and wide queries");
+    // Thousands of distinct queries of 4 KiB: remembered within their bytes.
+    let padding = "p".repeat(4 << 10);
+    for batch in 0..60 {
+        let asks = (0..25).map(|i| {
+            let query = format!(r#"sum(up{{job="{batch}-{i}-{padding}"}})"#);
+            ask("/api/v1/query", vec![("query", query)])
+        });
+        for (status, body) in futures_util::future::join_all(asks).await {
+            assert_eq!(status, 503, "{body}");
+        }
+    }
+    janus.assert_alive_and_bounded("1,500 distinct confined queries");
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -318,6 +318,121 @@ async fn prometheus_answers_through_tls_are_unchanged_and_promtool_accepts_the_f
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The real clients of the suite, over TLS verified against the test's CA, signed in as a tenant
+/// restricted to `shop`: the Python `prometheus-api-client` (connection check, queries, label
+/// values against the real Prometheus) and the Node Loki SDK `@myunisoft/loki` (lines, a metric
+/// query, labels, values, series) see `shop` and nothing of `auth`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_node_clients_over_tls_as_a_tenant() {
+    let prometheus = support::required_env("JANUS_TEST_PROMETHEUS");
+    let python = support::required_env("JANUS_TEST_PYTHON");
+    let node_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("compat-tests/node");
+    assert!(
+        node_dir.join("node_modules/@myunisoft/loki").is_dir(),
+        "run compat-tests/run (it runs npm ci in compat-tests/node)"
+    );
+    let dir = support::temp_dir("tls-clients");
+    let servers = Pki::new(&dir, "servers");
+    servers.issue(&dir, "server", &["localhost", "127.0.0.1"]);
+    let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\nbasic_auth_users:\n  alice: {hash}\n  root: {hash}\n"),
+    )
+    .expect("web.yml");
+    let tenants = dir.join("tenants.yml");
+    std::fs::write(
+        &tenants,
+        "tenants:\n  shop:\n    users: [alice]\n    namespaces: [shop]\n  ops:\n    users: [root]\n    all: true\n",
+    )
+    .expect("tenants.yml");
+    let janus = support::start_janus(&prometheus, |c| {
+        c.web = janus::web_config::WebConfig::load(&web).expect("web loads");
+        c.web_config_file = Some(web.clone());
+        c.tenants = Some(std::sync::Arc::new(
+            janus::tenants::Tenants::load(&tenants).expect("tenants load"),
+        ));
+        c.retention_time = Duration::from_secs(86_400);
+    })
+    .await;
+    let url = https(&janus, "");
+    // Lines of the last minutes in `shop` and `auth`, pushed by the unrestricted tenant.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let streams: Vec<serde_json::Value> = [("shop", "api-1"), ("auth", "secret-1")]
+        .iter()
+        .map(|(namespace, pod)| {
+            let values: Vec<serde_json::Value> = (0..10u128)
+                .map(|i| serde_json::json!([(now - (10 - i) * 30_000_000_000).to_string(), format!("error {i} in {pod}")]))
+                .collect();
+            serde_json::json!({"stream": {"namespace": namespace, "pod": pod, "container": "app"}, "values": values})
+        })
+        .collect();
+    let pushed = support::guarded::unverified_tls_client()
+        .post(format!("{url}/loki/api/v1/push"))
+        .basic_auth("root", Some(PASSWORD))
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({ "streams": streams }).to_string())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), 204);
+
+    let (script, ca) = (
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/compat-tests/clients/prometheus_api_client_check.py"
+        ),
+        dir.join("servers.pem"),
+    );
+    let (py_url, node_url, py_ca, node_ca) = (url.clone(), url.clone(), ca.clone(), ca);
+    let python = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .env("REQUESTS_CA_BUNDLE", py_ca)
+            .args([script, &py_url, "alice", PASSWORD, "shop"])
+            .output()
+            .expect("python runs")
+    });
+    let node = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .current_dir(&node_dir)
+            .env("NODE_EXTRA_CA_CERTS", node_ca)
+            .args(["loki_read.mjs", &node_url, "shop", "alice", PASSWORD])
+            .output()
+            .expect("node runs")
+    });
+    let python = python.await.expect("python task");
+    let text = String::from_utf8_lossy(&python.stdout).to_string()
+        + &String::from_utf8_lossy(&python.stderr);
+    assert!(
+        python.status.success(),
+        "prometheus-api-client over TLS:\n{text}"
+    );
+    assert!(text.contains("all checks passed"), "{text}");
+    let node = node.await.expect("node task");
+    assert!(
+        node.status.success(),
+        "{}",
+        String::from_utf8_lossy(&node.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&node.stdout).expect("json");
+    assert_eq!(
+        out["streams"]["streams"][0]["labels"]["namespace"], "shop",
+        "{out}"
+    );
+    assert_eq!(out["values"], serde_json::json!(["api-1"]), "{out}");
+    let shown = out.to_string();
+    assert!(
+        !shown.contains("secret-1") && !shown.contains("auth"),
+        "{shown}"
+    );
+    janus.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A bad file stops Janus at start-up with one line naming the key.
 #[test]
 fn bad_files_are_refused_naming_the_key() {

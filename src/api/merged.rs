@@ -100,6 +100,7 @@ async fn confined_matches(
     let Some(scope) = tenant.scope.as_ref() else {
         return Ok(read);
     };
+    share_regex_budget(&read.params).await?;
     let mut values = Vec::new();
     for m in read.params.get_all("match[]") {
         if logql::involves_logs(m) {
@@ -125,6 +126,42 @@ async fn confined_matches(
         }
     }
     request::with_values(read, "match[]", &values)
+}
+
+/// Several metric `match[]` with regexes share one request's regex budget, as log ones do in
+/// [`split_matches`]: each is checked against its share before any is confined (confining one
+/// checks it against the whole budget, which a lone selector has).
+async fn share_regex_budget(params: &Params) -> Result<(), ApiError> {
+    use crate::logql::regex_budget;
+    let metric: Vec<String> = params
+        .get_all("match[]")
+        .filter(|m| !logql::involves_logs(m))
+        .map(str::to_string)
+        .collect();
+    let regex_like = |m: &String| m.contains("=~") || m.contains("!~");
+    if metric.len() < 2 || !metric.iter().any(regex_like) {
+        return Ok(());
+    }
+    tokio::task::spawn_blocking(move || {
+        let tokens: Vec<_> = metric.iter().map(|m| logql::lexer::tokenize(m)).collect();
+        let counts: Vec<usize> = metric
+            .iter()
+            .zip(&tokens)
+            .map(|(m, t)| regex_budget::count_in(m, t))
+            .collect();
+        let total: usize = counts.iter().sum();
+        for ((m, tokens), n) in metric.iter().zip(&tokens).zip(counts) {
+            if n > 0 {
+                regex_budget::check_within(m, tokens, regex_budget::MAX_REGEX_BYTES / total * n)
+                    .map_err(|e| {
+                        ApiError::BadData(format!("invalid parameter \"match[]\": {e}"))
+                    })?;
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("checking match[] regexes failed: {e}")))?
 }
 
 /// `start`/`end` as Prometheus reads them for metadata endpoints (unbounded by default).

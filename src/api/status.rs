@@ -52,8 +52,25 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
     }
 }
 
-/// A small human page. Client libraries (prometheus-api-client) only need a 200 here.
-pub async fn root(State(state): State<SharedState>) -> Response {
+/// A small human page. Client libraries (prometheus-api-client's connection check) only need
+/// a 200 here, so a restricted tenant gets one too, but without the upstream's address and the
+/// store's path, which are not its business.
+pub async fn root(State(state): State<SharedState>, request: axum::extract::Request) -> Response {
+    if let Some(tenant) = super::tenancy::tenant_of(request.extensions()) {
+        if let Some(scope) = &tenant.scope {
+            return Html(format!(
+                "<!doctype html><html><head><meta charset=\"utf-8\"><title>Janus</title></head><body>\
+                 <h1>Janus {version}</h1>\
+                 <p>Signed in as tenant {name}: metrics and logs of namespaces matching \
+                 <code>{namespaces}</code>{nodes}.</p></body></html>\n",
+                version = env!("CARGO_PKG_VERSION"),
+                name = escape(&tenant.name),
+                namespaces = escape(&scope.namespaces.matcher_value()),
+                nodes = if scope.node_logs { ", and node logs" } else { "" },
+            ))
+            .into_response();
+        }
+    }
     let health = state.upstream.health();
     let upstream_status = match health.up {
         None => "not probed yet".to_string(),

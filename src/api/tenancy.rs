@@ -26,8 +26,10 @@ use crate::tenants::{Presented, Tenant};
 use crate::web_guard::OPEN_PATHS;
 
 /// The routes a restricted tenant may use: those whose answers are filtered by its namespaces,
-/// or hold no data of anyone's. (Not `/`: the status page names the upstream and the store.)
+/// or hold no data of anyone's.
 const FILTERED: &[&str] = &[
+    // The status page, without the upstream's address and the store's path (`api::status`).
+    "/",
     "/loki/api/v1/push",
     "/loki/api/v1/status/buildinfo",
     "/loki/api/v1/format_query",

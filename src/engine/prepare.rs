@@ -44,7 +44,8 @@ impl Expression {
 
 /// Routes `text`: `None` when the upstream answers it untouched (metric-only, even a query
 /// Janus's parser would refuse), else the tokens for [`parse`]. Cheap enough for the async
-/// threads; parsing is a blocking thread's work.
+/// threads (at most [`lexer::MAX_TOKENS`]); parsing is a blocking thread's work. A query the
+/// lexer stopped reading counts as involving logs (one may follow), so [`parse`] refuses it.
 pub fn route(text: &str, evaluate_metric_queries: bool) -> Option<Vec<Token>> {
     // (The Loki API has no upstream: its queries go straight to [`parse`].)
     let tokens = lexer::tokenize(text);

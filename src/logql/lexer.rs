@@ -29,6 +29,25 @@ pub enum Kind {
     Op,
     /// A string that never ends; the lexer stops there.
     Unterminated,
+    /// The rest of a query past [`MAX_TOKENS`]; the lexer stops there.
+    TooMany,
+}
+
+/// Tokens of one query Janus lexes, routes or parses. A parsed tree costs about 100 bytes per
+/// token (a flat selector of a million matchers took 390 MB), so this bounds what one query's
+/// parse can take (~10 MB) and what routing one costs, whatever the body size. Dashboards'
+/// queries have hundreds; a long regex alternation is one token.
+pub const MAX_TOKENS: usize = 100_000;
+
+/// Refuses a query the lexer stopped reading at [`MAX_TOKENS`].
+pub fn refuse_too_many(query: &str, tokens: &[Token]) -> Result<(), super::SyntaxError> {
+    match tokens.last() {
+        Some(t) if t.kind == Kind::TooMany => Err(super::SyntaxError(format!(
+            "{}: parse error: the query has more than {MAX_TOKENS} tokens (names, numbers, strings, operators), more than Janus parses",
+            position(query, t.start)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Splits a query into tokens, skipping white space and comments.
@@ -97,6 +116,14 @@ pub fn tokenize(query: &str) -> Vec<Token> {
                 Kind::Op
             }
         };
+        if tokens.len() == MAX_TOKENS {
+            tokens.push(Token {
+                kind: Kind::TooMany,
+                start,
+                end: bytes.len(),
+            });
+            break;
+        }
         tokens.push(Token {
             kind,
             start,
@@ -146,7 +173,10 @@ pub enum Dialect {
 
 /// As [`involves_logs`], over the query's tokens already made.
 pub fn tokens_involve_logs(query: &str, tokens: &[Token]) -> bool {
-    first_log_selector(query, tokens).is_some()
+    // A query read only up to `MAX_TOKENS` may hold a log selector further on: the log side's
+    // parsers refuse it, rather than the upstream answering it as if it had none.
+    tokens.last().is_some_and(|t| t.kind == Kind::TooMany)
+        || first_log_selector(query, tokens).is_some()
         || stream_selector_positions(query, tokens, Dialect::Prometheus)
             .next()
             .is_some()
@@ -331,5 +361,21 @@ mod tests {
             tokenize("up{a=\"x").last().unwrap().kind,
             Kind::Unterminated
         );
+    }
+
+    #[test]
+    fn the_lexer_stops_at_max_tokens_and_the_query_is_refused() {
+        // 2 + 4 × 24,999 tokens for the selector, 2 for `+ 1`.
+        let at_bound = format!("up{{{}}} + 1", vec!["a=\"x\""; 24_999].join(","));
+        let tokens = tokenize(&at_bound);
+        assert_eq!(tokens.len(), MAX_TOKENS);
+        assert!(refuse_too_many(&at_bound, &tokens).is_ok());
+        let over = format!("{at_bound} + pod{{namespace=\"x\"}}");
+        let tokens = tokenize(&over);
+        assert_eq!(tokens.len(), MAX_TOKENS + 1);
+        let refusal = refuse_too_many(&over, &tokens).unwrap_err().0;
+        assert!(refusal.contains("more than 100000 tokens"), "{refusal}");
+        // Unread, it may hold a log selector: routed to the parsers that refuse it.
+        assert!(tokens_involve_logs(&over, &tokens));
     }
 }

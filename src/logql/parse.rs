@@ -166,6 +166,7 @@ pub fn parse_log_query_within(query: &str, regex_budget: usize) -> Result<LogQue
     if let Some(t) = tokens.iter().find(|t| t.kind == Kind::Unterminated) {
         return Err(parse_error(query, t.start, "unterminated quoted string"));
     }
+    super::lexer::refuse_too_many(query, &tokens)?;
     super::regex_budget::check_within(query, &tokens, regex_budget)?;
     let regex_limit = super::regex_budget::share_of(regex_budget, query, &tokens);
     let text = |t: &Token| &query[t.start..t.end];

@@ -43,7 +43,12 @@ pub fn share_of(budget: usize, query: &str, tokens: &[Token]) -> usize {
 /// How many regex literals a query holds (a request with several queries, such as `match[]`
 /// values, splits one budget among all of them).
 pub fn count(query: &str) -> usize {
-    regex_literals(query, &super::lexer::tokenize(query)).len()
+    count_in(query, &super::lexer::tokenize(query))
+}
+
+/// [`count`] of a query already tokenized.
+pub fn count_in(query: &str, tokens: &[Token]) -> usize {
+    regex_literals(query, tokens).len()
 }
 
 /// Compiles a line-filter regex within `limit` bytes.

@@ -101,6 +101,7 @@ pub fn rewrite_tokens(
             super::lexer::position(query, t.start)
         )));
     }
+    super::lexer::refuse_too_many(query, &tokens)?;
     super::regex_budget::check(query, &tokens)?;
     let mut bound = DepthBound::new();
     let mut in_brackets = 0usize;

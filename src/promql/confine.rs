@@ -21,7 +21,10 @@ pub struct Confinement<'a> {
 /// Parses `text`, confines it and prints it, all on one deep stack segment (parsing, walking,
 /// printing and freeing the tree are each recursive; one segment instead of one per step is
 /// most of the cost on a short query). `selector_only` refuses anything but a series selector
-/// (`match[]`). Blocking: regexes compile here.
+/// (`match[]`). The bounds every query Janus parses is held to (nesting depth, durations, the
+/// regex budget) are checked first, by the rewriter, so a crafted text is refused before the
+/// parser's recursion or its regex compiler can be driven past them. Blocking: regexes compile
+/// here.
 pub fn confine_text(
     text: &str,
     scope: &Confinement<'_>,
@@ -29,6 +32,7 @@ pub fn confine_text(
 ) -> Result<String, String> {
     super::functions::register_with_parser();
     let work = || {
+        crate::logql::rewrite::rewrite(text).map_err(|e| e.to_string())?;
         let mut expr = promql_parser::parser::parse(text)?;
         if selector_only && !matches!(expr, Expr::VectorSelector(_)) {
             return Err(format!("{text:?} is not a series selector"));
