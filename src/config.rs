@@ -121,6 +121,18 @@ pub struct Flags {
     /// Most log streams one log metric may select [default: 10000].
     #[arg(long = "query.max-series", value_name = "N")]
     pub query_max_series: Option<String>,
+    /// Range queries are cut at multiples of this for the results cache [default: 24h].
+    #[arg(long = "query.split-interval", value_name = "DURATION")]
+    pub query_split_interval: Option<String>,
+    /// Points newer than this are never cached (they may still change) [default: 10m].
+    #[arg(long = "query.cache-max-freshness", value_name = "DURATION")]
+    pub query_cache_max_freshness: Option<String>,
+    /// Memory the results cache may hold, e.g. 256MB; 0 disables it [default: 256MB].
+    #[arg(long = "query.cache-size", value_name = "SIZE")]
+    pub query_cache_size: Option<String>,
+    /// How long a cached metric answer is kept [default: 24h].
+    #[arg(long = "query.cache-ttl", value_name = "DURATION")]
+    pub query_cache_ttl: Option<String>,
     /// Log level [default: info].
     #[arg(long = "log.level", value_name = "LEVEL", value_enum)]
     pub log_level: Option<LogLevel>,
@@ -221,6 +233,10 @@ pub struct QueryFile {
     pub log_lookback: Option<String>,
     pub log_limit: Option<u32>,
     pub log_format: Option<String>,
+    pub split_interval: Option<String>,
+    pub cache_max_freshness: Option<String>,
+    pub cache_size: Option<String>,
+    pub cache_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -320,6 +336,8 @@ pub struct Config {
     pub query_log_lookback: Duration,
     pub query_log_limit: usize,
     pub query_log_format: LogAnswerFormat,
+    /// The results cache's settings (`max_bytes` 0: disabled).
+    pub results_cache: crate::results_cache::Settings,
     pub ingest_max_body_size: usize,
     pub ingest_max_entries: usize,
     pub ingest_max_bytes_in_flight: usize,
@@ -489,6 +507,7 @@ impl Config {
             query_log_lookback: query.query_log_lookback,
             query_log_limit: query.query_log_limit,
             query_log_format: query.query_log_format,
+            results_cache: query.results_cache,
             ingest_max_body_size,
             ingest_max_entries,
             ingest_max_bytes_in_flight,
@@ -623,6 +642,7 @@ struct QuerySettings {
     query_log_lookback: Duration,
     query_log_limit: usize,
     query_log_format: LogAnswerFormat,
+    results_cache: crate::results_cache::Settings,
 }
 
 fn query_settings(flags: &mut Flags, file: QueryFile) -> Result<QuerySettings, ConfigError> {
@@ -679,6 +699,48 @@ fn query_settings(flags: &mut Flags, file: QueryFile) -> Result<QuerySettings, C
         file.log_format,
         LogAnswerFormat::Lethe,
     )?;
+    let split_interval = parse_duration_setting(
+        "query.split-interval",
+        flags.query_split_interval.take().or(file.split_interval),
+        "24h",
+    )?;
+    if split_interval < Duration::from_millis(1) {
+        return Err(invalid("query.split-interval", "must be at least 1ms"));
+    }
+    let max_freshness = parse_duration_setting(
+        "query.cache-max-freshness",
+        flags
+            .query_cache_max_freshness
+            .take()
+            .or(file.cache_max_freshness),
+        "10m",
+    )?;
+    // 0 is a size here: it turns the cache off.
+    let cache_size_text = flags
+        .query_cache_size
+        .take()
+        .or(file.cache_size)
+        .unwrap_or_else(|| "256MB".into());
+    let cache_size = parse_size(&cache_size_text).ok_or_else(|| {
+        invalid(
+            "query.cache-size",
+            format!("{cache_size_text:?} is not a size like 256MB (0 turns the cache off)"),
+        )
+    })?;
+    let cache_ttl = parse_duration_setting(
+        "query.cache-ttl",
+        flags.query_cache_ttl.take().or(file.cache_ttl),
+        "24h",
+    )?;
+    if cache_ttl.is_zero() {
+        return Err(invalid("query.cache-ttl", "must be greater than 0"));
+    }
+    let results_cache = crate::results_cache::Settings {
+        split_interval_ms: i64::try_from(split_interval.as_millis()).unwrap_or(i64::MAX),
+        max_freshness,
+        max_bytes: cache_size,
+        ttl: cache_ttl,
+    };
     Ok(QuerySettings {
         query_timeout,
         query_max_concurrency,
@@ -687,6 +749,7 @@ fn query_settings(flags: &mut Flags, file: QueryFile) -> Result<QuerySettings, C
         query_log_lookback,
         query_log_limit,
         query_log_format,
+        results_cache,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod logql;
 pub mod memory;
 pub mod params;
 pub mod promql;
+pub mod results_cache;
 pub mod server;
 pub mod settings_file;
 pub mod short_eq;

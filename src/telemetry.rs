@@ -89,6 +89,31 @@ pub struct Metrics {
     /// Requests by tenant (those of the tenants file, or `none`) and result.
     pub tenant_requests: Family<TenantLabels, Counter>,
     pub tenant_pushed_bytes: Family<TenantNameLabels, Counter>,
+    /// Results-cache lookups by face and result (`hit`, `miss`).
+    pub cache_requests: Family<CacheRequestLabels, Counter>,
+    /// Entries dropped for room or age (not those replaced or cleared).
+    pub cache_evictions: Family<CacheFaceLabels, Counter>,
+    pub cache_bytes: Family<CacheFaceLabels, Gauge>,
+    pub cache_entries: Family<CacheFaceLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheRequestLabels {
+    pub face: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheFaceLabels {
+    pub face: String,
+}
+
+impl CacheFaceLabels {
+    pub fn of(face: crate::results_cache::CacheFace) -> Self {
+        CacheFaceLabels {
+            face: face.name().into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -316,6 +341,30 @@ impl Metrics {
             "Requests by tenant (`none`: unidentified) and result (`allowed`, `forbidden`, `unidentified`)",
             tenant_requests.clone(),
         );
+        let cache_requests = Family::<CacheRequestLabels, Counter>::default();
+        registry.register(
+            "janus_cache_requests",
+            "Results-cache lookups by face (metric, log) and result (hit, miss)",
+            cache_requests.clone(),
+        );
+        let cache_evictions = Family::<CacheFaceLabels, Counter>::default();
+        registry.register(
+            "janus_cache_evictions",
+            "Results-cache entries dropped for room (--query.cache-size) or age (--query.cache-ttl)",
+            cache_evictions.clone(),
+        );
+        let cache_bytes = Family::<CacheFaceLabels, Gauge>::default();
+        registry.register(
+            "janus_cache_bytes",
+            "Bytes of answers the results cache holds, by face",
+            cache_bytes.clone(),
+        );
+        let cache_entries = Family::<CacheFaceLabels, Gauge>::default();
+        registry.register(
+            "janus_cache_entries",
+            "Entries the results cache holds, by face",
+            cache_entries.clone(),
+        );
         let tenant_pushed_bytes = Family::<TenantNameLabels, Counter>::default();
         registry.register(
             "janus_tenant_pushed_bytes",
@@ -373,6 +422,10 @@ impl Metrics {
             tls_handshake_failures,
             tenant_requests,
             tenant_pushed_bytes,
+            cache_requests,
+            cache_evictions,
+            cache_bytes,
+            cache_entries,
         }
     }
 

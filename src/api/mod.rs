@@ -1,6 +1,7 @@
 //! The HTTP API: one table of routes (the contract, mirrored by `api-spec/openapi.yaml`), the
 //! shared state, and the observing middleware every request passes through.
 
+mod cached_query;
 mod envelope;
 mod lines;
 mod log_encode;
@@ -80,6 +81,8 @@ pub struct AppState {
     pub tails: Arc<tokio::sync::Semaphore>,
     /// What --web.config.file enforces (credentials, rate limit, headers, TLS), kept current.
     pub web: Arc<crate::web_guard::WebGuard>,
+    /// Answers that can no longer change (`None`: --query.cache-size=0).
+    pub results_cache: Option<Arc<crate::results_cache::ResultsCache>>,
     pub started: SystemTime,
 }
 
@@ -120,8 +123,12 @@ impl AppState {
             config.web.clone(),
             Arc::clone(&metrics),
         ));
+        let results_cache =
+            crate::results_cache::ResultsCache::new(config.results_cache, Arc::clone(&metrics))
+                .map(Arc::new);
         Ok(Arc::new(AppState {
             web,
+            results_cache,
             config,
             upstream,
             metrics,
@@ -173,6 +180,8 @@ pub enum Handler {
     Healthy,
     Ready,
     Metrics,
+    /// `POST /api/v1/admin/cache/clear`: drops the results cache.
+    CacheClear,
 }
 
 pub struct Route {
@@ -211,6 +220,7 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/api/v1/status/config", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/status/tsdb", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/status/walreplay", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/admin/cache/clear", methods: POST, handler: Handler::CacheClear },
     Route { path: "/loki/api/v1/push", methods: POST, handler: Handler::Push },
     Route { path: "/loki/api/v1/query", methods: GET_POST, handler: Handler::LokiQuery },
     Route { path: "/loki/api/v1/query_range", methods: GET_POST, handler: Handler::LokiQueryRange },
@@ -288,6 +298,7 @@ pub fn router(state: SharedState) -> Router {
             Handler::Healthy => on(filter, status::healthy),
             Handler::Ready => on(filter, status::ready),
             Handler::Metrics => on(filter, status::metrics),
+            Handler::CacheClear => on(filter, status::clear_cache),
         };
         router = router.route(route.path, method_router);
     }

@@ -5,7 +5,7 @@
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 
-use super::{lines, numbers, proxy, request, Face, SharedState};
+use super::{cached_query, lines, numbers, request, Face, SharedState};
 use crate::engine::{prepare, Prepared};
 use crate::error::ApiError;
 use crate::logql::lexer::Dialect;
@@ -30,10 +30,10 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
     let Some(tokens) = prepare::route(text, state.engine.limits().evaluate_metric_queries) else {
         return match tenant.as_ref().filter(|t| t.scope.is_some()) {
             Some(tenant) => match confined(read, tenant).await {
-                Ok(read) => proxy::forward(&state, read).await,
+                Ok(read) => cached_query::answer(&state, read, kind).await,
                 Err(e) => e.into_response(),
             },
-            None => proxy::forward(&state, read).await,
+            None => cached_query::answer(&state, read, kind).await,
         };
     };
     let prepared = state

@@ -39,6 +39,10 @@ fn store_problem(state: &SharedState) -> Option<String> {
 }
 
 pub async fn metrics(State(state): State<SharedState>) -> Response {
+    if let Some(cache) = state.results_cache.clone() {
+        // One pass over the entries: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || cache.refresh_gauges()).await;
+    }
     match state.metrics.encode() {
         Ok(body) => (
             [(
@@ -125,4 +129,15 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// `POST /api/v1/admin/cache/clear`: every cached answer dropped (after an upstream backfill or
+/// a rewrite of old log files, so nothing older than the change is served). 204, as
+/// Prometheus's admin endpoints answer; with the cache off there is nothing to drop.
+pub async fn clear_cache(State(state): State<SharedState>) -> Response {
+    if let Some(cache) = state.results_cache.clone() {
+        let _ = tokio::task::spawn_blocking(move || cache.clear()).await;
+        tracing::info!("results cache cleared on request");
+    }
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -1,0 +1,175 @@
+//! The results cache: answers that cannot change any more, kept so that a dashboard's refresh
+//! asks the upstream (and, later, the store) only for what is new.
+//!
+//! One moka cache, weighed in bytes (`--query.cache-size`), holds both faces' entries; metric
+//! entries also expire after `--query.cache-ttl`. Keys are SHA-256 digests of everything that
+//! can change an answer (see [`key`]), so a key never holds a query's text and two requests
+//! that differ in anything that matters never share an entry. What may be cached at all, and
+//! how a range query is cut into pieces, is [`plan`]'s; how a matrix is kept byte-exact is
+//! [`matrix`]'s.
+
+pub mod key;
+pub mod matrix;
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::telemetry::{CacheFaceLabels, Metrics};
+
+/// Which face an entry answers for (metrics labelled by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheFace {
+    Metric,
+    Log,
+}
+
+impl CacheFace {
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheFace::Metric => "metric",
+            CacheFace::Log => "log",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub face: CacheFace,
+    pub digest: [u8; 32],
+}
+
+/// What an entry holds.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// A range query's answer over a stretch of one piece's step grid.
+    Extent(Arc<matrix::Extent>),
+    /// A whole answer body (an instant query at a time that cannot change).
+    Body(Arc<[u8]>),
+}
+
+impl Value {
+    fn bytes(&self) -> usize {
+        match self {
+            Value::Extent(e) => e.bytes(),
+            Value::Body(b) => b.len(),
+        }
+    }
+}
+
+/// How the cache is set up (from the `--query.*` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Range queries are cut at multiples of this (milliseconds since the epoch).
+    pub split_interval_ms: i64,
+    /// Points newer than now minus this are never cached.
+    pub max_freshness: Duration,
+    /// Bytes the cache may hold; 0 disables it.
+    pub max_bytes: u64,
+    /// How long a metric entry lives.
+    pub ttl: Duration,
+}
+
+struct MetricTtl(Duration);
+
+impl moka::Expiry<Key, Value> for MetricTtl {
+    fn expire_after_create(&self, key: &Key, _: &Value, _: Instant) -> Option<Duration> {
+        (key.face == CacheFace::Metric).then_some(self.0)
+    }
+}
+
+pub struct ResultsCache {
+    cache: moka::sync::Cache<Key, Value>,
+    pub settings: Settings,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for ResultsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultsCache")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl ResultsCache {
+    /// `None` when the configured size is 0 (caching disabled).
+    pub fn new(settings: Settings, metrics: Arc<Metrics>) -> Option<Self> {
+        if settings.max_bytes == 0 {
+            return None;
+        }
+        let evictions = Arc::clone(&metrics);
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(settings.max_bytes)
+            .weigher(|key: &Key, value: &Value| {
+                u32::try_from(value.bytes() + std::mem::size_of_val(key) + 64).unwrap_or(u32::MAX)
+            })
+            .expire_after(MetricTtl(settings.ttl))
+            .eviction_listener(move |key: Arc<Key>, _, cause| {
+                if cause.was_evicted() {
+                    evictions
+                        .cache_evictions
+                        .get_or_create(&CacheFaceLabels::of(key.face))
+                        .inc();
+                }
+            })
+            .build();
+        Some(ResultsCache {
+            cache,
+            settings,
+            metrics,
+        })
+    }
+
+    pub fn get(&self, key: &Key) -> Option<Value> {
+        let found = self.cache.get(key);
+        let result = if found.is_some() { "hit" } else { "miss" };
+        self.metrics
+            .cache_requests
+            .get_or_create(&crate::telemetry::CacheRequestLabels {
+                face: key.face.name().into(),
+                result: result.into(),
+            })
+            .inc();
+        found
+    }
+
+    pub fn insert(&self, key: Key, value: Value) {
+        self.cache.insert(key, value);
+    }
+
+    /// Drops every entry (`POST /api/v1/admin/cache/clear`, after an upstream backfill).
+    pub fn clear(&self) {
+        self.cache.invalidate_all();
+        self.cache.run_pending_tasks();
+    }
+
+    /// Sets the bytes and entries gauges by face (at scrape time: one pass over the entries).
+    pub fn refresh_gauges(&self) {
+        self.cache.run_pending_tasks();
+        let mut totals = [(0u64, 0i64); 2];
+        for (key, value) in self.cache.iter() {
+            let slot = &mut totals[key.face as usize];
+            slot.0 += value.bytes() as u64;
+            slot.1 += 1;
+        }
+        for (face, (bytes, entries)) in [CacheFace::Metric, CacheFace::Log].into_iter().zip(totals)
+        {
+            let labels = CacheFaceLabels::of(face);
+            self.metrics
+                .cache_bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            self.metrics
+                .cache_entries
+                .get_or_create(&labels)
+                .set(entries);
+        }
+    }
+
+    /// Bytes held now, as the cache weighs them.
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
+    }
+}
