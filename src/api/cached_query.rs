@@ -6,7 +6,8 @@
 //! explicit time older than the bound is kept whole.
 //!
 //! Anything the cache cannot answer exactly goes to the upstream untouched: a request that asks
-//! not to be cached (`nocache=1`, `Cache-Control: no-cache`/`no-store`), `stats`, an expression
+//! not to be cached (`nocache=1`, `Cache-Control: no-cache`/`no-store`), a parameter the cache
+//! does not know (`stats`, `lookback_delta`, …) or a `timeout` it cannot read, an expression
 //! with `@` or one Janus cannot parse, a range that cannot be cut on milliseconds, and any piece
 //! answer that is not a plain successful matrix (an error, warnings, histograms) — then the whole
 //! query is forwarded as the client sent it, so the client gets the upstream's own words.
@@ -42,8 +43,30 @@ pub async fn answer(state: &SharedState, read: ReadRequest, kind: QueryKind) -> 
     }
 }
 
-/// The client asked for a fresh answer, or for statistics the cache cannot give.
+/// The parameters a cached answer may be given for: on a hit the upstream is not asked, so a
+/// parameter it would refuse, or one whose meaning Janus does not know (`lookback_delta`,
+/// `limit`, another server's `dedup` or `partial_response`), sends the request through.
+const KNOWN: [&str; 7] = [
+    "query", "time", "start", "end", "step", "timeout", "nocache",
+];
+
+/// The client asked for a fresh answer, or for something the cache cannot vouch for.
 fn skips_cache(read: &ReadRequest) -> bool {
+    if read
+        .params
+        .pairs()
+        .iter()
+        .any(|(k, _)| !KNOWN.contains(&k.as_str()))
+    {
+        return true;
+    }
+    let timeout = read.params.get("timeout");
+    let valid_timeout = timeout.is_empty()
+        || (!timeout.starts_with('-')
+            && crate::params::parse_duration_nanos(timeout).is_ok_and(|n| n > 0));
+    if !valid_timeout {
+        return true;
+    }
     let nocache = read.params.get("nocache");
     let asked = matches!(nocache, "1" | "true");
     let header = read
@@ -60,7 +83,7 @@ fn skips_cache(read: &ReadRequest) -> bool {
                 )
             })
         });
-    asked || header || !read.params.get("stats").is_empty()
+    asked || header
 }
 
 /// [`cacheable_expression`], on a blocking thread for a long text.
@@ -200,7 +223,10 @@ async fn range(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -> 
         parts.extend(ordered);
     }
     let refs: Vec<&Extent> = parts.iter().map(|e| e.as_ref()).collect();
-    json(matrix::encode(&refs, plan.from, plan.to))
+    json(
+        &read.parts.headers,
+        matrix::encode(&refs, plan.from, plan.to),
+    )
 }
 
 /// The stretches of `piece` that `held` does not cover (at most two: before and after it).
@@ -248,7 +274,7 @@ async fn instant(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -
     key.number(at);
     let key = key.finish();
     if let Some(Value::Body(body)) = cache.get(&key) {
-        return json(body.to_vec());
+        return json(&read.parts.headers, body.to_vec());
     }
     let method = read.parts.method.clone();
     let path = read.parts.uri.path().to_string();
@@ -257,10 +283,12 @@ async fn instant(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -
             if plain_success(&body) {
                 cache.insert(key, Value::Body(Arc::from(&body[..])));
             }
-            json(body.to_vec())
+            json(&read.parts.headers, body.to_vec())
         }
-        UpstreamPart::Passthrough(response) => response,
-        UpstreamPart::Unavailable(_) | UpstreamPart::Absent => proxy::forward(state, read).await,
+        // The upstream's refusal in its own bytes and encoding: asked again as the client asked.
+        UpstreamPart::Passthrough(_) | UpstreamPart::Unavailable(_) | UpstreamPart::Absent => {
+            proxy::forward(state, read).await
+        }
     }
 }
 
@@ -278,16 +306,46 @@ fn plain_success(body: &[u8]) -> bool {
     serde_json::from_slice::<Plain<'_>>(body).is_ok_and(|p| p.status == "success")
 }
 
-fn json(body: Vec<u8>) -> Response {
-    Face::Metric.mark(
-        (
+/// An answer Janus wrote, encoded as Prometheus encodes its own: the first of `gzip` or
+/// `deflate` (zlib) the client lists, else none (Prometheus's compression handler).
+fn json(request: &http::HeaderMap, body: Vec<u8>) -> Response {
+    use std::io::Write;
+    let wanted = request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|e| matches!(*e, "gzip" | "deflate"));
+    let encoded = match wanted {
+        Some("gzip") => {
+            let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            w.write_all(&body)
+                .and_then(|()| w.finish())
+                .ok()
+                .map(|b| ("gzip", b))
+        }
+        Some(_) => {
+            let mut w = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            w.write_all(&body)
+                .and_then(|()| w.finish())
+                .ok()
+                .map(|b| ("deflate", b))
+        }
+        None => None,
+    };
+    let mut response = match encoded {
+        Some((encoding, bytes)) => (
             StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
+            [(header::CONTENT_ENCODING, HeaderValue::from_static(encoding))],
+            bytes,
         )
             .into_response(),
-    )
+        None => (StatusCode::OK, body).into_response(),
+    };
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Face::Metric.mark(response)
 }
