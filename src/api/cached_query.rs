@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::merged::{fetch_upstream_at, UpstreamPart};
+use super::merged::{fetch_upstream_typed, UpstreamPart};
 use super::request::ReadRequest;
 use super::{proxy, Face, SharedState};
 use crate::params::{QueryKind, Timestamp};
@@ -184,9 +184,12 @@ async fn range(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -> 
         pairs.push(("step".into(), step.clone()));
         let read = &read;
         async move {
-            match fetch_upstream_at(state, read, &Method::POST, "/api/v1/query_range", &pairs).await
+            match fetch_upstream_typed(state, read, &Method::POST, "/api/v1/query_range", &pairs)
+                .await
             {
-                UpstreamPart::Json(body) => matrix::parse(&body, a, b),
+                (UpstreamPart::Json(body), Some(t)) if t == "application/json" => {
+                    matrix::parse(&body, a, b)
+                }
                 _ => None,
             }
         }
@@ -278,17 +281,15 @@ async fn instant(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -
     }
     let method = read.parts.method.clone();
     let path = read.parts.uri.path().to_string();
-    match fetch_upstream_at(state, &read, &method, &path, read.params.pairs()).await {
-        UpstreamPart::Json(body) => {
-            if plain_success(&body) {
-                cache.insert(key, Value::Body(Arc::from(&body[..])));
-            }
+    match fetch_upstream_typed(state, &read, &method, &path, read.params.pairs()).await {
+        // Kept when it is Prometheus's plain answer, served as Prometheus serves it.
+        (UpstreamPart::Json(body), Some(t)) if t == "application/json" && plain_success(&body) => {
+            cache.insert(key, Value::Body(Arc::from(&body[..])));
             json(&read.parts.headers, body.to_vec())
         }
-        // The upstream's refusal in its own bytes and encoding: asked again as the client asked.
-        UpstreamPart::Passthrough(_) | UpstreamPart::Unavailable(_) | UpstreamPart::Absent => {
-            proxy::forward(state, read).await
-        }
+        // Anything else (a refusal, another shape or type) in the upstream's own bytes and
+        // encoding: asked again as the client asked.
+        _ => proxy::forward(state, read).await,
     }
 }
 

@@ -408,6 +408,20 @@ pub(super) async fn fetch_upstream_at(
     path: &str,
     pairs: &[(String, String)],
 ) -> UpstreamPart {
+    fetch_upstream_typed(state, read, method, path, pairs)
+        .await
+        .0
+}
+
+/// [`fetch_upstream_at`], with the `Content-Type` of a 2xx answer (a cached answer is given
+/// the type the upstream gave it).
+pub(super) async fn fetch_upstream_typed(
+    state: &SharedState,
+    read: &ReadRequest,
+    method: &Method,
+    path: &str,
+    pairs: &[(String, String)],
+) -> (UpstreamPart, Option<HeaderValue>) {
     let encoded = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish();
@@ -434,7 +448,12 @@ pub(super) async fn fetch_upstream_at(
         .unwrap_or_default();
     let slot = match state.limiter.acquire(deadline.at).await {
         Ok(slot) => slot,
-        Err(e) => return UpstreamPart::Unavailable(format!("upstream not asked: {e}")),
+        Err(e) => {
+            return (
+                UpstreamPart::Unavailable(format!("upstream not asked: {e}")),
+                None,
+            )
+        }
     };
     let answer = state
         .upstream
@@ -452,20 +471,25 @@ pub(super) async fn fetch_upstream_at(
     drop(slot);
     let answer = match answer {
         Ok(answer) => answer,
-        Err(e) => return UpstreamPart::Unavailable(e.to_string()),
+        Err(e) => return (UpstreamPart::Unavailable(e.to_string()), None),
     };
     if !answer.status().is_success() {
         let (head, body) = answer.into_parts();
-        return UpstreamPart::Passthrough(Face::Log.mark(Response::from_parts(head, body)));
+        return (
+            UpstreamPart::Passthrough(Face::Log.mark(Response::from_parts(head, body))),
+            None,
+        );
     }
-    match state
+    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+    let part = match state
         .upstream
         .read_body(answer.into_body(), MAX_MERGED_UPSTREAM_BODY, deadline.at)
         .await
     {
         Ok(body) => UpstreamPart::Json(body),
         Err(e) => UpstreamPart::Unavailable(e.to_string()),
-    }
+    };
+    (part, content_type)
 }
 
 #[derive(Deserialize)]

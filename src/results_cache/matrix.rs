@@ -182,14 +182,25 @@ fn point_time(point: &str) -> Option<i64> {
 }
 
 /// Reads a successful matrix answer covering the grid points `[from, to]`; `None` for anything
-/// else (an error, warnings, histograms, another shape).
+/// else (an error, warnings, histograms, another shape, series not in label order).
 pub fn parse(body: &[u8], from: i64, to: i64) -> Option<Extent> {
     let answer: Answer<'_> = serde_json::from_slice(body).ok()?;
     if answer.status != "success" || answer.data.result_type != "matrix" {
         return None;
     }
-    let mut series = Vec::with_capacity(answer.data.result.len());
+    let mut series: Vec<Series> = Vec::with_capacity(answer.data.result.len());
+    let mut previous: Option<BTreeMap<String, String>> = None;
     for s in answer.data.result {
+        // Prometheus sorts a range query's series by their labels; an upstream that does not
+        // (VictoriaMetrics, for some expressions) writes answers pieces cannot reproduce.
+        let these = labels(s.metric.get());
+        if previous
+            .as_ref()
+            .is_some_and(|p| compare(p, &these) != Ordering::Less)
+        {
+            return None;
+        }
+        previous = Some(these);
         let mut times = Vec::with_capacity(s.values.len());
         let mut ends = Vec::with_capacity(s.values.len());
         let mut text = String::new();
@@ -277,7 +288,7 @@ mod tests {
     #[test]
     fn pieces_join_into_the_whole_answer_byte_for_byte() {
         let first = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a"},"values":[[1000,"1"],[1060,"0.5"]]}]}}"#;
-        let second = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"b"},"values":[[1120,"NaN"]]},{"metric":{"__name__":"up","job":"a"},"values":[[1120,"2"]]}]}}"#;
+        let second = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a"},"values":[[1120,"2"]]},{"metric":{"__name__":"up","job":"b"},"values":[[1120,"NaN"]]}]}}"#;
         let a = parse(first.as_bytes(), 1_000_000, 1_060_000).expect("first");
         let b = parse(second.as_bytes(), 1_120_000, 1_120_000).expect("second");
         let joined = encode(&[&a, &b], 1_000_000, 1_120_000);
@@ -311,6 +322,7 @@ mod tests {
             r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"histograms":[]}]}}"#,
             r#"{"status":"error","errorType":"bad_data","error":"x"}"#,
             r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"2"},"values":[]},{"metric":{"a":"1"},"values":[]}]}}"#,
         ] {
             assert!(parse(other.as_bytes(), 0, i64::MAX).is_none(), "{other}");
         }

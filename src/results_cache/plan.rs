@@ -106,6 +106,13 @@ pub fn cacheable_expression(text: &str) -> bool {
 /// whole query's answer.
 const ORDER_DEPENDENT: [&str; 4] = ["topk", "bottomk", "limitk", "limit_ratio"];
 
+/// Functions that order a result: Prometheus ignores them in a range query (a matrix is sorted
+/// by labels), other upstreams (VictoriaMetrics) order the whole range's series by them, which
+/// pieces cannot reproduce.
+fn sorts(name: &str) -> bool {
+    name.starts_with("sort")
+}
+
 /// Aggregations whose answer depends on the order of their input: those that add floats up
 /// (the last bits), and `min`, `max` and `quantile`, which treat a NaN by where it comes. Over a
 /// selector (or functions of one) that order is the storage's, the same for any range; over a
@@ -133,7 +140,7 @@ fn not_cuttable(expr: &Expr) -> bool {
         Expr::Subquery(s) => s.at.is_some() || not_cuttable(&s.expr),
         Expr::VectorSelector(vs) => vs.at.is_some(),
         Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
-        Expr::Call(c) => c.args.args.iter().any(|a| not_cuttable(a)),
+        Expr::Call(c) => sorts(c.func.name) || c.args.args.iter().any(|a| not_cuttable(a)),
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => false,
     }
 }
@@ -151,9 +158,7 @@ fn order_stable(expr: &Expr) -> bool {
         Expr::Unary(u) => order_stable(&u.expr),
         Expr::Subquery(s) => order_stable(&s.expr),
         // `sort` orders each step by value: a first appearance that depends on the range.
-        Expr::Call(c) => {
-            !c.func.name.starts_with("sort") && c.args.args.iter().all(|a| order_stable(a))
-        }
+        Expr::Call(c) => !sorts(c.func.name) && c.args.args.iter().all(|a| order_stable(a)),
         // A vector with a scalar keeps the vector's order; two vectors make a new one.
         Expr::Binary(b) => match (b.lhs.value_type(), b.rhs.value_type()) {
             (ValueType::Scalar, _) => order_stable(&b.rhs),
@@ -228,6 +233,7 @@ mod tests {
             "sum(sum by (job) (x))",
             "stddev(sort(x))",
             "max(a or b)",
+            "sort_desc(sum by (namespace) (x))",
             "sum(bottomk(1, rate(x[5m])))",
             "rate(x)",
             "pod{namespace=\"x\"}",
