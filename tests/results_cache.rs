@@ -257,3 +257,127 @@ async fn fresh_points_are_asked_again_and_the_cache_can_be_emptied() {
     drop(prometheus);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Four hours of a namespace's logs, a few lines every few seconds, two pods, three levels.
+fn write_log_tree(root: &std::path::Path) {
+    let dir = root.join("pod/x");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for hour in 0..4 {
+        let mut text = String::new();
+        let mut s = 0;
+        let mut i = 0u64;
+        while s < 3600 {
+            let level = ["info", "warn", "ERROR"][(i % 7 % 3) as usize];
+            text.push_str(&format!(
+                "2024-01-01T{hour:02}:{:02}:{:02}Z[x|p-{}|c] level={level} request {i} {}\n",
+                s / 60,
+                s % 60,
+                i % 2,
+                "y".repeat((i % 40) as usize)
+            ));
+            s += 1 + (i * 7 % 11) as i64;
+            i += 1;
+        }
+        std::fs::write(dir.join(format!("2024-01-01_{hour:02}.log")), text).expect("write");
+    }
+}
+
+async fn ask_log(base: &str, query: &str, start: i64, end: i64, step: i64) -> (u16, String) {
+    ask(
+        base,
+        query,
+        &start.to_string(),
+        &end.to_string(),
+        &step.to_string(),
+    )
+    .await
+}
+
+/// Log metrics over hour files that no longer change are counted once per pipeline and grid,
+/// then read from what was remembered: every answer equals a Janus without the cache over a copy
+/// of the same tree, cold and warm, across steps, ranges, offsets and phases; a warm refresh
+/// reads no file; and a late line, a rewrite or a deleted file is seen at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_metrics_over_sealed_files_equal_an_uncached_scan() {
+    let (a, b) = (support::temp_dir("bins-a"), support::temp_dir("bins-b"));
+    write_log_tree(&a);
+    write_log_tree(&b);
+    let (sa, sb) = (a.clone(), b.clone());
+    let cached = support::start_janus(&support::closed_port_url().await, move |c| {
+        c.storage_path = sa;
+    })
+    .await;
+    let plain = support::start_janus(&support::closed_port_url().await, move |c| {
+        c.storage_path = sb;
+        c.results_cache.max_bytes = 0;
+    })
+    .await;
+    let queries = [
+        r#"count_over_time(pod{namespace="x"}[5m])"#,
+        r#"sum by (pod) (rate(pod{namespace="x"} |= "ERROR" [1m]))"#,
+        r#"bytes_over_time(pod{namespace="x"}[10m] offset 7m)"#,
+        r#"sum(count_over_time(pod{namespace="x"} |~ "level=(warn|ERROR)" [2m]))"#,
+        r#"sum by (level) (count_over_time(pod{namespace="x"} | logfmt [5m]))"#,
+    ];
+    let windows = [
+        (T0, T0 + 4 * 3600, 60),
+        (T0 + 1800, T0 + 3 * 3600 + 17, 30),
+        (T0 + 7, T0 + 4 * 3600, 300),
+        (T0 + 600, T0 + 2 * 3600, 15),
+    ];
+    let check = |round: &'static str| {
+        let (cached, plain) = (cached.url.clone(), plain.url.clone());
+        async move {
+            for query in queries {
+                for (start, end, step) in windows {
+                    let through = ask_log(&cached, query, start, end, step).await;
+                    let reference = ask_log(&plain, query, start, end, step).await;
+                    assert_eq!(through.0, 200, "{round}: {query}: {}", through.1);
+                    assert_eq!(
+                        through, reference,
+                        "{round}: {query} [{start}, {end}] step {step}"
+                    );
+                }
+            }
+        }
+    };
+    check("cold").await;
+    let scanned = r#"janus_store_scanned_bytes_total"#;
+    let before = metric_value(&cached.url, scanned).await;
+    check("warm").await;
+    let after = metric_value(&cached.url, scanned).await;
+    assert!(before > 0.0, "the cold pass read nothing?");
+    assert_eq!(before, after, "a warm refresh read files");
+    assert!(
+        metric_value(
+            &cached.url,
+            r#"janus_cache_requests_total{face="log",result="hit"}"#
+        )
+        .await
+            > 0.0
+    );
+
+    // A late line in an old hour, in both trees.
+    for root in [&a, &b] {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(root.join("pod/x/2024-01-01_01.log"))
+            .expect("open");
+        f.write_all(b"2024-01-01T01:30:00Z[x|p-9|c] level=ERROR late\n")
+            .expect("append");
+    }
+    check("after a late line").await;
+    // A file rewritten in place to the same length, and a file deleted.
+    for root in [&a, &b] {
+        let path = root.join("pod/x/2024-01-01_02.log");
+        let text = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, text.replace("level=info", "level=ERRx")).expect("rewrite");
+        std::fs::remove_file(root.join("pod/x/2024-01-01_03.log")).expect("delete");
+    }
+    check("after a rewrite and a deletion").await;
+    cached.stop().await;
+    plain.stop().await;
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}

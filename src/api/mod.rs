@@ -98,10 +98,13 @@ impl AppState {
         let upstream = Arc::new(Upstream::new(&config, Arc::clone(&metrics))?);
         let limiter = QueryLimiter::new(config.query_max_concurrency, Arc::clone(&metrics));
         let log_limiter = QueryLimiter::new(config.query_max_concurrency, Arc::clone(&metrics));
-        let store = Arc::new(Store::new(
-            config.storage_path.clone(),
-            Arc::clone(&metrics),
-        ));
+        let results_cache =
+            crate::results_cache::ResultsCache::new(config.results_cache, Arc::clone(&metrics))
+                .map(Arc::new);
+        let store = Arc::new(
+            Store::new(config.storage_path.clone(), Arc::clone(&metrics))
+                .remembering_in(results_cache.clone()),
+        );
         let engine = Engine::new(
             Arc::clone(&store),
             Limits {
@@ -123,9 +126,6 @@ impl AppState {
             config.web.clone(),
             Arc::clone(&metrics),
         ));
-        let results_cache =
-            crate::results_cache::ResultsCache::new(config.results_cache, Arc::clone(&metrics))
-                .map(Arc::new);
         Ok(Arc::new(AppState {
             web,
             results_cache,

@@ -46,6 +46,8 @@ pub enum Value {
     Extent(Arc<matrix::Extent>),
     /// A whole answer body (an instant query at a time that cannot change).
     Body(Arc<[u8]>),
+    /// A log file's counts for one log metric (`store::file_bins`).
+    FileBins(Arc<crate::store::file_bins::FileBins>),
 }
 
 impl Value {
@@ -53,6 +55,7 @@ impl Value {
         match self {
             Value::Extent(e) => e.bytes(),
             Value::Body(b) => b.len(),
+            Value::FileBins(b) => b.bytes(),
         }
     }
 }

@@ -85,6 +85,14 @@ impl FileIndex {
         self.tail.map_or(self.indexed_len, |t| t.end)
     }
 
+    /// Oldest line time in the file, if it has a parsable line.
+    pub fn min_ts(&self) -> Option<i64> {
+        self.all_blocks()
+            .map(|b| b.min_ts)
+            .min()
+            .filter(|&t| t != i64::MAX)
+    }
+
     /// Newest line time in the file, if it has a parsable line.
     pub fn max_ts(&self) -> Option<i64> {
         self.all_blocks()

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod beneath;
+pub mod file_bins;
 pub mod index;
 pub mod index_file;
 pub mod layout;
@@ -233,6 +234,8 @@ pub struct Store {
     indexes: IndexCache,
     metrics: Arc<Metrics>,
     workers: Workers,
+    /// Where the counts of files that no longer change are remembered (`file_bins`).
+    results: Option<Arc<crate::results_cache::ResultsCache>>,
 }
 
 impl Store {
@@ -248,7 +251,17 @@ impl Store {
             root,
             metrics,
             workers: Workers::per_core(),
+            results: None,
         }
+    }
+
+    /// The same store, remembering log-metric counts of files that no longer change in `cache`.
+    pub fn remembering_in(
+        mut self,
+        cache: Option<Arc<crate::results_cache::ResultsCache>>,
+    ) -> Self {
+        self.results = cache;
+        self
     }
 
     /// The store's root directory.
@@ -319,27 +332,71 @@ impl Store {
             return Ok(BTreeMap::new());
         };
         let (lo, hi) = (first.saturating_add(1), last);
-        let (files, request) = self.metric_files(query, lo, hi, deadline, cancelled)?;
+        let (files, mut request) = self.metric_files(query, lo, hi, deadline, cancelled)?;
+        // Files whose counts for this query are remembered are not read; files that no longer
+        // change are also counted into bins, read whole, and remembered (`file_bins`).
+        let remembering = self.remembering(query, grouping, bounds, files);
+        let files = remembering.scan;
+        if let Some((a, b)) = remembering.span {
+            request.lo = request.lo.min(a);
+            request.hi = request.hi.max(b);
+        }
+        let (roles, grid) = (&remembering.roles, remembering.grid);
+        let gave_up = AtomicBool::new(false);
         type Counts = rustc_hash::FxHashMap<crate::short_eq::Key, Vec<(u64, u64)>>;
         // Each new stream costs a bucket array: past the limit the scan stops (the caller
         // answers 422), so memory stays bounded by streams × buckets.
         let too_many = AtomicBool::new(false);
         let too_big = AtomicBool::new(false);
         let plan = KeyPlan::new(query.kind, grouping);
+        let bytes_read = std::sync::atomic::AtomicUsize::new(0);
         let states = scan::for_each_match(
             &files,
             &request,
             &self.workers,
             &too_many,
-            || (Counts::default(), crate::short_eq::Key::default(), 0usize),
-            |(counts, key, key_bytes), _file, line, extracted| {
+            &bytes_read,
+            || {
+                (
+                    Counts::default(),
+                    crate::short_eq::Key::default(),
+                    0usize,
+                    file_bins::Fine::default(),
+                    0usize,
+                )
+            },
+            |(counts, key, key_bytes, fine, fine_bins), file_index, _file, line, extracted| {
                 let j = bounds.partition_point(|&b| b < line.ts);
-                if j == 0 || j >= bounds.len() {
+                let in_window = j != 0 && j < bounds.len();
+                let remember = match (grid, roles.get(file_index)) {
+                    (Some(grid), Some(Some(_))) => Some(grid),
+                    _ => None,
+                };
+                if !in_window && remember.is_none() {
                     return;
                 }
                 match (grouping, extracted) {
                     (None, None) => stream_key(&mut key.0, line),
                     _ => plan.labels_key(&mut key.0, line, extracted),
+                }
+                // Bytes of the line as the pipeline leaves it (Loki counts the same).
+                let message = extracted.map_or(line.message, |o| o.message(line.message));
+                if let Some(grid) = remember {
+                    if *fine_bins < file_bins::MAX_BINS_PER_WORKER {
+                        let opened = file_bins::add(
+                            fine,
+                            file_index,
+                            key,
+                            grid.bin_end(line.ts),
+                            message.len() as u64,
+                        );
+                        *fine_bins += usize::from(opened);
+                    } else {
+                        gave_up.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                if !in_window {
+                    return;
                 }
                 let slot = match counts.get_mut(key) {
                     Some(slot) => slot,
@@ -363,11 +420,12 @@ impl Store {
                     }
                 };
                 slot[j].0 += 1;
-                // Bytes of the line as the pipeline leaves it (Loki counts the same).
-                let message = extracted.map_or(line.message, |o| o.message(line.message));
                 slot[j].1 += message.len() as u64;
             },
         );
+        self.metrics
+            .store_bytes_scanned
+            .inc_by(bytes_read.into_inner() as u64);
         if too_big.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(ScanStop::LabelsTooLarge(MAX_LABEL_BYTES));
         }
@@ -375,14 +433,18 @@ impl Store {
             return Err(ScanStop::TooManyStreams(max_streams));
         }
         let states = states?;
+        let labels_of = |key: &[u8]| {
+            if grouping.is_none() && query.pipeline.is_empty() {
+                key_labels(query.kind, key)
+            } else {
+                pairs_labels(key)
+            }
+        };
         let mut merged = StreamBuckets::new();
-        for (counts, _, _) in states {
+        let mut fines = Vec::with_capacity(states.len());
+        for (counts, _, _, fine, _) in states {
             for (key, buckets) in counts {
-                let labels = if grouping.is_none() && query.pipeline.is_empty() {
-                    key_labels(query.kind, &key.0)
-                } else {
-                    pairs_labels(&key.0)
-                };
+                let labels = labels_of(&key.0);
                 if merged.len() >= max_streams && !merged.contains_key(&labels) {
                     return Err(ScanStop::TooManyStreams(max_streams));
                 }
@@ -394,8 +456,82 @@ impl Store {
                     s.1 += b.1;
                 }
             }
+            fines.push(fine);
+        }
+        if let Some(cache) = self
+            .results
+            .as_ref()
+            .filter(|_| !gave_up.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            for (file_index, role) in roles.iter().enumerate() {
+                let Some(key) = role else { continue };
+                let bins = file_bins::collect(&mut fines, file_index, &labels_of);
+                cache.insert(
+                    key.clone(),
+                    crate::results_cache::Value::FileBins(Arc::new(bins)),
+                );
+            }
+        }
+        for bins in &remembering.remembered {
+            file_bins::add_into(bins, bounds, &mut merged, max_streams)
+                .map_err(ScanStop::TooManyStreams)?;
         }
         Ok(merged)
+    }
+
+    /// Which of `files` a log metric reads, which of those it also remembers, and the
+    /// remembered counts that stand for the others (see `file_bins`).
+    fn remembering(
+        &self,
+        query: &LogQuery,
+        grouping: Option<&crate::logql::pipeline::Grouping>,
+        bounds: &[i64],
+        files: Vec<ScanFile>,
+    ) -> file_bins::Remembering {
+        let grid = file_bins::Grid::of(bounds);
+        let (Some(cache), Some(grid)) = (self.results.as_ref(), grid) else {
+            return file_bins::Remembering::none(files);
+        };
+        let freshness = i64::try_from(cache.settings.max_freshness.as_nanos()).unwrap_or(i64::MAX);
+        let settled_before = crate::params::Timestamp::now().0.saturating_sub(freshness);
+        let query_text = format!("{query:?}\n{grouping:?}");
+        let mut out = file_bins::Remembering::none(Vec::new());
+        out.grid = Some(grid);
+        for file in files {
+            // Lines' times from the index; a file read whole without one (its hour lies inside
+            // the window) is settled when its hour is, and is read whole anyway.
+            let times = match (file.index.min_ts(), file.index.max_ts()) {
+                (Some(a), Some(b)) if a != i64::MIN && b != i64::MAX => Some((a, b)),
+                _ => None,
+            };
+            let settled = match times {
+                Some((_, newest)) => newest < settled_before,
+                None => {
+                    file.index.blocks.iter().all(|b| b.min_ts == i64::MIN)
+                        && file.hour_start.saturating_add(layout::HOUR_NANOS) <= settled_before
+                }
+            };
+            if !settled {
+                out.roles.push(None);
+                out.scan.push(file);
+                continue;
+            }
+            let key = file_bins::key(&query_text, &file.target, &file.index, grid);
+            match cache.get(&key) {
+                Some(crate::results_cache::Value::FileBins(bins)) => out.remembered.push(bins),
+                _ => {
+                    if let Some((oldest, newest)) = times {
+                        out.span = Some(match out.span {
+                            Some((a, b)) => (a.min(oldest), b.max(newest)),
+                            None => (oldest, newest),
+                        });
+                    }
+                    out.roles.push(Some(key));
+                    out.scan.push(file);
+                }
+            }
+        }
+        out
     }
 
     /// The values a pipeline's `| unwrap` reads from every matching line in `(lo, hi]`, per
@@ -421,13 +557,15 @@ impl Store {
         let held = AtomicUsize::new(0);
         let key_bytes = AtomicUsize::new(0);
         let plan = KeyPlan::new(query.kind, grouping);
+        let bytes_read = AtomicUsize::new(0);
         let states = scan::for_each_match(
             &files,
             &request,
             &self.workers,
             &halt,
+            &bytes_read,
             || (Values::default(), crate::short_eq::Key::default()),
-            |(values, key), _file, line, outcome| {
+            |(values, key), _, _file, line, outcome| {
                 let Some(outcome) = outcome else { return };
                 plan.labels_key(&mut key.0, line, Some(outcome));
                 if let Some(error) = outcome.labels.get("__error__") {
@@ -456,7 +594,11 @@ impl Store {
                     }
                 }
             },
-        )?;
+        );
+        self.metrics
+            .store_bytes_scanned
+            .inc_by(bytes_read.into_inner() as u64);
+        let states = states?;
         if halt.load(Ordering::Relaxed) {
             return Err(if key_bytes.load(Ordering::Relaxed) > MAX_LABEL_BYTES {
                 ScanStop::LabelsTooLarge(MAX_LABEL_BYTES)
@@ -584,6 +726,7 @@ impl Store {
                     target: target.clone(),
                     file,
                     index,
+                    hour_start: hour.hour_start,
                 })
             });
             let result = match opened {

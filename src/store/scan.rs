@@ -29,6 +29,8 @@ pub struct ScanFile {
     pub file: File,
     /// The file's index, shared with the cache.
     pub index: Arc<FileIndex>,
+    /// Start of the hour its name promises (nanoseconds).
+    pub hour_start: i64,
 }
 
 /// A matching line, held by position rather than by content: an answer of 100,000 long lines
@@ -554,8 +556,10 @@ pub fn for_each_match<S: Send>(
     req: &Search<'_>,
     workers: &Workers,
     halt: &AtomicBool,
+    bytes_read: &AtomicUsize,
     start: impl Fn() -> S + Sync,
-    visit: impl Fn(&mut S, &ScanFile, &line::Line<'_>, Option<&crate::logql::pipeline::Outcome>) + Sync,
+    visit: impl Fn(&mut S, usize, &ScanFile, &line::Line<'_>, Option<&crate::logql::pipeline::Outcome>)
+        + Sync,
 ) -> Result<Vec<S>, ScanStop> {
     let units = units_in_window(files, req.lo, req.hi);
     let filters = req.query.filters_by_cost();
@@ -580,9 +584,12 @@ pub fn for_each_match<S: Send>(
             }
             let file = &files[unit.file];
             // A block that changed under the scan is skipped, as in searches.
-            let _ = scan_unit(files, unit, req, &filters, &prefilter, &mut buf, &mut |m| {
-                visit(&mut state, file, m.line, m.extracted)
+            let read = scan_unit(files, unit, req, &filters, &prefilter, &mut buf, &mut |m| {
+                visit(&mut state, unit.file, file, m.line, m.extracted)
             });
+            if let Ok(n) = read {
+                bytes_read.fetch_add(n, Ordering::Relaxed);
+            }
         }
         if let Ok(mut all) = states.lock() {
             all.push(state);
