@@ -31,6 +31,10 @@ pub const MIN_WIDTH: i64 = 5_000_000_000;
 /// share): past it nothing is remembered this time, and the answer is the scan's as always.
 pub const MAX_BINS_PER_WORKER: usize = 1 << 20;
 
+/// Bytes of stream keys one worker may hold for files being remembered (labels made by
+/// templates can be 64 KiB a line), with the same consequence.
+pub const MAX_KEY_BYTES_PER_WORKER: usize = 16 << 20;
+
 /// What a log metric reads and what it remembers (see `Store::remembering`).
 pub struct Remembering {
     /// The files to read.
@@ -148,33 +152,46 @@ pub fn key(query: &str, target: &str, index: &FileIndex, grid: Grid) -> Key {
 /// time order, so most lines add to the last bin).
 pub type Fine = Vec<rustc_hash::FxHashMap<crate::short_eq::Key, Vec<(i64, u64, u64)>>>;
 
-/// Counts one line into its file's bins; `true` when it opened a bin (the caller bounds them).
+/// What counting one line cost: a bin opened, and the bytes of a stream key first seen.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Added {
+    /// Bins opened.
+    pub bins: usize,
+    /// Bytes of stream keys first seen.
+    pub key_bytes: usize,
+}
+
+/// Counts one line into its file's bins.
 pub fn add(
     fine: &mut Fine,
     file: usize,
     key: &crate::short_eq::Key,
     bin_end: i64,
     bytes: u64,
-) -> bool {
+) -> Added {
     if fine.len() <= file {
         fine.resize_with(file + 1, Default::default);
     }
     let streams = &mut fine[file];
+    let mut added = Added::default();
     let bins = match streams.get_mut(key) {
         Some(bins) => bins,
-        None => streams.entry(key.clone()).or_default(),
+        None => {
+            added.key_bytes = key.0.len();
+            streams.entry(key.clone()).or_default()
+        }
     };
     match bins.last_mut() {
         Some(last) if last.0 == bin_end => {
             last.1 += 1;
             last.2 += bytes;
-            false
         }
         _ => {
             bins.push((bin_end, 1, bytes));
-            true
+            added.bins = 1;
         }
     }
+    added
 }
 
 /// Workers' bins of one file's stream, in time order, equal bins added up.

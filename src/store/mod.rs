@@ -362,10 +362,10 @@ impl Store {
                     crate::short_eq::Key::default(),
                     0usize,
                     file_bins::Fine::default(),
-                    0usize,
+                    file_bins::Added::default(),
                 )
             },
-            |(counts, key, key_bytes, fine, fine_bins), file_index, _file, line, extracted| {
+            |(counts, key, key_bytes, fine, fine_cost), file_index, _file, line, extracted| {
                 let j = bounds.partition_point(|&b| b < line.ts);
                 let in_window = j != 0 && j < bounds.len();
                 let remember = match (grid, roles.get(file_index)) {
@@ -381,18 +381,25 @@ impl Store {
                 }
                 // Bytes of the line as the pipeline leaves it (Loki counts the same).
                 let message = extracted.map_or(line.message, |o| o.message(line.message));
+                let remember =
+                    remember.filter(|_| !gave_up.load(std::sync::atomic::Ordering::Relaxed));
                 if let Some(grid) = remember {
-                    if *fine_bins < file_bins::MAX_BINS_PER_WORKER {
-                        let opened = file_bins::add(
+                    if fine_cost.bins < file_bins::MAX_BINS_PER_WORKER
+                        && fine_cost.key_bytes < file_bins::MAX_KEY_BYTES_PER_WORKER
+                    {
+                        let added = file_bins::add(
                             fine,
                             file_index,
                             key,
                             grid.bin_end(line.ts),
                             message.len() as u64,
                         );
-                        *fine_bins += usize::from(opened);
+                        fine_cost.bins += added.bins;
+                        fine_cost.key_bytes += added.key_bytes;
                     } else {
+                        // Past the bound nothing is remembered; what was counted is dropped.
                         gave_up.store(true, std::sync::atomic::Ordering::Relaxed);
+                        fine.clear();
                     }
                 }
                 if !in_window {
