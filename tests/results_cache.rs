@@ -381,3 +381,49 @@ async fn log_metrics_over_sealed_files_equal_an_uncached_scan() {
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
 }
+
+/// An expression Janus evaluates itself (log metrics over real metrics): its metric parts are
+/// asked through the same cache as a client's query, its log parts from remembered bins; cold
+/// and warm, the answer equals a Janus without the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_expressions_through_the_cache_equal_an_uncached_janus() {
+    let prometheus = required_env("JANUS_TEST_PROMETHEUS");
+    let (a, b) = (support::temp_dir("mixed-a"), support::temp_dir("mixed-b"));
+    write_log_tree(&a);
+    write_log_tree(&b);
+    let (sa, sb) = (a.clone(), b.clone());
+    let cached = support::start_janus(&prometheus, move |c| {
+        c.storage_path = sa;
+        c.results_cache.split_interval_ms = 3_600_000;
+    })
+    .await;
+    let plain = support::start_janus(&prometheus, move |c| {
+        c.storage_path = sb;
+        c.results_cache.max_bytes = 0;
+    })
+    .await;
+    let queries = [
+        r#"sum(count_over_time(pod{namespace="x"}[5m])) / sum(rate(http_requests_total[5m]))"#,
+        r#"sum by (pod) (rate(pod{namespace="x"} |= "ERROR" [1m])) * on () group_left max(cpu_usage_ratio)"#,
+        r#"count_over_time(pod{namespace="x"}[10m]) > bool on () group_left sum(rate(http_requests_total{namespace="shop"}[5m]))"#,
+    ];
+    let hits = r#"janus_cache_requests_total{face="metric",result="hit"}"#;
+    for round in ["cold", "warm"] {
+        for query in queries {
+            for (start, end, step) in [(T0, T0 + 4 * 3600, 60), (T0 + 910, T0 + 3 * 3600, 30)] {
+                let through = ask_log(&cached.url, query, start, end, step).await;
+                let reference = ask_log(&plain.url, query, start, end, step).await;
+                assert_eq!(through.0, 200, "{round}: {query}: {}", through.1);
+                assert_eq!(
+                    through, reference,
+                    "{round}: {query} [{start}, {end}] step {step}"
+                );
+            }
+        }
+    }
+    assert!(metric_value(&cached.url, hits).await > 0.0);
+    cached.stop().await;
+    plain.stop().await;
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}

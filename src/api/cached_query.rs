@@ -20,14 +20,12 @@ use axum::response::{IntoResponse, Response};
 use super::merged::{fetch_upstream_typed, UpstreamPart};
 use super::request::ReadRequest;
 use super::{proxy, Face, SharedState};
-use crate::params::{QueryKind, Timestamp};
-use crate::results_cache::key::{normalized_query, KeyBuilder};
-use crate::results_cache::matrix::{self, Extent};
-use crate::results_cache::plan::{cacheable_expression, Piece, RangePlan};
-use crate::results_cache::{CacheFace, ResultsCache, Value};
-
-/// Parameters that do not change an answer, or that the pieces stand in for.
-const NOT_IN_KEY: [&str; 6] = ["query", "start", "end", "step", "time", "timeout"];
+use crate::params::QueryKind;
+use crate::results_cache::key::KeyBuilder;
+use crate::results_cache::matrix;
+use crate::results_cache::plan::{cacheable_expression, RangePlan};
+use crate::results_cache::range::{self, cutoff_ms};
+use crate::results_cache::{ResultsCache, Value};
 
 /// Answers a metric-only query from the cache where it can, else forwards it.
 pub async fn answer(state: &SharedState, read: ReadRequest, kind: QueryKind) -> Response {
@@ -99,26 +97,19 @@ async fn expression_is_cacheable(text: &str) -> bool {
 
 /// The key parts every entry of this request shares.
 fn base_key(state: &SharedState, read: &ReadRequest, kind: &str) -> KeyBuilder {
-    let mut key = KeyBuilder::new(CacheFace::Metric, kind);
-    key.part(normalized_query(read.params.get("query")).as_bytes());
-    let mut others: Vec<&(String, String)> = read
-        .params
-        .pairs()
-        .iter()
-        .filter(|(k, _)| !NOT_IN_KEY.contains(&k.as_str()) && k != "nocache")
-        .collect();
-    others.sort();
-    for (k, v) in others {
-        key.part(k.as_bytes()).part(v.as_bytes());
-    }
-    key.part(b"headers");
-    for name in &state.config.forward_headers {
-        for value in read.parts.headers.get_all(name) {
-            key.part(name.as_str().as_bytes()).part(value.as_bytes());
-        }
-    }
-    key.part(state.upstream.base_url().as_bytes());
-    key
+    let forwarded = state.config.forward_headers.iter().flat_map(|name| {
+        read.parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(move |v| (name.as_str(), v.as_bytes()))
+    });
+    range::base_key(
+        kind,
+        read.params.get("query"),
+        forwarded,
+        state.upstream.base_url(),
+    )
 }
 
 /// Seconds with milliseconds, as Prometheus reads a time (`t` is not negative here).
@@ -126,52 +117,21 @@ fn seconds(ms: i64) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
-/// The newest point time that can no longer change: now minus the freshness bound.
-fn cutoff_ms(cache: &ResultsCache) -> i64 {
-    let freshness = i64::try_from(cache.settings.max_freshness.as_millis()).unwrap_or(i64::MAX);
-    Timestamp::now().as_millis().saturating_sub(freshness)
-}
-
 async fn range(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -> Response {
-    let Ok(range) = read.params.range() else {
+    let Ok(params) = read.params.range() else {
         // Refusals of the range are the upstream's to word.
         return proxy::forward(state, read).await;
     };
     let Some(plan) = RangePlan::new(
-        range.start.0,
-        range.end.0,
-        range.step_nanos,
+        params.start.0,
+        params.end.0,
+        params.step_nanos,
         cache.settings.split_interval_ms,
     ) else {
         return proxy::forward(state, read).await;
     };
-    let mut base = base_key(state, &read, "range");
-    base.number(plan.step)
-        .number(plan.from % plan.step)
-        .number(cache.settings.split_interval_ms);
-    let cutoff = plan.last_point_at_or_before(cutoff_ms(cache));
-
-    // What each piece holds, and what it lacks.
-    let mut held: Vec<Option<Arc<Extent>>> = Vec::with_capacity(plan.pieces.len());
-    let mut gaps: Vec<(usize, i64, i64)> = Vec::new();
-    let mut keys = Vec::with_capacity(plan.pieces.len());
-    for (i, piece) in plan.pieces.iter().enumerate() {
-        let mut key = base.clone();
-        key.number(piece.index);
-        let key = key.finish();
-        let extent = match cache.get(&key) {
-            Some(Value::Extent(e)) => Some(e),
-            _ => None,
-        };
-        for (a, b) in missing(piece, extent.as_deref(), plan.step) {
-            gaps.push((i, a, b));
-        }
-        held.push(extent);
-        keys.push(key);
-    }
-
     let step = read.params.get("step").to_string();
-    let asks = gaps.iter().map(|&(_, a, b)| {
+    let fetch = |a: i64, b: i64| {
         let mut pairs: Vec<(String, String)> = read
             .params
             .pairs()
@@ -193,75 +153,13 @@ async fn range(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -> 
                 _ => None,
             }
         }
-    });
-    let fetched: Vec<Option<Extent>> = futures_util::future::join_all(asks).await;
-    if fetched.iter().any(Option::is_none) {
+    };
+    let answered = range::answer(cache, base_key(state, &read, "range"), &plan, fetch).await;
+    match answered {
+        Some(body) => json(&read.parts.headers, body),
         // An error, warnings or another shape: the upstream answers the whole query itself.
-        return proxy::forward(state, read).await;
+        None => proxy::forward(state, read).await,
     }
-    let fetched: Vec<Extent> = fetched.into_iter().flatten().collect();
-
-    // Each piece's parts in time order; what can no longer change is kept.
-    let mut parts: Vec<Arc<Extent>> = Vec::new();
-    for (i, piece) in plan.pieces.iter().enumerate() {
-        let overlapping = held[i]
-            .as_deref()
-            .filter(|e| e.from <= piece.to && e.to >= piece.from);
-        let news: Vec<&Extent> = gaps
-            .iter()
-            .zip(&fetched)
-            .filter(|((g, _, _), _)| *g == i)
-            .map(|(_, e)| e)
-            .collect();
-        let mut ordered: Vec<Arc<Extent>> = news.iter().map(|e| Arc::new((*e).clone())).collect();
-        if let Some(e) = overlapping {
-            ordered.push(Arc::new(e.cut(piece.from, piece.to)));
-        }
-        ordered.sort_by_key(|e| e.from);
-        if let (Some(cutoff), false) = (cutoff, news.is_empty()) {
-            if let Some(kept) = grown(overlapping, &news, cutoff) {
-                cache.insert(keys[i].clone(), Value::Extent(Arc::new(kept)));
-            }
-        }
-        parts.extend(ordered);
-    }
-    let refs: Vec<&Extent> = parts.iter().map(|e| e.as_ref()).collect();
-    json(
-        &read.parts.headers,
-        matrix::encode(&refs, plan.from, plan.to),
-    )
-}
-
-/// The stretches of `piece` that `held` does not cover (at most two: before and after it).
-fn missing(piece: &Piece, held: Option<&Extent>, step: i64) -> Vec<(i64, i64)> {
-    match held {
-        Some(e) if e.from <= piece.to && e.to >= piece.from => {
-            let mut gaps = Vec::new();
-            if piece.from < e.from {
-                gaps.push((piece.from, e.from - step));
-            }
-            if e.to < piece.to {
-                gaps.push((e.to + step, piece.to));
-            }
-            gaps
-        }
-        _ => vec![(piece.from, piece.to)],
-    }
-}
-
-/// What a piece keeps after a fetch: the held extent (overlapping the piece) joined with the
-/// new parts, which are cut next to it, or the new part alone when it held nothing there; cut
-/// at the last point that can no longer change. `None` when nothing that old is there.
-fn grown(held: Option<&Extent>, news: &[&Extent], cutoff: i64) -> Option<Extent> {
-    let mut joined: Option<Extent> = held.cloned();
-    for new in news {
-        joined = Some(match joined {
-            Some(j) => j.join(new),
-            None => (*new).clone(),
-        });
-    }
-    let joined = joined?;
-    (joined.from <= cutoff).then(|| joined.cut(joined.from, cutoff.min(joined.to)))
 }
 
 async fn instant(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -> Response {

@@ -34,6 +34,8 @@ pub async fn answer(
         upstream: &state.upstream,
         headers,
         budget: deadline.budget,
+        cache: state.results_cache.as_deref(),
+        forward_headers: &state.config.forward_headers,
     };
     let answer = state
         .engine

@@ -11,6 +11,7 @@
 pub mod key;
 pub mod matrix;
 pub mod plan;
+pub mod range;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

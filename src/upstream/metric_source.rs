@@ -9,6 +9,10 @@ use super::{Forward, Upstream, UpstreamError};
 use crate::engine::{EngineError, MetricAnswer, MetricQuery, MetricSource, SourceErrorKind};
 use crate::promql::upstream_answer::{self, Answer, DecodeError, Shape};
 use crate::promql::EvalError;
+use crate::results_cache::matrix;
+use crate::results_cache::plan::{cacheable_expression, RangePlan};
+use crate::results_cache::range;
+use crate::results_cache::ResultsCache;
 
 /// The upstream, asked on behalf of one client request (whose forwarded headers it carries).
 pub struct UpstreamSource<'a> {
@@ -16,6 +20,88 @@ pub struct UpstreamSource<'a> {
     pub headers: &'a HeaderMap,
     /// The query's time budget, for the words of a timeout.
     pub budget: std::time::Duration,
+    /// Where range parts that can be cut are answered from (see `results_cache::range`).
+    pub cache: Option<&'a ResultsCache>,
+    /// The headers forwarded to the upstream (`upstream.forward_headers`), part of every key.
+    pub forward_headers: &'a [http::HeaderName],
+}
+
+/// A piece read whole for the cache; a larger one is asked the ordinary way, decoded as it
+/// streams within the samples budget.
+const MAX_PIECE_BODY: usize = 64 << 20;
+
+impl UpstreamSource<'_> {
+    /// A range part through the results cache: the joined answer's bytes, or `None` when it
+    /// cannot be cut or a piece could not be read (then it is asked whole, as always).
+    async fn cached_range(&self, query: &MetricQuery<'_>) -> Option<bytes::Bytes> {
+        let cache = self.cache?;
+        let steps = query.steps;
+        let plan = RangePlan::new(
+            steps.start,
+            steps.time(steps.count - 1),
+            steps.step,
+            cache.settings.split_interval_ms,
+        )?;
+        let text = query.text.to_string();
+        let cacheable = if text.len() <= 4096 {
+            cacheable_expression(&text)
+        } else {
+            tokio::task::spawn_blocking(move || cacheable_expression(&text))
+                .await
+                .unwrap_or(false)
+        };
+        if !cacheable {
+            return None;
+        }
+        let forwarded = self.forward_headers.iter().flat_map(|name| {
+            self.headers
+                .get_all(name)
+                .iter()
+                .map(move |v| (name.as_str(), v.as_bytes()))
+        });
+        let base = range::base_key("range", query.text, forwarded, self.upstream.base_url());
+        let fetch = |a: i64, b: i64| async move {
+            let path = format!(
+                "/api/v1/query_range?{}",
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("query", query.text)
+                    .append_pair("start", &seconds(a * 1_000_000))
+                    .append_pair("end", &seconds(b * 1_000_000))
+                    .append_pair("step", &seconds(steps.step))
+                    .finish()
+            );
+            let answer = self
+                .upstream
+                .forward(Forward {
+                    method: Method::GET,
+                    path_and_query: &path,
+                    headers: self.headers,
+                    body: bytes::Bytes::new(),
+                    handler: "/api/v1/query (pushed down)",
+                    deadline: query.deadline,
+                    budget: self.budget,
+                    uncompressed: true,
+                })
+                .await
+                .ok()?;
+            let json = answer
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|t| t == "application/json");
+            if !answer.status().is_success() || !json {
+                return None;
+            }
+            let body = self
+                .upstream
+                .read_body(answer.into_body(), MAX_PIECE_BODY, query.deadline)
+                .await
+                .ok()?;
+            matrix::parse(&body, a, b)
+        };
+        range::answer(cache, base, &plan, fetch)
+            .await
+            .map(bytes::Bytes::from)
+    }
 }
 
 impl From<UpstreamError> for EngineError {
@@ -59,6 +145,25 @@ fn path_and_query(query: &MetricQuery<'_>) -> String {
 impl MetricSource for UpstreamSource<'_> {
     fn query<'a>(&'a self, query: MetricQuery<'a>) -> crate::engine::source::MetricFuture<'a> {
         Box::pin(async move {
+            let shape = Shape {
+                steps: query.steps,
+                scalar: query.scalar,
+                max_samples: query.max_samples,
+            };
+            if query.range {
+                if let Some(body) = self.cached_range(&query).await {
+                    return match decode_streamed(Body::from(body), shape, query.deadline).await? {
+                        Answer::Success { value, warnings } => Ok(MetricAnswer { value, warnings }),
+                        Answer::Error {
+                            error_type,
+                            message,
+                        } => Err(EngineError::Source {
+                            kind: SourceErrorKind::from_error_type(&error_type),
+                            message,
+                        }),
+                    };
+                }
+            }
             let path = path_and_query(&query);
             let answer = self
                 .upstream
@@ -73,11 +178,6 @@ impl MetricSource for UpstreamSource<'_> {
                     uncompressed: true,
                 })
                 .await?;
-            let shape = Shape {
-                steps: query.steps,
-                scalar: query.scalar,
-                max_samples: query.max_samples,
-            };
             let status = answer.status();
             match decode_streamed(answer.into_body(), shape, query.deadline).await? {
                 Answer::Success { value, warnings } if status.is_success() => {
