@@ -126,33 +126,6 @@ fn decoded_text(a: &Answer) -> String {
     text
 }
 
-fn close_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    use serde_json::Value::*;
-    match (a, b) {
-        (String(x), String(y)) => {
-            let sorted = |s: &str| {
-                let mut b = s.as_bytes().to_vec();
-                b.sort_unstable();
-                b
-            };
-            x == y
-                || matches!((x.parse::<f64>(), y.parse::<f64>()), (Ok(p), Ok(q))
-                    if (p - q).abs() <= 1e-9 * p.abs().max(q.abs()))
-                // Error texts that list series in map order: same characters, other order.
-                || (x.len() > 200 && sorted(x) == sorted(y))
-        }
-        (Array(x), Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| close_json(p, q))
-        }
-        (Object(x), Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| close_json(v, w)))
-        }
-        (x, y) => x == y,
-    }
-}
-
 fn equivalent(direct: &Answer, through: &Answer, strictness: Strictness) -> bool {
     if direct == through {
         return true;
@@ -187,7 +160,7 @@ fn equivalent(direct: &Answer, through: &Answer, strictness: Strictness) -> bool
         serde_json::from_str::<serde_json::Value>(&a),
         serde_json::from_str::<serde_json::Value>(&b),
     ) {
-        (Ok(x), Ok(y)) => close_json(&x, &y),
+        (Ok(x), Ok(y)) => support::close_json(&x, &y),
         _ => a == b,
     }
 }

@@ -113,7 +113,6 @@ fn cached_answers_are_the_upstreams_bytes() {
     }));
     let config = ProptestConfig {
         cases: 48,
-        max_global_rejects: 4096,
         failure_persistence: None,
         ..ProptestConfig::default()
     };
@@ -141,10 +140,24 @@ fn cached_answers_are_the_upstreams_bytes() {
                 (direct, again, through)
             });
             let (direct, again, through) = answers;
-            // Some expressions Prometheus itself answers differently from one ask to the next
-            // (`or` goes through a Go map; the sums after it add in that order): nothing to
-            // compare with. Janus never cuts those (`results_cache::plan`).
-            prop_assume!(direct == again, "Prometheus is not deterministic for {}", query);
+            if !janus::results_cache::plan::cacheable_expression(&query) {
+                // Passed through whole. Some of these Prometheus itself answers differently
+                // from one ask to the next (a sum after `or` adds in a Go map's order): equal
+                // but for the last digits.
+                for answer in &through {
+                    let same = answer.0 == direct.0
+                        && match (
+                            serde_json::from_str::<serde_json::Value>(&answer.1),
+                            serde_json::from_str::<serde_json::Value>(&direct.1),
+                        ) {
+                            (Ok(a), Ok(b)) => support::close_json(&a, &b),
+                            _ => answer.1 == direct.1,
+                        };
+                    prop_assert!(same, "{} [{}, {}] step {}", query, from, to, step_text);
+                }
+                continue;
+            }
+            prop_assert_eq!(&direct, &again, "Prometheus answered {} differently", query);
             for (i, answer) in through.iter().enumerate() {
                 prop_assert_eq!(answer, &direct, "{} [{}, {}] step {} (ask {})", query, from, to, step_text, i);
             }

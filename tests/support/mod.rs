@@ -207,3 +207,33 @@ pub async fn answer_parts(r: reqwest::Response) -> (u16, String, String) {
         .to_string();
     (status, content_type, r.text().await.expect("body"))
 }
+
+/// JSON equal but for the last digits of numbers in strings (1e-9 relative): upstreams that
+/// add floats in an order of their own (VictoriaMetrics in parallel, Prometheus after a map)
+/// give such answers from one ask to the next.
+pub fn close_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value::*;
+    match (a, b) {
+        (String(x), String(y)) => {
+            let sorted = |s: &str| {
+                let mut b = s.as_bytes().to_vec();
+                b.sort_unstable();
+                b
+            };
+            x == y
+                || matches!((x.parse::<f64>(), y.parse::<f64>()), (Ok(p), Ok(q))
+                    if (p - q).abs() <= 1e-9 * p.abs().max(q.abs()))
+                // Error texts that list series in map order: same characters, other order.
+                || (x.len() > 200 && sorted(x) == sorted(y))
+        }
+        (Array(x), Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| close_json(p, q))
+        }
+        (Object(x), Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| close_json(v, w)))
+        }
+        (x, y) => x == y,
+    }
+}
