@@ -31,6 +31,26 @@ pub struct UpstreamSource<'a> {
 const MAX_PIECE_BODY: usize = 64 << 20;
 
 impl UpstreamSource<'_> {
+    /// One GET of the upstream on the client's behalf, uncompressed (it is decoded here).
+    async fn ask(
+        &self,
+        path_and_query: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<http::Response<Body>, UpstreamError> {
+        self.upstream
+            .forward(Forward {
+                method: Method::GET,
+                path_and_query,
+                headers: self.headers,
+                body: bytes::Bytes::new(),
+                handler: "/api/v1/query (pushed down)",
+                deadline,
+                budget: self.budget,
+                uncompressed: true,
+            })
+            .await
+    }
+
     /// A range part through the results cache: the joined answer's bytes, or `None` when it
     /// cannot be cut or a piece could not be read (then it is asked whole, as always).
     async fn cached_range(&self, query: &MetricQuery<'_>) -> Option<bytes::Bytes> {
@@ -70,20 +90,7 @@ impl UpstreamSource<'_> {
                     .append_pair("step", &seconds(steps.step))
                     .finish()
             );
-            let answer = self
-                .upstream
-                .forward(Forward {
-                    method: Method::GET,
-                    path_and_query: &path,
-                    headers: self.headers,
-                    body: bytes::Bytes::new(),
-                    handler: "/api/v1/query (pushed down)",
-                    deadline: query.deadline,
-                    budget: self.budget,
-                    uncompressed: true,
-                })
-                .await
-                .ok()?;
+            let answer = self.ask(&path, query.deadline).await.ok()?;
             let json = answer
                 .headers()
                 .get(http::header::CONTENT_TYPE)
@@ -150,36 +157,18 @@ impl MetricSource for UpstreamSource<'_> {
                 scalar: query.scalar,
                 max_samples: query.max_samples,
             };
-            if query.range {
-                if let Some(body) = self.cached_range(&query).await {
-                    return match decode_streamed(Body::from(body), shape, query.deadline).await? {
-                        Answer::Success { value, warnings } => Ok(MetricAnswer { value, warnings }),
-                        Answer::Error {
-                            error_type,
-                            message,
-                        } => Err(EngineError::Source {
-                            kind: SourceErrorKind::from_error_type(&error_type),
-                            message,
-                        }),
-                    };
+            let cached = match query.range {
+                true => self.cached_range(&query).await,
+                false => None,
+            };
+            let (status, body) = match cached {
+                Some(body) => (http::StatusCode::OK, Body::from(body)),
+                None => {
+                    let answer = self.ask(&path_and_query(&query), query.deadline).await?;
+                    (answer.status(), answer.into_body())
                 }
-            }
-            let path = path_and_query(&query);
-            let answer = self
-                .upstream
-                .forward(Forward {
-                    method: Method::GET,
-                    path_and_query: &path,
-                    headers: self.headers,
-                    body: bytes::Bytes::new(),
-                    handler: "/api/v1/query (pushed down)",
-                    deadline: query.deadline,
-                    budget: self.budget,
-                    uncompressed: true,
-                })
-                .await?;
-            let status = answer.status();
-            match decode_streamed(answer.into_body(), shape, query.deadline).await? {
+            };
+            match decode_streamed(body, shape, query.deadline).await? {
                 Answer::Success { value, warnings } if status.is_success() => {
                     Ok(MetricAnswer { value, warnings })
                 }
