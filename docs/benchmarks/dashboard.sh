@@ -5,6 +5,7 @@
 # it on (defaults: split 24h, freshness 10m, 256MB). Each refresh asks the 12 panels six at a
 # time (as a browser does) of the cache-off Janus, then of the cache-on one.
 #
+# (curl --parallel, one process per refresh.)
 # Per refresh: the samples Prometheus loaded for the queries it was asked (from its query log,
 # `totalQueryableSamples`), the bytes of log files Janus read (janus_store_scanned_bytes_total),
 # and the dashboard's latency (all 12 panels answered). Data: dashboard_data.py (25 hours up to
@@ -87,17 +88,20 @@ refresh() { # base-url -> prints "samples bytes seconds"
   local before_lines before_bytes t0 t1
   before_lines=$(wc -l <"$work/query.log")
   before_bytes=$(counter "$base" janus_store_scanned_bytes_total)
+  # One curl for the whole refresh, six requests at a time over kept-alive connections (as a
+  # browser asks a dashboard's panels), so process start-up is not part of the latency.
+  local args=(-Z --parallel-max 6 --fail --no-progress-meter)
+  local first=1
+  for q in "${panels[@]}"; do
+    [ $first = 1 ] || args+=(--next)
+    first=0
+    args+=(-o /dev/null -G "$base/api/v1/query_range" --data-urlencode "query=$q"
+      -d "start=$start" -d "end=$end" -d step=60)
+  done
+  args+=(--next -o /dev/null -G "$base/api/v1/query_range" --data-urlencode "query=$lines_panel"
+    -d "start=$start" -d "end=$end" -d limit=100)
   t0=$(date +%s.%N)
-  {
-    for q in "${panels[@]}"; do printf 'R\t%s\n' "$q"; done
-    printf 'L\t%s\n' "$lines_panel"
-  } | xargs -P 6 -d '\n' -I{} bash -c '
-    kind=${1%%	*}; q=${1#*	}
-    if [ "$kind" = R ]; then
-      curl -fsS -o /dev/null "$2/api/v1/query_range" --data-urlencode "query=$q" -d start=$3 -d end=$4 -d step=60
-    else
-      curl -fsS -o /dev/null "$2/api/v1/query_range" --data-urlencode "query=$q" -d start=$3 -d end=$4 -d limit=100
-    fi' _ {} "$base" "$start" "$end"
+  curl "${args[@]}"
   t1=$(date +%s.%N)
   sleep 0.2 # the query log is written as each query ends
   local samples bytes
