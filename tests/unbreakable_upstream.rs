@@ -240,3 +240,119 @@ async fn idle_connections_cannot_stop_queries() {
     drop(idle);
     janus.assert_alive_and_bounded("a flood of idle connections");
 }
+
+/// A Prometheus-shaped upstream answering every range query with 25 series on the asked grid,
+/// labelled with the query (so distinct queries make distinct entries).
+async fn matrix_upstream() -> String {
+    use axum::routing::get;
+    async fn answer(uri: axum::http::Uri, body: axum::body::Bytes) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let params: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+                .chain(form_urlencoded::parse(&body))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        let seconds = |k: &str| -> i64 {
+            params
+                .get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .map_or(0, |v| v as i64)
+        };
+        let (start, end, step) = (seconds("start"), seconds("end"), seconds("step").max(1));
+        let query = params.get("query").cloned().unwrap_or_default();
+        let mut out =
+            String::from(r#"{"status":"success","data":{"resultType":"matrix","result":["#);
+        for i in 0..25 {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                r#"{{"metric":{{"i":"{i:02}","q":{}}},"values":["#,
+                serde_json::Value::String(query.clone())
+            ));
+            let mut t = start;
+            let mut first = true;
+            while t <= end {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&format!(r#"[{t},"{i}"]"#));
+                t += step;
+            }
+            out.push_str("]}");
+        }
+        out.push_str("]}}");
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            out,
+        )
+            .into_response()
+    }
+    let app = axum::Router::new()
+        .route("/api/v1/query_range", get(answer).post(answer))
+        .route("/-/ready", get(|| async { "ok" }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// Hundreds of distinct range queries whose answers would take hundreds of megabytes to keep:
+/// the results cache holds at most `--query.cache-size` (evicting the rest), every answer is
+/// still the upstream's, and memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_results_cache_stays_within_its_size() {
+    let upstream = matrix_upstream().await;
+    let mut janus = Guarded::start(
+        &store_with_a_line(),
+        &upstream,
+        &["--query.cache-size=8MB", "--query.split-interval=6h"],
+    )
+    .await;
+    let client = raw_client();
+    let ask = |base: String, query: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(format!("{base}/api/v1/query_range"))
+                .query(&[
+                    ("query", query.as_str()),
+                    ("start", "1704067200"),
+                    ("end", "1704153600"),
+                    ("step", "60"),
+                ])
+                .send()
+                .await
+                .expect("answer");
+            (r.status().as_u16(), r.bytes().await.expect("body"))
+        }
+    };
+    for batch in 0..25 {
+        let asks = (0..8).map(|i| ask(janus.url.clone(), format!("load{{n=\"{batch}-{i}\"}}")));
+        for (status, body) in futures_util::future::join_all(asks).await {
+            assert_eq!(status, 200);
+            assert!(body.len() > 500_000, "{}", body.len());
+        }
+    }
+    // Asked again, cached or not, the answer is the upstream's for the whole query.
+    let query = "load{n=\"24-7\"}".to_string();
+    let (_, through) = ask(janus.url.clone(), query.clone()).await;
+    let (_, direct) = ask(upstream.clone(), query).await;
+    assert_eq!(through, direct);
+    let (_, metrics) = janus.get("/metrics", &[]).await;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let held = value(r#"janus_cache_bytes{face="metric"}"#);
+    assert!(held > 0.0 && held <= f64::from(8 << 20), "cache holds {held} bytes");
+    assert!(value(r#"janus_cache_evictions_total{face="metric"}"#) > 0.0);
+    janus.assert_alive_and_bounded("200 distinct range queries of 1.5 MB through an 8 MB cache");
+}
