@@ -352,7 +352,10 @@ async fn the_results_cache_stays_within_its_size() {
             .unwrap_or(-1.0)
     };
     let held = value(r#"janus_cache_bytes{face="metric"}"#);
-    assert!(held > 0.0 && held <= f64::from(8 << 20), "cache holds {held} bytes");
+    assert!(
+        held > 0.0 && held <= f64::from(8 << 20),
+        "cache holds {held} bytes"
+    );
     assert!(value(r#"janus_cache_evictions_total{face="metric"}"#) > 0.0);
     janus.assert_alive_and_bounded("200 distinct range queries of 1.5 MB through an 8 MB cache");
 }

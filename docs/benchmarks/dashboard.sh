@@ -11,11 +11,13 @@
 # and the dashboard's latency (all 12 panels answered). Data: dashboard_data.py (25 hours up to
 # now; ~225k metric samples, ~900k log lines).
 #
-# usage: docs/benchmarks/dashboard.sh [refreshes] [seconds-between]   (needs prometheus, curl)
+# usage: docs/benchmarks/dashboard.sh [refreshes] [seconds-between] [pods-per-namespace]
+#        (needs prometheus, promtool, curl; pods default 3: 88 metric series)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 refreshes=${1:-20}
 pause=${2:-3}
+pods=${3:-3}
 for tool in prometheus promtool curl python3; do
   command -v $tool >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
@@ -27,7 +29,7 @@ trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null || true; done; wait 2>/dev/n
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ready() { for _ in $(seq 600); do curl -fs -o /dev/null "$1" && return; sleep 0.1; done; echo "not ready: $1" >&2; exit 1; }
 
-python3 docs/benchmarks/dashboard_data.py "$work/metrics.om" "$work/logs-off"
+python3 docs/benchmarks/dashboard_data.py "$work/metrics.om" "$work/logs-off" "$pods"
 cp -r "$work/logs-off" "$work/logs-on"
 promtool tsdb create-blocks-from openmetrics "$work/metrics.om" "$work/tsdb" >/dev/null
 cat >"$work/prometheus.yml" <<YAML

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Data for the dashboard replay benchmark: the last 25 hours up to now.
 
-usage: dashboard_data.py METRICS.om LOG_ROOT
+usage: dashboard_data.py METRICS.om LOG_ROOT [PODS]
 
 METRICS.om: OpenMetrics text for `promtool tsdb create-blocks-from openmetrics` (a sample
-every 30 s): http_requests_total by namespace/pod/code/method, cpu_usage_ratio by pod,
+every 30 s; PODS pods per namespace, default 3): http_requests_total by
+namespace/pod/code/method, cpu_usage_ratio by pod,
 request_duration_seconds_bucket by namespace/le, up by job/instance.
 LOG_ROOT: a Lethe tree, pod/<namespace>/YYYY-MM-DD_HH.log for shop and auth, three pods
 each, a line every ~0.2 s per namespace, levels info/warn/ERROR, up to a few seconds ago.
@@ -20,6 +21,7 @@ NOW = int(time.time())
 START = (NOW - 25 * 3600) // 30 * 30
 END = NOW - 60
 NAMESPACES = ["shop", "auth", "billing"]
+PODS = int(sys.argv[3]) if len(sys.argv) > 3 else 3
 
 
 def metrics(path):
@@ -27,7 +29,7 @@ def metrics(path):
     with open(path, "w") as om:
         om.write("# TYPE http_requests counter\n")
         for ns in NAMESPACES:
-            for p in range(3):
+            for p in range(PODS):
                 for code in ["200", "500"]:
                     for method in ["GET", "POST"]:
                         total = 0.0
@@ -38,7 +40,7 @@ def metrics(path):
                             om.write(f"http_requests_total{{{labels}}} {total:.3f} {t}\n")
         om.write("# TYPE cpu_usage_ratio gauge\n")
         for ns in NAMESPACES:
-            for p in range(3):
+            for p in range(PODS):
                 labels = f'namespace="{ns}",pod="{ns}-{p}",job="node"'
                 for i, t in enumerate(times):
                     om.write(f"cpu_usage_ratio{{{labels}}} {0.5 + 0.4 * math.sin(i / 53 + p):.4f} {t}\n")
@@ -91,7 +93,7 @@ def logs(root):
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     metrics(sys.argv[1])
     logs(sys.argv[2])
