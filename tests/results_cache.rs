@@ -440,3 +440,151 @@ async fn mixed_expressions_through_the_cache_equal_an_uncached_janus() {
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
 }
+
+/// Prometheus's remote-write messages, for writing samples at chosen times.
+mod remote_write {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct WriteRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub timeseries: Vec<TimeSeries>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TimeSeries {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<Label>,
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<Sample>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Label {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        #[prost(double, tag = "1")]
+        pub value: f64,
+        #[prost(int64, tag = "2")]
+        pub timestamp: i64,
+    }
+}
+
+/// Writes `late_metric{job="w"}` samples (value = its time) at `times` (unix seconds).
+async fn remote_write(prometheus: &str, times: impl Iterator<Item = i64>) {
+    use prost::Message;
+    let samples = times
+        .map(|t| remote_write::Sample {
+            value: t as f64,
+            timestamp: t * 1000,
+        })
+        .collect();
+    let request = remote_write::WriteRequest {
+        timeseries: vec![remote_write::TimeSeries {
+            labels: vec![
+                remote_write::Label {
+                    name: "__name__".into(),
+                    value: "late_metric".into(),
+                },
+                remote_write::Label {
+                    name: "job".into(),
+                    value: "w".into(),
+                },
+            ],
+            samples,
+        }],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .expect("snappy");
+    let r = raw_client()
+        .post(format!("{prometheus}/api/v1/write"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .expect("remote write");
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+}
+
+/// Late samples: written into Prometheus inside the freshness window they are in the next
+/// answer; written older than it (out of order) they are not, as documented, until the cache
+/// is emptied with the admin endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_samples_inside_the_freshness_window_are_seen() {
+    let dir = support::temp_dir("cache-late");
+    let port = support::guarded::free_port();
+    let config = "global: {}\nstorage:\n  tsdb:\n    out_of_order_time_window: 2h\n";
+    let prometheus = support::prometheus::start_with(
+        &dir,
+        port,
+        config,
+        &dir.join("tsdb"),
+        &["--web.enable-remote-write-receiver"],
+    )
+    .await;
+    let janus = support::start_janus(&prometheus.url, |c| {
+        c.results_cache.max_freshness = Duration::from_secs(300);
+        c.results_cache.split_interval_ms = 600_000;
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let aligned = now / 30 * 30;
+    remote_write(
+        &prometheus.url,
+        (aligned - 1800..=aligned - 600).step_by(30),
+    )
+    .await;
+    let (from, to) = (aligned - 1800, aligned);
+    let both = || async {
+        (
+            ask_log(&janus.url, "late_metric", from, to, 30).await,
+            ask_log(&prometheus.url, "late_metric", from, to, 30).await,
+        )
+    };
+    let (through, direct) = both().await;
+    assert_eq!(through, direct);
+    // Inside the freshness window: asked again, so seen at once.
+    remote_write(&prometheus.url, (aligned - 240..=aligned - 60).step_by(30)).await;
+    let (through, direct) = both().await;
+    assert_eq!(through, direct);
+    assert!(
+        through.1.contains(&format!("\"{}\"", aligned - 60)),
+        "{}",
+        through.1
+    );
+    // Older than the bound, out of order: the cached stretch does not see it...
+    remote_write(&prometheus.url, std::iter::once(aligned - 450)).await;
+    let (through, direct) = both().await;
+    // At the step of the late sample: Prometheus now gives it; the cached stretch still gives
+    // the sample before it (within the lookback).
+    let point = |t: i64, v: i64| format!("[{t},\"{v}\"]");
+    assert!(
+        direct.1.contains(&point(aligned - 450, aligned - 450)),
+        "{}",
+        direct.1
+    );
+    assert!(
+        through.1.contains(&point(aligned - 450, aligned - 600)),
+        "{}",
+        through.1
+    );
+    // ...until the cache is emptied.
+    let r = raw_client()
+        .post(format!("{}/api/v1/admin/cache/clear", janus.url))
+        .send()
+        .await
+        .expect("clear");
+    assert_eq!(r.status(), 204);
+    let (through, direct) = both().await;
+    assert_eq!(through, direct);
+    janus.stop().await;
+    drop(prometheus);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,6 +22,17 @@ impl Drop for Prometheus {
 /// Starts Prometheus on `port` with `config` (YAML text, written into `dir`) over the TSDB at
 /// `tsdb`, and waits until it is ready.
 pub async fn start(dir: &Path, port: u16, config: &str, tsdb: &Path) -> Prometheus {
+    start_with(dir, port, config, tsdb, &[]).await
+}
+
+/// [`start`] with more flags.
+pub async fn start_with(
+    dir: &Path,
+    port: u16,
+    config: &str,
+    tsdb: &Path,
+    flags: &[&str],
+) -> Prometheus {
     let config_file = dir.join("prometheus.yml");
     std::fs::write(&config_file, config).expect("config");
     let child = Command::new(required_env("JANUS_TEST_PROMETHEUS_BIN"))
@@ -29,6 +40,7 @@ pub async fn start(dir: &Path, port: u16, config: &str, tsdb: &Path) -> Promethe
         .arg(format!("--storage.tsdb.path={}", tsdb.display()))
         .arg("--storage.tsdb.retention.time=100y")
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(flags)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
