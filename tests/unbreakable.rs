@@ -599,3 +599,32 @@ async fn a_tenants_crafted_queries_are_bounded() {
     janus.assert_alive_and_bounded("1,500 distinct confined queries");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Form bodies of the largest size Janus reads (16 MiB), forty at once: each is read whole and
+/// decoded into parameters, so together they would take well over a gigabyte. Their room is
+/// taken from one budget first; every request is answered (here the upstream is down: 503) and
+/// memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_size_form_bodies_at_once_are_bounded() {
+    let store = store_with_lines(10, 10);
+    let mut janus = Guarded::start(&store, "http://127.0.0.1:1", &[]).await;
+    let pad = "p".repeat((16 << 20) - 64);
+    let body = bytes::Bytes::from(format!("query=vector(1)&time=1&pad={pad}"));
+    let asks = (0..40).map(|_| {
+        let request = raw_client()
+            .post(format!("{}/api/v1/query", janus.url))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .timeout(Duration::from_secs(120))
+            .send();
+        async move {
+            match request.await {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => panic!("a request was not answered: {e}"),
+            }
+        }
+    });
+    let statuses = futures_util::future::join_all(asks).await;
+    assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
+    janus.assert_alive_and_bounded("forty 16 MiB form bodies at once");
+}

@@ -1,6 +1,7 @@
 //! The HTTP API: one table of routes (the contract, mirrored by `api-spec/openapi.yaml`), the
 //! shared state, and the observing middleware every request passes through.
 
+mod body_budget;
 mod cached_query;
 mod envelope;
 mod lines;
@@ -77,6 +78,8 @@ pub struct AppState {
     pub answer_budget: Arc<tokio::sync::Semaphore>,
     /// KiB that pushes in flight may hold (--ingest.max-bytes-in-flight).
     pub push_budget: Arc<tokio::sync::Semaphore>,
+    /// KiB that other request bodies may hold ([`body_budget::REQUEST_BYTES_IN_FLIGHT`]).
+    pub request_budget: Arc<tokio::sync::Semaphore>,
     /// Loki tails open at once ([`loki_tail::MAX_TAILS`]).
     pub tails: Arc<tokio::sync::Semaphore>,
     /// What --web.config.file enforces (credentials, rate limit, headers, TLS), kept current.
@@ -138,6 +141,9 @@ impl AppState {
             engine,
             writer,
             push_budget,
+            request_budget: Arc::new(tokio::sync::Semaphore::new(
+                body_budget::REQUEST_BYTES_IN_FLIGHT >> 10,
+            )),
             answer_budget: Arc::new(tokio::sync::Semaphore::new(ANSWER_BYTES_IN_FLIGHT >> 10)),
             tails: Arc::new(tokio::sync::Semaphore::new(loki_tail::MAX_TAILS)),
             started: SystemTime::now(),
@@ -303,9 +309,14 @@ pub fn router(state: SharedState) -> Router {
         router = router.route(route.path, method_router);
     }
     // The web configuration's checks run inside the observer, so refusals are counted too;
-    // then who the request is (tenants), once its credentials are known.
+    // then who the request is (tenants), once its credentials are known; then the room its
+    // body takes, so that only identified requests hold any.
     router
         .fallback(unrouted)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            body_budget::body_budget,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             tenancy::tenancy,

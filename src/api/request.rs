@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::params::Params;
 
 /// Prometheus reads form bodies up to 10 MiB; a little more leaves room for other upstreams.
-const MAX_FORM_BODY: usize = 16 << 20;
+pub const MAX_FORM_BODY: usize = 16 << 20;
 /// How long past a client's own `timeout` Janus waits for the upstream's timeout answer.
 const UPSTREAM_TIMEOUT_GRACE: Duration = Duration::from_millis(500);
 
