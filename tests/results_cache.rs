@@ -295,6 +295,33 @@ fn write_log_tree(root: &std::path::Path) {
     }
 }
 
+/// Two copies of the log tree, each under a Janus in front of `upstream`: one with the results
+/// cache (split every hour), one without it.
+async fn cached_and_plain(
+    upstream: &str,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    support::TestJanus,
+    support::TestJanus,
+) {
+    let (a, b) = (support::temp_dir("cache-a"), support::temp_dir("cache-b"));
+    write_log_tree(&a);
+    write_log_tree(&b);
+    let (sa, sb) = (a.clone(), b.clone());
+    let cached = support::start_janus(upstream, move |c| {
+        c.storage_path = sa;
+        c.results_cache.split_interval_ms = 3_600_000;
+    })
+    .await;
+    let plain = support::start_janus(upstream, move |c| {
+        c.storage_path = sb;
+        c.results_cache.max_bytes = 0;
+    })
+    .await;
+    (a, b, cached, plain)
+}
+
 async fn ask_log(base: &str, query: &str, start: i64, end: i64, step: i64) -> (u16, String) {
     ask(
         base,
@@ -312,19 +339,7 @@ async fn ask_log(base: &str, query: &str, start: i64, end: i64, step: i64) -> (u
 /// reads no file; and a late line, a rewrite or a deleted file is seen at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_metrics_over_sealed_files_equal_an_uncached_scan() {
-    let (a, b) = (support::temp_dir("bins-a"), support::temp_dir("bins-b"));
-    write_log_tree(&a);
-    write_log_tree(&b);
-    let (sa, sb) = (a.clone(), b.clone());
-    let cached = support::start_janus(&support::closed_port_url().await, move |c| {
-        c.storage_path = sa;
-    })
-    .await;
-    let plain = support::start_janus(&support::closed_port_url().await, move |c| {
-        c.storage_path = sb;
-        c.results_cache.max_bytes = 0;
-    })
-    .await;
+    let (a, b, cached, plain) = cached_and_plain(&support::closed_port_url().await).await;
     let queries = [
         r#"count_over_time(pod{namespace="x"}[5m])"#,
         r#"sum by (pod) (rate(pod{namespace="x"} |= "ERROR" [1m]))"#,
@@ -401,20 +416,7 @@ async fn log_metrics_over_sealed_files_equal_an_uncached_scan() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_expressions_through_the_cache_equal_an_uncached_janus() {
     let prometheus = required_env("JANUS_TEST_PROMETHEUS");
-    let (a, b) = (support::temp_dir("mixed-a"), support::temp_dir("mixed-b"));
-    write_log_tree(&a);
-    write_log_tree(&b);
-    let (sa, sb) = (a.clone(), b.clone());
-    let cached = support::start_janus(&prometheus, move |c| {
-        c.storage_path = sa;
-        c.results_cache.split_interval_ms = 3_600_000;
-    })
-    .await;
-    let plain = support::start_janus(&prometheus, move |c| {
-        c.storage_path = sb;
-        c.results_cache.max_bytes = 0;
-    })
-    .await;
+    let (a, b, cached, plain) = cached_and_plain(&prometheus).await;
     let queries = [
         r#"sum(count_over_time(pod{namespace="x"}[5m])) / sum(rate(http_requests_total[5m]))"#,
         r#"sum by (pod) (rate(pod{namespace="x"} |= "ERROR" [1m])) * on () group_left max(cpu_usage_ratio)"#,
