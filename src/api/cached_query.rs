@@ -32,7 +32,7 @@ pub async fn answer(state: &SharedState, read: ReadRequest, kind: QueryKind) -> 
     let Some(cache) = state.results_cache.as_deref() else {
         return proxy::forward(state, read).await;
     };
-    if skips_cache(&read) || !expression_is_cacheable(read.params.get("query")).await {
+    if skips_cache(&read) {
         return proxy::forward(state, read).await;
     }
     match kind {
@@ -130,6 +130,9 @@ async fn range(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -> 
     ) else {
         return proxy::forward(state, read).await;
     };
+    if !expression_is_cacheable(read.params.get("query")).await {
+        return proxy::forward(state, read).await;
+    }
     let step = read.params.get("step").to_string();
     let fetch = |a: i64, b: i64| {
         let mut pairs: Vec<(String, String)> = read
@@ -168,7 +171,7 @@ async fn instant(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -
         Ok(t) if !time.is_empty() && t.0 >= 0 && t.0 % 1_000_000 == 0 => t.as_millis(),
         _ => return proxy::forward(state, read).await,
     };
-    if at > cutoff_ms(cache) {
+    if at > cutoff_ms(cache) || !expression_is_cacheable(read.params.get("query")).await {
         return proxy::forward(state, read).await;
     }
     let mut key = base_key(state, &read, "instant");
