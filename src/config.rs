@@ -83,6 +83,10 @@ pub struct Flags {
     /// wait (up to 30s), then 503 [default: 512MB].
     #[arg(long = "ingest.max-bytes-in-flight", value_name = "SIZE")]
     pub ingest_max_bytes_in_flight: Option<String>,
+    /// How far ahead of now a pushed entry's timestamp may be (Loki's creation_grace_period);
+    /// later ones are refused with 400 [default: 10m].
+    #[arg(long = "ingest.creation-grace-period", value_name = "DURATION")]
+    pub ingest_creation_grace_period: Option<String>,
     /// Most open client connections; more are closed at once [default: 512].
     #[arg(long = "web.max-connections", value_name = "N")]
     pub web_max_connections: Option<String>,
@@ -106,6 +110,10 @@ pub struct Flags {
     /// Longest time between syncs with --storage.fsync=batch [default: 1s].
     #[arg(long = "storage.fsync-interval", value_name = "DURATION")]
     pub storage_fsync_interval: Option<String>,
+    /// Most hour files kept open for appending; never more than a quarter of the open files
+    /// limit [default: 1024].
+    #[arg(long = "storage.max-open-files", value_name = "N")]
+    pub storage_max_open_files: Option<String>,
     /// Hour files older than this are deleted; 0 keeps them (Lethe's choice is 15d) [default: 0].
     #[arg(long = "retention.time", value_name = "DURATION")]
     pub retention_time: Option<String>,
@@ -161,6 +169,7 @@ pub struct IngestFile {
     pub max_body_size: Option<String>,
     pub max_entries: Option<u64>,
     pub max_bytes_in_flight: Option<String>,
+    pub creation_grace_period: Option<String>,
     /// Which pushed label names feed namespace, pod, container, node and process.
     pub labels: Option<LabelMapping>,
 }
@@ -221,6 +230,7 @@ pub struct StorageFile {
     pub path: Option<PathBuf>,
     pub fsync: Option<String>,
     pub fsync_interval: Option<String>,
+    pub max_open_files: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -341,6 +351,8 @@ pub struct Config {
     pub ingest_max_body_size: usize,
     pub ingest_max_entries: usize,
     pub ingest_max_bytes_in_flight: usize,
+    /// Pushed timestamps may be at most this far ahead of now.
+    pub ingest_creation_grace_period: Duration,
     pub web_max_connections: usize,
     pub web_read_header_timeout: Duration,
     pub web_idle_timeout: Duration,
@@ -352,6 +364,8 @@ pub struct Config {
     pub ingest_labels: LabelMapping,
     pub storage_fsync: FsyncMode,
     pub storage_fsync_interval: Duration,
+    /// Hour files kept open for appending at most (before the open files limit's share).
+    pub storage_max_open_files: usize,
     pub retention_time: Duration,
     pub retention_size: u64,
     pub retention_interval: Duration,
@@ -432,6 +446,13 @@ impl Config {
                 .or(file.ingest.max_bytes_in_flight),
             "512MB",
         )?;
+        let ingest_creation_grace_period = parse_duration_setting(
+            "ingest.creation-grace-period",
+            flags
+                .ingest_creation_grace_period
+                .or(file.ingest.creation_grace_period),
+            "10m",
+        )?;
         let web_max_connections = count_setting(
             "web.max-connections",
             flags.web_max_connections,
@@ -482,6 +503,13 @@ impl Config {
         if storage_fsync_interval.is_zero() {
             return Err(invalid("storage.fsync-interval", "must be greater than 0"));
         }
+        let storage_max_open_files = count_setting(
+            "storage.max-open-files",
+            flags.storage_max_open_files,
+            file.storage.max_open_files,
+            crate::store::writer::DEFAULT_MAX_OPEN_FILES as u64,
+            1_000_000,
+        )? as usize;
         let log_level =
             choice("log.level", flags.log_level, file.log.level, LogLevel::Info)?.level();
         let log_format = choice(
@@ -511,6 +539,7 @@ impl Config {
             ingest_max_body_size,
             ingest_max_entries,
             ingest_max_bytes_in_flight,
+            ingest_creation_grace_period,
             web_max_connections,
             web_read_header_timeout,
             web_idle_timeout,
@@ -520,6 +549,7 @@ impl Config {
             ingest_labels: file.ingest.labels.unwrap_or_default(),
             storage_fsync,
             storage_fsync_interval,
+            storage_max_open_files,
             retention_time: retention.retention_time,
             retention_size: retention.retention_size,
             retention_interval: retention.retention_interval,

@@ -58,6 +58,17 @@ pub fn raise_open_files_limit() {
     }
 }
 
+/// The soft limit of open files now (`None` when it cannot be read or is unlimited).
+pub fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct passed by reference only.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (read == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
 /// What a connection speaks: TLS when the web configuration has it (read per connection, so
 /// a reloaded certificate serves the next handshake), HTTP/2 unless the configuration says no.
 pub struct Transport {

@@ -53,6 +53,9 @@ fn main() -> ExitCode {
         );
         server::serve(config, listener, server::shutdown_signal()).await
     });
+    // The grace period is over: work still running on blocking threads (a scan its client left,
+    // a parse) is not waited for — dropping the runtime would wait for it without bound.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -172,7 +172,7 @@ async fn lines_and_typed_errors() {
     else {
         panic!("lines");
     };
-    let found = engine
+    let (found, ()) = engine
         .search_lines(
             LineSearch {
                 query,
@@ -182,6 +182,7 @@ async fn lines_and_typed_errors() {
                 keep: Keep::Newest,
             },
             deadline(),
+            (),
         )
         .await
         .expect("found");

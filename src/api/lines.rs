@@ -61,10 +61,10 @@ pub async fn answer(
         Window::Range(start, end) => (start.0, end.0),
     };
 
-    let _slot = state.log_limiter.acquire(deadline.at).await?;
+    let slot = state.log_limiter.acquire(deadline.at).await?;
     let log_kind = query.kind;
     let pipeline = query.pipeline.clone();
-    let mut found = state
+    let (mut found, _slot) = state
         .engine
         .search_lines(
             LineSearch {
@@ -75,6 +75,7 @@ pub async fn answer(
                 keep,
             },
             deadline.at,
+            slot,
         )
         .await?;
     let mut warnings = std::mem::take(&mut found.warnings);

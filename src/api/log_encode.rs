@@ -79,6 +79,18 @@ pub struct LogAnswer {
     pipeline: crate::logql::pipeline::Pipeline,
     /// Streams grouped ahead by [`LogAnswer::prepare`].
     grouped: Option<Streams>,
+    /// Where [`LogAnswer::next_entry`] is: group, and position in it.
+    entry_at: (usize, usize),
+}
+
+/// One line of a grouped answer, for writers that cut their own messages (the tail).
+pub struct StreamEntry {
+    /// The group (stream) the line belongs to: see [`LogAnswer::stream_labels`].
+    pub group: usize,
+    /// The line's time, nanoseconds.
+    pub ts: i64,
+    /// The line as the pipeline left it, invalid UTF-8 replaced.
+    pub text: String,
 }
 
 impl LogAnswer {
@@ -101,6 +113,7 @@ impl LogAnswer {
             data_fields: Vec::new(),
             pipeline: crate::logql::pipeline::Pipeline::default(),
             grouped: None,
+            entry_at: (0, 0),
         }
     }
 
@@ -255,6 +268,40 @@ impl LogAnswer {
             self.grouped = Some(self.group_by_labels()?);
         }
         Ok(())
+    }
+
+    /// The labels of stream `group` of a prepared answer.
+    pub fn stream_labels(&self, group: usize) -> Option<&BTreeMap<String, String>> {
+        self.grouped.as_ref()?.get(group).map(|(labels, _)| labels)
+    }
+
+    /// The next line of a prepared answer, stream by stream, each stream's lines in the answer's
+    /// order: one line read back at a time, so a writer can cut its messages at any size.
+    /// `None` once every line was given (or the answer was not prepared). Blocking.
+    pub fn next_entry(&mut self) -> Option<StreamEntry> {
+        loop {
+            let (group, next) = self.entry_at;
+            let members = &self.grouped.as_ref()?.get(group)?.1;
+            let Some(&i) = members.get(next) else {
+                self.entry_at = (group + 1, 0);
+                continue;
+            };
+            self.entry_at = (group, next + 1);
+            let mut buf = std::mem::take(&mut self.buf);
+            let entry = self.found.read_line(i as usize, &mut buf).map(|line| {
+                let rewritten = self.rewritten_line(&line);
+                let message = rewritten.as_deref().unwrap_or(line.message);
+                StreamEntry {
+                    group,
+                    ts: line.ts,
+                    text: text(message).into_owned(),
+                }
+            });
+            self.buf = buf;
+            if entry.is_some() {
+                return entry;
+            }
+        }
     }
 
     /// Loki's shape: one stream per label set (sorted by labels), values in the answer's order.

@@ -233,10 +233,10 @@ async fn lines(
     deadline: Deadline,
     started: Instant,
 ) -> Result<Response, LokiError> {
-    let _slot = state.log_limiter.acquire(deadline.at).await?;
+    let slot = state.log_limiter.acquire(deadline.at).await?;
     let kind = search.query.kind;
     let pipeline = search.query.pipeline.clone();
-    let mut found = state.engine.search_lines(search, deadline.at).await?;
+    let (mut found, _slot) = state.engine.search_lines(search, deadline.at, slot).await?;
     let warnings = std::mem::take(&mut found.warnings);
     let stats = stats(found.bytes_scanned, found.lines.len(), started);
     let answer = LogAnswer::new(found, kind, order, LogAnswerFormat::Streams, warnings)

@@ -8,7 +8,7 @@
 //! read from a sample of the newest lines (`line_limit`, default 1,000), as Loki samples them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
@@ -44,19 +44,17 @@ pub async fn index_stats(State(state): State<SharedState>, request: Request) -> 
             query.filters.clear();
             query.pipeline = Default::default();
             let deadline = Deadline::own(params, &state.config)?;
-            let _slot = state.log_limiter.acquire(deadline.at).await?;
+            let slot = state.log_limiter.acquire(deadline.at).await?;
             let store = Arc::clone(&state.store);
             let max_series = state.config.query_max_series;
             let at = deadline.at.into_std();
-            let (buckets, files) = tokio::task::spawn_blocking(move || {
-                let cancelled = AtomicBool::new(false);
+            let (buckets, files) = crate::engine::blocking(slot, move |cancelled| {
                 let bounds = [start.saturating_sub(1), end.saturating_sub(1)];
-                let buckets = store.buckets(&query, &bounds, at, &cancelled, max_series, None);
+                let buckets = store.buckets(&query, &bounds, at, cancelled, max_series, None);
                 let files = store.hour_file_count(&query, start, end.saturating_sub(1));
                 buckets.map(|b| (b, files))
             })
-            .await
-            .map_err(|e| ApiError::Internal(format!("index stats failed: {e}")))?
+            .await?
             .map_err(ApiError::from)?;
             let (mut entries, mut bytes) = (0u64, 0u64);
             let mut streams = 0u64;
@@ -117,6 +115,7 @@ struct Field {
 async fn sample_fields(
     state: &SharedState,
     read: &super::request::ReadRequest,
+    only: Option<String>,
 ) -> Result<BTreeMap<String, Field>, LokiError> {
     let params = &read.params;
     let (start, end) = lp::bounds(params)?;
@@ -139,9 +138,9 @@ async fn sample_fields(
             })?,
     };
     let deadline = Deadline::own(params, &state.config)?;
-    let _slot = state.log_limiter.acquire(deadline.at).await?;
+    let slot = state.log_limiter.acquire(deadline.at).await?;
     let kind = query.kind;
-    let found = state
+    let (found, slot) = state
         .engine
         .search_lines(
             LineSearch {
@@ -152,12 +151,23 @@ async fn sample_fields(
                 keep: Keep::Newest,
             },
             deadline.at,
+            slot,
         )
         .await?;
-    let fields = tokio::task::spawn_blocking(move || {
-        let mut fields: BTreeMap<String, Field> = BTreeMap::new();
+    let at = deadline.at.into_std();
+    let fields = crate::engine::blocking(slot, move |cancelled| {
+        let mut fields = Fields::default();
         let mut buf = Vec::new();
         for i in 0..found.lines.len() {
+            // One line may hold 100,000 keys: the deadline and the client are checked per line.
+            if cancelled.load(Ordering::Relaxed) {
+                return Err(ApiError::Timeout("the client went away".into()));
+            }
+            if std::time::Instant::now() >= at {
+                return Err(ApiError::Timeout(
+                    "query timed out while detecting fields".into(),
+                ));
+            }
             let Some(line) = found.read_line(i, &mut buf) else {
                 continue;
             };
@@ -175,16 +185,51 @@ async fn sample_fields(
                 continue;
             }
             for (name, value) in out.labels {
-                let field = fields.entry(name).or_default();
-                field.parsers.insert(parser);
-                field.values.insert(value);
+                fields.add(name, value, parser, only.as_deref());
             }
         }
-        fields
+        Ok(fields.by_name)
     })
-    .await
-    .map_err(|e| ApiError::Internal(format!("detecting fields failed: {e}")))?;
+    .await??;
     Ok(fields)
+}
+
+/// Fields and values kept from the sample, bounded: at most [`MAX_FIELDS`] names and
+/// [`MAX_FIELD_BYTES`] of names and values together; past either, new ones are not kept (a
+/// cardinality then counts the values kept).
+#[derive(Default)]
+struct Fields {
+    by_name: BTreeMap<String, Field>,
+    bytes: usize,
+}
+
+/// Names of detected fields kept at most.
+const MAX_FIELDS: usize = 10_000;
+/// Bytes of detected field names and values kept at most.
+const MAX_FIELD_BYTES: usize = 16 << 20;
+
+impl Fields {
+    /// Keeps `value` of field `name` (only of the field `only`, when given) while within bounds.
+    fn add(&mut self, name: String, value: String, parser: &'static str, only: Option<&str>) {
+        if only.is_some_and(|only| only != name) {
+            return;
+        }
+        let field = match self.by_name.get_mut(&name) {
+            Some(field) => field,
+            None => {
+                if self.by_name.len() >= MAX_FIELDS || self.bytes + name.len() > MAX_FIELD_BYTES {
+                    return;
+                }
+                self.bytes += name.len();
+                self.by_name.entry(name).or_default()
+            }
+        };
+        field.parsers.insert(parser);
+        if self.bytes + value.len() <= MAX_FIELD_BYTES && !field.values.contains(&value) {
+            self.bytes += value.len();
+            field.values.insert(value);
+        }
+    }
 }
 
 /// Loki's type of a field, from its values: every value a whole number, a number, a duration,
@@ -222,7 +267,7 @@ pub async fn detected_fields(State(state): State<SharedState>, request: Request)
         async {
             let read = request::read(request).await?;
             let limit = answer_limit(&read.params)?;
-            let fields = sample_fields(&state, &read).await?;
+            let fields = sample_fields(&state, &read, None).await?;
             let list: Vec<_> = fields
                 .iter()
                 .take(limit)
@@ -253,7 +298,7 @@ pub async fn detected_field_values(
         async {
             let read = request::read(request).await?;
             let limit = answer_limit(&read.params)?;
-            let mut fields = sample_fields(&state, &read).await?;
+            let mut fields = sample_fields(&state, &read, Some(name.clone())).await?;
             let values: Vec<String> = fields
                 .remove(&name)
                 .map(|f| f.values.into_iter().take(limit).collect())

@@ -22,9 +22,9 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::log_encode::{LogAnswer, Order};
+use super::log_encode::{LogAnswer, Order, StreamEntry};
 use super::loki::{prepare, LokiError};
 use super::loki_params::{self as lp, BadParameter};
 use super::SharedState;
@@ -40,6 +40,9 @@ pub const MAX_TAILS: usize = 32;
 pub const MAX_TAIL_DURATION: Duration = Duration::from_secs(3600);
 /// The largest `delay_for` Loki accepts, in seconds.
 const MAX_DELAY_FOR: u64 = 5;
+/// The largest tail message: a batch of lines is sent as several messages of at most this many
+/// bytes (a single larger line goes alone), so a batch never sits in memory whole.
+pub const MAX_TAIL_MESSAGE_BYTES: usize = 1 << 20;
 /// How often the store is read for new lines.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -135,6 +138,32 @@ struct Cursor {
     sent: HashSet<u64>,
 }
 
+impl Cursor {
+    /// Whether the line at `ts` with this hash already went out.
+    fn was_sent(&self, ts: i64, hash: u64) -> bool {
+        ts == self.time && self.sent.contains(&hash)
+    }
+
+    /// After a truncated batch: the cursor moves to the newest line sent, remembering which
+    /// lines at that time went out (`at_newest`).
+    fn advance(&mut self, newest: i64, at_newest: HashSet<u64>) {
+        if newest != self.time {
+            self.time = newest;
+            self.sent = at_newest;
+        } else {
+            self.sent.extend(at_newest);
+        }
+    }
+}
+
+/// A line's identity at its time: its stream (labels as JSON) and text.
+fn line_hash(labels_json: &str, line: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    labels_json.hash(&mut h);
+    line.hash(&mut h);
+    h.finish()
+}
+
 /// Sends new lines until the client goes, the socket fails or the tail's time is up.
 async fn run(state: SharedState, mut socket: WebSocket, tail: TailRequest) {
     let ends = tokio::time::Instant::now() + MAX_TAIL_DURATION;
@@ -143,13 +172,9 @@ async fn run(state: SharedState, mut socket: WebSocket, tail: TailRequest) {
         sent: HashSet::new(),
     };
     loop {
-        match next_message(&state, &tail, &mut cursor).await {
-            Ok(Some(text)) => {
-                if socket.send(Message::Text(text.into())).await.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => {}
+        match send_new_lines(&state, &tail, &mut cursor, &mut socket).await {
+            Ok(true) => {}
+            Ok(false) => return,
             Err(e) => {
                 let _ = socket
                     .send(Message::Close(Some(CloseFrame {
@@ -179,21 +204,32 @@ async fn run(state: SharedState, mut socket: WebSocket, tail: TailRequest) {
     }
 }
 
-/// The lines after the cursor up to `now − delay_for`, as one message (`None`: nothing new).
-async fn next_message(
+fn failed(e: impl std::fmt::Display) -> LokiError {
+    LokiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("tail failed: {e}"),
+    )
+}
+
+/// Sends the lines after the cursor up to `now − delay_for`, in messages of at most
+/// [`MAX_TAIL_MESSAGE_BYTES`] (one line larger than that goes alone). What the batch holds
+/// (positions, a message being built and one being sent) is taken from the same budget as query
+/// answers before anything is encoded. Returns false when the client is gone.
+async fn send_new_lines(
     state: &SharedState,
     tail: &TailRequest,
     cursor: &mut Cursor,
-) -> Result<Option<String>, LokiError> {
+    socket: &mut WebSocket,
+) -> Result<bool, LokiError> {
     let upper = Timestamp::now().0.saturating_sub(tail.delay);
     if upper < cursor.time {
-        return Ok(None);
+        return Ok(true);
     }
     let deadline = tokio::time::Instant::now() + state.config.query_timeout;
-    let _slot = state.log_limiter.acquire(deadline).await?;
+    let slot = state.log_limiter.acquire(deadline).await?;
     // The batch may repeat lines at the cursor's time already sent: room for them too.
     let limit = tail.limit.saturating_add(cursor.sent.len());
-    let mut found = state
+    let (mut found, slot) = state
         .engine
         .search_lines(
             LineSearch {
@@ -204,127 +240,170 @@ async fn next_message(
                 keep: Keep::Oldest,
             },
             deadline,
+            slot,
         )
         .await?;
     let truncated = found.truncated;
     let warnings = std::mem::take(&mut found.warnings);
-    let kind = tail.query.kind;
-    let pipeline = tail.query.pipeline.clone();
-    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-        let mut answer = LogAnswer::new(
-            found,
-            kind,
-            Order::Ascending,
-            LogAnswerFormat::Streams,
-            warnings,
-        )
-        .with_pipeline(pipeline);
-        answer.prepare().map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        while answer
-            .fill(&mut out, usize::MAX)
-            .map_err(|e| e.to_string())?
-        {}
-        Ok(out)
-    })
+    let mut answer = LogAnswer::new(
+        found,
+        tail.query.kind,
+        Order::Ascending,
+        LogAnswerFormat::Streams,
+        warnings,
+    )
+    .with_pipeline(tail.query.pipeline.clone());
+    let answer = tokio::task::spawn_blocking(move || answer.prepare().map(|()| answer))
+        .await
+        .map_err(failed)?
+        .map_err(failed)?;
+    // Sending waits on the client: a tail that does not read holds its memory, not a query slot.
+    drop(slot);
+    let weight = u32::try_from((answer.held_bytes() + 2 * MAX_TAIL_MESSAGE_BYTES).div_ceil(1024))
+        .unwrap_or(u32::MAX);
+    let _held = tokio::time::timeout_at(
+        deadline,
+        Arc::clone(&state.answer_budget).acquire_many_owned(weight),
+    )
     .await
-    .map_err(|e| {
+    .map_err(|_| {
         LokiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("tail failed: {e}"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "tail timed out waiting for memory to send its lines (answers in flight)",
         )
     })?
-    .map_err(|e| {
-        LokiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("tail failed: {e}"),
-        )
-    })?;
-    let answer: Value = serde_json::from_slice(&body).map_err(|e| {
-        LokiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("tail failed: {e}"),
-        )
-    })?;
-    let (streams, newest) = unsent(&answer["data"]["result"], cursor);
-    let mut dropped = Vec::new();
-    match newest {
+    .map_err(|_| LokiError::new(StatusCode::SERVICE_UNAVAILABLE, "Janus is shutting down"))?;
+    let mut batch = Batch {
+        answer,
+        before: Cursor {
+            time: cursor.time,
+            sent: std::mem::take(&mut cursor.sent),
+        },
+        pending: None,
+        labels: None,
+        newest: None,
+        at_newest: HashSet::new(),
+    };
+    loop {
+        let (back, message) = tokio::task::spawn_blocking(move || {
+            let message = batch.next_message(MAX_TAIL_MESSAGE_BYTES);
+            (batch, message)
+        })
+        .await
+        .map_err(failed)?;
+        batch = back;
+        let Some(text) = message else { break };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return Ok(false);
+        }
+    }
+    cursor.sent = batch.before.sent;
+    match batch.newest {
         // Everything up to `upper` was read: the next batch starts after it.
         _ if !truncated => {
             cursor.time = upper.saturating_add(1);
             cursor.sent.clear();
         }
-        Some(newest) => advance(cursor, newest, &streams),
+        Some(newest) => cursor.advance(newest, batch.at_newest),
         // A whole batch of lines already sent, all at the cursor's time: more lines share that
         // nanosecond than a batch holds. Report them and move on.
         None => {
-            dropped.push(json!({"timestamp": cursor.time.to_string()}));
+            let message = json!({
+                "streams": [],
+                "dropped_entries": [{"timestamp": cursor.time.to_string()}],
+            });
             cursor.time = cursor.time.saturating_add(1);
             cursor.sent.clear();
-        }
-    }
-    if streams.is_empty() && dropped.is_empty() {
-        return Ok(None);
-    }
-    let mut message = json!({ "streams": streams });
-    if !dropped.is_empty() {
-        message["dropped_entries"] = Value::Array(dropped);
-    }
-    Ok(Some(message.to_string()))
-}
-
-/// A line's identity at its time: its stream and text.
-fn line_hash(stream: &Value, line: &Value) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    stream.to_string().hash(&mut h);
-    line.as_str().unwrap_or("").hash(&mut h);
-    h.finish()
-}
-
-/// The streams of `result` without the lines at the cursor's time already sent, and the
-/// newest time among what is left.
-fn unsent(result: &Value, cursor: &Cursor) -> (Vec<Value>, Option<i64>) {
-    let mut streams = Vec::new();
-    let mut newest = None;
-    for stream in result.as_array().into_iter().flatten() {
-        let values: Vec<Value> = stream["values"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|v| {
-                let ts = v[0]
-                    .as_str()
-                    .and_then(|t| t.parse::<i64>().ok())
-                    .unwrap_or(0);
-                let repeat =
-                    ts == cursor.time && cursor.sent.contains(&line_hash(&stream["stream"], &v[1]));
-                if !repeat {
-                    newest = newest.max(Some(ts));
-                }
-                !repeat
-            })
-            .cloned()
-            .collect();
-        if !values.is_empty() {
-            streams.push(json!({"stream": stream["stream"], "values": values}));
-        }
-    }
-    (streams, newest)
-}
-
-/// After a truncated batch: the cursor moves to its newest line, remembering which lines at
-/// that time went out.
-fn advance(cursor: &mut Cursor, newest: i64, streams: &[Value]) {
-    if newest != cursor.time {
-        cursor.sent.clear();
-        cursor.time = newest;
-    }
-    for stream in streams {
-        for v in stream["values"].as_array().into_iter().flatten() {
-            if v[0].as_str().and_then(|t| t.parse::<i64>().ok()) == Some(newest) {
-                cursor.sent.insert(line_hash(&stream["stream"], &v[1]));
+            if socket
+                .send(Message::Text(message.to_string().into()))
+                .await
+                .is_err()
+            {
+                return Ok(false);
             }
         }
+    }
+    Ok(true)
+}
+
+/// One search's lines being cut into messages: lines the cursor already sent are left out, and
+/// the newest time sent (with which lines at it) is kept for the cursor.
+struct Batch {
+    answer: LogAnswer,
+    /// What went out before this batch.
+    before: Cursor,
+    /// A line read for the previous message that did not fit in it.
+    pending: Option<(StreamEntry, u64, String)>,
+    /// The current stream's labels as JSON.
+    labels: Option<(usize, String)>,
+    newest: Option<i64>,
+    at_newest: HashSet<u64>,
+}
+
+impl Batch {
+    /// The next message, `{"streams":[{"stream":{…},"values":[["<ns>","<line>"],…]},…]}`, of
+    /// at most `max` bytes unless its one line is larger. `None`: no line is left. Blocking.
+    fn next_message(&mut self, max: usize) -> Option<String> {
+        let mut out = String::from("{\"streams\":[");
+        let mut open: Option<usize> = None;
+        loop {
+            let (entry, hash, value) = match self.pending.take() {
+                Some(pending) => pending,
+                None => {
+                    let Some(entry) = self.answer.next_entry() else {
+                        break;
+                    };
+                    let labels = self.labels_json(entry.group);
+                    let hash = line_hash(labels, &entry.text);
+                    if self.before.was_sent(entry.ts, hash) {
+                        continue;
+                    }
+                    let value = serde_json::to_string(&[entry.ts.to_string(), entry.text.clone()])
+                        .unwrap_or_default();
+                    (entry, hash, value)
+                }
+            };
+            let labels_len = self.labels.as_ref().map_or(0, |(_, l)| l.len());
+            if open.is_some() && out.len() + value.len() + labels_len + 32 > max {
+                self.pending = Some((entry, hash, value));
+                break;
+            }
+            if open != Some(entry.group) {
+                if open.is_some() {
+                    out.push_str("]},");
+                }
+                out.push_str("{\"stream\":");
+                out.push_str(self.labels_json(entry.group));
+                out.push_str(",\"values\":[");
+                open = Some(entry.group);
+            } else {
+                out.push(',');
+            }
+            out.push_str(&value);
+            if self.newest.is_none_or(|n| entry.ts > n) {
+                self.newest = Some(entry.ts);
+                self.at_newest.clear();
+            }
+            if self.newest == Some(entry.ts) {
+                self.at_newest.insert(hash);
+            }
+        }
+        open?;
+        out.push_str("]}]}");
+        Some(out)
+    }
+
+    /// Stream `group`'s labels as JSON, made once per stream.
+    fn labels_json(&mut self, group: usize) -> &str {
+        if self.labels.as_ref().is_none_or(|(g, _)| *g != group) {
+            let json = self
+                .answer
+                .stream_labels(group)
+                .and_then(|l| serde_json::to_string(l).ok())
+                .unwrap_or_else(|| "{}".into());
+            self.labels = Some((group, json));
+        }
+        self.labels.as_ref().map_or("{}", |(_, l)| l.as_str())
     }
 }
 
@@ -332,40 +411,28 @@ fn advance(cursor: &mut Cursor, newest: i64, streams: &[Value]) {
 mod tests {
     use super::*;
 
-    fn result(lines: &[(&str, &str, &str)]) -> Value {
-        Value::Array(
-            lines
-                .iter()
-                .map(|(pod, ts, line)| json!({"stream": {"pod": pod}, "values": [[ts, line]]}))
-                .collect(),
-        )
-    }
-
     /// The cursor sends each line once: lines at its time already sent are left out of the
-    /// next batch, the rest go, and the cursor moves to the newest line sent.
+    /// next batch, and it moves to the newest line sent, remembering the lines at that time.
     #[test]
     fn the_cursor_sends_each_line_once() {
         let mut cursor = Cursor {
             time: 100,
             sent: HashSet::new(),
         };
-        let first = result(&[("a", "100", "x"), ("b", "100", "y"), ("a", "101", "z")]);
-        let (streams, newest) = unsent(&first, &cursor);
-        assert_eq!((streams.len(), newest), (3, Some(101)));
-        advance(&mut cursor, 101, &streams);
+        let (x, y, z) = (
+            line_hash("{}", "x"),
+            line_hash("{}", "y"),
+            line_hash("{}", "z"),
+        );
+        assert!(!cursor.was_sent(100, x));
+        cursor.advance(101, HashSet::from([z]));
         assert_eq!((cursor.time, cursor.sent.len()), (101, 1));
-        // The next batch starts at 101 and holds `z` again, and a new line at 101.
-        let second = result(&[("a", "101", "z"), ("b", "101", "w"), ("a", "102", "v")]);
-        let (streams, newest) = unsent(&second, &cursor);
-        let lines: Vec<&str> = streams
-            .iter()
-            .flat_map(|s| s["values"].as_array().into_iter().flatten())
-            .filter_map(|v| v[1].as_str())
-            .collect();
-        assert_eq!((lines, newest), (vec!["w", "v"], Some(102)));
-        // A batch of only lines already sent: nothing new (the caller reports a drop and
-        // moves on).
-        let (streams, newest) = unsent(&result(&[("a", "101", "z")]), &cursor);
-        assert!(streams.is_empty() && newest.is_none());
+        assert!(cursor.was_sent(101, z) && !cursor.was_sent(102, z) && !cursor.was_sent(101, y));
+        // More lines at the same time add to what was sent there.
+        cursor.advance(101, HashSet::from([y]));
+        assert!(cursor.was_sent(101, z) && cursor.was_sent(101, y));
+        // A newer time forgets the older time's lines.
+        cursor.advance(102, HashSet::from([x]));
+        assert!(!cursor.was_sent(101, z) && cursor.was_sent(102, x));
     }
 }

@@ -117,10 +117,17 @@ impl AppState {
             },
             Arc::clone(&metrics),
         );
-        let writer = Arc::new(Writer::new(
-            config.storage_path.clone(),
-            config.storage_fsync,
-        ));
+        // Appenders take at most a quarter of the descriptors: connections and scans need the rest.
+        let max_open_files =
+            crate::connections::open_files_limit().map_or(config.storage_max_open_files, |n| {
+                config
+                    .storage_max_open_files
+                    .min(usize::try_from(n / 4).unwrap_or(usize::MAX))
+            });
+        let writer = Arc::new(
+            Writer::new(config.storage_path.clone(), config.storage_fsync)
+                .with_max_open_files(max_open_files),
+        );
         let push_budget = Arc::new(tokio::sync::Semaphore::new(
             config.ingest_budget_kib() as usize
         ));

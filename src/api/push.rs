@@ -202,8 +202,16 @@ async fn accept_push(
                     )
                 })?;
         }
-        let prepared =
-            ingest::prepare(&streams, &state_for_work.config.ingest_labels).map_err(|e| {
+        let grace = i64::try_from(
+            state_for_work
+                .config
+                .ingest_creation_grace_period
+                .as_nanos(),
+        )
+        .unwrap_or(i64::MAX);
+        let newest = crate::params::Timestamp::now().0.saturating_add(grace);
+        let prepared = ingest::prepare(&streams, &state_for_work.config.ingest_labels, newest)
+            .map_err(|e| {
                 count(&state_for_work, "refused", received);
                 ("bad_request", ApiError::BadData(e))
             })?;

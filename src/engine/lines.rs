@@ -1,9 +1,8 @@
 //! Lines: a log selector with its pipeline, searched over a window of the store.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::{CancelOnDrop, Engine, EngineError};
+use super::{Engine, EngineError};
 use crate::logql::LogQuery;
 use crate::store::scan::Keep;
 use crate::store::{Found, Search};
@@ -25,29 +24,30 @@ pub struct LineSearch {
 
 impl Engine {
     /// Searches the store on a blocking thread, by the deadline; dropping the future (a client
-    /// that went away) stops the scan at its next block.
-    pub async fn search_lines(
+    /// that went away) stops the scan at its next block. `slot` (the query's place under the
+    /// limiter) is held until the scan has really stopped, and given back with the answer for
+    /// the caller to hold while it encodes.
+    pub async fn search_lines<H: Send + 'static>(
         &self,
         search: LineSearch,
         deadline: tokio::time::Instant,
-    ) -> Result<Found, EngineError> {
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let _guard = CancelOnDrop(Arc::clone(&cancelled));
+        slot: H,
+    ) -> Result<(Found, H), EngineError> {
         let store = Arc::clone(&self.store);
         let deadline = deadline.into_std();
-        let found = tokio::task::spawn_blocking(move || {
-            store.search(&Search {
+        let (found, slot) = super::blocking((), move |cancelled| {
+            let found = store.search(&Search {
                 query: &search.query,
                 lo: search.lo,
                 hi: search.hi,
                 limit: search.limit,
                 keep: search.keep,
                 deadline,
-                cancelled: &cancelled,
-            })
+                cancelled,
+            });
+            (found, slot)
         })
-        .await
-        .map_err(|e| EngineError::Internal(format!("log search failed: {e}")))??;
-        Ok(found)
+        .await?;
+        Ok((found?, slot))
     }
 }

@@ -56,6 +56,25 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Runs `work` on a blocking thread, with a flag it must read inside its loops: the flag is set
+/// when the caller stops waiting (a client that went away, a dropped query). `hold` (a query
+/// slot) is kept until the work has really ended, not only until the caller left, so a slot
+/// never frees while its work still runs.
+pub async fn blocking<T: Send + 'static>(
+    hold: impl Send + 'static,
+    work: impl FnOnce(&AtomicBool) -> T + Send + 'static,
+) -> Result<T, EngineError> {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(Arc::clone(&cancelled));
+    tokio::task::spawn_blocking(move || {
+        let out = work(&cancelled);
+        drop(hold);
+        out
+    })
+    .await
+    .map_err(|e| EngineError::Internal(format!("blocking work failed: {e}")))
+}
+
 impl Engine {
     /// An engine over `store`; one per process, shared by every request.
     pub fn new(store: Arc<Store>, limits: Limits, metrics: Arc<Metrics>) -> Self {

@@ -321,7 +321,7 @@ impl<'de> serde::de::Visitor<'de> for StreamSeed<'_> {
         let mut entries = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
-                "stream" => labels = Some(map.next_value()?),
+                "stream" => labels = Some(map.next_value::<UniqueLabels>()?.0),
                 "values" => {
                     // Labels usually come first; name the stream in errors when they did.
                     let described = labels.as_ref().map_or_else(
@@ -343,6 +343,44 @@ impl<'de> serde::de::Visitor<'de> for StreamSeed<'_> {
             entries: entries.ok_or_else(|| A::Error::missing_field("values"))?,
         })
     }
+}
+
+/// A stream's labels, refused when a name comes twice (serde's map would keep the last one
+/// silently; Loki refuses the stream: `pkg/validation/validate.go`, duplicate_label_names).
+struct UniqueLabels(BTreeMap<String, String>);
+
+impl<'de> serde::Deserialize<'de> for UniqueLabels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = UniqueLabels;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("stream labels: an object of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut labels = BTreeMap::new();
+                while let Some((name, value)) = map.next_entry::<String, String>()? {
+                    if labels.contains_key(&name) {
+                        return Err(serde::de::Error::custom(duplicate_label(&labels, &name)));
+                    }
+                    labels.insert(name, value);
+                }
+                Ok(UniqueLabels(labels))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// Loki's words for a stream that names a label twice.
+fn duplicate_label(labels: &BTreeMap<String, String>, name: &str) -> String {
+    format!(
+        "stream '{}' has duplicate label name: '{name}'",
+        describe(labels)
+    )
 }
 
 struct EntriesSeed<'s> {
@@ -647,6 +685,9 @@ pub fn parse_label_string(text: &str) -> Result<BTreeMap<String, String>, String
             return Err(format!("unterminated value of {name}"));
         }
         let value = crate::logql::lexer::unquote(&after[..=i])?;
+        if out.contains_key(name) {
+            return Err(duplicate_label(&out, name));
+        }
         out.insert(name.to_string(), value);
         rest = after[i + 1..].trim_start();
         if let Some(r) = rest.strip_prefix(',') {
@@ -687,6 +728,11 @@ mod tests {
         ] {
             assert!(parse_label_string(bad).is_err(), "{bad}");
         }
+        // A name twice is refused, as Loki refuses it (pkg/validation/validate.go).
+        assert_eq!(
+            parse_label_string(r#"{namespace="a", pod="p", namespace="b"}"#).unwrap_err(),
+            r#"stream '{namespace="a", pod="p"}' has duplicate label name: 'namespace'"#
+        );
     }
 
     #[test]

@@ -22,13 +22,38 @@ pub struct Prepared {
 
 /// Maps every stream, validates every value, renders every line; refuses the whole request at
 /// the first problem, naming the stream.
-pub fn prepare(streams: &[PushStream], mapping: &LabelMapping) -> Result<Prepared, String> {
+///
+/// Timestamps must lie from the Unix epoch (hour files are named by date from 1970) to
+/// `newest` (now plus the creation grace period): Loki refuses entries too far in the future
+/// (`pkg/validation/validate.go`, too_far_in_future) and Janus those before 1970, which no
+/// query could ask for.
+pub fn prepare(
+    streams: &[PushStream],
+    mapping: &LabelMapping,
+    newest: i64,
+) -> Result<Prepared, String> {
     let mut files: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
     let mut clock = Clock::default();
     let mut prepared = Prepared::default();
     for stream in streams {
         let target = mapping.target(&stream.labels)?;
         let fields = target.values.join("|");
+        for (j, &(ts, _)) in stream.entries.iter().enumerate() {
+            let bound = if ts < 0 {
+                "too old: {ts}, oldest acceptable timestamp is: 1970-01-01T00:00:00Z"
+            } else if ts > newest {
+                "too new: {ts}, newest acceptable timestamp is: {newest} (--ingest.creation-grace-period)"
+            } else {
+                continue;
+            };
+            let why = bound
+                .replace("{ts}", &rfc3339(ts))
+                .replace("{newest}", &rfc3339(newest));
+            return Err(format!(
+                "entry {j} for stream '{}' has timestamp {why}",
+                decode::describe(&stream.labels)
+            ));
+        }
         for &(ts, ref line) in &stream.entries {
             let (time, hour) = clock.format(ts);
             let relative = PathBuf::from(target.kind.name())
@@ -49,6 +74,16 @@ pub fn prepare(streams: &[PushStream], mapping: &LabelMapping) -> Result<Prepare
     }
     prepared.files = files.into_iter().collect();
     Ok(prepared)
+}
+
+/// A timestamp in nanoseconds as RFC 3339 text, for messages.
+fn rfc3339(ts: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp(
+        ts.div_euclid(1_000_000_000),
+        ts.rem_euclid(1_000_000_000) as u32,
+    )
+    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    .unwrap_or_else(|| ts.to_string())
 }
 
 /// A message with newlines becomes several lines with the same time and labels; a `\r` before a
@@ -116,7 +151,7 @@ mod tests {
                 ),
             ],
         }];
-        let p = prepare(&streams, &LabelMapping::default()).unwrap();
+        let p = prepare(&streams, &LabelMapping::default(), i64::MAX).unwrap();
         assert_eq!((p.entries, p.lines), (2, 3));
         assert_eq!(p.files.len(), 2);
         assert_eq!(p.files[0].0, PathBuf::from("pod/shop/2024-01-01_00.log"));
@@ -134,5 +169,25 @@ mod tests {
                 assert!(crate::store::line::parse(line).is_some());
             }
         }
+    }
+
+    /// Timestamps before 1970 (an `i64::MIN` would name the file `1677-09-21_00.log`, which no
+    /// query reaches) and past the creation grace period are refused, naming the entry, as Loki
+    /// refuses them (`pkg/validation/validate.go`: too_far_in_future).
+    #[test]
+    fn timestamps_out_of_bounds_are_refused() {
+        let stream = |ts: i64| PushStream {
+            labels: [("namespace", "shop"), ("pod", "p"), ("container", "c")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            entries: vec![(1_000, "fine".into()), (ts, "x".into())],
+        };
+        let newest = 1_704_067_200_000_000_000;
+        let e = prepare(&[stream(i64::MIN)], &LabelMapping::default(), newest).unwrap_err();
+        assert!(e.starts_with("entry 1 for stream '{container=\"c\", namespace=\"shop\", pod=\"p\"}' has timestamp too old"), "{e}");
+        let e = prepare(&[stream(newest + 1)], &LabelMapping::default(), newest).unwrap_err();
+        assert!(e.contains("has timestamp too new: 2024-01-01T00:00:00.000000001Z, newest acceptable timestamp is: 2024-01-01T00:00:00Z"), "{e}");
+        assert!(prepare(&[stream(newest)], &LabelMapping::default(), newest).is_ok());
     }
 }

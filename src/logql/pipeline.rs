@@ -655,7 +655,18 @@ mod tests {
             r#"  {"k\u00e9y" : "v\n" , "n" : {"" : 1}}  "#,
             r#"{"arr":[[[]]],"s":"{[\"]}","t":false}"#,
             r#"{}"#,
-        ] {
+        ]
+        .into_iter()
+        .map(str::to_string)
+        // Thousands of keys, each an object: the labels' map past 64 of them.
+        .chain([format!(
+            "{{{}}}",
+            (0..5000)
+                .map(|i| format!(r#""k{i}":{{"n{}":{i},"s":"v{i}"}}"#, i % 70))
+                .collect::<Vec<_>>()
+                .join(",")
+        )]) {
+            let line = line.as_str();
             let mut want = Extracted::new();
             flatten("", &serde_json::from_str(line).unwrap(), &mut want);
             assert_eq!(extracted(vec![Stage::Json(None)], line), want, "{line}");

@@ -41,6 +41,17 @@ impl Guarded {
         Guarded::launch(storage, upstream, extra, None, false).await
     }
 
+    /// As `start`, under the 2 GiB address-space cap the second attack round used (Unbreakable
+    /// II), and with `ulimit -n` set to `open_files` when given.
+    pub async fn start_2g(
+        storage: &Path,
+        upstream: &str,
+        extra: &[&str],
+        open_files: Option<u64>,
+    ) -> Guarded {
+        Guarded::launch_capped(storage, upstream, extra, open_files, false, 2 << 30).await
+    }
+
     /// As `start`, for a server whose `--web.config.file` (in `extra`) turns TLS on: `url` is
     /// `https://…` and readiness is probed without checking the certificate.
     pub async fn start_tls(storage: &Path, upstream: &str, extra: &[&str]) -> Guarded {
@@ -64,9 +75,20 @@ impl Guarded {
         open_files: Option<u64>,
         tls: bool,
     ) -> Guarded {
+        Guarded::launch_capped(storage, upstream, extra, open_files, tls, ADDRESS_SPACE_CAP).await
+    }
+
+    async fn launch_capped(
+        storage: &Path,
+        upstream: &str,
+        extra: &[&str],
+        open_files: Option<u64>,
+        tls: bool,
+        address_space: u64,
+    ) -> Guarded {
         let port = free_port();
         let mut command = Command::new("prlimit");
-        command.arg(format!("--as={ADDRESS_SPACE_CAP}"));
+        command.arg(format!("--as={address_space}"));
         if let Some(n) = open_files {
             command.arg(format!("--nofile={n}"));
         }
@@ -107,6 +129,13 @@ impl Guarded {
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
         guarded
+    }
+
+    /// Descriptors the server has open now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// A field of /proc/<pid>/status in MiB (VmHWM: peak resident, VmRSS: now).
