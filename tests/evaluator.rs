@@ -403,6 +403,8 @@ fn generated() -> Vec<String> {
             "sum by (namespace) (cpu_usage_ratio) * on () group_left cpu_usage_ratio",
             "label_replace(cpu_usage_ratio, \"pod\", \"x\", \"pod\", \".*\")",
             "label_replace(up, \"a\", \"b\", \"job\", \"(\")",
+            "label_replace(up, \"~invalid\", \"b\", \"job\", \".*\")",
+            "label_join(up, \"a-b\", \",\", \"job\")",
             "holt_winters(cpu_usage_ratio[10m:1m], 0, 0.5)",
             "holt_winters(cpu_usage_ratio[10m:1m], 0.5, 1)",
         ]

@@ -242,10 +242,17 @@ async fn detected_fields_heed_the_deadline_and_the_client() {
     params.extend(FIELDS_WINDOW);
     let started = Instant::now();
     let (status, body) = janus.get("/loki/api/v1/detected_fields", &params).await;
-    eprintln!("detected_fields over 40 lines of 100k keys: {:?}", started.elapsed());
+    eprintln!(
+        "detected_fields over 40 lines of 100k keys: {:?}",
+        started.elapsed()
+    );
     assert_eq!(status, 200, "{}", &body[..body.len().min(300)]);
     let v: Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(v["fields"].as_array().map(Vec::len), Some(1000), "the default limit");
+    assert_eq!(
+        v["fields"].as_array().map(Vec::len),
+        Some(1000),
+        "the default limit"
+    );
     // Values of one field: only that field's are kept.
     let (status, body) = janus
         .get("/loki/api/v1/detected_field/k99999/values", &params)
@@ -266,7 +273,10 @@ async fn detected_fields_heed_the_deadline_and_the_client() {
     let before = cpu_seconds(pid);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let used = cpu_seconds(pid) - before;
-    assert!(used < 0.5, "{used} CPU seconds in 2 s after the clients left");
+    assert!(
+        used < 0.5,
+        "{used} CPU seconds in 2 s after the clients left"
+    );
     janus.assert_alive_and_bounded("detected fields over 100k-key lines");
 }
 
@@ -356,4 +366,119 @@ async fn pushes_loki_refuses_are_refused() {
     let soon = json!({"streams": [{"stream": {"namespace": "v", "pod": "p", "container": "c"}, "values": [[(now + 60_000_000_000).to_string(), "soon"]]}]});
     assert_eq!(push(&janus, &soon).await.0, 204);
     janus.assert_alive_and_bounded("pushes Loki refuses");
+}
+
+/// Findings 7, 8 and 9: answers that differed from Loki's and Prometheus's.
+/// - `| status >= 500` drops a line without `status` and keeps one whose `status` is no number,
+///   marked (Loki's `pkg/logql/log/label_filter.go`);
+/// - `label_replace`/`label_join` refuse an invalid destination name with 422, as Prometheus's
+///   `promql/functions.go` does;
+/// - a metric over lines a template marked fails with Loki's pipeline error (its range vector
+///   evaluator, `pkg/logql/evaluator.go`) instead of counting them under `{}`;
+/// - a push over `--ingest.max-body-size` is answered 413 that the client, still sending, reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_lokis_and_prometheuss() {
+    let root = temp_dir("attack2-rules");
+    std::fs::create_dir_all(root.join("pod/x")).expect("mkdir");
+    std::fs::write(
+        root.join("pod/x/2024-01-01_00.log"),
+        "2024-01-01T00:00:01Z[x|p|c] status=503 msg=a\n\
+         2024-01-01T00:00:02Z[x|p|c] msg=b\n\
+         2024-01-01T00:00:03Z[x|p|c] status=abc msg=c\n",
+    )
+    .expect("write");
+    let mut janus = Guarded::start_2g(
+        &root,
+        "http://127.0.0.1:1",
+        &["--ingest.max-body-size=1MB"],
+        None,
+    )
+    .await;
+    let mut params = vec![
+        ("query", r#"{namespace="x"} | logfmt | status >= 500"#),
+        ("limit", "100"),
+    ];
+    params.extend(FIELDS_WINDOW);
+    let (status, body) = janus.get("/loki/api/v1/query_range", &params).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    let mut lines: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| {
+            let error = s["stream"]["__error__"].as_str().unwrap_or("").to_string();
+            s["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |v| (v[1].as_str().unwrap_or("").to_string(), error.clone()))
+        })
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            ("status=503 msg=a".to_string(), String::new()),
+            ("status=abc msg=c".to_string(), "LabelFilterErr".to_string())
+        ]
+    );
+    for (query, words) in [
+        (
+            r#"label_replace(count_over_time(pod{namespace="x"}[1h]), "~invalid", "a", "", "")"#,
+            "invalid destination label name in label_replace(): ~invalid",
+        ),
+        (
+            r#"label_join(count_over_time(pod{namespace="x"}[1h]), "a-b", ",", "pod")"#,
+            "invalid destination label name in label_join(): a-b",
+        ),
+    ] {
+        let (status, body) = janus
+            .get(
+                "/api/v1/query",
+                &[("query", query), ("time", "2024-01-01T00:30:00Z")],
+            )
+            .await;
+        assert_eq!(status, 422, "{query}: {body}");
+        assert!(
+            body.contains(r#""errorType":"execution""#) && body.contains(words),
+            "{body}"
+        );
+    }
+    let mut params = vec![
+        (
+            "query",
+            r#"sum by (a) (count_over_time({namespace="x"} | label_format a="{{ repeat 65535 __line__ }}" [1h]))"#,
+        ),
+        ("step", "3600"),
+    ];
+    params.extend(FIELDS_WINDOW);
+    let (status, body) = janus.get("/loki/api/v1/query_range", &params).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("pipeline error: 'TemplateFormatErr'"),
+        "{body}"
+    );
+    // Dropping the marked lines on purpose counts the rest.
+    let mut params = vec![
+        (
+            "query",
+            r#"sum(count_over_time({namespace="x"} | label_format a="{{ repeat 65535 __line__ }}" | __error__="" [1h]))"#,
+        ),
+        ("step", "3600"),
+    ];
+    params.extend(FIELDS_WINDOW);
+    let (status, body) = janus.get("/loki/api/v1/query_range", &params).await;
+    assert_eq!(status, 200, "{body}");
+    // 8 MB to a 1 MB limit: the client reads the 413 rather than a broken pipe.
+    let big = vec![b'x'; 8 << 20];
+    let answer = raw_client()
+        .post(format!("{}/loki/api/v1/push", janus.url))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("the 413 is read, not a broken pipe");
+    assert_eq!(answer.status().as_u16(), 413);
+    janus.assert_alive_and_bounded("Loki's and Prometheus's rules");
 }

@@ -61,6 +61,62 @@ fn busy() -> (&'static str, ApiError) {
     )
 }
 
+/// How much of a body over the limit is read and thrown away, so the client (still sending)
+/// reads the 413 instead of a broken pipe; past it, or after [`DRAIN_TIME`], the connection is
+/// closed with the answer.
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// The body, at most `max` bytes. A longer one is refused, after the rest is read and discarded
+/// (bounded) when `drain`; a client that asked `Expect: 100-continue` and declared too much
+/// was never told to send, so nothing is drained.
+async fn read_within(
+    body: axum::body::Body,
+    max: usize,
+    drain: bool,
+) -> Result<bytes::Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let declared = http_body::Body::size_hint(&body).exact();
+    if !drain && declared.is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = body;
+    let mut out = bytes::BytesMut::with_capacity(
+        usize::try_from(declared.unwrap_or(0))
+            .unwrap_or(max)
+            .min(max),
+    );
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > max {
+            if drain {
+                let _ = tokio::time::timeout(DRAIN_TIME, async {
+                    while let Some(Ok(frame)) = body.frame().await {
+                        total = total.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
+                        if total > max.saturating_add(DRAIN_BYTES) {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+            return Err(BodyError::TooLarge);
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out.freeze())
+}
+
 async fn accept_push(
     state: &SharedState,
     request: Request,
@@ -105,14 +161,24 @@ async fn accept_push(
             ApiError::Unavailable("Janus is shutting down".into()),
         )
     })?;
-    let body = axum::body::to_bytes(body, max).await.map_err(|_| {
-        (
-            "too_large",
-            ApiError::TooLarge(format!(
-                "request body is over the {max}-byte limit (--ingest.max-body-size)"
-            )),
-        )
-    })?;
+    let expects_continue = parts
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let body = read_within(body, max, !expects_continue)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => (
+                "too_large",
+                ApiError::TooLarge(format!(
+                    "request body is over the {max}-byte limit (--ingest.max-body-size)"
+                )),
+            ),
+            BodyError::Read(e) => (
+                "bad_request",
+                ApiError::BadData(format!("reading the request body failed: {e}")),
+            ),
+        })?;
     state
         .metrics
         .ingest_bytes_received

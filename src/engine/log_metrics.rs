@@ -75,6 +75,13 @@ pub fn log_call(
         max_streams,
         call.grouping.as_ref(),
     )?;
+    // A line a stage marked (`__error__`) fails the query, as in Loki, whatever the grouping.
+    if let Some((labels, _)) = buckets
+        .iter()
+        .find(|(l, b)| l.contains_key("__error__") && b.iter().skip(1).any(|c| c.0 > 0))
+    {
+        return Err(super::unwrapped::pipeline_error(labels, "").into());
+    }
     let index = |t: i64| bounds.partition_point(|&b| b < t);
     let seconds = call.range.as_secs_f64();
     if call.function == Function::AbsentOverTime {

@@ -15,6 +15,24 @@ use crate::store::Store;
 
 use super::EngineError;
 
+/// Loki's refusal of a metric over lines a stage marked (`logqlmodel.NewPipelineErr`, raised by
+/// its range vector evaluator): errors are not counted as series unless a label filter
+/// (`| __error__=""`) drops or keeps them on purpose.
+pub fn pipeline_error(
+    labels: &std::collections::BTreeMap<String, String>,
+    fallback: &str,
+) -> EvalError {
+    let error = labels.get("__error__").map_or(fallback, String::as_str);
+    EvalError::BadData(format!(
+        "pipeline error: '{error}' for series: '{{{}}}'. Use a label filter to intentionally skip this error. (e.g | __error__!=\"{error}\")",
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 /// The limits an unwrapped aggregation answers within.
 pub struct Bounds {
     /// Most series (streams or groups) the answer may hold.
@@ -61,16 +79,7 @@ pub fn unwrapped_call(
     // As Loki does: a value that could not be read fails the query unless a filter after the
     // unwrap drops such lines (`| __error__=""`).
     if let Some(labels) = samples.keys().find(|l| l.contains_key("__error__")) {
-        let error = labels.get("__error__").map_or(SAMPLE_ERROR, String::as_str);
-        return Err(EvalError::BadData(format!(
-            "pipeline error: '{error}' for series: '{{{}}}'. Use a label filter to intentionally skip this error. (e.g | __error__!=\"{error}\")",
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .into());
+        return Err(pipeline_error(labels, SAMPLE_ERROR).into());
     }
     let seconds = call.range.as_secs_f64();
     let mut out = Vec::with_capacity(samples.len());

@@ -71,7 +71,8 @@ pub enum LabelFilter {
 
 impl LabelFilter {
     /// Whether the line is kept; a value a numeric filter cannot read keeps the line with
-    /// `__error__` set, as Loki does (so that `| __error__=""` can drop such lines).
+    /// `__error__` set, as Loki does (so that `| __error__=""` can drop such lines), and a line
+    /// without the label a numeric filter reads is dropped.
     pub(super) fn keeps(&self, stream: &[(&str, &str)], out: &mut Outcome) -> bool {
         match self {
             LabelFilter::Text(m) => {
@@ -88,18 +89,26 @@ impl LabelFilter {
                     _ => m.is_match(value),
                 }
             }
+            // Loki's numeric, duration and bytes filters (pkg/logql/log/label_filter.go): a
+            // line without the label is dropped; a value that cannot be read keeps the line,
+            // marked, unless an earlier stage already marked it.
             LabelFilter::Number {
                 name,
                 compare,
                 value,
                 unit,
-            } => match read_number(out.value(name, stream), *unit) {
-                Some(v) => compare.holds(v, *value),
-                None => {
-                    out.set_error(LABEL_FILTER_ERROR);
-                    true
+            } => {
+                let Some(text) = out.lookup(name, stream) else {
+                    return false;
+                };
+                match read_number(text, *unit) {
+                    Some(v) => compare.holds(v, *value),
+                    None => {
+                        out.set_error(LABEL_FILTER_ERROR);
+                        true
+                    }
                 }
-            },
+            }
             LabelFilter::And(a, b) => a.keeps(stream, out) && b.keeps(stream, out),
             LabelFilter::Or(a, b) => a.keeps(stream, out) || b.keeps(stream, out),
         }
@@ -145,11 +154,11 @@ impl LabelFilter {
     }
 }
 
-/// A value read as `unit`: `None` when it is not one.
+/// A value read as `unit`: `None` when it is not one. As Go reads them: no space around a
+/// number or a duration, and `NaN`/`Inf` are numbers (`strconv.ParseFloat`).
 pub fn read_number(text: &str, unit: Unit) -> Option<f64> {
-    let text = text.trim();
     match unit {
-        Unit::Number => text.parse::<f64>().ok().filter(|v| !v.is_nan()),
+        Unit::Number => text.parse::<f64>().ok(),
         Unit::Duration => read_duration_seconds(text),
         Unit::Bytes => read_bytes(text),
     }
@@ -192,12 +201,14 @@ pub fn read_duration_seconds(text: &str) -> Option<f64> {
     Some(sign * total)
 }
 
-/// A size as humanize reads it (`20MB` = 20·10⁶, `1.5KiB` = 1536, `300B`, `42`), in bytes.
+/// A size as go-humanize's `ParseBytes` reads it (what Loki uses): digits, `.` and `,` (commas
+/// dropped), then an optional unit after optional spaces, case-insensitive (`20MB` = 20·10⁶,
+/// `1.5KiB` = 1536, `300 b`, `42`); no sign. The bytes are whole, as its `uint64` is.
 pub fn read_bytes(text: &str) -> Option<f64> {
     let number_end = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
         .unwrap_or(text.len());
-    let number: f64 = text[..number_end].trim().parse().ok()?;
+    let number: f64 = text[..number_end].replace(',', "").parse().ok()?;
     let unit = text[number_end..].trim().to_ascii_lowercase();
     let scale = match unit.as_str() {
         "" | "b" => 1.0,
@@ -206,14 +217,17 @@ pub fn read_bytes(text: &str) -> Option<f64> {
         "gb" | "g" => 1e9,
         "tb" | "t" => 1e12,
         "pb" | "p" => 1e15,
+        "eb" | "e" => 1e18,
         "kib" | "ki" => 1024.0,
         "mib" | "mi" => 1024.0 * 1024.0,
         "gib" | "gi" => 1024.0 * 1024.0 * 1024.0,
         "tib" | "ti" => 1024.0f64.powi(4),
         "pib" | "pi" => 1024.0f64.powi(5),
+        "eib" | "ei" => 1024.0f64.powi(6),
         _ => return None,
     };
-    Some(number * scale)
+    let bytes = number * scale;
+    (bytes < 18_446_744_073_709_551_616.0).then(|| bytes.trunc())
 }
 
 #[cfg(test)]
@@ -355,6 +369,57 @@ mod tests {
             ),
         ] {
             assert_eq!(run(&f, &labels), (true, Some(LABEL_FILTER_ERROR.into())));
+        }
+        // A line without the label a numeric, duration or bytes filter reads is dropped, not
+        // kept marked (label_filter.go: "we have not found this label"); one whose label was
+        // dropped by `| drop` has none either.
+        for unit in [Unit::Number, Unit::Duration, Unit::Bytes] {
+            let f = num("status", Compare::Ge, 500.0, unit);
+            assert_eq!(run(&f, &[("msg", "hello")]), (false, None), "{unit:?}");
+            let mut out = Outcome::default();
+            out.hidden.push("status".into());
+            assert!(!f.keeps(&[("status", "503")], &mut out));
+        }
+        // An earlier error is never overwritten by the filter's own.
+        let mut out = Outcome::default();
+        out.labels
+            .insert("__error__".into(), "JSONParserErr".into());
+        assert!(num("n", Compare::Gt, 1.0, Unit::Number).keeps(&[("n", "x")], &mut out));
+        assert_eq!(
+            out.labels.get("__error__").map(String::as_str),
+            Some("JSONParserErr")
+        );
+        // Go's strconv.ParseFloat: NaN and Inf are numbers (NaN compares false, except !=);
+        // spaces are not allowed around a number or a duration.
+        assert_eq!(
+            run(&num("n", Compare::Ne, 1.0, Unit::Number), &[("n", "NaN")]),
+            (true, None)
+        );
+        assert_eq!(
+            run(&num("n", Compare::Eq, 1.0, Unit::Number), &[("n", "NaN")]),
+            (false, None)
+        );
+        assert_eq!(
+            run(&num("n", Compare::Gt, 1.0, Unit::Number), &[("n", "+Inf")]),
+            (true, None)
+        );
+        for (unit, text) in [(Unit::Number, " 5"), (Unit::Duration, "1s ")] {
+            assert_eq!(
+                run(&num("n", Compare::Gt, 0.0, unit), &[("n", text)]),
+                (true, Some(LABEL_FILTER_ERROR.into())),
+                "{text:?}"
+            );
+        }
+        // humanize.ParseBytes: commas in the number, spaces before the unit, exabytes, no
+        // sign, whole bytes.
+        for (text, bytes) in [
+            ("1,000 kB", Some(1e6)),
+            ("2 EiB", Some(2.0 * 1024f64.powi(6))),
+            ("1.5B", Some(1.0)),
+            ("-5", None),
+            (" 5", None),
+        ] {
+            assert_eq!(read_bytes(text), bytes, "{text:?}");
         }
         // Sizes as humanize reads them.
         for (bytes, label) in [

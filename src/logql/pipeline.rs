@@ -123,16 +123,19 @@ impl PartialEq for Outcome {
 impl Outcome {
     /// A label's value: set by a stage, else the stream's (unless removed), else `""`.
     pub fn value<'a>(&'a self, name: &str, stream: &'a [(&'a str, &'a str)]) -> &'a str {
+        self.lookup(name, stream).unwrap_or("")
+    }
+
+    /// The label `name` of the line, when it has one (extracted, or of the stream and not
+    /// dropped): Loki's `LabelsBuilder.Get`.
+    pub fn lookup<'a>(&'a self, name: &str, stream: &'a [(&'a str, &'a str)]) -> Option<&'a str> {
         if let Some(v) = self.labels.get(name) {
-            return v;
+            return Some(v);
         }
         if self.hidden.iter().any(|h| h == name) {
-            return "";
+            return None;
         }
-        stream
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map_or("", |(_, v)| *v)
+        stream.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
 
     /// Whether the stream label `name` is part of the line's labels as the stream has it.

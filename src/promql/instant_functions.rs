@@ -171,6 +171,7 @@ impl Evaluator<'_> {
                 "expected 5 arguments in call to \"label_replace\"".into(),
             ));
         };
+        check_label_name("destination", "label_replace", dst)?;
         let re = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
             .size_limit(self.regex_limit)
             .dfa_size_limit(self.regex_limit)
@@ -207,6 +208,10 @@ impl Evaluator<'_> {
                 "expected at least 3 arguments in call to \"label_join\"".into(),
             ));
         };
+        check_label_name("destination", "label_join", dst)?;
+        for src in srcs {
+            check_label_name("source", "label_join", src)?;
+        }
         let joined = v.into_iter().map(|mut s| {
             let value: Vec<String> = srcs
                 .iter()
@@ -240,6 +245,23 @@ impl Evaluator<'_> {
             }]),
             Some(arg) => Ok(map_points(self.vector(arg)?, |_, x| part(x))),
         }
+    }
+}
+
+/// Prometheus's check of a label name a function writes or reads (`model.LabelName.IsValid`,
+/// `promql/functions.go`): `[a-zA-Z_][a-zA-Z0-9_]*`, else an execution error (422).
+fn check_label_name(role: &str, function: &str, name: &str) -> Result<(), EvalError> {
+    let mut bytes = name.bytes();
+    let valid = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(EvalError::Execution(format!(
+            "invalid {role} label name in {function}(): {name}"
+        )))
     }
 }
 

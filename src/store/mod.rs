@@ -142,8 +142,10 @@ impl<'g> KeyPlan<'g> {
                 put(name, value);
             }
         }
+        // A marked line keeps its mark through any grouping (Loki's `GroupedLabels`): the
+        // engine refuses metrics over marked lines.
         for (name, value) in extracted.iter().flat_map(|o| o.labels.iter()) {
-            if self.grouping.is_none_or(|g| g.keeps(name)) {
+            if name == "__error__" || self.grouping.is_none_or(|g| g.keeps(name)) {
                 put(name, value.as_bytes());
             }
         }
@@ -574,15 +576,8 @@ impl Store {
             || (Values::default(), crate::short_eq::Key::default()),
             |(values, key), _, _file, line, outcome| {
                 let Some(outcome) = outcome else { return };
+                // A marked line's key keeps `__error__` whatever the grouping (`labels_key`).
                 plan.labels_key(&mut key.0, line, Some(outcome));
-                if let Some(error) = outcome.labels.get("__error__") {
-                    if grouping.is_some_and(|g| !g.keeps("__error__")) {
-                        for part in ["__error__".as_bytes(), error.as_bytes()] {
-                            key.0.extend_from_slice(&(part.len() as u32).to_le_bytes());
-                            key.0.extend_from_slice(part);
-                        }
-                    }
-                }
                 if held.fetch_add(1, Ordering::Relaxed) >= max_samples {
                     halt.store(true, Ordering::Relaxed);
                     return;
