@@ -99,13 +99,28 @@ for name in "cheap c=1" "cheap c=16" "range ${secs}s c=2"; do
   done
 done
 
-# Peak RSS while streaming the huge answer, to a fast reader and to a slow one (backpressure).
-rss() { awk '/VmHWM/ {print $2/1024}' /proc/$jpid/status; }
+# Peak RSS with the results cache on (the default, 256 MB) and off: after the same range load,
+# then streaming the huge answer to a fast reader and to a slow one (backpressure), twice.
+jop=$(port)
+./target/release/janus --web.listen-address=127.0.0.1:$jop --upstream.url=http://127.0.0.1:$pp \
+  --storage.path="$work/store-off" --query.cache-size=0 2>/dev/null &
+jopid=$!; pids+=($jopid)
+ready "http://127.0.0.1:$jop/-/ready"
+rss() { awk '/VmHWM/ {print $2/1024}' /proc/$1/status; }
 echo
-before=$(rss)
-curl -s -o /dev/null "$J$huge"
-fast=$(rss)
-curl -s -o /dev/null --limit-rate 20M "$J$huge"
-slow=$(rss)
-printf '| Janus peak RSS (MB) | value |\n|---|---:|\n| after start-up and the wrk runs | %.1f |\n| after streaming the %s MB answer to a fast reader | %.1f |\n| after streaming it to a 20 MB/s reader | %.1f |\n' \
-  "$before" "$(( $(size "$P$huge") / 1000000 ))" "$fast" "$slow"
+printf '| Janus peak RSS (MB) | cache on (256 MB) | cache off |\n|---|---:|---:|\n'
+declare -A peak
+for mode in on off; do
+  case $mode in on) pid=$jpid; base=$J ;; off) pid=$jopid; base=http://127.0.0.1:$jop ;; esac
+  measure "$base$cheap" 16 2 >/dev/null
+  measure "$base$range" 2 1 >/dev/null
+  peak[$mode.wrk]=$(rss $pid)
+  curl -s -o /dev/null "$base$huge"; curl -s -o /dev/null "$base$huge"
+  peak[$mode.fast]=$(rss $pid)
+  curl -s -o /dev/null --limit-rate 20M "$base$huge"
+  peak[$mode.slow]=$(rss $pid)
+done
+mb=$(( $(size "$P$huge") / 1000000 ))
+printf '| after the cheap and range wrk runs | %.1f | %.1f |\n' "${peak[on.wrk]}" "${peak[off.wrk]}"
+printf '| after streaming the %s MB answer twice to a fast reader | %.1f | %.1f |\n' "$mb" "${peak[on.fast]}" "${peak[off.fast]}"
+printf '| after streaming it to a 20 MB/s reader | %.1f | %.1f |\n' "${peak[on.slow]}" "${peak[off.slow]}"

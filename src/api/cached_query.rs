@@ -134,6 +134,12 @@ async fn range(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -> 
         return proxy::forward(state, read).await;
     }
     let step = read.params.get("step").to_string();
+    // The upstream text this request may hold to answer through the cache; past it, the query
+    // streams through uncached.
+    let budget = std::sync::atomic::AtomicIsize::new(
+        isize::try_from(cache.settings.max_entry_bytes()).unwrap_or(isize::MAX),
+    );
+    let budget = &budget;
     let fetch = |a: i64, b: i64| {
         let mut pairs: Vec<(String, String)> = read
             .params
@@ -147,8 +153,15 @@ async fn range(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -> 
         pairs.push(("step".into(), step.clone()));
         let read = &read;
         async move {
-            match fetch_upstream_typed(state, read, &Method::POST, "/api/v1/query_range", &pairs)
-                .await
+            match fetch_upstream_typed(
+                state,
+                read,
+                &Method::POST,
+                "/api/v1/query_range",
+                &pairs,
+                Some(budget),
+            )
+            .await
             {
                 (UpstreamPart::Json(body), Some(t)) if t == "application/json" => {
                     matrix::parse(&body, a, b)
@@ -182,7 +195,19 @@ async fn instant(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -
     }
     let method = read.parts.method.clone();
     let path = read.parts.uri.path().to_string();
-    match fetch_upstream_typed(state, &read, &method, &path, read.params.pairs()).await {
+    let budget = std::sync::atomic::AtomicIsize::new(
+        isize::try_from(cache.settings.max_entry_bytes()).unwrap_or(isize::MAX),
+    );
+    match fetch_upstream_typed(
+        state,
+        &read,
+        &method,
+        &path,
+        read.params.pairs(),
+        Some(&budget),
+    )
+    .await
+    {
         // Kept when it is Prometheus's plain answer, served as Prometheus serves it.
         (UpstreamPart::Json(body), Some(t)) if t == "application/json" && plain_success(&body) => {
             cache.insert(key, Value::Body(Arc::from(&body[..])));

@@ -408,7 +408,7 @@ pub(super) async fn fetch_upstream_at(
     path: &str,
     pairs: &[(String, String)],
 ) -> UpstreamPart {
-    fetch_upstream_typed(state, read, method, path, pairs)
+    fetch_upstream_typed(state, read, method, path, pairs, None)
         .await
         .0
 }
@@ -421,6 +421,7 @@ pub(super) async fn fetch_upstream_typed(
     method: &Method,
     path: &str,
     pairs: &[(String, String)],
+    budget: Option<&std::sync::atomic::AtomicIsize>,
 ) -> (UpstreamPart, Option<HeaderValue>) {
     let encoded = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
@@ -481,12 +482,23 @@ pub(super) async fn fetch_upstream_typed(
         );
     }
     let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
-    let part = match state
-        .upstream
-        .read_body(answer.into_body(), MAX_MERGED_UPSTREAM_BODY, deadline.at)
-        .await
-    {
-        Ok(body) => UpstreamPart::Json(body),
+    let read = match budget {
+        Some(budget) => {
+            state
+                .upstream
+                .read_body_within(answer.into_body(), budget, deadline.at)
+                .await
+        }
+        None => state
+            .upstream
+            .read_body(answer.into_body(), MAX_MERGED_UPSTREAM_BODY, deadline.at)
+            .await
+            .map(Some),
+    };
+    let part = match read {
+        Ok(Some(body)) => UpstreamPart::Json(body),
+        // Over the reader's budget (a results-cache piece): the caller streams the query.
+        Ok(None) => UpstreamPart::Unavailable("the answer is larger than its budget".into()),
         Err(e) => UpstreamPart::Unavailable(e.to_string()),
     };
     (part, content_type)

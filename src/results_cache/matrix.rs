@@ -217,6 +217,8 @@ pub fn parse(body: &[u8], from: i64, to: i64) -> Option<Extent> {
             times.push(t);
             ends.push(u32::try_from(text.len()).ok()?);
         }
+        // Held until evicted: no spare capacity, so the weigher's count is what is held.
+        text.shrink_to_fit();
         series.push(Series {
             metric: Arc::from(s.metric.get()),
             times,

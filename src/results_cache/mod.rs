@@ -74,6 +74,23 @@ pub struct Settings {
     pub ttl: Duration,
 }
 
+/// What moka itself keeps per entry besides the key and value (its node, the access-order and
+/// write-order queue links, the frequency sketch's share, the `Arc`s), counted against the size
+/// so that many small entries cannot hold more than `--query.cache-size`.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// The largest entry, and the largest upstream text one request assembles through the cache:
+/// this share of the cache. A larger answer streams through as it does without the cache.
+const MAX_ENTRY_SHARE: u64 = 16;
+
+impl Settings {
+    /// Bytes of upstream answer one request may read to answer through the cache (and the
+    /// largest entry kept): 1/16 of the cache, at least 64 KiB.
+    pub fn max_entry_bytes(&self) -> usize {
+        usize::try_from((self.max_bytes / MAX_ENTRY_SHARE).max(64 << 10)).unwrap_or(usize::MAX)
+    }
+}
+
 struct MetricTtl(Duration);
 
 impl moka::Expiry<Key, Value> for MetricTtl {
@@ -106,7 +123,8 @@ impl ResultsCache {
         let cache = moka::sync::Cache::builder()
             .max_capacity(settings.max_bytes)
             .weigher(|key: &Key, value: &Value| {
-                u32::try_from(value.bytes() + std::mem::size_of_val(key) + 64).unwrap_or(u32::MAX)
+                u32::try_from(value.bytes() + std::mem::size_of_val(key) + ENTRY_OVERHEAD)
+                    .unwrap_or(u32::MAX)
             })
             .expire_after(MetricTtl(settings.ttl))
             .eviction_listener(move |key: Arc<Key>, _, cause| {
@@ -138,8 +156,11 @@ impl ResultsCache {
         found
     }
 
+    /// Keeps `value` unless it is larger than [`Settings::max_entry_bytes`].
     pub fn insert(&self, key: Key, value: Value) {
-        self.cache.insert(key, value);
+        if value.bytes() <= self.settings.max_entry_bytes() {
+            self.cache.insert(key, value);
+        }
     }
 
     /// Drops every entry (`POST /api/v1/admin/cache/clear`, after an upstream backfill).

@@ -225,6 +225,47 @@ impl Upstream {
         }
     }
 
+    /// Reads a whole upstream answer body by `deadline`, taking its bytes from `budget` as they
+    /// arrive (several answers of one request share it); `Ok(None)` once the budget is spent,
+    /// with what was read dropped at once.
+    pub async fn read_body_within(
+        &self,
+        body: Body,
+        budget: &std::sync::atomic::AtomicIsize,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<bytes::Bytes>, UpstreamError> {
+        use http_body_util::BodyExt;
+        use std::sync::atomic::Ordering;
+        let read = async {
+            let mut body = body;
+            let mut out = bytes::BytesMut::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    UpstreamError::Unavailable(format!("reading the upstream answer: {e}"))
+                })?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let len = isize::try_from(data.len()).unwrap_or(isize::MAX);
+                if budget.fetch_sub(len, Ordering::Relaxed) < len {
+                    return Ok(None);
+                }
+                out.extend_from_slice(&data);
+            }
+            Ok(Some(out.freeze()))
+        };
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.metrics.upstream_error("timeout");
+                Err(UpstreamError::Timeout(format!(
+                    "query timed out: upstream {} did not finish its answer in time",
+                    self.base
+                )))
+            }
+        }
+    }
+
     fn unreachable(&self, e: &reqwest::Error) -> UpstreamError {
         UpstreamError::Unavailable(format!(
             "upstream {} is unreachable ({}); start it or point --upstream.url at a running Prometheus-compatible server",
