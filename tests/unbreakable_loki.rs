@@ -192,6 +192,21 @@ async fn a_push_over_many_hour_files_keeps_descriptors_bounded() {
     let _ = std::fs::remove_dir_all(&elsewhere);
 }
 
+/// Posts a form and returns the status and body (an answer is required, not a dropped
+/// connection).
+async fn post_form(janus: &Guarded, path: &str, params: &[(&str, &str)]) -> (u16, String) {
+    let answer = raw_client()
+        .post(format!("{}{path}", janus.url))
+        .form(params)
+        .timeout(Duration::from_secs(150))
+        .send()
+        .await
+        .map_err(|e| e.without_url())
+        .expect("an answer, not a dropped connection");
+    let status = answer.status().as_u16();
+    (status, answer.text().await.unwrap_or_default())
+}
+
 /// A store whose namespace `wide` holds `lines` JSON lines of `keys` keys each in
 /// 2024-01-01 00:00.
 fn store_with_wide_json(lines: usize, keys: usize) -> PathBuf {
@@ -481,4 +496,168 @@ async fn answers_are_lokis_and_prometheuss() {
         .expect("the 413 is read, not a broken pipe");
     assert_eq!(answer.status().as_u16(), 413);
     janus.assert_alive_and_bounded("Loki's and Prometheus's rules");
+}
+
+/// Every Loki endpoint under the cap: the requests an attacker or a careless dashboard sends —
+/// the widest windows, the finest steps, the largest limits, many and heavy matchers, deep and
+/// long queries, template bombs — each answered (any status, never a dropped connection), the
+/// process alive and under the RSS bound afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_loki_endpoint_holds_under_the_cap() {
+    let root = temp_dir("attack2-every");
+    std::fs::create_dir_all(root.join("pod/x")).expect("mkdir");
+    let mut text = String::new();
+    for i in 0..60_000 {
+        text.push_str(&format!(
+            "2024-01-01T00:{:02}:{:02}Z[x|p-{}|c-{}] {{\"level\":\"info\",\"id\":{i},\"took\":\"{}ms\",\"msg\":\"{}\"}}\n",
+            (i / 60) % 60,
+            i % 60,
+            i % 2000,
+            i % 3,
+            i % 997,
+            "y".repeat(i % 300)
+        ));
+    }
+    std::fs::write(root.join("pod/x/2024-01-01_00.log"), text).expect("write");
+    let mut janus = Guarded::start_2g(&root, "http://127.0.0.1:1", &[], None).await;
+    let wide = [("start", "0"), ("end", "4102444800000000000")];
+    let hour = FIELDS_WINDOW;
+    let deep = format!(
+        "{}{{namespace=\"x\"}}{}",
+        "(".repeat(5000),
+        ")".repeat(5000)
+    );
+    let long = format!(
+        "{{namespace=\"x\"}} {}",
+        (0..60_000)
+            .map(|i| format!("!= \"w{i}\""))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let alternation = format!(
+        "{{namespace=\"x\", pod=~\"{}\"}}",
+        (0..2_000)
+            .map(|i| format!("p-{i}"))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    let bomb = r#"{namespace="x"} | json | line_format "{{ repeat 60000 .msg }}" | label_format big="{{ repeat 60000 .id }}""#;
+    let by_all =
+        r#"sum by (id, took, msg, pod, container) (count_over_time({namespace="x"} | json [1m]))"#;
+    let queries: Vec<(&str, Vec<(&str, String)>)> = vec![
+        (
+            "/loki/api/v1/query",
+            vec![
+                ("query", r#"{namespace=~".+"}"#.into()),
+                ("limit", "100000".into()),
+                ("time", "2024-01-01T01:00:00Z".into()),
+            ],
+        ),
+        ("/loki/api/v1/query", vec![("query", deep.clone())]),
+        ("/loki/api/v1/query", vec![("query", long.clone())]),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", bomb.into()), ("limit", "100000".into())],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", by_all.into()), ("step", "5".into())],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![
+                ("query", r#"rate({namespace="x"}[1m])"#.into()),
+                ("step", "0.001".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/query_range",
+            vec![("query", alternation.clone()), ("limit", "100000".into())],
+        ),
+        (
+            "/loki/api/v1/series",
+            vec![("match[]", r#"{namespace=~".*", pod=~"(p-1.*)+"}"#.into())],
+        ),
+        ("/loki/api/v1/labels", vec![]),
+        (
+            "/loki/api/v1/label/pod/values",
+            vec![("query", alternation.clone())],
+        ),
+        (
+            "/loki/api/v1/index/stats",
+            vec![("query", r#"{namespace=~".+"}"#.into())],
+        ),
+        (
+            "/loki/api/v1/index/volume",
+            vec![
+                ("query", r#"{namespace=~".+"}"#.into()),
+                ("limit", "100000".into()),
+                ("targetLabels", "pod,container".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/index/volume_range",
+            vec![
+                ("query", r#"{namespace=~".+"}"#.into()),
+                ("step", "0.001".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/detected_labels",
+            vec![("query", r#"{namespace=~".+"}"#.into())],
+        ),
+        (
+            "/loki/api/v1/detected_fields",
+            vec![
+                ("query", r#"{namespace="x"}"#.into()),
+                ("line_limit", "100000".into()),
+                ("limit", "100000".into()),
+            ],
+        ),
+        (
+            "/loki/api/v1/detected_field/msg/values",
+            vec![
+                ("query", r#"{namespace="x"}"#.into()),
+                ("line_limit", "100000".into()),
+                ("limit", "100000".into()),
+            ],
+        ),
+        ("/loki/api/v1/format_query", vec![("query", long.clone())]),
+        ("/loki/api/v1/format_query", vec![("query", deep.clone())]),
+    ];
+    for (path, params) in &queries {
+        for window in [&wide[..], &hour[..]] {
+            let mut all: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            if !params.iter().any(|(k, _)| *k == "time") {
+                all.extend_from_slice(window);
+            }
+            all.push(("timeout", "20s"));
+            let started = Instant::now();
+            // Long texts go in a form body, as Grafana sends them; GET-only paths take a URL.
+            let get_only = path.contains("detected") || path.contains("/label/");
+            let (status, body) = if get_only {
+                janus.get(path, &all).await
+            } else {
+                post_form(&janus, path, &all).await
+            };
+            eprintln!(
+                "{path} {:?}: {status} in {:?} ({} bytes), peak RSS {} MiB",
+                params.first().map(|(k, v)| (k, &v[..v.len().min(60)])),
+                started.elapsed(),
+                body.len(),
+                janus.status_mb("VmHWM:")
+            );
+            assert!(
+                status < 500 || status == 503,
+                "{path}: {status} {}",
+                &body[..body.len().min(300)]
+            );
+        }
+    }
+    let (status, _) = janus.get("/loki/api/v1/status/buildinfo", &[]).await;
+    assert_eq!(status, 200);
+    janus.assert_alive_and_bounded("every Loki endpoint's worst requests");
+    janus
+        .assert_memory_returns("every Loki endpoint's worst requests")
+        .await;
 }

@@ -76,7 +76,11 @@ where
     }
     let fetched: Vec<Option<Extent>> =
         futures_util::future::join_all(gaps.iter().map(|&(_, a, b)| fetch(a, b))).await;
-    let fetched: Vec<Extent> = fetched.into_iter().collect::<Option<_>>()?;
+    // Shared, not copied: an extent is as large as the upstream's answer for its stretch.
+    let fetched: Vec<Arc<Extent>> = fetched
+        .into_iter()
+        .map(|e| e.map(Arc::new))
+        .collect::<Option<_>>()?;
 
     // Each piece's parts in time order; what can no longer change is kept.
     let mut parts: Vec<Arc<Extent>> = Vec::new();
@@ -84,16 +88,25 @@ where
         let overlapping = held[i]
             .as_deref()
             .filter(|e| e.from <= piece.to && e.to >= piece.from);
-        let news: Vec<&Extent> = gaps
+        let news: Vec<&Arc<Extent>> = gaps
             .iter()
             .zip(&fetched)
             .filter(|((g, _, _), _)| *g == i)
             .map(|(_, e)| e)
             .collect();
-        let mut ordered: Vec<Arc<Extent>> = news.iter().map(|e| Arc::new((*e).clone())).collect();
-        if let Some(e) = overlapping {
-            ordered.push(Arc::new(e.cut(piece.from, piece.to)));
+        let mut ordered: Vec<Arc<Extent>> = news.iter().map(|e| Arc::clone(e)).collect();
+        if let Some(e) = held[i]
+            .as_ref()
+            .filter(|e| e.from <= piece.to && e.to >= piece.from)
+        {
+            // Held extents lie within their piece: the entry itself, not a copy of it.
+            ordered.push(if e.from >= piece.from && e.to <= piece.to {
+                Arc::clone(e)
+            } else {
+                Arc::new(e.cut(piece.from, piece.to))
+            });
         }
+        let news: Vec<&Extent> = news.into_iter().map(|e| e.as_ref()).collect();
         ordered.sort_by_key(|e| e.from);
         if let (Some(cutoff), false) = (cutoff, news.is_empty()) {
             if let Some(kept) = grown(overlapping, &news, cutoff) {

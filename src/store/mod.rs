@@ -81,6 +81,10 @@ pub type SeriesSamples = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
 /// made hash-map probes of `sum(count_over_time(…))` (one empty key) 40 % of the scan.
 const KEY_START: u8 = b'k';
 
+/// Bucket arrays one log metric may hold across its scan workers, in units of its streams
+/// limit: a stream met by several workers is counted by each (each holds an array for it).
+const MAX_BUCKET_COPIES: usize = 2;
+
 /// A stream's key while counting (no parser, no grouping): its fields joined by `|` (a field
 /// never holds one).
 fn stream_key(key: &mut Vec<u8>, line: &line::Line<'_>) {
@@ -350,6 +354,8 @@ impl Store {
         // answers 422), so memory stays bounded by streams × buckets.
         let too_many = AtomicBool::new(false);
         let too_big = AtomicBool::new(false);
+        let bucket_arrays = std::sync::atomic::AtomicUsize::new(0);
+        let max_bucket_arrays = max_streams.saturating_mul(MAX_BUCKET_COPIES);
         let plan = KeyPlan::new(query.kind, grouping);
         let bytes_read = std::sync::atomic::AtomicUsize::new(0);
         let states = scan::for_each_match(
@@ -412,7 +418,11 @@ impl Store {
                     None => {
                         // One worker alone over the limit means the answer is too: stop every
                         // worker before the next stream's buckets are allocated.
-                        if counts.len() >= max_streams {
+                        // All workers' bucket arrays together: each worker keeps its own
+                        // array for a stream it meets, so without a shared bound a query could
+                        // hold the limit's buckets once per core.
+                        let held = bucket_arrays.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if counts.len() >= max_streams || held >= max_bucket_arrays {
                             too_many.store(true, std::sync::atomic::Ordering::Relaxed);
                             return;
                         }

@@ -238,7 +238,9 @@ impl Upstream {
         use std::sync::atomic::Ordering;
         let read = async {
             let mut body = body;
-            let mut out = bytes::BytesMut::new();
+            // Chunks kept as they came and joined once at their exact size: a buffer grown by
+            // doubling would hold up to twice the answer while it is parsed.
+            let mut chunks: Vec<bytes::Bytes> = Vec::new();
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| {
                     UpstreamError::Unavailable(format!("reading the upstream answer: {e}"))
@@ -250,7 +252,14 @@ impl Upstream {
                 if budget.fetch_sub(len, Ordering::Relaxed) < len {
                     return Ok(None);
                 }
-                out.extend_from_slice(&data);
+                chunks.push(data);
+            }
+            if chunks.len() == 1 {
+                return Ok(chunks.pop());
+            }
+            let mut out = bytes::BytesMut::with_capacity(chunks.iter().map(|c| c.len()).sum());
+            for chunk in chunks.drain(..) {
+                out.extend_from_slice(&chunk);
             }
             Ok(Some(out.freeze()))
         };
