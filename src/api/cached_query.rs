@@ -137,7 +137,7 @@ async fn range(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -> 
     // The upstream text this request may hold to answer through the cache; past it, the query
     // streams through uncached.
     let budget = std::sync::atomic::AtomicIsize::new(
-        isize::try_from(cache.settings.max_entry_bytes()).unwrap_or(isize::MAX),
+        isize::try_from(cache.settings.max_read_bytes()).unwrap_or(isize::MAX),
     );
     let budget = &budget;
     let fetch = |a: i64, b: i64| {
@@ -196,7 +196,7 @@ async fn instant(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -
     let method = read.parts.method.clone();
     let path = read.parts.uri.path().to_string();
     let budget = std::sync::atomic::AtomicIsize::new(
-        isize::try_from(cache.settings.max_entry_bytes()).unwrap_or(isize::MAX),
+        isize::try_from(cache.settings.max_read_bytes()).unwrap_or(isize::MAX),
     );
     match fetch_upstream_typed(
         state,

@@ -89,6 +89,14 @@ impl Settings {
     pub fn max_entry_bytes(&self) -> usize {
         usize::try_from((self.max_bytes / MAX_ENTRY_SHARE).max(64 << 10)).unwrap_or(usize::MAX)
     }
+
+    /// Bytes of upstream text one request may read to answer through the cache: half the
+    /// largest entry, since a matrix held weighs about one and a half times its text (each
+    /// point's time and end are kept beside it). An answer that could not be kept is not worth
+    /// parsing and joining: past this it streams through.
+    pub fn max_read_bytes(&self) -> usize {
+        self.max_entry_bytes() / 2
+    }
 }
 
 struct MetricTtl(Duration);
