@@ -25,7 +25,7 @@ pub enum ConfigError {
     File { path: String, message: String },
     /// `--web.config.file` or `--auth.tenants-file`.
     #[error(transparent)]
-    Settings(#[from] crate::settings_file::SettingsFileError),
+    Settings(#[from] crate::auth::settings_file::SettingsFileError),
 }
 
 fn invalid(setting: &str, message: impl Into<String>) -> ConfigError {
@@ -358,9 +358,9 @@ pub struct Config {
     pub web_idle_timeout: Duration,
     /// `--web.config.file`, and what it held at start-up (empty without one).
     pub web_config_file: Option<PathBuf>,
-    pub web: crate::web_config::WebConfig,
+    pub web: crate::auth::web_config::WebConfig,
     /// `--auth.tenants-file`, read at start-up; `None`: no tenants, every client sees all.
-    pub tenants: Option<std::sync::Arc<crate::tenants::Tenants>>,
+    pub tenants: Option<std::sync::Arc<crate::auth::tenants::Tenants>>,
     pub ingest_labels: LabelMapping,
     pub storage_fsync: FsyncMode,
     pub storage_fsync_interval: Duration,
@@ -482,11 +482,13 @@ impl Config {
         }
         let web_config_file = flags.web_config_file.or(file.web.config_file);
         let web = match &web_config_file {
-            Some(path) => crate::web_config::WebConfig::load(path)?,
-            None => crate::web_config::WebConfig::default(),
+            Some(path) => crate::auth::web_config::WebConfig::load(path)?,
+            None => crate::auth::web_config::WebConfig::default(),
         };
         let tenants = match flags.tenants_file.or(file.auth.tenants_file) {
-            Some(path) => Some(std::sync::Arc::new(crate::tenants::Tenants::load(&path)?)),
+            Some(path) => Some(std::sync::Arc::new(crate::auth::tenants::Tenants::load(
+                &path,
+            )?)),
             None => None,
         };
         let storage_fsync = choice(

@@ -72,7 +72,7 @@ pub fn open_files_limit() -> Option<u64> {
 /// What a connection speaks: TLS when the web configuration has it (read per connection, so
 /// a reloaded certificate serves the next handshake), HTTP/2 unless the configuration says no.
 pub struct Transport {
-    pub web: Arc<crate::web_guard::WebGuard>,
+    pub web: Arc<crate::auth::web_guard::WebGuard>,
     pub http2: bool,
 }
 
@@ -225,7 +225,7 @@ impl tower::Service<http::Request<hyper::body::Incoming>> for InFlight {
         let mut request = request.map(axum::body::Body::new);
         request
             .extensions_mut()
-            .insert(crate::api::tenancy::PeerAddr(self.peer));
+            .insert(crate::auth::web_guard::PeerAddr(self.peer));
         Box::pin(async move {
             let response = tower::Service::call(&mut router, request).await;
             drop(busy);

@@ -5,8 +5,8 @@
 //! with every refusal an [`error::ApiError`] mapped to HTTP in one place.
 
 pub mod api;
+pub mod auth;
 pub mod config;
-pub mod confined_texts;
 pub mod connections;
 pub mod duration;
 pub mod engine;
@@ -20,12 +20,8 @@ pub mod params;
 pub mod promql;
 pub mod results_cache;
 pub mod server;
-pub mod settings_file;
 pub mod short_eq;
 pub mod store;
 pub mod telemetry;
-pub mod tenant_limits;
-pub mod tenants;
+pub mod timestamp;
 pub mod upstream;
-pub mod web_config;
-pub mod web_guard;

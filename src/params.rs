@@ -10,10 +10,7 @@ use crate::error::ApiError;
 /// Prometheus's cap on points per series in a range query.
 pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
-/// Nanoseconds since the Unix epoch. Prometheus keeps `time.Time` (nanoseconds), so range
-/// arithmetic done here rounds exactly where Prometheus's does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Timestamp(pub i64);
+pub use crate::timestamp::Timestamp;
 
 /// Prometheus formats its smallest and largest representable times with these strings and
 /// accepts them back (client libraries send them for "unbounded").
@@ -21,17 +18,6 @@ const MIN_TIME_TEXT: &str = "-292273086-05-16T16:47:06Z";
 const MAX_TIME_TEXT: &str = "292277025-08-18T07:12:54.999999999Z";
 /// Where Prometheus evaluates `time=NaN` or `time=Inf`: its smallest millisecond timestamp.
 pub const NON_FINITE_TIME: i64 = i64::MIN / 1_000_000 * 1_000_000;
-
-impl Timestamp {
-    pub fn now() -> Self {
-        let now = chrono::Utc::now();
-        Timestamp(now.timestamp_nanos_opt().unwrap_or(i64::MAX))
-    }
-
-    pub fn as_millis(self) -> i64 {
-        self.0.div_euclid(1_000_000)
-    }
-}
 
 /// The form values of a request: the URL query string and, for a form POST, the body. Body values
 /// come first, as Go's `Request.Form` orders them, so `get` picks what Prometheus would pick.

@@ -84,7 +84,7 @@ pub async fn serve(
     };
     spawn_memory_trim();
     let web = std::sync::Arc::clone(&state.web);
-    crate::web_guard::spawn_reloader(std::sync::Arc::clone(&web));
+    crate::auth::web_guard::spawn_reloader(std::sync::Arc::clone(&web));
     let http2 = state.config.web.http2;
     let app = api::router(state);
     let signalled = async move {

@@ -109,10 +109,9 @@ pub struct CacheFaceLabels {
 }
 
 impl CacheFaceLabels {
-    pub fn of(face: crate::results_cache::CacheFace) -> Self {
-        CacheFaceLabels {
-            face: face.name().into(),
-        }
+    /// The labels of a face (`metric`, `log`).
+    pub fn of(face: &str) -> Self {
+        CacheFaceLabels { face: face.into() }
     }
 }
 

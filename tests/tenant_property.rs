@@ -121,10 +121,10 @@ fn confined_answers_equal_a_prometheus_holding_only_the_tenants_series() {
     let tenants = dir.join("tenants.yml");
     std::fs::write(&tenants, TENANTS).expect("tenants");
     let janus = runtime.block_on(support::start_janus(&full, |c| {
-        c.web = janus::web_config::WebConfig::load(&web).expect("web loads");
+        c.web = janus::auth::web_config::WebConfig::load(&web).expect("web loads");
         c.web_config_file = Some(web.clone());
         c.tenants = Some(Arc::new(
-            janus::tenants::Tenants::load(&tenants).expect("tenants load"),
+            janus::auth::tenants::Tenants::load(&tenants).expect("tenants load"),
         ));
     }));
     let config = ProptestConfig {

@@ -58,10 +58,10 @@ fn write_files(dir: &Path, with_users: bool) -> (std::path::PathBuf, Option<std:
 
 async fn start(dir: &Path, upstream: &str, with_users: bool) -> support::TestJanus {
     let (tenants, web) = write_files(dir, with_users);
-    let tenants = janus::tenants::Tenants::load(&tenants).expect("tenants load");
+    let tenants = janus::auth::tenants::Tenants::load(&tenants).expect("tenants load");
     let web = web.map(|p| {
         (
-            janus::web_config::WebConfig::load(&p).expect("web loads"),
+            janus::auth::web_config::WebConfig::load(&p).expect("web loads"),
             p,
         )
     });
@@ -300,7 +300,7 @@ async fn a_header_from_elsewhere_is_not_believed() {
         TENANTS.replace("from: [127.0.0.1]", "from: [10.0.0.0/8]"),
     )
     .expect("tenants");
-    let tenants = janus::tenants::Tenants::load(&path).expect("loads");
+    let tenants = janus::auth::tenants::Tenants::load(&path).expect("loads");
     let janus = support::start_janus(&support::closed_port_url().await, move |c| {
         c.tenants = Some(Arc::new(tenants));
     })

@@ -90,7 +90,7 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
 
 async fn start(dir: &Path, upstream: &str) -> support::TestJanus {
     let path = dir.join("web.yml");
-    let web = janus::web_config::WebConfig::load(&path).expect("web config loads");
+    let web = janus::auth::web_config::WebConfig::load(&path).expect("web config loads");
     support::start_janus(upstream, move |c| {
         c.web_config_file = Some(path);
         c.web = web;
@@ -348,10 +348,10 @@ async fn python_and_node_clients_over_tls_as_a_tenant() {
     )
     .expect("tenants.yml");
     let janus = support::start_janus(&prometheus, |c| {
-        c.web = janus::web_config::WebConfig::load(&web).expect("web loads");
+        c.web = janus::auth::web_config::WebConfig::load(&web).expect("web loads");
         c.web_config_file = Some(web.clone());
         c.tenants = Some(std::sync::Arc::new(
-            janus::tenants::Tenants::load(&tenants).expect("tenants load"),
+            janus::auth::tenants::Tenants::load(&tenants).expect("tenants load"),
         ));
         c.retention_time = Duration::from_secs(86_400);
     })

@@ -15,6 +15,7 @@ use super::log_encode::LogAnswer;
 use super::loki_params::{self as lp, BadParameter};
 use super::request::{self, Deadline};
 use super::{envelope, Face, SharedState};
+use crate::auth::tenants::Tenant;
 use crate::config::LogAnswerFormat;
 use crate::engine::{EngineError, MetricFuture, MetricQuery, MetricSource, SourceErrorKind};
 use crate::engine::{LineSearch, Prepared};
@@ -24,7 +25,6 @@ use crate::logql::LogQuery;
 use crate::params::Params;
 use crate::promql::encode;
 use crate::promql::value::Steps;
-use crate::tenants::Tenant;
 
 /// LogQL reads logs only: a part that names no log stream has no source to ask.
 struct NoMetrics;

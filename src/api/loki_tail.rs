@@ -91,7 +91,7 @@ async fn tail_inner(state: SharedState, request: Request) -> Result<Response, Lo
 /// Reads and checks the parameters before the upgrade, so a bad request gets Loki's 400.
 async fn read_request(
     state: &SharedState,
-    tenant: Option<&crate::tenants::Tenant>,
+    tenant: Option<&crate::auth::tenants::Tenant>,
     params: &Params,
 ) -> Result<TailRequest, LokiError> {
     let query =

@@ -95,7 +95,7 @@ fn split_matches(params: &Params) -> Result<Matches, ApiError> {
 /// series of both faces.
 async fn confined_matches(
     read: ReadRequest,
-    tenant: &Arc<crate::tenants::Tenant>,
+    tenant: &Arc<crate::auth::tenants::Tenant>,
 ) -> Result<ReadRequest, ApiError> {
     let Some(scope) = tenant.scope.as_ref() else {
         return Ok(read);
@@ -107,7 +107,7 @@ async fn confined_matches(
             values.push(m.to_string());
             continue;
         }
-        let confined = crate::confined_texts::confine(tenant, m, true)
+        let confined = crate::auth::confined_texts::confine(tenant, m, true)
             .await
             .unwrap_or_else(|| Ok(m.to_string()))
             .map_err(|e| {

@@ -18,10 +18,10 @@ use serde_json::value::RawValue;
 
 use super::merged::{self, Envelope, UpstreamPart};
 use super::{proxy, request, Face, SharedState};
+use crate::auth::tenants::Scope;
 use crate::error::ApiError;
 use crate::logql::LogKind;
 use crate::store::Store;
-use crate::tenants::Scope;
 
 /// Prometheus's metadata entry, fields in its order.
 #[derive(Serialize)]

@@ -83,7 +83,7 @@ pub struct AppState {
     /// Loki tails open at once ([`loki_tail::MAX_TAILS`]).
     pub tails: Arc<tokio::sync::Semaphore>,
     /// What --web.config.file enforces (credentials, rate limit, headers, TLS), kept current.
-    pub web: Arc<crate::web_guard::WebGuard>,
+    pub web: Arc<crate::auth::web_guard::WebGuard>,
     /// Answers that can no longer change (`None`: --query.cache-size=0).
     pub results_cache: Option<Arc<crate::results_cache::ResultsCache>>,
     pub started: SystemTime,
@@ -131,7 +131,7 @@ impl AppState {
         let push_budget = Arc::new(tokio::sync::Semaphore::new(
             config.ingest_budget_kib() as usize
         ));
-        let web = Arc::new(crate::web_guard::WebGuard::new(
+        let web = Arc::new(crate::auth::web_guard::WebGuard::new(
             config.web_config_file.clone(),
             config.web.clone(),
             Arc::clone(&metrics),
@@ -329,8 +329,8 @@ pub fn router(state: SharedState) -> Router {
             tenancy::tenancy,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state),
-            crate::web_guard::guard,
+            Arc::clone(&state.web),
+            crate::auth::web_guard::guard,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

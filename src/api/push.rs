@@ -326,7 +326,7 @@ async fn accept_push(
 /// only for an unrestricted tenant). A stream whose labels map nowhere is left to `prepare`,
 /// which refuses it as any bad push.
 fn may_write(
-    tenant: &crate::tenants::Tenant,
+    tenant: &crate::auth::tenants::Tenant,
     streams: &[crate::ingest::decode::PushStream],
     mapping: &crate::ingest::mapping::LabelMapping,
 ) -> Result<(), ApiError> {

@@ -65,9 +65,9 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
 /// cannot parse (an upstream's own dialect) cannot be confined, so it is refused.
 async fn confined(
     read: request::ReadRequest,
-    tenant: &std::sync::Arc<crate::tenants::Tenant>,
+    tenant: &std::sync::Arc<crate::auth::tenants::Tenant>,
 ) -> Result<request::ReadRequest, ApiError> {
-    let printed = crate::confined_texts::confine(tenant, read.params.get("query"), false)
+    let printed = crate::auth::confined_texts::confine(tenant, read.params.get("query"), false)
         .await
         .ok_or_else(|| ApiError::Internal("confining a query of an unrestricted tenant".into()))?
         .map_err(|e| {

@@ -18,10 +18,10 @@ use serde_json::value::RawValue;
 
 use super::merged::{self, Envelope, OrderedRaw, UpstreamPart};
 use super::{proxy, request, Face, SharedState};
+use crate::auth::tenants::Scope;
 use crate::error::ApiError;
 use crate::logql::LogKind;
 use crate::store::Store;
-use crate::tenants::Scope;
 
 pub async fn targets(State(state): State<SharedState>, request: Request) -> Response {
     let read = match request::read(request).await {

@@ -19,11 +19,11 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
 use super::SharedState;
+use crate::auth::tenants::{Presented, Tenant};
 use crate::error::ApiError;
 use crate::telemetry::TenantLabels;
-use crate::tenants::{Presented, Tenant};
 
-use crate::web_guard::OPEN_PATHS;
+use crate::auth::web_guard::{PeerAddr, VerifiedUser, OPEN_PATHS};
 
 /// The routes a restricted tenant may use: those whose answers are filtered by its namespaces,
 /// or hold no data of anyone's.
@@ -61,14 +61,6 @@ const FILTERED: &[&str] = &[
     "/api/v1/metadata",
     "/api/v1/targets",
 ];
-
-/// The peer address of the connection a request came on (set by the accept loop).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub std::net::SocketAddr);
-
-/// A basic-auth user `--web.config.file` verified (set by its guard).
-#[derive(Debug, Clone)]
-pub struct VerifiedUser(pub String);
 
 pub async fn tenancy(
     State(state): State<SharedState>,
@@ -141,7 +133,7 @@ pub async fn tenancy(
     } else {
         match tenant.limits.query_slot() {
             Ok(slot) => slot,
-            Err(crate::tenant_limits::AllTaken) => {
+            Err(crate::auth::tenant_limits::AllTaken) => {
                 count(&state, &tenant.name, "limited");
                 return ApiError::RateLimited {
                     message: format!(

@@ -20,3 +20,20 @@ pub use lexer::involves_logs;
 #[error("{0}")]
 pub struct SyntaxError(pub String);
 pub use parse::{parse_log_query, FieldMatcher, LineFilter, LogKind, LogQuery};
+
+/// Loki's unwrapped range aggregations: the range functions that read the values `| unwrap`
+/// takes from lines (`sum_over_time({…} | unwrap took [5m])`), and that take a grouping after
+/// the call (`… [5m]) by (a)`).
+pub const UNWRAPPED_RANGE_AGGREGATIONS: &[&str] = &[
+    "avg_over_time",
+    "first_over_time",
+    "last_over_time",
+    "max_over_time",
+    "min_over_time",
+    "quantile_over_time",
+    "rate",
+    "rate_counter",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "sum_over_time",
+];

@@ -152,8 +152,7 @@ pub fn rewrite_tokens(
                 // `f({…} | unwrap x [5m]) by (a, b)`: Loki's grouping of an unwrapped range
                 // aggregation, which PromQL cannot write; it goes with the log query.
                 if let Some((Some(callee), first_log)) = calls.pop() {
-                    let unwrapped = crate::promql::functions::Function::from_name(callee)
-                        .is_some_and(|f| f.reads_unwrapped());
+                    let unwrapped = super::UNWRAPPED_RANGE_AGGREGATIONS.contains(&callee);
                     if let (true, Some(log)) = (unwrapped, logs.get_mut(first_log)) {
                         if let Some((grouping, next)) = grouping_after(query, &tokens, i + 1)? {
                             log.sample_grouping = Some(grouping);

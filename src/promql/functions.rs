@@ -266,21 +266,10 @@ impl Function {
 
     /// Range functions over the values a log pipeline's `| unwrap label` reads from its lines
     /// (Loki's unwrapped range aggregations).
+    /// The names are LogQL's to list ([`crate::logql::UNWRAPPED_RANGE_AGGREGATIONS`]): the
+    /// rewriter, below this evaluator, must know them too.
     pub fn reads_unwrapped(self) -> bool {
-        matches!(
-            self,
-            Function::SumOverTime
-                | Function::AvgOverTime
-                | Function::MinOverTime
-                | Function::MaxOverTime
-                | Function::FirstOverTime
-                | Function::LastOverTime
-                | Function::StddevOverTime
-                | Function::StdvarOverTime
-                | Function::QuantileOverTime
-                | Function::Rate
-                | Function::RateCounter
-        )
+        crate::logql::UNWRAPPED_RANGE_AGGREGATIONS.contains(&self.name())
     }
 
     /// Range functions Janus applies over a subquery: every range function over floats.

@@ -47,8 +47,12 @@ pub enum Value {
     Extent(Arc<matrix::Extent>),
     /// A whole answer body (an instant query at a time that cannot change).
     Body(Arc<[u8]>),
-    /// A log file's counts for one log metric (`store::file_bins`).
-    FileBins(Arc<crate::store::file_bins::FileBins>),
+    /// Something a layer below keeps here (a log file's counts for one log metric,
+    /// `store::file_bins`), with its weight: the cache does not know the store's types.
+    Held {
+        bytes: usize,
+        value: Arc<dyn std::any::Any + Send + Sync>,
+    },
 }
 
 impl Value {
@@ -56,7 +60,7 @@ impl Value {
         match self {
             Value::Extent(e) => e.bytes(),
             Value::Body(b) => b.len(),
-            Value::FileBins(b) => b.bytes(),
+            Value::Held { bytes, .. } => *bytes,
         }
     }
 }
@@ -139,7 +143,7 @@ impl ResultsCache {
                 if cause.was_evicted() {
                     evictions
                         .cache_evictions
-                        .get_or_create(&CacheFaceLabels::of(key.face))
+                        .get_or_create(&CacheFaceLabels::of(key.face.name()))
                         .inc();
                 }
             })
@@ -188,7 +192,7 @@ impl ResultsCache {
         }
         for (face, (bytes, entries)) in [CacheFace::Metric, CacheFace::Log].into_iter().zip(totals)
         {
-            let labels = CacheFaceLabels::of(face);
+            let labels = CacheFaceLabels::of(face.name());
             self.metrics
                 .cache_bytes
                 .get_or_create(&labels)

@@ -487,7 +487,10 @@ impl Store {
                 let bins = file_bins::collect(&mut fines, file_index, &labels_of);
                 cache.insert(
                     key.clone(),
-                    crate::results_cache::Value::FileBins(Arc::new(bins)),
+                    crate::results_cache::Value::Held {
+                        bytes: bins.bytes(),
+                        value: Arc::new(bins),
+                    },
                 );
             }
         }
@@ -512,7 +515,9 @@ impl Store {
             return file_bins::Remembering::none(files);
         };
         let freshness = i64::try_from(cache.settings.max_freshness.as_nanos()).unwrap_or(i64::MAX);
-        let settled_before = crate::params::Timestamp::now().0.saturating_sub(freshness);
+        let settled_before = crate::timestamp::Timestamp::now()
+            .0
+            .saturating_sub(freshness);
         let query_text = format!("{query:?}\n{grouping:?}");
         let mut out = file_bins::Remembering::none(Vec::new());
         out.grid = Some(grid);
@@ -536,9 +541,15 @@ impl Store {
                 continue;
             }
             let key = file_bins::key(&query_text, &file.target, &file.index, grid);
-            match cache.get(&key) {
-                Some(crate::results_cache::Value::FileBins(bins)) => out.remembered.push(bins),
-                _ => {
+            let remembered = match cache.get(&key) {
+                Some(crate::results_cache::Value::Held { value, .. }) => {
+                    value.downcast::<file_bins::FileBins>().ok()
+                }
+                _ => None,
+            };
+            match remembered {
+                Some(bins) => out.remembered.push(bins),
+                None => {
                     if let Some((oldest, newest)) = times {
                         out.span = Some(match out.span {
                             Some((a, b)) => (a.min(oldest), b.max(newest)),
@@ -866,7 +877,7 @@ impl Store {
     /// Indexes the hour files of the last `hours` hours, newest first, so that queries over
     /// recent logs find their indexes built. Meant for a background thread at start-up.
     pub fn warm_recent(&self, hours: i64) {
-        let now = crate::params::Timestamp::now().0;
+        let now = crate::timestamp::Timestamp::now().0;
         let since = now - hours * layout::HOUR_NANOS;
         let mut candidates = self.candidates(
             &[LogKind::Pod, LogKind::Node],

@@ -17,7 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 /// Why a web configuration file was refused: the key (as a path in the file) and what is wrong.
-pub type WebConfigError = crate::settings_file::SettingsFileError;
+pub type WebConfigError = crate::auth::settings_file::SettingsFileError;
 
 /// The file as written. Unknown keys are refused, as exporter-toolkit refuses them.
 #[derive(Debug, Default, Deserialize)]
@@ -138,7 +138,7 @@ impl WebConfig {
     /// Reads and checks the file at `path`; relative file names in it are taken from the
     /// file's own directory, as exporter-toolkit takes them.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-        let file = crate::settings_file::SettingsFile::new("--web.config.file", path);
+        let file = crate::auth::settings_file::SettingsFile::new("--web.config.file", path);
         let error = |key: &str, message: String| file.error(key, message);
         let format: FileFormat = file.read(path)?;
         let base = path.parent().unwrap_or(Path::new("."));

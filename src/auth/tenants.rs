@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 /// Why a tenants file was refused: the key (a path in the file) and what is wrong.
-pub type TenantsError = crate::settings_file::SettingsFileError;
+pub type TenantsError = crate::auth::settings_file::SettingsFileError;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +49,7 @@ struct TenantFormat {
     all: bool,
     upstream_org_id: Option<String>,
     #[serde(default)]
-    limits: crate::tenant_limits::LimitsFormat,
+    limits: crate::auth::tenant_limits::LimitsFormat,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,9 +135,9 @@ pub struct Tenant {
     /// Sent as `X-Scope-OrgID` towards the upstream, replacing any the client sent.
     pub upstream_org_id: Option<String>,
     /// Its push rate and queries at once, with their state.
-    pub limits: Arc<crate::tenant_limits::TenantLimits>,
+    pub limits: Arc<crate::auth::tenant_limits::TenantLimits>,
     /// Its queries as confined to its scope, remembered.
-    pub confined_texts: crate::confined_texts::ConfinedTexts,
+    pub confined_texts: crate::auth::confined_texts::ConfinedTexts,
 }
 
 impl Scope {
@@ -184,7 +184,8 @@ impl Scope {
     /// A scope over `namespaces` (anchored regexes), for other modules' tests.
     pub(crate) fn for_tests(namespaces: &[&str], node_logs: bool) -> Scope {
         let patterns = namespaces.iter().map(|n| n.to_string()).collect();
-        let file = crate::settings_file::SettingsFile::new("--auth.tenants-file", Path::new("-"));
+        let file =
+            crate::auth::settings_file::SettingsFile::new("--auth.tenants-file", Path::new("-"));
         let error = |key: &str, message: String| file.error(key, message);
         Scope {
             namespaces: Namespaces::new(patterns, "namespaces", &error).expect("valid regexes"),
@@ -234,7 +235,7 @@ pub struct Presented<'a> {
 
 impl Tenants {
     pub fn load(path: &Path) -> Result<Tenants, TenantsError> {
-        let file = crate::settings_file::SettingsFile::new("--auth.tenants-file", path);
+        let file = crate::auth::settings_file::SettingsFile::new("--auth.tenants-file", path);
         let error = |key: &str, message: String| file.error(key, message);
         let format: FileFormat = file.read(path)?;
         if format.tenants.is_empty() {
@@ -269,7 +270,7 @@ impl Tenants {
                     push,
                 })
             };
-            let limits = crate::tenant_limits::TenantLimits::new(t.limits)
+            let limits = crate::auth::tenant_limits::TenantLimits::new(t.limits)
                 .map_err(|(k, message)| error(&key(&format!("limits.{k}")), message))?;
             let tenant = Arc::new(Tenant {
                 name: name.clone(),

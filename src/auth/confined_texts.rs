@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use crate::tenants::Tenant;
+use crate::auth::tenants::Tenant;
 
 /// What one tenant's remembered texts may hold: keys and results, in bytes.
 pub const BYTES_PER_TENANT: u64 = 4 << 20;

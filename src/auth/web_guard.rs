@@ -17,9 +17,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
-use crate::api::SharedState;
+use crate::auth::web_config::WebConfig;
 use crate::telemetry::Metrics;
-use crate::web_config::WebConfig;
 
 /// How often the files are looked at for changes.
 pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -201,10 +200,10 @@ fn same_transport(
     path: &std::path::Path,
     previous: &WebConfig,
     new: WebConfig,
-) -> Result<WebConfig, crate::web_config::WebConfigError> {
+) -> Result<WebConfig, crate::auth::web_config::WebConfigError> {
     if previous.tls.is_some() != new.tls.is_some() {
         return Err(
-            crate::settings_file::SettingsFile::new("--web.config.file", path)
+            crate::auth::settings_file::SettingsFile::new("--web.config.file", path)
                 .error("tls_server_config", "turning TLS on or off needs a restart"),
         );
     }
@@ -240,20 +239,18 @@ fn basic_credentials(header: &http::HeaderValue) -> Option<(String, String)> {
 
 /// The middleware: rate limit, then credentials, then the configured response headers (on
 /// refusals too).
-pub async fn guard(State(state): State<SharedState>, mut request: Request, next: Next) -> Response {
-    let config = state.web.current();
-    let mut response = if !state.web.admit(&config) {
+pub async fn guard(State(web): State<Arc<WebGuard>>, mut request: Request, next: Next) -> Response {
+    let config = web.current();
+    let mut response = if !web.admit(&config) {
         (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n").into_response()
     } else if config.users.is_empty() || OPEN_PATHS.contains(&request.uri().path()) {
         next.run(request).await
     } else {
         let header = request.headers().get(http::header::AUTHORIZATION);
-        match state.web.authenticated(&config, header).await {
+        match web.authenticated(&config, header).await {
             Some(user) => {
                 // Who the tenants file may know the request as.
-                request
-                    .extensions_mut()
-                    .insert(crate::api::tenancy::VerifiedUser(user));
+                request.extensions_mut().insert(VerifiedUser(user));
                 next.run(request).await
             }
             None => (
@@ -269,6 +266,14 @@ pub async fn guard(State(state): State<SharedState>, mut request: Request, next:
     }
     response
 }
+
+/// The user basic auth verified, for the tenants file to know the request by.
+#[derive(Debug, Clone)]
+pub struct VerifiedUser(pub String);
+
+/// The client's address, as the accept loop saw it (a proxy's, behind one).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// Looks at the files every [`RELOAD_CHECK_INTERVAL`].
 pub fn spawn_reloader(guard: Arc<WebGuard>) {
