@@ -11,10 +11,10 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
-use crate::duration;
 use crate::ingest::mapping::LabelMapping;
 use crate::store::retention::parse_size;
 use crate::store::writer::FsyncMode;
+use crate::time::duration;
 
 /// A setting that could not be accepted, named as the operator wrote it.
 #[derive(Debug, thiserror::Error)]

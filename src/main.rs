@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use janus::config::{Config, Flags};
-use janus::{logging, server};
+use janus::server::{self, logging};
 
 fn main() -> ExitCode {
-    janus::memory::configure();
+    janus::server::memory::configure();
     let flags = match Flags::try_parse() {
         Ok(flags) => flags,
         Err(e) => {

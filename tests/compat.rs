@@ -409,7 +409,7 @@ async fn paths_without_a_route_reach_the_upstream_untouched() {
 async fn own_parameter_errors_match_prometheus_wording() {
     use axum::response::IntoResponse;
     use http_body_util::BodyExt;
-    use janus::params::{Params, Timestamp};
+    use janus::api::params::{Params, Timestamp};
 
     let prometheus = required_env("JANUS_TEST_PROMETHEUS");
     let client = raw_client();
@@ -433,7 +433,7 @@ async fn own_parameter_errors_match_prometheus_wording() {
         "query=&time=1",
         "query=up&time=1&timeout=x",
     ];
-    async fn body_of(e: janus::error::ApiError) -> (u16, Vec<u8>) {
+    async fn body_of(e: janus::api::error::ApiError) -> (u16, Vec<u8>) {
         let response = e.into_response();
         let status = response.status().as_u16();
         let body = response

@@ -1,9 +1,9 @@
 //! Arbitrary input never panics the parsers that face users: queries, parameters, stored lines
 //! and push bodies.
 
+use janus::api::params::Params;
 use janus::ingest::decode::{decode, parse_label_string, Limits};
 use janus::logql::{involves_logs, parse_log_query};
-use janus::params::Params;
 use proptest::prelude::*;
 
 /// Strings built from the pieces that matter to the parsers, so the search reaches deep paths.
@@ -40,7 +40,7 @@ proptest! {
         let _ = involves_logs(&q);
         if let Err(e) = parse_log_query(&q) {
             // A syntax error is always the client's: bad_data.
-            prop_assert_eq!(janus::error::ApiError::from(e).error_type(), "bad_data");
+            prop_assert_eq!(janus::api::error::ApiError::from(e).error_type(), "bad_data");
         }
     }
 
@@ -56,7 +56,7 @@ proptest! {
         let _ = p.range();
         let _ = p.log_range();
         let _ = p.timeout();
-        let _ = p.time_or("time", janus::params::Timestamp(0));
+        let _ = p.time_or("time", janus::api::params::Timestamp(0));
         let _ = p.limit(10, 100);
     }
 

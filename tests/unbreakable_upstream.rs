@@ -184,7 +184,7 @@ async fn a_huge_pushed_down_answer_stops_at_the_sample_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_connections_cannot_stop_queries() {
     // This process opens over a thousand sockets too.
-    janus::connections::raise_open_files_limit();
+    janus::server::connections::raise_open_files_limit();
     let store = store_with_a_line();
     let mut janus = Guarded::start_with_open_files(
         &store,

@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::SharedState;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 
 /// Bytes request bodies (other than pushes) and their decoded parameters may hold at once:
 /// five full-size form bodies, or thousands of dashboard-sized ones.

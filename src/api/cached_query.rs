@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use super::merged::{fetch_upstream_typed, UpstreamPart};
 use super::request::ReadRequest;
 use super::{proxy, Face, SharedState};
-use crate::params::QueryKind;
+use crate::api::params::QueryKind;
 use crate::results_cache::key::KeyBuilder;
 use crate::results_cache::matrix;
 use crate::results_cache::plan::{cacheable_expression, RangePlan};
@@ -61,7 +61,7 @@ fn skips_cache(read: &ReadRequest) -> bool {
     let timeout = read.params.get("timeout");
     let valid_timeout = timeout.is_empty()
         || (!timeout.starts_with('-')
-            && crate::params::parse_duration_nanos(timeout).is_ok_and(|n| n > 0));
+            && crate::api::params::parse_duration_nanos(timeout).is_ok_and(|n| n > 0));
     if !valid_timeout {
         return true;
     }
@@ -180,7 +180,7 @@ async fn range(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -> 
 
 async fn instant(state: &SharedState, cache: &ResultsCache, read: ReadRequest) -> Response {
     let time = read.params.get("time");
-    let at = match crate::params::parse_time(time) {
+    let at = match crate::api::params::parse_time(time) {
         Ok(t) if !time.is_empty() && t.0 >= 0 && t.0 % 1_000_000 == 0 => t.as_millis(),
         _ => return proxy::forward(state, read).await,
     };

@@ -5,7 +5,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 
 /// What comes before the data.
 pub const HEAD: &[u8] = br#"{"status":"success","data":"#;

@@ -9,11 +9,11 @@ use axum::response::Response;
 use super::log_encode::{self, Order};
 use super::request::Deadline;
 use super::{envelope, SharedState};
+use crate::api::error::ApiError;
+use crate::api::params::{Params, QueryKind, Timestamp};
 use crate::config::{LogAnswerFormat, MAX_LOG_LIMIT};
 use crate::engine::LineSearch;
-use crate::error::ApiError;
 use crate::logql::{self, SyntaxError};
-use crate::params::{Params, QueryKind, Timestamp};
 use crate::store::scan::Keep;
 
 /// `parsed` is the engine's parse of the query (`None`: the query is empty).

@@ -15,14 +15,14 @@ use super::log_encode::LogAnswer;
 use super::loki_params::{self as lp, BadParameter};
 use super::request::{self, Deadline};
 use super::{envelope, Face, SharedState};
+use crate::api::error::ApiError;
+use crate::api::params::Params;
 use crate::auth::tenants::Tenant;
 use crate::config::LogAnswerFormat;
 use crate::engine::{EngineError, MetricFuture, MetricQuery, MetricSource, SourceErrorKind};
 use crate::engine::{LineSearch, Prepared};
-use crate::error::ApiError;
 use crate::logql::lexer::{tokenize, Dialect};
 use crate::logql::LogQuery;
-use crate::params::Params;
 use crate::promql::encode;
 use crate::promql::value::Steps;
 
@@ -188,7 +188,7 @@ async fn query_inner(state: &SharedState, request: Request) -> Result<Response, 
     let read = request::read(request).await?;
     let params = &read.params;
     let time = match params.get("time") {
-        "" => crate::params::Timestamp::now().0,
+        "" => crate::api::params::Timestamp::now().0,
         value => lp::parse_time(value)
             .map_err(|e| BadParameter(format!("could not parse 'time' parameter: {e}")))?,
     };

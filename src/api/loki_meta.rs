@@ -19,12 +19,12 @@ use super::loki::{answer, selector, streams, LokiError};
 use super::loki_params::{self as lp, BadParameter};
 use super::request::{self, Deadline};
 use super::{envelope, SharedState};
+use crate::api::error::ApiError;
+use crate::api::params::Params;
 use crate::engine::LineSearch;
-use crate::error::ApiError;
 use crate::logql::lexer::{tokenize, Kind};
 use crate::logql::parsers;
 use crate::logql::pipeline::Outcome;
-use crate::params::Params;
 use crate::store::scan::Keep;
 
 /// The most lines `detected_fields` reads.

@@ -3,8 +3,8 @@
 //! (default 1h); `limit` default 100; `direction` `backward` by default; `step` default
 //! `max(⌊(end − start) / 250⌋, 1)` seconds, as a duration or float seconds.
 
+use crate::api::params::{parse_duration_nanos, Params, Timestamp};
 use crate::config::MAX_LOG_LIMIT;
-use crate::params::{parse_duration_nanos, Params, Timestamp};
 use crate::store::scan::Keep;
 
 use super::log_encode::Order;
@@ -61,7 +61,7 @@ pub fn bounds(params: &Params) -> Result<(i64, i64), BadParameter> {
     let now = Timestamp::now().0;
     let since = match params.get("since") {
         "" => DEFAULT_SINCE_NANOS,
-        text => crate::duration::parse(text)
+        text => crate::time::duration::parse(text)
             .ok()
             .and_then(|d| i64::try_from(d.as_nanos()).ok())
             .ok_or_else(|| {

@@ -28,10 +28,10 @@ use super::log_encode::{LogAnswer, Order, StreamEntry};
 use super::loki::{prepare, LokiError};
 use super::loki_params::{self as lp, BadParameter};
 use super::SharedState;
+use crate::api::params::{Params, Timestamp};
 use crate::config::LogAnswerFormat;
 use crate::engine::{LineSearch, Prepared};
 use crate::logql::LogQuery;
-use crate::params::{Params, Timestamp};
 use crate::store::scan::Keep;
 
 /// Tails open at once; more are refused with 429 before the upgrade.

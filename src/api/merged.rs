@@ -17,9 +17,9 @@ use serde_json::value::RawValue;
 
 use super::request::{self, Deadline, ReadRequest};
 use super::{proxy, Face, SharedState};
-use crate::error::ApiError;
+use crate::api::error::ApiError;
+use crate::api::params::{Params, Timestamp};
 use crate::logql::{self, LogKind, LogQuery};
-use crate::params::{Params, Timestamp};
 use crate::store::Store;
 use crate::upstream::Forward;
 

@@ -1,6 +1,10 @@
 //! The HTTP API: one table of routes (the contract, mirrored by `api-spec/openapi.yaml`), the
 //! shared state, and the observing middleware every request passes through.
 
+pub mod error;
+pub mod limits;
+pub mod params;
+
 mod body_budget;
 mod cached_query;
 mod envelope;
@@ -28,9 +32,9 @@ use std::time::SystemTime;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 
+use crate::api::limits::QueryLimiter;
 use crate::config::Config;
 use crate::engine::{Engine, Limits};
-use crate::limits::QueryLimiter;
 use crate::store::writer::Writer;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -117,16 +121,9 @@ impl AppState {
             },
             Arc::clone(&metrics),
         );
-        // Appenders take at most a quarter of the descriptors: connections and scans need the rest.
-        let max_open_files =
-            crate::connections::open_files_limit().map_or(config.storage_max_open_files, |n| {
-                config
-                    .storage_max_open_files
-                    .min(usize::try_from(n / 4).unwrap_or(usize::MAX))
-            });
         let writer = Arc::new(
             Writer::new(config.storage_path.clone(), config.storage_fsync)
-                .with_max_open_files(max_open_files),
+                .with_max_open_files(config.storage_max_open_files),
         );
         let push_budget = Arc::new(tokio::sync::Semaphore::new(
             config.ingest_budget_kib() as usize

@@ -7,9 +7,9 @@ use axum::response::Response;
 
 use super::request::Deadline;
 use super::{envelope, SharedState};
+use crate::api::error::ApiError;
+use crate::api::params::{Params, QueryKind};
 use crate::engine::Expression;
-use crate::error::ApiError;
-use crate::params::{Params, QueryKind};
 use crate::promql::encode;
 use crate::upstream::metric_source::UpstreamSource;
 

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::request::{self, Deadline, ReadRequest};
 use super::{Face, SharedState};
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::upstream::Forward;
 
 /// The handler of every route that only the upstream answers.

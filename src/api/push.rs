@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{Face, SharedState};
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::ingest::{self, decode};
 use crate::telemetry::{ReasonLabels, StageLabels};
 
@@ -275,7 +275,7 @@ async fn accept_push(
                 .as_nanos(),
         )
         .unwrap_or(i64::MAX);
-        let newest = crate::params::Timestamp::now().0.saturating_add(grace);
+        let newest = crate::api::params::Timestamp::now().0.saturating_add(grace);
         let prepared = ingest::prepare(&streams, &state_for_work.config.ingest_labels, newest)
             .map_err(|e| {
                 count(&state_for_work, "refused", received);

@@ -6,10 +6,10 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 
 use super::{cached_query, lines, numbers, request, Face, SharedState};
+use crate::api::error::ApiError;
+use crate::api::params::QueryKind;
 use crate::engine::{prepare, Prepared};
-use crate::error::ApiError;
 use crate::logql::lexer::Dialect;
-use crate::params::QueryKind;
 
 pub async fn instant(state: State<SharedState>, request: Request) -> Response {
     route(state, request, QueryKind::Instant).await

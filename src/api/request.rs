@@ -8,9 +8,9 @@ use axum::http::{header, request::Parts, Method};
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::api::error::ApiError;
+use crate::api::params::Params;
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::params::Params;
 
 /// Prometheus reads form bodies up to 10 MiB; a little more leaves room for other upstreams.
 pub const MAX_FORM_BODY: usize = 16 << 20;

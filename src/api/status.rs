@@ -7,7 +7,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::SharedState;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 
 pub async fn healthy() -> Response {
     text(StatusCode::OK, "Janus is Healthy.\n")

@@ -18,8 +18,8 @@ use serde_json::value::RawValue;
 
 use super::merged::{self, Envelope, OrderedRaw, UpstreamPart};
 use super::{proxy, request, Face, SharedState};
+use crate::api::error::ApiError;
 use crate::auth::tenants::Scope;
-use crate::error::ApiError;
 use crate::logql::LogKind;
 use crate::store::Store;
 

@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
 use super::SharedState;
+use crate::api::error::ApiError;
 use crate::auth::tenants::{Presented, Tenant};
-use crate::error::ApiError;
 use crate::telemetry::TenantLabels;
 
 use crate::auth::web_guard::{PeerAddr, VerifiedUser, OPEN_PATHS};

@@ -206,7 +206,7 @@ impl WebConfig {
             Some(limit) => {
                 let interval = match limit.interval.as_deref() {
                     None => std::time::Duration::ZERO,
-                    Some(text) => crate::duration::parse(text)
+                    Some(text) => crate::time::duration::parse(text)
                         .map_err(|e| error("rate_limit.interval", format!("{text:?}: {e}")))?,
                 };
                 (!interval.is_zero()).then_some(RateLimit {

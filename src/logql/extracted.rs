@@ -39,7 +39,7 @@ impl Extracted {
     }
 
     /// Where `name` is, or where it would go. A line has a handful of labels: a linear scan
-    /// with [`crate::short_eq::short_eq`] finds them fastest.
+    /// with [`crate::logql::short_eq::short_eq`] finds them fastest.
     fn position(&self, name: &str) -> Result<usize, usize> {
         match self.find(name) {
             Some(i) => Ok(i),
@@ -52,7 +52,7 @@ impl Extracted {
     fn find(&self, name: &str) -> Option<usize> {
         self.slots[..self.len]
             .iter()
-            .position(|(n, _)| crate::short_eq::short_eq(n.as_bytes(), name.as_bytes()))
+            .position(|(n, _)| crate::logql::short_eq::short_eq(n.as_bytes(), name.as_bytes()))
     }
 
     pub fn get(&self, name: &str) -> Option<&String> {
@@ -88,7 +88,7 @@ impl Extracted {
             Err(0)
                 if self.len == 0
                     && self.slots.first().is_some_and(|(n, _)| {
-                        crate::short_eq::short_eq(n.as_bytes(), name.as_bytes())
+                        crate::logql::short_eq::short_eq(n.as_bytes(), name.as_bytes())
                     }) =>
             {
                 self.len = 1;

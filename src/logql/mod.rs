@@ -10,6 +10,7 @@ pub mod pattern;
 pub mod pipeline;
 pub mod regex_budget;
 pub mod rewrite;
+pub mod short_eq;
 pub mod template;
 
 pub use lexer::involves_logs;

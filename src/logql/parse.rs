@@ -12,7 +12,7 @@ use promql_parser::parser::Expr;
 
 use super::lexer::{first_log_selector, position, tokenize, unquote, Kind, Token, LOG_SELECTORS};
 use super::SyntaxError;
-use crate::duration;
+use crate::time::duration;
 
 /// Which log tree a selector reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

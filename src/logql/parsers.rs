@@ -73,10 +73,10 @@ impl WantedSet {
         let name = self
             .exact
             .iter()
-            .find(|n| crate::short_eq::short_eq(n.as_bytes(), key))?;
+            .find(|n| crate::logql::short_eq::short_eq(n.as_bytes(), key))?;
         let shadowed = stream
             .iter()
-            .any(|(k, _)| crate::short_eq::short_eq(k.as_bytes(), name.as_bytes()));
+            .any(|(k, _)| crate::logql::short_eq::short_eq(k.as_bytes(), name.as_bytes()));
         (!shadowed).then_some(name.as_str())
     }
 
@@ -94,7 +94,7 @@ impl WantedSet {
             return self
                 .raw
                 .iter()
-                .any(|n| crate::short_eq::short_eq(n, name.as_bytes()));
+                .any(|n| crate::logql::short_eq::short_eq(n, name.as_bytes()));
         }
         self.names.contains(name)
     }
@@ -122,7 +122,12 @@ impl WantedSet {
             return false;
         }
         let clean = key.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
-        !clean || self.renamed || self.raw.iter().any(|n| crate::short_eq::short_eq(n, key))
+        !clean
+            || self.renamed
+            || self
+                .raw
+                .iter()
+                .any(|n| crate::logql::short_eq::short_eq(n, key))
     }
 
     /// Whether `key`'s label can be wanted, told from the key's spelling alone.
@@ -214,7 +219,7 @@ pub fn label_name<'k>(stream: &[(&str, &str)], key: &'k str) -> Cow<'k, str> {
     };
     if stream
         .iter()
-        .any(|(k, _)| crate::short_eq::short_eq(k.as_bytes(), name.as_bytes()))
+        .any(|(k, _)| crate::logql::short_eq::short_eq(k.as_bytes(), name.as_bytes()))
     {
         name.to_mut().push_str("_extracted");
     }

@@ -9,7 +9,7 @@
 
 use promql_parser::label::Matcher;
 
-use crate::short_eq::short_eq;
+use crate::logql::short_eq::short_eq;
 
 pub use super::label_filter::{
     read_bytes, read_duration_seconds, read_number, Compare, LabelFilter, Unit,
@@ -191,7 +191,7 @@ impl Outcome {
         !self.memo.is_empty()
             && message
                 .get(..self.memo.len())
-                .is_some_and(|start| crate::short_eq::short_eq(start, &self.memo))
+                .is_some_and(|start| crate::logql::short_eq::short_eq(start, &self.memo))
     }
 
     /// Keeps the start of `message` that decided this outcome, if the parser stopped early.

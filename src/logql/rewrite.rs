@@ -196,7 +196,9 @@ pub fn rewrite_tokens(
             && matches!(t.kind, Kind::Number | Kind::Ident)
         {
             let text = query[t.start..t.end].trim_start_matches(':');
-            if crate::duration::parse(text) == Err(crate::duration::DurationError::Overflow) {
+            if crate::time::duration::parse(text)
+                == Err(crate::time::duration::DurationError::Overflow)
+            {
                 return Err(SyntaxError(format!(
                     "{}: parse error: duration out of range",
                     super::lexer::position(query, t.start),

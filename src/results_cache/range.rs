@@ -32,7 +32,7 @@ pub fn base_key<'h>(
 /// The newest point time that can no longer change: now minus the freshness bound (ms).
 pub fn cutoff_ms(cache: &ResultsCache) -> i64 {
     let freshness = i64::try_from(cache.settings.max_freshness.as_millis()).unwrap_or(i64::MAX);
-    crate::timestamp::Timestamp::now()
+    crate::time::timestamp::Timestamp::now()
         .as_millis()
         .saturating_sub(freshness)
 }

@@ -150,7 +150,7 @@ pub fn key(query: &str, target: &str, index: &FileIndex, grid: Grid) -> Key {
 
 /// Per worker, per file: stream key → bins, appended as lines come (a block's lines are in
 /// time order, so most lines add to the last bin).
-pub type Fine = Vec<rustc_hash::FxHashMap<crate::short_eq::Key, Vec<(i64, u64, u64)>>>;
+pub type Fine = Vec<rustc_hash::FxHashMap<crate::logql::short_eq::Key, Vec<(i64, u64, u64)>>>;
 
 /// What counting one line cost: a bin opened, and the bytes of a stream key first seen.
 #[derive(Debug, Default, Clone, Copy)]
@@ -165,7 +165,7 @@ pub struct Added {
 pub fn add(
     fine: &mut Fine,
     file: usize,
-    key: &crate::short_eq::Key,
+    key: &crate::logql::short_eq::Key,
     bin_end: i64,
     bytes: u64,
 ) -> Added {
@@ -216,7 +216,7 @@ pub fn collect(
     file: usize,
     labels_of: &dyn Fn(&[u8]) -> BTreeMap<String, String>,
 ) -> FileBins {
-    let mut by_stream: rustc_hash::FxHashMap<crate::short_eq::Key, Vec<(i64, u64, u64)>> =
+    let mut by_stream: rustc_hash::FxHashMap<crate::logql::short_eq::Key, Vec<(i64, u64, u64)>> =
         Default::default();
     for fine in fines.iter_mut() {
         if let Some(streams) = fine.get_mut(file) {

@@ -349,7 +349,7 @@ impl Store {
         }
         let (roles, grid) = (&remembering.roles, remembering.grid);
         let gave_up = AtomicBool::new(false);
-        type Counts = rustc_hash::FxHashMap<crate::short_eq::Key, Vec<(u64, u64)>>;
+        type Counts = rustc_hash::FxHashMap<crate::logql::short_eq::Key, Vec<(u64, u64)>>;
         // Each new stream costs a bucket array: past the limit the scan stops (the caller
         // answers 422), so memory stays bounded by streams × buckets.
         let too_many = AtomicBool::new(false);
@@ -367,7 +367,7 @@ impl Store {
             || {
                 (
                     Counts::default(),
-                    crate::short_eq::Key::default(),
+                    crate::logql::short_eq::Key::default(),
                     0usize,
                     file_bins::Fine::default(),
                     file_bins::Added::default(),
@@ -515,7 +515,7 @@ impl Store {
             return file_bins::Remembering::none(files);
         };
         let freshness = i64::try_from(cache.settings.max_freshness.as_nanos()).unwrap_or(i64::MAX);
-        let settled_before = crate::timestamp::Timestamp::now()
+        let settled_before = crate::time::timestamp::Timestamp::now()
             .0
             .saturating_sub(freshness);
         let query_text = format!("{query:?}\n{grouping:?}");
@@ -582,7 +582,7 @@ impl Store {
     ) -> Result<SeriesSamples, ScanStop> {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let (files, request) = self.metric_files(query, lo, hi, deadline, cancelled)?;
-        type Values = rustc_hash::FxHashMap<crate::short_eq::Key, Vec<(i64, f64)>>;
+        type Values = rustc_hash::FxHashMap<crate::logql::short_eq::Key, Vec<(i64, f64)>>;
         let halt = AtomicBool::new(false);
         let held = AtomicUsize::new(0);
         let key_bytes = AtomicUsize::new(0);
@@ -594,7 +594,7 @@ impl Store {
             &self.workers,
             &halt,
             &bytes_read,
-            || (Values::default(), crate::short_eq::Key::default()),
+            || (Values::default(), crate::logql::short_eq::Key::default()),
             |(values, key), _, _file, line, outcome| {
                 let Some(outcome) = outcome else { return };
                 // A marked line's key keeps `__error__` whatever the grouping (`labels_key`).
@@ -877,7 +877,7 @@ impl Store {
     /// Indexes the hour files of the last `hours` hours, newest first, so that queries over
     /// recent logs find their indexes built. Meant for a background thread at start-up.
     pub fn warm_recent(&self, hours: i64) {
-        let now = crate::timestamp::Timestamp::now().0;
+        let now = crate::time::timestamp::Timestamp::now().0;
         let since = now - hours * layout::HOUR_NANOS;
         let mut candidates = self.candidates(
             &[LogKind::Pod, LogKind::Node],

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::telemetry::Metrics;
 
 pub struct QueryLimiter {

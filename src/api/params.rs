@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use crate::duration;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
+use crate::time::duration;
 
 /// Prometheus's cap on points per series in a range query.
 pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
-pub use crate::timestamp::Timestamp;
+pub use crate::time::timestamp::Timestamp;
 
 /// Prometheus formats its smallest and largest representable times with these strings and
 /// accepts them back (client libraries send them for "unbounded").

@@ -1,5 +1,9 @@
 //! Serving: bind, serve the router, and shut down gracefully on SIGTERM/SIGINT.
 
+pub mod connections;
+pub mod logging;
+pub mod memory;
+
 use std::future::Future;
 use std::io;
 
@@ -45,7 +49,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     prepare_store(&config);
-    crate::connections::raise_open_files_limit();
+    crate::server::connections::raise_open_files_limit();
+    let mut config = config;
+    // Appenders take at most a quarter of the descriptors: connections and scans need the rest.
+    if let Some(n) = crate::server::connections::open_files_limit() {
+        config.storage_max_open_files = config
+            .storage_max_open_files
+            .min(usize::try_from(n / 4).unwrap_or(usize::MAX));
+    }
     let grace = config.shutdown_timeout;
     let state = AppState::new(config)?;
     // Lines a killed predecessor was half-way through writing were never acknowledged: cut them
@@ -77,7 +88,7 @@ pub async fn serve(
     });
     let writer = std::sync::Arc::clone(&state.writer);
     let metrics = std::sync::Arc::clone(&state.metrics);
-    let limits = crate::connections::Limits {
+    let limits = crate::server::connections::Limits {
         max_connections: state.config.web_max_connections,
         read_header_timeout: state.config.web_read_header_timeout,
         idle_timeout: state.config.web_idle_timeout,
@@ -91,8 +102,9 @@ pub async fn serve(
         shutdown.await;
         tracing::info!(grace = %promql_parser::util::display_duration(&grace), "shutting down: no new connections, finishing in-flight requests");
     };
-    let transport = crate::connections::Transport { web, http2 };
-    crate::connections::serve(listener, app, limits, transport, metrics, signalled, grace).await;
+    let transport = crate::server::connections::Transport { web, http2 };
+    crate::server::connections::serve(listener, app, limits, transport, metrics, signalled, grace)
+        .await;
     if let Err(e) = writer.close_idle(true) {
         tracing::warn!(error = %e, "closing log files at shutdown failed");
     }
@@ -103,10 +115,10 @@ pub async fn serve(
 /// Hands free heap memory back to the kernel now and then (`memory`).
 fn spawn_memory_trim() {
     tokio::spawn(async {
-        let mut ticker = tokio::time::interval(crate::memory::TRIM_INTERVAL);
+        let mut ticker = tokio::time::interval(crate::server::memory::TRIM_INTERVAL);
         loop {
             ticker.tick().await;
-            let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+            let _ = tokio::task::spawn_blocking(crate::server::memory::trim).await;
         }
     });
 }
@@ -149,7 +161,7 @@ fn spawn_storage_tasks(state: &api::SharedState) {
                 let writer = Arc::clone(&w.writer);
                 crate::store::retention::run(
                     &w.config.storage_path,
-                    crate::params::Timestamp::now().0,
+                    crate::api::params::Timestamp::now().0,
                     w.config.retention_time,
                     w.config.retention_size,
                     &|path| writer.is_open(path),
