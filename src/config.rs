@@ -12,8 +12,8 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 
 use crate::ingest::mapping::LabelMapping;
-use crate::store::retention::parse_size;
-use crate::store::writer::FsyncMode;
+use crate::logstore::files::retention::parse_size;
+use crate::logstore::files::writer::FsyncMode;
 use crate::time::duration;
 
 /// A setting that could not be accepted, named as the operator wrote it.
@@ -509,7 +509,7 @@ impl Config {
             "storage.max-open-files",
             flags.storage_max_open_files,
             file.storage.max_open_files,
-            crate::store::writer::DEFAULT_MAX_OPEN_FILES as u64,
+            crate::logstore::files::writer::DEFAULT_MAX_OPEN_FILES as u64,
             1_000_000,
         )? as usize;
         let log_level =

@@ -7,7 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use janus::store::writer::{FsyncMode, Writer};
+use janus::logstore::files::writer::{FsyncMode, Writer};
 use support::temp_dir;
 
 struct Tmpfs(PathBuf);
@@ -196,7 +196,7 @@ async fn pushes_on_a_full_disk_are_all_or_nothing() {
         assert_eq!(text.lines().count(), (acknowledged + 1) * 20, "{file}");
         assert!(text
             .lines()
-            .all(|l| janus::store::line::parse(l.as_bytes()).is_some()));
+            .all(|l| janus::logstore::files::line::parse(l.as_bytes()).is_some()));
     }
     drop(janus);
 }

@@ -11,9 +11,9 @@ use janus::engine::{
     prepare, Engine, EngineError, Limits, LineSearch, MetricAnswer, MetricQuery, MetricSource,
     Prepared, SourceErrorKind,
 };
+use janus::logstore::files::scan::Keep;
+use janus::logstore::files::Store;
 use janus::promql::value::{Labels, Series, Steps, Value};
-use janus::store::scan::Keep;
-use janus::store::Store;
 use janus::telemetry::Metrics;
 
 const NS: i64 = 1_000_000_000;
@@ -283,5 +283,141 @@ async fn bytes_of_log_lines() {
             (got - expected).abs() <= 1e-12 * expected,
             "{query}: {got} vs {expected}"
         );
+    }
+}
+
+/// A second backend behind the log store seam: the file store's answers, but it says it cannot
+/// run regular expressions. The engine asks it through the same trait; what it can run answers
+/// as from the file store, and a query that needs a regex is refused naming what is missing,
+/// never answered without it.
+struct LiteralsOnly(Store);
+
+impl janus::logstore::LogStore for LiteralsOnly {
+    fn capabilities(&self) -> janus::logstore::Capabilities {
+        janus::logstore::Capabilities {
+            regex_filters: false,
+            ..self.0.capabilities()
+        }
+    }
+    fn search(
+        &self,
+        s: &janus::logstore::Search<'_>,
+    ) -> Result<janus::logstore::Found, janus::logstore::ScanStop> {
+        janus::logstore::LogStore::search(&self.0, s)
+    }
+    fn buckets(
+        &self,
+        query: &janus::logql::LogQuery,
+        bounds: &[i64],
+        deadline: std::time::Instant,
+        cancelled: &std::sync::atomic::AtomicBool,
+        max_streams: usize,
+        grouping: Option<&janus::logql::pipeline::Grouping>,
+    ) -> Result<janus::logstore::StreamBuckets, janus::logstore::ScanStop> {
+        janus::logstore::LogStore::buckets(
+            &self.0,
+            query,
+            bounds,
+            deadline,
+            cancelled,
+            max_streams,
+            grouping,
+        )
+    }
+    fn samples(
+        &self,
+        query: &janus::logql::LogQuery,
+        lo: i64,
+        hi: i64,
+        deadline: std::time::Instant,
+        cancelled: &std::sync::atomic::AtomicBool,
+        max_series: usize,
+        max_samples: usize,
+        grouping: Option<&janus::logql::pipeline::Grouping>,
+    ) -> Result<janus::logstore::SeriesSamples, janus::logstore::ScanStop> {
+        janus::logstore::LogStore::samples(
+            &self.0,
+            query,
+            lo,
+            hi,
+            deadline,
+            cancelled,
+            max_series,
+            max_samples,
+            grouping,
+        )
+    }
+    fn chunk_count(&self, query: &janus::logql::LogQuery, lo: i64, hi: i64) -> usize {
+        self.0.chunk_count(query, lo, hi)
+    }
+    fn target_names(&self, kind: janus::logql::LogKind) -> Vec<String> {
+        janus::logstore::LogStore::target_names(&self.0, kind)
+    }
+    fn streams(
+        &self,
+        kind: janus::logql::LogKind,
+        keep: &dyn Fn(&str) -> bool,
+        lo: i64,
+        hi: i64,
+    ) -> (std::collections::BTreeSet<Vec<String>>, bool) {
+        janus::logstore::LogStore::streams(&self.0, kind, keep, lo, hi)
+    }
+    fn newest_line(&self, kind: janus::logql::LogKind, target: &str) -> Option<i64> {
+        janus::logstore::LogStore::newest_line(&self.0, kind, target)
+    }
+    fn warm_recent(&self, hours: i64) {
+        janus::logstore::LogStore::warm_recent(&self.0, hours)
+    }
+    fn forget_deleted(&self) {
+        janus::logstore::LogStore::forget_deleted(&self.0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_cannot_run_regexes_is_asked_through_the_seam() {
+    use janus::logstore::LogStore;
+    let metrics = Arc::new(Metrics::new());
+    let store = LiteralsOnly(Store::new(support::lethe_testdata(), Arc::clone(&metrics)));
+    assert!(!store.capabilities().regex_filters);
+    let engine = Engine::new(
+        Arc::new(store),
+        Limits {
+            max_samples: 1_000_000,
+            max_series: 1000,
+            evaluate_metric_queries: false,
+        },
+        metrics,
+    );
+    let search = |query| LineSearch {
+        query,
+        lo: T - 3600 * NS,
+        hi: T,
+        limit: 3,
+        keep: Keep::Newest,
+    };
+    let Ok(Prepared::Lines(Ok(query))) =
+        prepared(&engine, r#"pod{namespace="namespace01"} |= "hello""#).await
+    else {
+        panic!("lines");
+    };
+    let (found, ()) = engine
+        .search_lines(search(query), deadline(), ())
+        .await
+        .expect("literal filters run on this backend");
+    assert_eq!((found.lines.len(), found.truncated), (3, true));
+    let Ok(Prepared::Lines(Ok(query))) =
+        prepared(&engine, r#"pod{namespace="namespace01"} |~ "hel+o""#).await
+    else {
+        panic!("lines");
+    };
+    match engine.search_lines(search(query), deadline(), ()).await {
+        Err(EngineError::Eval(janus::promql::EvalError::Execution(message))) => {
+            assert_eq!(
+                message,
+                "the log store backend cannot run regular expressions"
+            )
+        }
+        Err(other) => panic!("refused otherwise: {other}"),
+        Ok(_) => panic!("answered without running the regex"),
     }
 }

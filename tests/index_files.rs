@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use janus::logql::parse_log_query;
-use janus::store::scan::Keep;
-use janus::store::{Search, Store};
+use janus::logstore::files::scan::Keep;
+use janus::logstore::files::{Search, Store};
 use janus::telemetry::{Metrics, ReasonLabels};
 
 const NS: i64 = 1_000_000_000;
@@ -168,7 +168,9 @@ fn indexes_survive_a_restart() {
     // Retention takes a file's index with the file.
     let now = (HOUR0 + 30 * 24 * 3600) * NS;
     let outcome =
-        janus::store::retention::run(&root, now, Duration::from_secs(3600), 0, &|_| false);
+        janus::logstore::files::retention::run(&root, now, Duration::from_secs(3600), 0, &|_| {
+            false
+        });
     assert_eq!(outcome.deleted_by_time, 4);
     assert!(!index_file(&root, "shop", 0).exists());
     assert!(!index_file(&root, "auth", 1).exists());

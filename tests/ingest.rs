@@ -420,7 +420,8 @@ async fn concurrent_pushers_never_interleave_lines() {
     let text = std::fs::read_to_string(j.storage.join("pod/busy/2024-01-01_00.log")).expect("file");
     let mut seen = HashSet::new();
     for line in text.lines() {
-        let parsed = janus::store::line::parse(line.as_bytes()).expect("every line parses");
+        let parsed =
+            janus::logstore::files::line::parse(line.as_bytes()).expect("every line parses");
         let message = String::from_utf8_lossy(parsed.message).to_string();
         assert!(
             message.ends_with(&"x".repeat(150)),
@@ -518,7 +519,7 @@ async fn real_clients_push_and_read_back() {
 
 #[test]
 fn retention_by_time_and_size_while_queries_run() {
-    use janus::store::retention;
+    use janus::logstore::files::retention;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let root = temp_dir("retention");
@@ -526,7 +527,7 @@ fn retention_by_time_and_size_while_queries_run() {
     for h in 0..48i64 {
         let dir = root.join("pod/keep");
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let name = janus::store::layout::name_of_hour(T0 + h * 3_600_000_000_000);
+        let name = janus::logstore::files::layout::name_of_hour(T0 + h * 3_600_000_000_000);
         let line = |i: i64| {
             format!(
                 "{}[keep|p|c] hour {h} line {i} {}\n",
@@ -539,7 +540,7 @@ fn retention_by_time_and_size_while_queries_run() {
         let text: String = (0..100).map(line).collect();
         std::fs::write(dir.join(name), text).expect("write");
     }
-    let store = Arc::new(janus::store::Store::new(
+    let store = Arc::new(janus::logstore::files::Store::new(
         root.clone(),
         Arc::new(janus::telemetry::Metrics::new()),
     ));
@@ -554,12 +555,12 @@ fn retention_by_time_and_size_while_queries_run() {
             while !stop.load(Ordering::Relaxed) {
                 let cancelled = AtomicBool::new(false);
                 store
-                    .search(&janus::store::Search {
+                    .search(&janus::logstore::files::Search {
                         query: &query,
                         lo: T0,
                         hi: T0 + 48 * 3_600_000_000_000,
                         limit: 1000,
-                        keep: janus::store::scan::Keep::Newest,
+                        keep: janus::logstore::files::scan::Keep::Newest,
                         deadline: std::time::Instant::now() + std::time::Duration::from_secs(10),
                         cancelled: &cancelled,
                     })
@@ -582,11 +583,13 @@ fn retention_by_time_and_size_while_queries_run() {
     let now = T0 + 48 * 3_600_000_000_000 + 1;
     let current_hour = root
         .join("pod/keep")
-        .join(janus::store::layout::name_of_hour(now - 2));
+        .join(janus::logstore::files::layout::name_of_hour(now - 2));
     // By time: 24 hours kept (the file being written is never touched).
     let writing = root
         .join("pod/keep")
-        .join(janus::store::layout::name_of_hour(T0 + 3_600_000_000_000));
+        .join(janus::logstore::files::layout::name_of_hour(
+            T0 + 3_600_000_000_000,
+        ));
     let outcome = retention::run(
         &root,
         now,

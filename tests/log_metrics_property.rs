@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use janus::engine::log_metrics::{log_call, Bounds};
 use janus::logql::parse_log_query;
+use janus::logstore::files::Store;
 use janus::promql::plan::LogCall;
 use janus::promql::value::{Steps, Value};
 use janus::promql::Function;
-use janus::store::Store;
 use janus::telemetry::Metrics;
 use proptest::prelude::*;
 
@@ -50,7 +50,7 @@ fn write_tree(root: &Path, files: &[GenFile]) {
     for f in files {
         let dir = root.join("pod").join(["a", "b"][f.ns]);
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let name = janus::store::layout::name_of_hour((BASE + f.hour * 3600) * NS);
+        let name = janus::logstore::files::layout::name_of_hour((BASE + f.hour * 3600) * NS);
         let mut out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -81,7 +81,7 @@ fn reference_lines(root: &Path, lo: i64, hi: i64) -> Vec<(String, i64, usize)> {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(hour) = janus::store::layout::hour_of_name(&name) else {
+        let Some(hour) = janus::logstore::files::layout::hour_of_name(&name) else {
             continue;
         };
         if !(hour <= hi && hour + 3600 * NS > lo) {

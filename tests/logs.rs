@@ -557,24 +557,24 @@ fn a_cancelled_search_stops() {
     use std::sync::atomic::AtomicBool;
     use std::time::{Duration, Instant};
     let root = busy_store();
-    let store = janus::store::Store::new(
+    let store = janus::logstore::files::Store::new(
         root.clone(),
         std::sync::Arc::new(janus::telemetry::Metrics::new()),
     );
     let query = janus::logql::parse_log_query(r#"pod{namespace="busy"}"#).expect("parses");
     let cancelled = AtomicBool::new(true);
-    let outcome = store.search(&janus::store::Search {
+    let outcome = store.search(&janus::logstore::files::Search {
         query: &query,
         lo: 1_704_067_200_000_000_000,
         hi: 1_704_070_800_000_000_000,
         limit: 10,
-        keep: janus::store::scan::Keep::Newest,
+        keep: janus::logstore::files::scan::Keep::Newest,
         deadline: Instant::now() + Duration::from_secs(60),
         cancelled: &cancelled,
     });
     assert!(matches!(
         outcome,
-        Err(janus::store::scan::ScanStop::Cancelled)
+        Err(janus::logstore::files::scan::ScanStop::Cancelled)
     ));
     let _ = std::fs::remove_dir_all(root);
 }

@@ -15,7 +15,7 @@ import re
 import sys
 
 # Modules that must not depend on the HTTP layer, and what counts as the HTTP layer.
-LOWER = ["logstore", "store", "promql", "logql", "engine", "ingest"]
+LOWER = ["logstore", "promql", "logql", "engine", "ingest", "time"]
 HTTP_MODULES = ["api", "server", "auth", "connections", "params", "error", "limits"]
 HTTP_CRATES = ["axum", "hyper", "hyper_util", "tower", "tower_http", "http", "http_body", "reqwest"]
 

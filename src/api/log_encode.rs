@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::config::LogAnswerFormat;
 use crate::logql::LogKind;
-use crate::store::line::Line;
-use crate::store::Found;
+use crate::logstore::files::line::Line;
+use crate::logstore::files::Found;
 
 #[derive(Serialize)]
 struct PodLine<'a> {
@@ -256,14 +256,14 @@ impl LogAnswer {
         if !self.pipeline.rewrites_line() {
             return None;
         }
-        let stream = crate::store::scan::stream_labels(self.kind, line);
+        let stream = crate::logstore::files::scan::stream_labels(self.kind, line);
         let pairs: Vec<(&str, &str)> = stream.iter().map(|(k, v)| (*k, v.as_ref())).collect();
         self.pipeline.run(&pairs, line.message, line.ts)?.line
     }
 
     /// Groups the lines into Loki's streams before anything is sent, so that an answer whose
     /// stream labels are too large is refused with a status rather than cut off. Blocking.
-    pub fn prepare(&mut self) -> Result<(), crate::store::scan::ScanStop> {
+    pub fn prepare(&mut self) -> Result<(), crate::logstore::files::scan::ScanStop> {
         if self.format == LogAnswerFormat::Streams && self.grouped.is_none() {
             self.grouped = Some(self.group_by_labels()?);
         }
@@ -306,15 +306,15 @@ impl LogAnswer {
 
     /// Loki's shape: one stream per label set (sorted by labels), values in the answer's order.
     /// Reads every line once for its labels; only the positions are kept per group, and the
-    /// distinct label sets at most [`crate::store::MAX_LABEL_BYTES`].
-    fn group_by_labels(&mut self) -> Result<Streams, crate::store::scan::ScanStop> {
+    /// distinct label sets at most [`crate::logstore::files::MAX_LABEL_BYTES`].
+    fn group_by_labels(&mut self) -> Result<Streams, crate::logstore::files::scan::ScanStop> {
         let mut groups: BTreeMap<BTreeMap<String, String>, Vec<u32>> = BTreeMap::new();
         let mut label_bytes = 0usize;
         let mut buf = std::mem::take(&mut self.buf);
         for p in 0..self.found.lines.len() {
             let i = self.index(p);
             if let Some(line) = self.found.read_line(i, &mut buf) {
-                let stream = crate::store::scan::stream_labels(self.kind, &line);
+                let stream = crate::logstore::files::scan::stream_labels(self.kind, &line);
                 let mut labels: BTreeMap<String, String> = BTreeMap::new();
                 let outcome = if self.pipeline.is_empty() {
                     None
@@ -339,10 +339,10 @@ impl LogAnswer {
                     Some(members) => members.push(i as u32),
                     None => {
                         label_bytes += labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-                        if label_bytes > crate::store::MAX_LABEL_BYTES {
+                        if label_bytes > crate::logstore::files::MAX_LABEL_BYTES {
                             self.buf = buf;
-                            return Err(crate::store::scan::ScanStop::LabelsTooLarge(
-                                crate::store::MAX_LABEL_BYTES,
+                            return Err(crate::logstore::files::scan::ScanStop::LabelsTooLarge(
+                                crate::logstore::files::MAX_LABEL_BYTES,
                             ));
                         }
                         groups.insert(labels, vec![i as u32]);

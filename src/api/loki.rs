@@ -281,7 +281,7 @@ pub(super) async fn streams(
     let store = Arc::clone(&state.store);
     let series = tokio::task::spawn_blocking(move || {
         let chosen = (!selectors.is_empty()).then_some(selectors.as_slice());
-        super::merged::store_series(&store, chosen, start, end)
+        super::merged::store_series(store.as_ref(), chosen, start, end)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("listing streams failed: {e}")))?;

@@ -25,7 +25,7 @@ use crate::engine::LineSearch;
 use crate::logql::lexer::{tokenize, Kind};
 use crate::logql::parsers;
 use crate::logql::pipeline::Outcome;
-use crate::store::scan::Keep;
+use crate::logstore::files::scan::Keep;
 
 /// The most lines `detected_fields` reads.
 const MAX_LINE_LIMIT: usize = 100_000;
@@ -51,7 +51,7 @@ pub async fn index_stats(State(state): State<SharedState>, request: Request) -> 
             let (buckets, files) = crate::engine::blocking(slot, move |cancelled| {
                 let bounds = [start.saturating_sub(1), end.saturating_sub(1)];
                 let buckets = store.buckets(&query, &bounds, at, cancelled, max_series, None);
-                let files = store.hour_file_count(&query, start, end.saturating_sub(1));
+                let files = store.chunk_count(&query, start, end.saturating_sub(1));
                 buckets.map(|b| (b, files))
             })
             .await?
@@ -171,7 +171,7 @@ async fn sample_fields(
             let Some(line) = found.read_line(i, &mut buf) else {
                 continue;
             };
-            let stream = crate::store::scan::stream_labels(kind, &line);
+            let stream = crate::logstore::files::scan::stream_labels(kind, &line);
             let pairs: Vec<(&str, &str)> = stream.iter().map(|(k, v)| (*k, v.as_ref())).collect();
             let mut out = Outcome::default();
             let parser = if line.message.first() == Some(&b'{') {

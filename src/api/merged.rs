@@ -20,7 +20,7 @@ use super::{proxy, Face, SharedState};
 use crate::api::error::ApiError;
 use crate::api::params::{Params, Timestamp};
 use crate::logql::{self, LogKind, LogQuery};
-use crate::store::Store;
+use crate::logstore::LogStore;
 use crate::upstream::Forward;
 
 /// Upstream answers read for merging are held in memory; beyond this they are refused.
@@ -173,7 +173,7 @@ fn window(params: &Params) -> Result<(i64, i64), ApiError> {
 
 /// Label sets of the store's streams selected by `selectors` (or every stream when `None`).
 pub(super) fn store_series(
-    store: &Store,
+    store: &dyn LogStore,
     selectors: Option<&[LogQuery]>,
     lo: i64,
     hi: i64,
@@ -188,7 +188,7 @@ pub(super) fn store_series(
             continue;
         }
         let keep = |name: &str| chosen.is_empty() || chosen.iter().any(|q| q.target_matches(name));
-        let (streams, _) = store.streams(kind, keep, lo, hi);
+        let (streams, _) = store.streams(kind, &keep, lo, hi);
         for values in streams {
             let selected = chosen.is_empty()
                 || chosen.iter().any(|q| {
@@ -253,10 +253,11 @@ async fn label_endpoint(
     }
     let store = Arc::clone(&state.store);
     let selectors = (!matches.logs.is_empty()).then(|| matches.logs.clone());
-    let series =
-        tokio::task::spawn_blocking(move || store_series(&store, selectors.as_deref(), lo, hi))
-            .await
-            .unwrap_or_default();
+    let series = tokio::task::spawn_blocking(move || {
+        store_series(store.as_ref(), selectors.as_deref(), lo, hi)
+    })
+    .await
+    .unwrap_or_default();
     if series.is_empty() && matches.logs.is_empty() {
         return proxy::forward(&state, read).await;
     }

@@ -21,7 +21,7 @@ use super::{proxy, request, Face, SharedState};
 use crate::api::error::ApiError;
 use crate::auth::tenants::Scope;
 use crate::logql::LogKind;
-use crate::store::Store;
+use crate::logstore::LogStore;
 
 /// Prometheus's metadata entry, fields in its order.
 #[derive(Serialize)]
@@ -46,7 +46,7 @@ pub async fn metadata(State(state): State<SharedState>, request: Request) -> Res
         [LogKind::Pod, LogKind::Node]
             .into_iter()
             .filter(|k| metric.is_empty() || metric == k.name())
-            .filter(|k| log_kind_visible(&store, *k, in_scope.as_ref()))
+            .filter(|k| log_kind_visible(store.as_ref(), *k, in_scope.as_ref()))
             .collect()
     })
     .await
@@ -114,7 +114,7 @@ pub async fn metadata(State(state): State<SharedState>, request: Request) -> Res
 }
 
 /// Whether the store holds logs of `kind` that `scope` (if any) reaches.
-fn log_kind_visible(store: &Store, kind: LogKind, scope: Option<&Scope>) -> bool {
+fn log_kind_visible(store: &dyn LogStore, kind: LogKind, scope: Option<&Scope>) -> bool {
     let names = store.target_names(kind);
     match (scope, kind) {
         (None, _) => !names.is_empty(),

@@ -35,8 +35,8 @@ use axum::Router;
 use crate::api::limits::QueryLimiter;
 use crate::config::Config;
 use crate::engine::{Engine, Limits};
-use crate::store::writer::Writer;
-use crate::store::Store;
+use crate::logstore::files::writer::Writer;
+use crate::logstore::LogStore;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
 
@@ -74,7 +74,7 @@ pub struct AppState {
     /// Slots for queries Janus answers itself (lines, log metrics, mixed expressions): a slow
     /// upstream holding every upstream slot never starves the log face.
     pub log_limiter: QueryLimiter,
-    pub store: Arc<Store>,
+    pub store: Arc<dyn LogStore>,
     /// Janus's own queries: lines and numbers.
     pub engine: Engine,
     pub writer: Arc<Writer>,
@@ -108,8 +108,8 @@ impl AppState {
         let results_cache =
             crate::results_cache::ResultsCache::new(config.results_cache, Arc::clone(&metrics))
                 .map(Arc::new);
-        let store = Arc::new(
-            Store::new(config.storage_path.clone(), Arc::clone(&metrics))
+        let store: Arc<dyn crate::logstore::LogStore> = Arc::new(
+            crate::logstore::files::Store::new(config.storage_path.clone(), Arc::clone(&metrics))
                 .remembering_in(results_cache.clone()),
         );
         let engine = Engine::new(

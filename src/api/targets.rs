@@ -21,7 +21,7 @@ use super::{proxy, request, Face, SharedState};
 use crate::api::error::ApiError;
 use crate::auth::tenants::Scope;
 use crate::logql::LogKind;
-use crate::store::Store;
+use crate::logstore::LogStore;
 
 pub async fn targets(State(state): State<SharedState>, request: Request) -> Response {
     let read = match request::read(request).await {
@@ -39,7 +39,7 @@ pub async fn targets(State(state): State<SharedState>, request: Request) -> Resp
     let ours: Vec<Box<RawValue>> = if wanted == "dropped" {
         Vec::new()
     } else {
-        tokio::task::spawn_blocking(move || log_targets(&store, in_scope.as_ref()))
+        tokio::task::spawn_blocking(move || log_targets(store.as_ref(), in_scope.as_ref()))
             .await
             .unwrap_or_default()
     };
@@ -152,7 +152,7 @@ struct LogTarget {
 }
 
 /// The store's targets that `scope` (if any) reaches.
-fn log_targets(store: &Store, scope: Option<&Scope>) -> Vec<Box<RawValue>> {
+fn log_targets(store: &dyn LogStore, scope: Option<&Scope>) -> Vec<Box<RawValue>> {
     let mut out = Vec::new();
     for kind in [LogKind::Pod, LogKind::Node] {
         let meta_label = match kind {

@@ -84,7 +84,9 @@ impl TenantLimits {
                     t.trim()
                         .parse::<f64>()
                         .ok()
-                        .or_else(|| crate::store::retention::parse_size(t).map(|n| n as f64))
+                        .or_else(|| {
+                            crate::logstore::files::retention::parse_size(t).map(|n| n as f64)
+                        })
                         .ok_or_else(|| {
                             (key.to_string(), format!("{t:?} is not a size such as 4MB"))
                         })

@@ -3,8 +3,8 @@
 //! `errorType`s in one place (`error.rs`).
 
 use crate::logql::SyntaxError;
+use crate::logstore::files::scan::ScanStop;
 use crate::promql::EvalError;
-use crate::store::scan::ScanStop;
 
 /// Prometheus's error types a metric source can answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -123,7 +123,7 @@ async fn log_leaf(
             EngineError::Internal("log selector placeholder without a query".into())
         })?;
         log_call(
-            &store,
+            store.as_ref(),
             query,
             &call,
             &steps,

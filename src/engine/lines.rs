@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::{Engine, EngineError};
 use crate::logql::LogQuery;
-use crate::store::scan::Keep;
-use crate::store::{Found, Search};
+use crate::logstore::files::scan::Keep;
+use crate::logstore::files::{Found, Search};
 
 /// What to search: the query, an inclusive window in nanoseconds, how many lines and which
 /// end of the window to keep when more match.
@@ -33,6 +33,7 @@ impl Engine {
         deadline: tokio::time::Instant,
         slot: H,
     ) -> Result<(Found, H), EngineError> {
+        super::runs_it(self.store.as_ref(), &search.query, false)?;
         let store = Arc::clone(&self.store);
         let deadline = deadline.into_std();
         let (found, slot) = super::blocking((), move |cancelled| {

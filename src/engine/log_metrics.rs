@@ -5,12 +5,12 @@
 use std::sync::atomic::AtomicBool;
 
 use crate::logql::LogQuery;
+use crate::logstore::LogStore;
 use crate::promql::functions::Function;
 use crate::promql::plan::LogCall;
 use crate::promql::subquery::at_time;
 use crate::promql::value::{Labels, Series, Steps, Value};
 use crate::promql::EvalError;
-use crate::store::Store;
 
 use super::unwrapped::unwrapped_call;
 pub use super::unwrapped::Bounds;
@@ -18,7 +18,7 @@ use super::EngineError;
 
 /// Answers one log range function at every step, reading the window's lines once.
 pub fn log_call(
-    store: &Store,
+    store: &dyn LogStore,
     query: &LogQuery,
     call: &LogCall,
     steps: &Steps,
@@ -26,6 +26,7 @@ pub fn log_call(
     cancelled: &AtomicBool,
     bounds: Bounds,
 ) -> Result<Value, EngineError> {
+    super::runs_it(store, query, true)?;
     let max_streams = bounds.max_series;
     let range = i64::try_from(call.range.as_nanos()).unwrap_or(i64::MAX);
     let eval_time = |k: usize| -> i64 {

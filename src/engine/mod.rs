@@ -22,8 +22,8 @@ pub use lines::LineSearch;
 pub use prepare::{Expression, Prepared};
 pub use source::{MetricAnswer, MetricFuture, MetricQuery, MetricSource};
 
+use crate::logstore::LogStore;
 use crate::promql::value::Steps;
-use crate::store::Store;
 use crate::telemetry::Metrics;
 
 /// What one query may cost.
@@ -41,7 +41,7 @@ pub struct Limits {
 /// The query engine: a store to read, the limits every query runs within, and the counters that
 /// show what was evaluated here and what was pushed to a metric source.
 pub struct Engine {
-    store: Arc<Store>,
+    store: Arc<dyn LogStore>,
     limits: Limits,
     metrics: Arc<Metrics>,
 }
@@ -53,6 +53,22 @@ struct CancelOnDrop(Arc<AtomicBool>);
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Refuses a query that needs what the log backend cannot run (422 `execution`, naming it),
+/// rather than answer it without that part.
+fn runs_it(
+    store: &dyn LogStore,
+    query: &crate::logql::LogQuery,
+    metric: bool,
+) -> Result<(), EngineError> {
+    match store.capabilities().lacks(query, metric) {
+        None => Ok(()),
+        Some(what) => Err(crate::promql::EvalError::Execution(format!(
+            "the log store backend cannot run {what}"
+        ))
+        .into()),
     }
 }
 
@@ -77,7 +93,7 @@ pub async fn blocking<T: Send + 'static>(
 
 impl Engine {
     /// An engine over `store`; one per process, shared by every request.
-    pub fn new(store: Arc<Store>, limits: Limits, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Arc<dyn LogStore>, limits: Limits, metrics: Arc<Metrics>) -> Self {
         Engine {
             store,
             limits,

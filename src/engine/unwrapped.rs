@@ -6,12 +6,12 @@ use std::sync::atomic::AtomicBool;
 
 use crate::logql::pipeline::SAMPLE_ERROR;
 use crate::logql::LogQuery;
+use crate::logstore::LogStore;
 use crate::promql::functions::Function;
 use crate::promql::plan::LogCall;
 use crate::promql::range_functions::{over_time, Window};
 use crate::promql::value::{Series, Steps, Value};
 use crate::promql::EvalError;
-use crate::store::Store;
 
 use super::EngineError;
 
@@ -44,7 +44,7 @@ pub struct Bounds {
 /// Answers an unwrapped range aggregation at every step (`eval_time(k)` is step `k`'s time).
 #[allow(clippy::too_many_arguments)]
 pub fn unwrapped_call(
-    store: &Store,
+    store: &dyn LogStore,
     query: &LogQuery,
     call: &LogCall,
     steps: &Steps,

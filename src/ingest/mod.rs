@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use decode::PushStream;
 use mapping::LabelMapping;
 
-use crate::store::layout::HOUR_NANOS;
+use crate::logstore::files::layout::HOUR_NANOS;
 
 /// A request made ready to write: per relative file path, the bytes to append.
 #[derive(Debug, Default)]
@@ -118,7 +118,7 @@ impl Clock {
         }
         let hour = ts.div_euclid(HOUR_NANOS);
         if self.hour != Some(hour) {
-            self.hour_name = crate::store::layout::name_of_hour(ts);
+            self.hour_name = crate::logstore::files::layout::name_of_hour(ts);
             self.hour = Some(hour);
         }
         (
@@ -166,7 +166,7 @@ mod tests {
         // Every rendered line reads back.
         for (_, bytes) in &p.files {
             for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                assert!(crate::store::line::parse(line).is_some());
+                assert!(crate::logstore::files::line::parse(line).is_some());
             }
         }
     }

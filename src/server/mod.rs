@@ -127,7 +127,7 @@ fn spawn_memory_trim() {
 fn spawn_storage_tasks(state: &api::SharedState) {
     use std::sync::Arc;
     use std::time::Duration;
-    if state.config.storage_fsync == crate::store::writer::FsyncMode::Batch {
+    if state.config.storage_fsync == crate::logstore::files::writer::FsyncMode::Batch {
         let s = Arc::clone(state);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(s.config.storage_fsync_interval);
@@ -159,7 +159,7 @@ fn spawn_storage_tasks(state: &api::SharedState) {
             let w = Arc::clone(&s);
             let outcome = tokio::task::spawn_blocking(move || {
                 let writer = Arc::clone(&w.writer);
-                crate::store::retention::run(
+                crate::logstore::files::retention::run(
                     &w.config.storage_path,
                     crate::api::params::Timestamp::now().0,
                     w.config.retention_time,

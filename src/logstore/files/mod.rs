@@ -189,17 +189,47 @@ fn key_labels(kind: LogKind, key: &[u8]) -> BTreeMap<String, String> {
 pub struct FoundLine {
     /// The line's time, nanoseconds: the answer is ordered by it.
     pub ts: i64,
-    file: usize,
-    offset: u64,
-    len: usize,
+    /// Which part of the answer's [`LineSource`] holds the line (for this store, a file).
+    pub part: usize,
+    /// Where in that part the stored line starts.
+    pub offset: u64,
+    /// The stored line's length in bytes (without its newline).
+    pub len: usize,
 }
 
-/// A search's answer: the lines by position, with the files they are in held open.
+/// Where an answer's lines are read back from while it is encoded: this store's open files,
+/// or another backend's buffer of rows. A backend that holds its lines in memory reads them
+/// from there; the encoders only ever ask by position.
+pub trait LineSource: Send {
+    /// Fills `buf` (sized to the line's length) with the stored line at `offset` of `part`;
+    /// false when it is no longer there (a file truncated or rewritten under the answer).
+    fn read_at(&self, part: usize, offset: u64, buf: &mut [u8]) -> bool;
+    /// Memory the source holds until the answer is sent.
+    fn held_bytes(&self) -> usize;
+}
+
+/// The files an answer's lines are in, kept open until it is sent.
+struct OpenFiles(Vec<File>);
+
+impl LineSource for OpenFiles {
+    fn read_at(&self, part: usize, offset: u64, buf: &mut [u8]) -> bool {
+        use std::os::unix::fs::FileExt;
+        self.0
+            .get(part)
+            .is_some_and(|file| file.read_exact_at(buf, offset).is_ok())
+    }
+
+    fn held_bytes(&self) -> usize {
+        self.0.len() * 64
+    }
+}
+
+/// A search's answer: the lines by position, with where to read them back.
 pub struct Found {
     /// Oldest → newest; ties by target, file, position.
     pub lines: Vec<FoundLine>,
-    /// The files the lines are in, kept open until the answer is sent.
-    files: Vec<File>,
+    /// Where the lines are read back from.
+    source: Box<dyn LineSource>,
     /// More lines matched than the limit kept.
     pub truncated: bool,
     /// What the client should know: files skipped, blocks changed under the scan.
@@ -212,12 +242,29 @@ impl Found {
     /// Reads line `i` back into `buf` and returns it parsed. `None` when the file changed under
     /// the answer (truncated, rewritten) so that the bytes there are no longer that line.
     pub fn read_line<'b>(&self, i: usize, buf: &'b mut Vec<u8>) -> Option<line::Line<'b>> {
-        use std::os::unix::fs::FileExt;
         let found = self.lines.get(i)?;
-        let file = self.files.get(found.file)?;
         buf.resize(found.len, 0);
-        file.read_exact_at(buf, found.offset).ok()?;
+        if !self.source.read_at(found.part, found.offset, buf) {
+            return None;
+        }
         line::parse(buf).filter(|l| l.ts == found.ts)
+    }
+
+    /// An answer of `lines` read back from `source` (another backend's rows).
+    pub fn from_source(
+        lines: Vec<FoundLine>,
+        source: Box<dyn LineSource>,
+        truncated: bool,
+        warnings: Vec<String>,
+        bytes_scanned: u64,
+    ) -> Self {
+        Found {
+            lines,
+            source,
+            truncated,
+            warnings,
+            bytes_scanned,
+        }
     }
 
     /// Line `i` as stored (`time[fields] message`), read back as [`Found::read_line`] does.
@@ -229,7 +276,7 @@ impl Found {
 
     /// Memory the answer holds until it is sent (positions and open files).
     pub fn held_bytes(&self) -> usize {
-        self.lines.len() * std::mem::size_of::<FoundLine>() + self.files.len() * 64
+        self.lines.len() * std::mem::size_of::<FoundLine>() + self.source.held_bytes()
     }
 }
 
@@ -310,12 +357,12 @@ impl Store {
                 .into_iter()
                 .map(|h| FoundLine {
                     ts: h.ts,
-                    file: h.file,
+                    part: h.file,
                     offset: h.offset,
                     len: h.len,
                 })
                 .collect(),
-            files: files.into_iter().map(|f| f.file).collect(),
+            source: Box::new(OpenFiles(files.into_iter().map(|f| f.file).collect())),
             truncated: outcome.truncated,
             warnings,
             bytes_scanned: outcome.bytes_read,

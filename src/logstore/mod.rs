@@ -1,0 +1,216 @@
+//! The log store seam: what everything above the store (the engine, the APIs, the server's
+//! background work) asks of logs, whatever holds them. [`files`] — Lethe's flat files on one
+//! node — is the first backend; another (ClickHouse, for several stateless replicas) implements
+//! the same trait, and the engine's and APIs' tests run unchanged against it.
+//!
+//! A backend answers searches and counts with the query as parsed (`logql`), pushing down what
+//! it can run itself and saying what that is ([`Capabilities`]); the engine runs the rest above
+//! it. It names nothing of the HTTP layer.
+
+pub mod files;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use crate::logql::pipeline::Grouping;
+use crate::logql::{LogKind, LogQuery};
+
+pub use files::scan::{Keep, ScanStop};
+pub use files::{
+    Found, FoundLine, LineSource, Search, SeriesSamples, StreamBuckets, MAX_LABEL_BYTES,
+};
+
+/// What a backend runs itself. The file store runs everything in its scan; a backend that
+/// cannot run a regex or a parser says so, and the engine filters its lines above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Line filters with literals (`|=`, `!=`).
+    pub literal_filters: bool,
+    /// Line filters and label matchers with regexes (`|~`, `!~`, `=~`).
+    pub regex_filters: bool,
+    /// Parsers, label filters and formatting stages (`| json`, `| status >= 500`, …).
+    pub pipelines: bool,
+    /// Counting lines into buckets and reading unwrapped values (log metrics) in one pass.
+    pub metrics: bool,
+}
+
+impl Capabilities {
+    /// What `query` needs that this backend cannot run, in words for the client; `None` when
+    /// it runs it all. `metric`: the query counts lines or reads unwrapped values.
+    pub fn lacks(&self, query: &LogQuery, metric: bool) -> Option<&'static str> {
+        use crate::logql::LineFilter;
+        use promql_parser::label::MatchOp;
+        let regex_filter = query
+            .filters
+            .iter()
+            .any(|f| matches!(f, LineFilter::Matches(_) | LineFilter::NotMatches(_)));
+        let regex_matcher = query
+            .targets
+            .iter()
+            .chain(query.fields.iter().map(|f| &f.matcher))
+            .any(|m| matches!(m.op, MatchOp::Re(_) | MatchOp::NotRe(_)));
+        if !query.filters.is_empty() && !regex_filter && !self.literal_filters {
+            Some("line filters")
+        } else if (regex_filter || regex_matcher) && !self.regex_filters {
+            Some("regular expressions")
+        } else if !query.pipeline.is_empty() && !self.pipelines {
+            Some("pipeline stages (parsers, label filters, formats)")
+        } else if metric && !self.metrics {
+            Some("log metrics")
+        } else {
+            None
+        }
+    }
+}
+
+/// Logs as the engine and the APIs read them. Every method is blocking: call it from a
+/// blocking thread. Long ones stop at `deadline` or when `cancelled` is set.
+pub trait LogStore: Send + Sync {
+    /// What this backend runs itself.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The newest or oldest `limit` lines of the query in a window, filters pushed down.
+    fn search(&self, search: &Search<'_>) -> Result<Found, ScanStop>;
+
+    /// Lines and bytes per stream (or per group of `grouping`) between consecutive `bounds`:
+    /// bucket `j` holds lines with time in `(bounds[j-1], bounds[j]]`; bucket 0 is unused.
+    fn buckets(
+        &self,
+        query: &LogQuery,
+        bounds: &[i64],
+        deadline: Instant,
+        cancelled: &AtomicBool,
+        max_streams: usize,
+        grouping: Option<&Grouping>,
+    ) -> Result<StreamBuckets, ScanStop>;
+
+    /// The values `| unwrap` reads from the lines of `[lo, hi]`, per series, oldest first.
+    #[allow(clippy::too_many_arguments)]
+    fn samples(
+        &self,
+        query: &LogQuery,
+        lo: i64,
+        hi: i64,
+        deadline: Instant,
+        cancelled: &AtomicBool,
+        max_series: usize,
+        max_samples: usize,
+        grouping: Option<&Grouping>,
+    ) -> Result<SeriesSamples, ScanStop>;
+
+    /// How many stored chunks (for this store, hour files) the selector reads in `[lo, hi]`:
+    /// Loki's `chunks` in `index/stats`.
+    fn chunk_count(&self, query: &LogQuery, lo: i64, hi: i64) -> usize;
+
+    /// The targets (namespaces, nodes) that hold logs of `kind`.
+    fn target_names(&self, kind: LogKind) -> Vec<String>;
+
+    /// The distinct streams of `kind` (label values in [`LogKind::labels`] order) in `[lo, hi]`
+    /// of the targets `keep` accepts; `true` when the answer may lack some.
+    fn streams(
+        &self,
+        kind: LogKind,
+        keep: &dyn Fn(&str) -> bool,
+        lo: i64,
+        hi: i64,
+    ) -> (BTreeSet<Vec<String>>, bool);
+
+    /// The time of the newest line of one target.
+    fn newest_line(&self, kind: LogKind, target: &str) -> Option<i64>;
+
+    /// Prepares what the last `hours` hours need (indexes, caches), at start-up.
+    fn warm_recent(&self, hours: i64);
+
+    /// Forgets what it keeps for data that is gone (deleted files).
+    fn forget_deleted(&self);
+}
+
+impl LogStore for files::Store {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            literal_filters: true,
+            regex_filters: true,
+            pipelines: true,
+            metrics: true,
+        }
+    }
+
+    fn search(&self, search: &Search<'_>) -> Result<Found, ScanStop> {
+        files::Store::search(self, search)
+    }
+
+    fn buckets(
+        &self,
+        query: &LogQuery,
+        bounds: &[i64],
+        deadline: Instant,
+        cancelled: &AtomicBool,
+        max_streams: usize,
+        grouping: Option<&Grouping>,
+    ) -> Result<StreamBuckets, ScanStop> {
+        files::Store::buckets(
+            self,
+            query,
+            bounds,
+            deadline,
+            cancelled,
+            max_streams,
+            grouping,
+        )
+    }
+
+    fn samples(
+        &self,
+        query: &LogQuery,
+        lo: i64,
+        hi: i64,
+        deadline: Instant,
+        cancelled: &AtomicBool,
+        max_series: usize,
+        max_samples: usize,
+        grouping: Option<&Grouping>,
+    ) -> Result<SeriesSamples, ScanStop> {
+        files::Store::samples(
+            self,
+            query,
+            lo,
+            hi,
+            deadline,
+            cancelled,
+            max_series,
+            max_samples,
+            grouping,
+        )
+    }
+
+    fn chunk_count(&self, query: &LogQuery, lo: i64, hi: i64) -> usize {
+        self.hour_file_count(query, lo, hi)
+    }
+
+    fn target_names(&self, kind: LogKind) -> Vec<String> {
+        files::Store::target_names(self, kind)
+    }
+
+    fn streams(
+        &self,
+        kind: LogKind,
+        keep: &dyn Fn(&str) -> bool,
+        lo: i64,
+        hi: i64,
+    ) -> (BTreeSet<Vec<String>>, bool) {
+        files::Store::streams(self, kind, keep, lo, hi)
+    }
+
+    fn newest_line(&self, kind: LogKind, target: &str) -> Option<i64> {
+        files::Store::newest_line(self, kind, target)
+    }
+
+    fn warm_recent(&self, hours: i64) {
+        files::Store::warm_recent(self, hours)
+    }
+
+    fn forget_deleted(&self) {
+        files::Store::forget_deleted(self)
+    }
+}
