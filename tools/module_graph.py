@@ -7,7 +7,7 @@ HTTP layer (see LOWER and HTTP below).
 
 usage: tools/module_graph.py [--check] [--dot] [--self-test] [SRC]
 
-`--self-test` checks the checker: a made-up tree with a circle and a store naming axum and the
+`--self-test` checks the checker: a made-up tree with a circle and a logstore naming axum and the
 API's parameters must be refused, and the same tree without them accepted.
 """
 import os
@@ -129,18 +129,18 @@ def self_test():
             os.makedirs(os.path.dirname(full), exist_ok=True)
             with open(full, "w", encoding="utf-8") as f:
                 f.write(text)
-        write("lib.rs", "pub mod a; pub mod b; pub mod store; pub mod params;\n")
-        write("a.rs", "use crate::{b::X, store};\n// crate::params in a comment\n")
+        write("lib.rs", "pub mod a; pub mod b; pub mod logstore; pub mod params;\n")
+        write("a.rs", "use crate::{b::X, logstore};\n// crate::params in a comment\n")
         write("b/mod.rs", "pub fn f() { crate::a::g(); }\n")
-        write("store/mod.rs", "use crate::params::Timestamp;\nfn h(_: axum::Router) {}\n")
+        write("logstore/mod.rs", "use crate::params::Timestamp;\nfn h(_: axum::Router) {}\n")
         write("params.rs", "pub struct Timestamp;\n")
         _, edges, problems = problems_of(src)
-        assert edges["a"].keys() == {"b", "store"}, edges
+        assert edges["a"].keys() == {"b", "logstore"}, edges
         assert any(p.startswith("circle among a, b") for p in problems), problems
         assert any("names the HTTP layer's params" in p for p in problems), problems
         assert any("uses axum" in p for p in problems), problems
         write("b/mod.rs", "pub fn f() {}\n")
-        write("store/mod.rs", "pub fn h() {}\n#[cfg(test)]\nmod t { use crate::params::Timestamp; }\n")
+        write("logstore/mod.rs", "pub fn h() {}\n#[cfg(test)]\nmod t { use crate::params::Timestamp; }\n")
         _, _, problems = problems_of(src)
         assert problems == [], problems
     print("module_graph: self-test passed")
