@@ -11,8 +11,8 @@ use janus::engine::{
     prepare, Engine, EngineError, Limits, LineSearch, MetricAnswer, MetricQuery, MetricSource,
     Prepared, SourceErrorKind,
 };
-use janus::logstore::files::scan::Keep;
 use janus::logstore::files::Store;
+use janus::logstore::Keep;
 use janus::promql::value::{Labels, Series, Steps, Value};
 use janus::telemetry::Metrics;
 

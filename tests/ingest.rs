@@ -555,12 +555,12 @@ fn retention_by_time_and_size_while_queries_run() {
             while !stop.load(Ordering::Relaxed) {
                 let cancelled = AtomicBool::new(false);
                 store
-                    .search(&janus::logstore::files::Search {
+                    .search(&janus::logstore::Search {
                         query: &query,
                         lo: T0,
                         hi: T0 + 48 * 3_600_000_000_000,
                         limit: 1000,
-                        keep: janus::logstore::files::scan::Keep::Newest,
+                        keep: janus::logstore::Keep::Newest,
                         deadline: std::time::Instant::now() + std::time::Duration::from_secs(10),
                         cancelled: &cancelled,
                     })

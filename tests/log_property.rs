@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use janus::logql::parse_log_query;
-use janus::logstore::files::scan::Keep;
 use janus::logstore::files::{Search, Store};
+use janus::logstore::Keep;
 use janus::telemetry::Metrics;
 use proptest::prelude::*;
 

@@ -563,18 +563,15 @@ fn a_cancelled_search_stops() {
     );
     let query = janus::logql::parse_log_query(r#"pod{namespace="busy"}"#).expect("parses");
     let cancelled = AtomicBool::new(true);
-    let outcome = store.search(&janus::logstore::files::Search {
+    let outcome = store.search(&janus::logstore::Search {
         query: &query,
         lo: 1_704_067_200_000_000_000,
         hi: 1_704_070_800_000_000_000,
         limit: 10,
-        keep: janus::logstore::files::scan::Keep::Newest,
+        keep: janus::logstore::Keep::Newest,
         deadline: Instant::now() + Duration::from_secs(60),
         cancelled: &cancelled,
     });
-    assert!(matches!(
-        outcome,
-        Err(janus::logstore::files::scan::ScanStop::Cancelled)
-    ));
+    assert!(matches!(outcome, Err(janus::logstore::ScanStop::Cancelled)));
     let _ = std::fs::remove_dir_all(root);
 }

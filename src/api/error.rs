@@ -100,9 +100,9 @@ impl From<crate::promql::EvalError> for ApiError {
     }
 }
 
-impl From<crate::logstore::files::scan::ScanStop> for ApiError {
-    fn from(e: crate::logstore::files::scan::ScanStop) -> Self {
-        use crate::logstore::files::scan::ScanStop;
+impl From<crate::logstore::ScanStop> for ApiError {
+    fn from(e: crate::logstore::ScanStop) -> Self {
+        use crate::logstore::ScanStop;
         match e {
             ScanStop::Deadline => ApiError::Timeout(e.to_string()),
             ScanStop::Cancelled => ApiError::Canceled(e.to_string()),

@@ -14,7 +14,7 @@ use crate::api::params::{Params, QueryKind, Timestamp};
 use crate::config::{LogAnswerFormat, MAX_LOG_LIMIT};
 use crate::engine::LineSearch;
 use crate::logql::{self, SyntaxError};
-use crate::logstore::files::scan::Keep;
+use crate::logstore::Keep;
 
 /// `parsed` is the engine's parse of the query (`None`: the query is empty).
 pub async fn answer(

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::LogAnswerFormat;
 use crate::logql::LogKind;
 use crate::logstore::files::line::Line;
-use crate::logstore::files::Found;
+use crate::logstore::Found;
 
 #[derive(Serialize)]
 struct PodLine<'a> {
@@ -263,7 +263,7 @@ impl LogAnswer {
 
     /// Groups the lines into Loki's streams before anything is sent, so that an answer whose
     /// stream labels are too large is refused with a status rather than cut off. Blocking.
-    pub fn prepare(&mut self) -> Result<(), crate::logstore::files::scan::ScanStop> {
+    pub fn prepare(&mut self) -> Result<(), crate::logstore::ScanStop> {
         if self.format == LogAnswerFormat::Streams && self.grouped.is_none() {
             self.grouped = Some(self.group_by_labels()?);
         }
@@ -306,8 +306,8 @@ impl LogAnswer {
 
     /// Loki's shape: one stream per label set (sorted by labels), values in the answer's order.
     /// Reads every line once for its labels; only the positions are kept per group, and the
-    /// distinct label sets at most [`crate::logstore::files::MAX_LABEL_BYTES`].
-    fn group_by_labels(&mut self) -> Result<Streams, crate::logstore::files::scan::ScanStop> {
+    /// distinct label sets at most [`crate::logstore::MAX_LABEL_BYTES`].
+    fn group_by_labels(&mut self) -> Result<Streams, crate::logstore::ScanStop> {
         let mut groups: BTreeMap<BTreeMap<String, String>, Vec<u32>> = BTreeMap::new();
         let mut label_bytes = 0usize;
         let mut buf = std::mem::take(&mut self.buf);
@@ -339,10 +339,10 @@ impl LogAnswer {
                     Some(members) => members.push(i as u32),
                     None => {
                         label_bytes += labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-                        if label_bytes > crate::logstore::files::MAX_LABEL_BYTES {
+                        if label_bytes > crate::logstore::MAX_LABEL_BYTES {
                             self.buf = buf;
-                            return Err(crate::logstore::files::scan::ScanStop::LabelsTooLarge(
-                                crate::logstore::files::MAX_LABEL_BYTES,
+                            return Err(crate::logstore::ScanStop::LabelsTooLarge(
+                                crate::logstore::MAX_LABEL_BYTES,
                             ));
                         }
                         groups.insert(labels, vec![i as u32]);

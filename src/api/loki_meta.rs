@@ -25,7 +25,7 @@ use crate::engine::LineSearch;
 use crate::logql::lexer::{tokenize, Kind};
 use crate::logql::parsers;
 use crate::logql::pipeline::Outcome;
-use crate::logstore::files::scan::Keep;
+use crate::logstore::Keep;
 
 /// The most lines `detected_fields` reads.
 const MAX_LINE_LIMIT: usize = 100_000;

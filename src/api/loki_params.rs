@@ -5,7 +5,7 @@
 
 use crate::api::params::{parse_duration_nanos, Params, Timestamp};
 use crate::config::MAX_LOG_LIMIT;
-use crate::logstore::files::scan::Keep;
+use crate::logstore::Keep;
 
 use super::log_encode::Order;
 

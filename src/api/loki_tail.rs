@@ -32,7 +32,7 @@ use crate::api::params::{Params, Timestamp};
 use crate::config::LogAnswerFormat;
 use crate::engine::{LineSearch, Prepared};
 use crate::logql::LogQuery;
-use crate::logstore::files::scan::Keep;
+use crate::logstore::Keep;
 
 /// Tails open at once; more are refused with 429 before the upgrade.
 pub const MAX_TAILS: usize = 32;

@@ -3,7 +3,7 @@
 //! `errorType`s in one place (`error.rs`).
 
 use crate::logql::SyntaxError;
-use crate::logstore::files::scan::ScanStop;
+use crate::logstore::ScanStop;
 use crate::promql::EvalError;
 
 /// Prometheus's error types a metric source can answer with.

@@ -7,6 +7,7 @@
 //! it can run itself and saying what that is ([`Capabilities`]); the engine runs the rest above
 //! it. It names nothing of the HTTP layer.
 
+pub mod answer;
 pub mod files;
 
 use std::collections::BTreeSet;
@@ -16,10 +17,10 @@ use std::time::Instant;
 use crate::logql::pipeline::Grouping;
 use crate::logql::{LogKind, LogQuery};
 
-pub use files::scan::{Keep, ScanStop};
-pub use files::{
+pub use answer::{
     Found, FoundLine, LineSource, Search, SeriesSamples, StreamBuckets, MAX_LABEL_BYTES,
 };
+pub use files::scan::{Keep, ScanStop};
 
 /// What a backend runs itself. The file store runs everything in its scan; a backend that
 /// cannot run a regex or a parser says so, and the engine filters its lines above it.

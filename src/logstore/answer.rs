@@ -1,0 +1,123 @@
+//! What a search or a count answers, whatever the backend: the lines of a search by position
+//! with where to read them back ([`Found`], [`LineSource`]), a log metric's buckets and an
+//! unwrapped aggregation's samples per series. Lines are read back in Lethe's stored format
+//! (`time[fields] message`, [`super::files::line`]) so one encoder serves every backend.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use super::files::line;
+use super::Keep;
+use crate::logql::LogQuery;
+
+/// A search over the store: a parsed query, an inclusive window and how many lines to keep.
+pub struct Search<'a> {
+    /// The parsed selector and pipeline.
+    pub query: &'a LogQuery,
+    /// Oldest line time wanted, nanoseconds (inclusive).
+    pub lo: i64,
+    /// Newest line time wanted, nanoseconds (inclusive).
+    pub hi: i64,
+    /// Lines to keep at most (0 for a pass over every line, as log metrics make).
+    pub limit: usize,
+    /// Which end of the window wins when more lines match than `limit`.
+    pub keep: Keep,
+    /// When the search must give up (answered 503 `timeout`).
+    pub deadline: Instant,
+    /// Set when the client went away: the scan stops at its next block.
+    pub cancelled: &'a AtomicBool,
+}
+
+/// Per stream (its labels: the line's fields, and what the query's parsers extracted), per
+/// bucket: lines and message bytes.
+pub type StreamBuckets = BTreeMap<BTreeMap<String, String>, Vec<(u64, u64)>>;
+
+/// The most bytes the label sets of one log metric's series, or of one log answer's streams,
+/// may hold: a template can make a 64 KiB label per line, so the count of series alone does not
+/// bound their memory.
+pub const MAX_LABEL_BYTES: usize = 64 << 20;
+
+/// Per series (its labels), the values `| unwrap` read, oldest first.
+pub type SeriesSamples = BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>>;
+
+/// A line of the answer, by position: read back with [`Found::read_line`] while the answer
+/// is encoded, so the lines' content is never all in memory at once.
+#[derive(Debug, Clone, Copy)]
+pub struct FoundLine {
+    /// The line's time, nanoseconds: the answer is ordered by it.
+    pub ts: i64,
+    /// Which part of the answer's [`LineSource`] holds the line (for this store, a file).
+    pub part: usize,
+    /// Where in that part the stored line starts.
+    pub offset: u64,
+    /// The stored line's length in bytes (without its newline).
+    pub len: usize,
+}
+
+/// Where an answer's lines are read back from while it is encoded: this store's open files,
+/// or another backend's buffer of rows. A backend that holds its lines in memory reads them
+/// from there; the encoders only ever ask by position.
+pub trait LineSource: Send {
+    /// Fills `buf` (sized to the line's length) with the stored line at `offset` of `part`;
+    /// false when it is no longer there (a file truncated or rewritten under the answer).
+    fn read_at(&self, part: usize, offset: u64, buf: &mut [u8]) -> bool;
+    /// Memory the source holds until the answer is sent.
+    fn held_bytes(&self) -> usize;
+}
+
+/// A search's answer: the lines by position, with where to read them back.
+pub struct Found {
+    /// Oldest → newest; ties by target, file, position.
+    pub lines: Vec<FoundLine>,
+    /// Where the lines are read back from.
+    source: Box<dyn LineSource>,
+    /// More lines matched than the limit kept.
+    pub truncated: bool,
+    /// What the client should know: files skipped, blocks changed under the scan.
+    pub warnings: Vec<String>,
+    /// Bytes the search read (Loki's `stats` report them).
+    pub bytes_scanned: u64,
+}
+
+impl Found {
+    /// Reads line `i` back into `buf` and returns it parsed. `None` when the file changed under
+    /// the answer (truncated, rewritten) so that the bytes there are no longer that line.
+    pub fn read_line<'b>(&self, i: usize, buf: &'b mut Vec<u8>) -> Option<line::Line<'b>> {
+        let found = self.lines.get(i)?;
+        buf.resize(found.len, 0);
+        if !self.source.read_at(found.part, found.offset, buf) {
+            return None;
+        }
+        line::parse(buf).filter(|l| l.ts == found.ts)
+    }
+
+    /// An answer of `lines` read back from `source` (another backend's rows).
+    pub fn from_source(
+        lines: Vec<FoundLine>,
+        source: Box<dyn LineSource>,
+        truncated: bool,
+        warnings: Vec<String>,
+        bytes_scanned: u64,
+    ) -> Self {
+        Found {
+            lines,
+            source,
+            truncated,
+            warnings,
+            bytes_scanned,
+        }
+    }
+
+    /// Line `i` as stored (`time[fields] message`), read back as [`Found::read_line`] does.
+    pub fn line_text(&self, i: usize) -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_line(i, &mut buf)?;
+        Some(buf)
+    }
+
+    /// Memory the answer holds until it is sent (positions and open files).
+    pub fn held_bytes(&self) -> usize {
+        self.lines.len() * std::mem::size_of::<FoundLine>() + self.source.held_bytes()
+    }
+}
