@@ -168,7 +168,7 @@ async fn tail_refusals_and_the_connection_limit() {
     }
     // Every tail slot taken: the next is refused before the upgrade, with Loki's words.
     let mut open = Vec::new();
-    for _ in 0..janus::api::loki_tail::MAX_TAILS {
+    for _ in 0..janus::api::loki::tail::MAX_TAILS {
         let (socket, _) =
             tokio_tungstenite::connect_async(tail_url(&janus, r#"{namespace="tail"}"#, now_ns()))
                 .await

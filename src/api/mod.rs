@@ -10,16 +10,12 @@ mod cached_query;
 mod envelope;
 mod lines;
 mod log_encode;
-mod loki;
-mod loki_meta;
-mod loki_params;
-pub mod loki_tail;
+pub mod loki;
 mod merged;
 mod metadata;
 mod numbers;
 mod observe;
 mod proxy;
-mod push;
 mod query;
 mod request;
 mod status;
@@ -84,7 +80,7 @@ pub struct AppState {
     pub push_budget: Arc<tokio::sync::Semaphore>,
     /// KiB that other request bodies may hold ([`body_budget::REQUEST_BYTES_IN_FLIGHT`]).
     pub request_budget: Arc<tokio::sync::Semaphore>,
-    /// Loki tails open at once ([`loki_tail::MAX_TAILS`]).
+    /// Loki tails open at once ([`loki::tail::MAX_TAILS`]).
     pub tails: Arc<tokio::sync::Semaphore>,
     /// What --web.config.file enforces (credentials, rate limit, headers, TLS), kept current.
     pub web: Arc<crate::auth::web_guard::WebGuard>,
@@ -149,7 +145,7 @@ impl AppState {
                 body_budget::REQUEST_BYTES_IN_FLIGHT >> 10,
             )),
             answer_budget: Arc::new(tokio::sync::Semaphore::new(ANSWER_BYTES_IN_FLIGHT >> 10)),
-            tails: Arc::new(tokio::sync::Semaphore::new(loki_tail::MAX_TAILS)),
+            tails: Arc::new(tokio::sync::Semaphore::new(loki::tail::MAX_TAILS)),
             started: SystemTime::now(),
         }))
     }
@@ -289,7 +285,7 @@ pub fn router(state: SharedState) -> Router {
             Handler::Series => on(filter, merged::series),
             Handler::Metadata => on(filter, metadata::metadata),
             Handler::Targets => on(filter, targets::targets),
-            Handler::Push => on(filter, push::push),
+            Handler::Push => on(filter, loki::push::push),
             Handler::LokiQuery => on(filter, loki::query),
             Handler::LokiQueryRange => on(filter, loki::query_range),
             Handler::LokiLabels => on(filter, loki::labels),
@@ -298,12 +294,12 @@ pub fn router(state: SharedState) -> Router {
             Handler::LokiBuildinfo => on(filter, loki::buildinfo),
             Handler::LokiVolume => on(filter, loki::volume),
             Handler::LokiVolumeRange => on(filter, loki::volume_range),
-            Handler::LokiTail => on(filter, loki_tail::tail),
-            Handler::LokiIndexStats => on(filter, loki_meta::index_stats),
-            Handler::LokiDetectedLabels => on(filter, loki_meta::detected_labels),
-            Handler::LokiDetectedFields => on(filter, loki_meta::detected_fields),
-            Handler::LokiDetectedFieldValues => on(filter, loki_meta::detected_field_values),
-            Handler::LokiFormatQuery => on(filter, loki_meta::format_query),
+            Handler::LokiTail => on(filter, loki::tail::tail),
+            Handler::LokiIndexStats => on(filter, loki::meta::index_stats),
+            Handler::LokiDetectedLabels => on(filter, loki::meta::detected_labels),
+            Handler::LokiDetectedFields => on(filter, loki::meta::detected_fields),
+            Handler::LokiDetectedFieldValues => on(filter, loki::meta::detected_field_values),
+            Handler::LokiFormatQuery => on(filter, loki::meta::format_query),
             Handler::Root => on(filter, status::root),
             Handler::Healthy => on(filter, status::healthy),
             Handler::Ready => on(filter, status::ready),

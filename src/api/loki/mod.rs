@@ -3,6 +3,11 @@
 //! the same engine as the Prometheus API, Loki's parameters and answer shapes, and Loki's errors:
 //! plain text with the HTTP status, not Prometheus's JSON.
 
+pub mod meta;
+pub mod params;
+pub mod push;
+pub mod tail;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +17,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::log_encode::LogAnswer;
-use super::loki_params::{self as lp, BadParameter};
 use super::request::{self, Deadline};
 use super::{envelope, Face, SharedState};
 use crate::api::error::ApiError;
@@ -25,6 +29,7 @@ use crate::logql::lexer::{tokenize, Dialect};
 use crate::logql::LogQuery;
 use crate::promql::encode;
 use crate::promql::value::Steps;
+use params::{self as lp, BadParameter};
 
 /// LogQL reads logs only: a part that names no log stream has no source to ask.
 struct NoMetrics;

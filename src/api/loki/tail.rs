@@ -24,11 +24,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::log_encode::{LogAnswer, Order, StreamEntry};
-use super::loki::{prepare, LokiError};
-use super::loki_params::{self as lp, BadParameter};
-use super::SharedState;
+use super::params::{self as lp, BadParameter};
+use super::{prepare, LokiError};
+use crate::api::log_encode::{LogAnswer, Order, StreamEntry};
 use crate::api::params::{Params, Timestamp};
+use crate::api::SharedState;
 use crate::config::LogAnswerFormat;
 use crate::engine::{LineSearch, Prepared};
 use crate::logql::LogQuery;
@@ -56,7 +56,7 @@ struct TailRequest {
 }
 
 pub async fn tail(State(state): State<SharedState>, request: Request) -> Response {
-    super::Face::Log.mark(
+    crate::api::Face::Log.mark(
         tail_inner(state, request)
             .await
             .unwrap_or_else(IntoResponse::into_response),
@@ -66,7 +66,7 @@ pub async fn tail(State(state): State<SharedState>, request: Request) -> Respons
 async fn tail_inner(state: SharedState, request: Request) -> Result<Response, LokiError> {
     let (mut parts, _) = request.into_parts();
     let params = Params::parse(parts.uri.query(), None);
-    let tenant = super::tenancy::tenant_of(&parts.extensions);
+    let tenant = crate::api::tenancy::tenant_of(&parts.extensions);
     let tail = read_request(&state, tenant.as_deref(), &params).await?;
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state)
         .await

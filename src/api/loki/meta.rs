@@ -15,12 +15,12 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use serde_json::json;
 
-use super::loki::{answer, selector, streams, LokiError};
-use super::loki_params::{self as lp, BadParameter};
-use super::request::{self, Deadline};
-use super::{envelope, SharedState};
+use super::params::{self as lp, BadParameter};
+use super::{answer, selector, streams, LokiError};
 use crate::api::error::ApiError;
 use crate::api::params::Params;
+use crate::api::request::{self, Deadline};
+use crate::api::{envelope, SharedState};
 use crate::engine::LineSearch;
 use crate::logql::lexer::{tokenize, Kind};
 use crate::logql::parsers;
@@ -38,7 +38,7 @@ pub async fn index_stats(State(state): State<SharedState>, request: Request) -> 
             let read = request::read(request).await?;
             let params = &read.params;
             let (start, end) = lp::bounds(params)?;
-            let tenant = super::loki::tenant(&read);
+            let tenant = super::tenant(&read);
             let mut query = selector(&state, tenant.as_deref(), params.get("query")).await?;
             // Stats are the selector's: filters and stages do not narrow them (Loki's rule).
             query.filters.clear();
@@ -80,10 +80,8 @@ pub async fn detected_labels(State(state): State<SharedState>, request: Request)
             let read = request::read(request).await?;
             let params = &read.params;
             let selectors = match params.get("query") {
-                "" => {
-                    super::loki::everything(&state, super::loki::tenant(&read).as_deref()).await?
-                }
-                text => vec![selector(&state, super::loki::tenant(&read).as_deref(), text).await?],
+                "" => super::everything(&state, super::tenant(&read).as_deref()).await?,
+                text => vec![selector(&state, super::tenant(&read).as_deref(), text).await?],
             };
             let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
             for labels in streams(&state, params, selectors).await? {
@@ -114,17 +112,12 @@ struct Field {
 /// from each line (the parser Loki would detect for it), with their values.
 async fn sample_fields(
     state: &SharedState,
-    read: &super::request::ReadRequest,
+    read: &crate::api::request::ReadRequest,
     only: Option<String>,
 ) -> Result<BTreeMap<String, Field>, LokiError> {
     let params = &read.params;
     let (start, end) = lp::bounds(params)?;
-    let query = selector(
-        state,
-        super::loki::tenant(read).as_deref(),
-        params.get("query"),
-    )
-    .await?;
+    let query = selector(state, super::tenant(read).as_deref(), params.get("query")).await?;
     let line_limit = match params.get("line_limit") {
         "" => 1000,
         value => value
@@ -318,7 +311,7 @@ pub async fn format_query(State(state): State<SharedState>, request: Request) ->
         async {
             let read = request::read(request).await?;
             let text = read.params.get("query");
-            super::loki::prepare(&state, super::loki::tenant(&read).as_deref(), text).await?;
+            super::prepare(&state, super::tenant(&read).as_deref(), text).await?;
             Ok(envelope::success(canonical(text), &[]))
         }
         .await,

@@ -5,8 +5,8 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{Face, SharedState};
 use crate::api::error::ApiError;
+use crate::api::{Face, SharedState};
 use crate::ingest::{self, decode};
 use crate::telemetry::{ReasonLabels, StageLabels};
 
@@ -123,7 +123,7 @@ async fn accept_push(
 ) -> Result<(), (&'static str, ApiError)> {
     let max = state.config.ingest_max_body_size;
     let (parts, body) = request.into_parts();
-    let tenant = super::tenancy::tenant_of(&parts.extensions);
+    let tenant = crate::api::tenancy::tenant_of(&parts.extensions);
     let header_text = |name: header::HeaderName| {
         parts
             .headers

@@ -7,7 +7,7 @@ use crate::api::params::{parse_duration_nanos, Params, Timestamp};
 use crate::config::MAX_LOG_LIMIT;
 use crate::logstore::Keep;
 
-use super::log_encode::Order;
+use crate::api::log_encode::Order;
 
 /// A refusal of a parameter, in Loki's words (answered as plain text, 400).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
