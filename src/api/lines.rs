@@ -97,19 +97,8 @@ pub(super) async fn stream(
     let answer = tokio::task::spawn_blocking(move || answer.prepare().map(|()| answer))
         .await
         .map_err(|e| ApiError::Internal(format!("grouping the answer failed: {e}")))??;
-    let weight =
-        u32::try_from((answer.held_bytes() + 2 * ANSWER_CHUNK).div_ceil(1024)).unwrap_or(u32::MAX);
-    let held = tokio::time::timeout_at(
-        deadline.at,
-        Arc::clone(&state.answer_budget).acquire_many_owned(weight),
-    )
-    .await
-    .map_err(|_| {
-        ApiError::Timeout(
-            "query timed out waiting for memory to send its answer (answers in flight)".into(),
-        )
-    })?
-    .map_err(|_| ApiError::Unavailable("Janus is shutting down".into()))?;
+    let held =
+        hold_answer_budget(state, answer.held_bytes() + 2 * ANSWER_CHUNK, deadline.at).await?;
     let chunks = futures_util::stream::unfold(Some((answer, held)), |state| async move {
         let (mut answer, held) = state?;
         let encoded = tokio::task::spawn_blocking(move || {
@@ -131,6 +120,27 @@ pub(super) async fn stream(
     Ok(envelope::json_response(axum::body::Body::from_stream(
         chunks,
     )))
+}
+
+/// Takes `bytes` from the budget of log answers in flight (query answers and tail batches alike),
+/// waiting for room until `deadline`.
+pub(super) async fn hold_answer_budget(
+    state: &SharedState,
+    bytes: usize,
+    deadline: tokio::time::Instant,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let weight = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    tokio::time::timeout_at(
+        deadline,
+        Arc::clone(&state.answer_budget).acquire_many_owned(weight),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::Timeout(
+            "query timed out waiting for memory to send its answer (answers in flight)".into(),
+        )
+    })?
+    .map_err(|_| ApiError::Unavailable("Janus is shutting down".into()))
 }
 
 /// Bytes of answer encoded at a time: what a slow reader holds.

@@ -210,19 +210,15 @@ impl Upstream {
         limit: usize,
         deadline: tokio::time::Instant,
     ) -> Result<bytes::Bytes, UpstreamError> {
-        match tokio::time::timeout_at(deadline, axum::body::to_bytes(body, limit)).await {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) => Err(UpstreamError::Unavailable(format!(
-                "reading the upstream answer: {e}"
-            ))),
-            Err(_) => {
-                self.metrics.upstream_error("timeout");
-                Err(UpstreamError::Timeout(format!(
-                    "query timed out: upstream {} did not finish its answer in time",
-                    self.base
-                )))
-            }
-        }
+        let budget =
+            std::sync::atomic::AtomicIsize::new(isize::try_from(limit).unwrap_or(isize::MAX));
+        self.read_body_within(body, &budget, deadline)
+            .await?
+            .ok_or_else(|| {
+                UpstreamError::Unavailable(format!(
+                    "reading the upstream answer: length limit exceeded ({limit} bytes)"
+                ))
+            })
     }
 
     /// Reads a whole upstream answer body by `deadline`, taking its bytes from `budget` as they

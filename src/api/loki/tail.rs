@@ -259,20 +259,12 @@ async fn send_new_lines(
         .map_err(failed)?;
     // Sending waits on the client: a tail that does not read holds its memory, not a query slot.
     drop(slot);
-    let weight = u32::try_from((answer.held_bytes() + 2 * MAX_TAIL_MESSAGE_BYTES).div_ceil(1024))
-        .unwrap_or(u32::MAX);
-    let _held = tokio::time::timeout_at(
+    let _held = crate::api::lines::hold_answer_budget(
+        state,
+        answer.held_bytes() + 2 * MAX_TAIL_MESSAGE_BYTES,
         deadline,
-        Arc::clone(&state.answer_budget).acquire_many_owned(weight),
     )
-    .await
-    .map_err(|_| {
-        LokiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "tail timed out waiting for memory to send its lines (answers in flight)",
-        )
-    })?
-    .map_err(|_| LokiError::new(StatusCode::SERVICE_UNAVAILABLE, "Janus is shutting down"))?;
+    .await?;
     let mut batch = Batch {
         answer,
         before: Cursor {
