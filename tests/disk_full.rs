@@ -196,7 +196,7 @@ async fn pushes_on_a_full_disk_are_all_or_nothing() {
         assert_eq!(text.lines().count(), (acknowledged + 1) * 20, "{file}");
         assert!(text
             .lines()
-            .all(|l| janus::logstore::files::line::parse(l.as_bytes()).is_some()));
+            .all(|l| janus::logstore::line::parse(l.as_bytes()).is_some()));
     }
     drop(janus);
 }

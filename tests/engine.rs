@@ -292,6 +292,8 @@ async fn bytes_of_log_lines() {
 /// never answered without it.
 struct LiteralsOnly(Store);
 
+use janus::logstore::write::{Batch, RetentionOutcome, RetentionPolicy, WriteError, Written};
+
 impl janus::logstore::LogStore for LiteralsOnly {
     fn capabilities(&self) -> janus::logstore::Capabilities {
         janus::logstore::Capabilities {
@@ -370,6 +372,24 @@ impl janus::logstore::LogStore for LiteralsOnly {
     }
     fn forget_deleted(&self) {
         janus::logstore::LogStore::forget_deleted(&self.0)
+    }
+    fn push(&self, batch: &Batch<'_>) -> Result<Written, WriteError> {
+        janus::logstore::LogStore::push(&self.0, batch)
+    }
+    fn recover(&self) -> Result<Option<String>, String> {
+        janus::logstore::LogStore::recover(&self.0)
+    }
+    fn sync(&self) -> Result<f64, String> {
+        janus::logstore::LogStore::sync(&self.0)
+    }
+    fn close_idle(&self, all: bool) {
+        janus::logstore::LogStore::close_idle(&self.0, all)
+    }
+    fn enforce_retention(&self, policy: &RetentionPolicy, now: i64) -> RetentionOutcome {
+        janus::logstore::LogStore::enforce_retention(&self.0, policy, now)
+    }
+    fn problem(&self) -> Option<String> {
+        janus::logstore::LogStore::problem(&self.0)
     }
 }
 

@@ -420,8 +420,7 @@ async fn concurrent_pushers_never_interleave_lines() {
     let text = std::fs::read_to_string(j.storage.join("pod/busy/2024-01-01_00.log")).expect("file");
     let mut seen = HashSet::new();
     for line in text.lines() {
-        let parsed =
-            janus::logstore::files::line::parse(line.as_bytes()).expect("every line parses");
+        let parsed = janus::logstore::line::parse(line.as_bytes()).expect("every line parses");
         let message = String::from_utf8_lossy(parsed.message).to_string();
         assert!(
             message.ends_with(&"x".repeat(150)),

@@ -68,7 +68,7 @@ fn body(id: &str) -> String {
 /// Every line of the store's crash namespace must be whole.
 fn check_lines(text: &str, whole: &mut HashSet<String>) {
     for line in text.lines() {
-        let parsed = janus::logstore::files::line::parse(line.as_bytes())
+        let parsed = janus::logstore::line::parse(line.as_bytes())
             .unwrap_or_else(|| panic!("unparsable line in the store: {line:?}"));
         let message = String::from_utf8_lossy(parsed.message).to_string();
         assert!(message.ends_with(&"z".repeat(PAD)), "torn line: {line:?}");

@@ -62,10 +62,10 @@ proptest! {
 
     #[test]
     fn stored_lines_never_panic(line in prop::collection::vec(any::<u8>(), 0..120)) {
-        let _ = janus::logstore::files::line::parse(&line);
+        let _ = janus::logstore::line::parse(&line);
         let mut with_time = b"2024-01-01T00:00:00Z[".to_vec();
         with_time.extend_from_slice(&line);
-        let _ = janus::logstore::files::line::parse(&with_time);
+        let _ = janus::logstore::line::parse(&with_time);
     }
 
     #[test]

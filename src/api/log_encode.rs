@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::LogAnswerFormat;
 use crate::logql::LogKind;
-use crate::logstore::files::line::Line;
+use crate::logstore::line::Line;
 use crate::logstore::Found;
 
 #[derive(Serialize)]
@@ -256,7 +256,7 @@ impl LogAnswer {
         if !self.pipeline.rewrites_line() {
             return None;
         }
-        let stream = crate::logstore::files::scan::stream_labels(self.kind, line);
+        let stream = crate::logstore::line::stream_labels(self.kind, line);
         let pairs: Vec<(&str, &str)> = stream.iter().map(|(k, v)| (*k, v.as_ref())).collect();
         self.pipeline.run(&pairs, line.message, line.ts)?.line
     }
@@ -314,7 +314,7 @@ impl LogAnswer {
         for p in 0..self.found.lines.len() {
             let i = self.index(p);
             if let Some(line) = self.found.read_line(i, &mut buf) {
-                let stream = crate::logstore::files::scan::stream_labels(self.kind, &line);
+                let stream = crate::logstore::line::stream_labels(self.kind, &line);
                 let mut labels: BTreeMap<String, String> = BTreeMap::new();
                 let outcome = if self.pipeline.is_empty() {
                     None

@@ -6,20 +6,14 @@ pub mod limits;
 pub mod params;
 
 mod body_budget;
-mod cached_query;
 mod envelope;
-mod lines;
 mod log_encode;
+mod log_stream;
 pub mod loki;
-mod merged;
-mod metadata;
-mod numbers;
 mod observe;
-mod proxy;
-mod query;
+pub mod prometheus;
 mod request;
 mod status;
-mod targets;
 pub mod tenancy;
 
 use std::sync::Arc;
@@ -31,7 +25,6 @@ use axum::Router;
 use crate::api::limits::QueryLimiter;
 use crate::config::Config;
 use crate::engine::{Engine, Limits};
-use crate::logstore::files::writer::Writer;
 use crate::logstore::LogStore;
 use crate::telemetry::Metrics;
 use crate::upstream::Upstream;
@@ -73,7 +66,6 @@ pub struct AppState {
     pub store: Arc<dyn LogStore>,
     /// Janus's own queries: lines and numbers.
     pub engine: Engine,
-    pub writer: Arc<Writer>,
     /// KiB that log answers being sent may hold together ([`ANSWER_BYTES_IN_FLIGHT`]).
     pub answer_budget: Arc<tokio::sync::Semaphore>,
     /// KiB that pushes in flight may hold (--ingest.max-bytes-in-flight).
@@ -106,7 +98,8 @@ impl AppState {
                 .map(Arc::new);
         let store: Arc<dyn crate::logstore::LogStore> = Arc::new(
             crate::logstore::files::Store::new(config.storage_path.clone(), Arc::clone(&metrics))
-                .remembering_in(results_cache.clone()),
+                .remembering_in(results_cache.clone())
+                .writing(config.storage_fsync, config.storage_max_open_files),
         );
         let engine = Engine::new(
             Arc::clone(&store),
@@ -116,10 +109,6 @@ impl AppState {
                 evaluate_metric_queries: config.evaluate_metric_queries,
             },
             Arc::clone(&metrics),
-        );
-        let writer = Arc::new(
-            Writer::new(config.storage_path.clone(), config.storage_fsync)
-                .with_max_open_files(config.storage_max_open_files),
         );
         let push_budget = Arc::new(tokio::sync::Semaphore::new(
             config.ingest_budget_kib() as usize
@@ -139,7 +128,6 @@ impl AppState {
             log_limiter,
             store,
             engine,
-            writer,
             push_budget,
             request_budget: Arc::new(tokio::sync::Semaphore::new(
                 body_budget::REQUEST_BYTES_IN_FLIGHT >> 10,
@@ -267,7 +255,7 @@ async fn unrouted(
     if path.starts_with("/loki/") || path.starts_with("/-/") {
         return (axum::http::StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     }
-    proxy::handler(state, request).await
+    prometheus::proxy::handler(state, request).await
 }
 
 /// Builds the application: every route of `ROUTES`, observed by one middleware; any other path
@@ -277,14 +265,14 @@ pub fn router(state: SharedState) -> Router {
     for route in ROUTES {
         let filter = method_filter(route.methods);
         let method_router = match route.handler {
-            Handler::Query => on(filter, query::instant),
-            Handler::QueryRange => on(filter, query::range),
-            Handler::Upstream => on(filter, proxy::handler),
-            Handler::Labels => on(filter, merged::labels),
-            Handler::LabelValues => on(filter, merged::label_values),
-            Handler::Series => on(filter, merged::series),
-            Handler::Metadata => on(filter, metadata::metadata),
-            Handler::Targets => on(filter, targets::targets),
+            Handler::Query => on(filter, prometheus::query::instant),
+            Handler::QueryRange => on(filter, prometheus::query::range),
+            Handler::Upstream => on(filter, prometheus::proxy::handler),
+            Handler::Labels => on(filter, prometheus::merged::labels),
+            Handler::LabelValues => on(filter, prometheus::merged::label_values),
+            Handler::Series => on(filter, prometheus::merged::series),
+            Handler::Metadata => on(filter, prometheus::metadata::metadata),
+            Handler::Targets => on(filter, prometheus::targets::targets),
             Handler::Push => on(filter, loki::push::push),
             Handler::LokiQuery => on(filter, loki::query),
             Handler::LokiQueryRange => on(filter, loki::query_range),

@@ -27,15 +27,7 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
 }
 
 fn store_problem(state: &SharedState) -> Option<String> {
-    let path = &state.config.storage_path;
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => None,
-        Ok(_) => Some(format!(
-            "storage path {} is not a directory",
-            path.display()
-        )),
-        Err(e) => Some(format!("storage path {}: {e}", path.display())),
-    }
+    state.store.problem()
 }
 
 pub async fn metrics(State(state): State<SharedState>) -> Response {

@@ -48,16 +48,16 @@ const FILTERED: &[&str] = &[
     "/loki/api/v1/detected_fields",
     "/loki/api/v1/detected_field/{name}/values",
     // The Prometheus API's queries: log selectors narrowed, metric selectors confined
-    // (`api::query`), metric-only queries parsed, confined and printed before forwarding.
+    // (`api::prometheus::query`), metric-only queries parsed, confined and printed before forwarding.
     "/api/v1/query",
     "/api/v1/query_range",
     // Merged endpoints: `match[]` confined, or the tenant's own series when none is given
-    // (`api::merged`).
+    // (`api::prometheus::merged`).
     "/api/v1/labels",
     "/api/v1/label/{name}/values",
     "/api/v1/series",
     // Metadata cut to the names of the tenant's series; targets to those labelled with its
-    // namespaces (`api::metadata`, `api::targets`).
+    // namespaces (`api::prometheus::metadata`, `api::prometheus::targets`).
     "/api/v1/metadata",
     "/api/v1/targets",
 ];

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::{Engine, EngineError};
 use crate::logql::LogQuery;
-use crate::logstore::files::{Found, Search};
 use crate::logstore::Keep;
+use crate::logstore::{Found, Search};
 
 /// What to search: the query, an inclusive window in nanoseconds, how many lines and which
 /// end of the window to keep when more match.

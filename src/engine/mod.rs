@@ -11,6 +11,7 @@ mod evaluate;
 pub mod lines;
 pub mod log_metrics;
 pub mod prepare;
+pub mod series;
 pub mod source;
 mod unwrapped;
 

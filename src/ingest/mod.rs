@@ -1,43 +1,30 @@
-//! Ingestion over the Loki push API: decode, map and validate the whole request, render it into
-//! one buffer per hour file, then append. All or nothing: a refused request writes no byte.
+//! Ingestion over the Loki push API: decode, map and validate the whole request, then hand it
+//! to the log store as one batch ([`crate::logstore::write::Batch`]), which writes it all or
+//! nothing: a refused request writes no byte.
 
 pub mod decode;
 pub mod mapping;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use decode::PushStream;
 use mapping::LabelMapping;
 
-use crate::logstore::files::layout::HOUR_NANOS;
+use crate::logstore::write::{Batch, BatchStream};
 
-/// A request made ready to write: per relative file path, the bytes to append.
-#[derive(Debug, Default)]
-pub struct Prepared {
-    pub files: Vec<(PathBuf, Vec<u8>)>,
-    pub entries: u64,
-    pub lines: u64,
-}
-
-/// Maps every stream, validates every value, renders every line; refuses the whole request at
-/// the first problem, naming the stream.
+/// Maps every stream, validates every value and splits every message into lines; refuses the
+/// whole request at the first problem, naming the stream.
 ///
 /// Timestamps must lie from the Unix epoch (hour files are named by date from 1970) to
 /// `newest` (now plus the creation grace period): Loki refuses entries too far in the future
 /// (`pkg/validation/validate.go`, too_far_in_future) and Janus those before 1970, which no
 /// query could ask for.
-pub fn prepare(
-    streams: &[PushStream],
+pub fn prepare<'a>(
+    streams: &'a [PushStream],
     mapping: &LabelMapping,
     newest: i64,
-) -> Result<Prepared, String> {
-    let mut files: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
-    let mut clock = Clock::default();
-    let mut prepared = Prepared::default();
+) -> Result<Batch<'a>, String> {
+    let mut batch = Batch::default();
     for stream in streams {
         let target = mapping.target(&stream.labels)?;
-        let fields = target.values.join("|");
         for (j, &(ts, _)) in stream.entries.iter().enumerate() {
             let bound = if ts < 0 {
                 "too old: {ts}, oldest acceptable timestamp is: 1970-01-01T00:00:00Z"
@@ -54,26 +41,19 @@ pub fn prepare(
                 decode::describe(&stream.labels)
             ));
         }
-        for &(ts, ref line) in &stream.entries {
-            let (time, hour) = clock.format(ts);
-            let relative = PathBuf::from(target.kind.name())
-                .join(&target.values[0])
-                .join(hour);
-            let buf = files.entry(relative).or_default();
-            prepared.entries += 1;
-            for message in split_message(line.as_str()) {
-                buf.extend_from_slice(time.as_bytes());
-                buf.push(b'[');
-                buf.extend_from_slice(fields.as_bytes());
-                buf.extend_from_slice(b"] ");
-                buf.extend_from_slice(message.as_bytes());
-                buf.push(b'\n');
-                prepared.lines += 1;
-            }
+        let mut lines = Vec::with_capacity(stream.entries.len());
+        for (ts, line) in &stream.entries {
+            batch.entries += 1;
+            lines.extend(split_message(line.as_str()).map(|message| (*ts, message)));
         }
+        batch.lines += lines.len() as u64;
+        batch.streams.push(BatchStream {
+            kind: target.kind,
+            values: target.values,
+            lines,
+        });
     }
-    prepared.files = files.into_iter().collect();
-    Ok(prepared)
+    Ok(batch)
 }
 
 /// A timestamp in nanoseconds as RFC 3339 text, for messages.
@@ -97,43 +77,12 @@ fn split_message(message: &str) -> impl Iterator<Item = &str> {
         .map(|part| part.strip_suffix('\r').unwrap_or(part))
 }
 
-/// Formats timestamps (RFC 3339, UTC, nanoseconds) and hour file names, reusing the text of the
-/// current second and hour: consecutive lines share them.
-#[derive(Default)]
-struct Clock {
-    second: Option<i64>,
-    second_text: String,
-    hour: Option<i64>,
-    hour_name: String,
-}
-
-impl Clock {
-    fn format(&mut self, ts: i64) -> (String, String) {
-        let second = ts.div_euclid(1_000_000_000);
-        let nanos = ts.rem_euclid(1_000_000_000);
-        if self.second != Some(second) {
-            let t = chrono::DateTime::<chrono::Utc>::from_timestamp(second, 0).unwrap_or_default();
-            self.second_text = t.format("%Y-%m-%dT%H:%M:%S").to_string();
-            self.second = Some(second);
-        }
-        let hour = ts.div_euclid(HOUR_NANOS);
-        if self.hour != Some(hour) {
-            self.hour_name = crate::logstore::files::layout::name_of_hour(ts);
-            self.hour = Some(hour);
-        }
-        (
-            format!("{}.{nanos:09}Z", self.second_text),
-            self.hour_name.clone(),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn renders_lethe_lines_into_hour_files() {
+    fn splits_messages_into_lines_of_their_stream() {
         let streams = vec![PushStream {
             labels: [
                 ("namespace", "shop"),
@@ -151,24 +100,19 @@ mod tests {
                 ),
             ],
         }];
-        let p = prepare(&streams, &LabelMapping::default(), i64::MAX).unwrap();
-        assert_eq!((p.entries, p.lines), (2, 3));
-        assert_eq!(p.files.len(), 2);
-        assert_eq!(p.files[0].0, PathBuf::from("pod/shop/2024-01-01_00.log"));
+        let b = prepare(&streams, &LabelMapping::default(), i64::MAX).unwrap();
+        assert_eq!((b.entries, b.lines), (2, 3));
+        assert_eq!(b.streams.len(), 1);
+        assert_eq!(b.streams[0].kind, crate::logql::LogKind::Pod);
+        assert_eq!(b.streams[0].values, ["shop", "web-1", "app"]);
         assert_eq!(
-            String::from_utf8(p.files[0].1.clone()).unwrap(),
-            "2024-01-01T00:00:00.000000001Z[shop|web-1|app] one\n2024-01-01T00:00:00.000000001Z[shop|web-1|app] two\n"
+            b.streams[0].lines,
+            [
+                (1_704_067_200_000_000_001, "one"),
+                (1_704_067_200_000_000_001, "two"),
+                (1_704_070_800_500_000_000, "next hour\tkeeps tabs\x07"),
+            ]
         );
-        assert_eq!(
-            String::from_utf8(p.files[1].1.clone()).unwrap(),
-            "2024-01-01T01:00:00.500000000Z[shop|web-1|app] next hour\tkeeps tabs\x07\n"
-        );
-        // Every rendered line reads back.
-        for (_, bytes) in &p.files {
-            for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                assert!(crate::logstore::files::line::parse(line).is_some());
-            }
-        }
     }
 
     /// Timestamps before 1970 (an `i64::MIN` would name the file `1677-09-21_00.log`, which no

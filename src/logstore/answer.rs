@@ -1,14 +1,13 @@
 //! What a search or a count answers, whatever the backend: the lines of a search by position
 //! with where to read them back ([`Found`], [`LineSource`]), a log metric's buckets and an
 //! unwrapped aggregation's samples per series. Lines are read back in Lethe's stored format
-//! (`time[fields] message`, [`super::files::line`]) so one encoder serves every backend.
+//! (`time[fields] message`, [`super::line`]) so one encoder serves every backend.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use super::files::line;
-use super::Keep;
+use super::line;
 use crate::logql::LogQuery;
 
 /// A search over the store: a parsed query, an inclusive window and how many lines to keep.
@@ -120,4 +119,33 @@ impl Found {
     pub fn held_bytes(&self) -> usize {
         self.lines.len() * std::mem::size_of::<FoundLine>() + self.source.held_bytes()
     }
+}
+
+/// Which end of the window to keep when more than `limit` lines match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The newest lines (the default, and Loki's `backward`).
+    Newest,
+    /// The oldest lines (Lethe's `forward`).
+    Oldest,
+}
+
+/// Why a scan stopped before its end, in the words the client reads.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScanStop {
+    /// The deadline passed.
+    #[error("query timed out in query execution")]
+    Deadline,
+    /// The client went away.
+    #[error("query was canceled")]
+    Cancelled,
+    /// A log metric selected more streams than the query may hold.
+    #[error("query processing would load too many samples into memory in query execution: the log selector matches more than {0} streams (--query.max-samples, --query.max-series)")]
+    TooManyStreams(usize),
+    /// Unwrapped values of a log metric past the samples a query may hold.
+    #[error("query processing would load too many samples into memory in query execution: more than {0} unwrapped values (--query.max-samples)")]
+    TooManySamples(usize),
+    /// The label sets of the answer's series or streams past the bytes they may hold.
+    #[error("query processing would load too many samples into memory in query execution: the labels of the answer's series exceed {} MiB (drop or keep fewer extracted labels)", .0 >> 20)]
+    LabelsTooLarge(usize),
 }

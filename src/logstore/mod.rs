@@ -9,6 +9,8 @@
 
 pub mod answer;
 pub mod files;
+pub mod line;
+pub mod write;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicBool;
@@ -20,7 +22,7 @@ use crate::logql::{LogKind, LogQuery};
 pub use answer::{
     Found, FoundLine, LineSource, Search, SeriesSamples, StreamBuckets, MAX_LABEL_BYTES,
 };
-pub use files::scan::{Keep, ScanStop};
+pub use answer::{Keep, ScanStop};
 
 /// What a backend runs itself. The file store runs everything in its scan; a backend that
 /// cannot run a regex or a parser says so, and the engine filters its lines above it.
@@ -125,6 +127,32 @@ pub trait LogStore: Send + Sync {
 
     /// Forgets what it keeps for data that is gone (deleted files).
     fn forget_deleted(&self);
+
+    /// Writes one push, all or nothing: `Ok` only once every line is stored (and as durable
+    /// as the backend was configured to make it).
+    fn push(&self, batch: &write::Batch<'_>) -> Result<write::Written, write::WriteError>;
+
+    /// Brings the store to a state it can write to at start-up (the file store cuts lines a
+    /// killed predecessor left half-written); what it did, in words for the log.
+    fn recover(&self) -> Result<Option<String>, String>;
+
+    /// Makes what was written since the last call durable (`--storage.fsync=batch`); the
+    /// seconds it took.
+    fn sync(&self) -> Result<f64, String>;
+
+    /// Lets go of what writing holds and has not used for a while (`all`: everything, at
+    /// shutdown).
+    fn close_idle(&self, all: bool);
+
+    /// One retention pass at time `now`.
+    fn enforce_retention(
+        &self,
+        policy: &write::RetentionPolicy,
+        now: i64,
+    ) -> write::RetentionOutcome;
+
+    /// Why the store cannot serve now, for `/-/ready`; `None` when it can.
+    fn problem(&self) -> Option<String>;
 }
 
 impl LogStore for files::Store {
@@ -213,5 +241,47 @@ impl LogStore for files::Store {
 
     fn forget_deleted(&self) {
         files::Store::forget_deleted(self)
+    }
+
+    fn push(&self, batch: &write::Batch<'_>) -> Result<write::Written, write::WriteError> {
+        let appended = files::Store::push(self, batch)
+            .map_err(|e| write::WriteError::Failed(e.to_string()))?;
+        Ok(write::Written {
+            bytes: appended.bytes,
+            fsync_seconds: appended.fsync_seconds,
+        })
+    }
+
+    fn recover(&self) -> Result<Option<String>, String> {
+        match self.writer().repair_after_crash() {
+            Ok(repaired) if !repaired.is_empty() => Ok(Some(format!(
+                "cut unterminated lines left by an interrupted write in {} files",
+                repaired.len()
+            ))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(format!("repairing files after a crash failed: {e}")),
+        }
+    }
+
+    fn sync(&self) -> Result<f64, String> {
+        self.writer().sync_dirty().map_err(|e| e.to_string())
+    }
+
+    fn close_idle(&self, all: bool) {
+        if let Err(e) = self.writer().close_idle(all) {
+            tracing::warn!(error = %e, "closing idle log files failed");
+        }
+    }
+
+    fn enforce_retention(
+        &self,
+        policy: &write::RetentionPolicy,
+        now: i64,
+    ) -> write::RetentionOutcome {
+        files::Store::enforce_retention(self, policy, now)
+    }
+
+    fn problem(&self) -> Option<String> {
+        files::Store::problem(self)
     }
 }

@@ -61,15 +61,10 @@ pub async fn serve(
     let state = AppState::new(config)?;
     // Lines a killed predecessor was half-way through writing were never acknowledged: cut them
     // off before anything is appended after them.
-    match state.writer.repair_after_crash() {
-        Ok(repaired) if !repaired.is_empty() => {
-            tracing::warn!(
-                files = repaired.len(),
-                "cut unterminated lines left by an interrupted write"
-            )
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "repairing files after a crash failed"),
+    match state.store.recover() {
+        Ok(Some(done)) => tracing::warn!("{done}"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "recovering the store failed"),
     }
     state.upstream.spawn_health_probe();
     spawn_storage_tasks(&state);
@@ -86,7 +81,7 @@ pub async fn serve(
             let _ = tokio::task::spawn_blocking(move || store.forget_deleted()).await;
         }
     });
-    let writer = std::sync::Arc::clone(&state.writer);
+    let store = std::sync::Arc::clone(&state.store);
     let metrics = std::sync::Arc::clone(&state.metrics);
     let limits = crate::server::connections::Limits {
         max_connections: state.config.web_max_connections,
@@ -105,9 +100,7 @@ pub async fn serve(
     let transport = crate::server::connections::Transport { web, http2 };
     crate::server::connections::serve(listener, app, limits, transport, metrics, signalled, grace)
         .await;
-    if let Err(e) = writer.close_idle(true) {
-        tracing::warn!(error = %e, "closing log files at shutdown failed");
-    }
+    let _ = tokio::task::spawn_blocking(move || store.close_idle(true)).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -134,7 +127,7 @@ fn spawn_storage_tasks(state: &api::SharedState) {
             loop {
                 ticker.tick().await;
                 let w = Arc::clone(&s);
-                match tokio::task::spawn_blocking(move || w.writer.sync_dirty()).await {
+                match tokio::task::spawn_blocking(move || w.store.sync()).await {
                     Ok(Ok(seconds)) if seconds > 0.0 => s.metrics.fsync_duration.observe(seconds),
                     Ok(Err(e)) => tracing::error!(error = %e, "fsync of log files failed"),
                     _ => {}
@@ -148,7 +141,7 @@ fn spawn_storage_tasks(state: &api::SharedState) {
         loop {
             ticker.tick().await;
             let w = Arc::clone(&s);
-            let _ = tokio::task::spawn_blocking(move || w.writer.close_idle(false)).await;
+            let _ = tokio::task::spawn_blocking(move || w.store.close_idle(false)).await;
         }
     });
     let s = Arc::clone(state);
@@ -158,14 +151,12 @@ fn spawn_storage_tasks(state: &api::SharedState) {
             ticker.tick().await;
             let w = Arc::clone(&s);
             let outcome = tokio::task::spawn_blocking(move || {
-                let writer = Arc::clone(&w.writer);
-                crate::logstore::files::retention::run(
-                    &w.config.storage_path,
-                    crate::api::params::Timestamp::now().0,
-                    w.config.retention_time,
-                    w.config.retention_size,
-                    &|path| writer.is_open(path),
-                )
+                let policy = crate::logstore::write::RetentionPolicy {
+                    max_age: w.config.retention_time,
+                    max_bytes: w.config.retention_size,
+                };
+                w.store
+                    .enforce_retention(&policy, crate::time::timestamp::Timestamp::now().0)
             })
             .await;
             if let Ok(o) = outcome {

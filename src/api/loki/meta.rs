@@ -164,7 +164,7 @@ async fn sample_fields(
             let Some(line) = found.read_line(i, &mut buf) else {
                 continue;
             };
-            let stream = crate::logstore::files::scan::stream_labels(kind, &line);
+            let stream = crate::logstore::line::stream_labels(kind, &line);
             let pairs: Vec<(&str, &str)> = stream.iter().map(|(k, v)| (*k, v.as_ref())).collect();
             let mut out = Outcome::default();
             let parser = if line.message.first() == Some(&b'{') {

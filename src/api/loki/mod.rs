@@ -247,7 +247,7 @@ async fn lines(
     let answer = LogAnswer::new(found, kind, order, LogAnswerFormat::Streams, warnings)
         .with_data_field("stats", stats)
         .with_pipeline(pipeline);
-    super::lines::stream(state, answer, deadline)
+    super::log_stream::stream(state, answer, deadline)
         .await
         .map_err(LokiError::from)
 }
@@ -286,7 +286,7 @@ pub(super) async fn streams(
     let store = Arc::clone(&state.store);
     let series = tokio::task::spawn_blocking(move || {
         let chosen = (!selectors.is_empty()).then_some(selectors.as_slice());
-        super::merged::store_series(store.as_ref(), chosen, start, end)
+        crate::engine::series::store_series(store.as_ref(), chosen, start, end)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("listing streams failed: {e}")))?;

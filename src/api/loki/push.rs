@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use crate::api::error::ApiError;
 use crate::api::{Face, SharedState};
 use crate::ingest::{self, decode};
+use crate::logstore::write::WriteError;
 use crate::telemetry::{ReasonLabels, StageLabels};
 
 pub async fn push(State(state): State<SharedState>, request: Request) -> Response {
@@ -276,21 +277,22 @@ async fn accept_push(
         )
         .unwrap_or(i64::MAX);
         let newest = crate::api::params::Timestamp::now().0.saturating_add(grace);
-        let prepared = ingest::prepare(&streams, &state_for_work.config.ingest_labels, newest)
+        let batch = ingest::prepare(&streams, &state_for_work.config.ingest_labels, newest)
             .map_err(|e| {
                 count(&state_for_work, "refused", received);
                 ("bad_request", ApiError::BadData(e))
             })?;
-        let appended = state_for_work.writer.append(&prepared.files).map_err(|e| {
-            tracing::error!(error = %e, "appending pushed lines failed");
-            (
-                "write_failed",
-                ApiError::Unavailable(format!(
-                    "writing to the store failed: {e}; retry the request"
-                )),
-            )
+        let written = state_for_work.store.push(&batch).map_err(|e| match e {
+            WriteError::Failed(ref cause) => {
+                tracing::error!(error = %cause, "appending pushed lines failed");
+                ("write_failed", ApiError::Unavailable(e.to_string()))
+            }
+            WriteError::TooLarge(_) => {
+                count(&state_for_work, "refused", received);
+                ("too_large", ApiError::TooLarge(e.to_string()))
+            }
         })?;
-        count(&state_for_work, "written", prepared.lines);
+        count(&state_for_work, "written", batch.lines);
         if let Some(tenant) = &tenant {
             state_for_work
                 .metrics
@@ -303,12 +305,12 @@ async fn accept_push(
         state_for_work
             .metrics
             .ingest_bytes_written
-            .inc_by(appended.bytes);
-        if appended.fsync_seconds > 0.0 {
+            .inc_by(written.bytes);
+        if written.fsync_seconds > 0.0 {
             state_for_work
                 .metrics
                 .fsync_duration
-                .observe(appended.fsync_seconds);
+                .observe(written.fsync_seconds);
         }
         Ok(())
     })

@@ -259,7 +259,7 @@ async fn send_new_lines(
         .map_err(failed)?;
     // Sending waits on the client: a tail that does not read holds its memory, not a query slot.
     drop(slot);
-    let _held = crate::api::lines::hold_answer_budget(
+    let _held = crate::api::log_stream::hold_answer_budget(
         state,
         answer.held_bytes() + 2 * MAX_TAIL_MESSAGE_BYTES,
         deadline,

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::line::{timestamp_of, TimestampCache};
 use super::{beneath, index_file};
+use crate::logstore::line::{timestamp_of, TimestampCache};
 
 /// Target size of one block. Small enough that newest-1000 reads a few hundred KiB, large
 /// enough that the index of a 1 GiB hour is a few thousand entries.

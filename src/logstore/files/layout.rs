@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::logql::LogKind;
-use crate::logstore::files::line::days_from_civil;
+use crate::logstore::line::days_from_civil;
 
 /// Nanoseconds in an hour: one hour file's span.
 pub const HOUR_NANOS: i64 = 3_600_000_000_000;
@@ -125,7 +125,7 @@ pub fn hour_of_name(name: &str) -> Option<i64> {
     let (year, month, day, hour) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?);
     if !(1..=12).contains(&month)
         || day < 1
-        || day > crate::logstore::files::line::days_in_month(year, month)
+        || day > crate::logstore::line::days_in_month(year, month)
         || hour > 23
     {
         return None;

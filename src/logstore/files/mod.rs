@@ -1,7 +1,7 @@
-//! The embedded log store, compatible with Lethe's flat files (`docs/storage.md`).
-//!
-//! Reading only, for now: layout listing ([`layout`]), line parsing ([`line`]), per-file time
-//! indexes ([`index`]) and the scan engine ([`scan`]).
+//! The file store, the first [`crate::logstore::LogStore`]: Lethe's flat files on one node
+//! (`docs/storage.md`). Reading: layout listing ([`layout`]), per-file time indexes ([`index`])
+//! and the scan engine ([`scan`]); writing: pushes rendered into hour files ([`render`]) and
+//! appended all or nothing ([`writer`]); [`retention`] deletes whole hour files.
 
 #![warn(missing_docs)]
 
@@ -11,7 +11,7 @@ pub mod file_bins;
 pub mod index;
 pub mod index_file;
 pub mod layout;
-pub mod line;
+pub mod render;
 pub mod retention;
 pub mod scan;
 mod series_keys;
@@ -76,6 +76,8 @@ pub struct Store {
     workers: Workers,
     /// Where the counts of files that no longer change are remembered (`file_bins`).
     results: Option<Arc<crate::results_cache::ResultsCache>>,
+    /// Appends pushed lines to the hour files.
+    writer: writer::Writer,
 }
 
 impl Store {
@@ -88,10 +90,54 @@ impl Store {
     pub fn with_block_bytes(root: PathBuf, metrics: Arc<Metrics>, block_bytes: u64) -> Self {
         Store {
             indexes: IndexCache::persisted_under(root.clone(), block_bytes),
-            root,
             metrics,
             workers: Workers::per_core(),
             results: None,
+            writer: writer::Writer::new(root.clone(), writer::FsyncMode::Batch),
+            root,
+        }
+    }
+
+    /// The same store, writing pushes with `fsync` and at most `max_open_files` appenders open.
+    pub fn writing(mut self, fsync: writer::FsyncMode, max_open_files: usize) -> Self {
+        self.writer =
+            writer::Writer::new(self.root.clone(), fsync).with_max_open_files(max_open_files);
+        self
+    }
+
+    /// The writer pushes go through (its open appenders, batch fsync, idle closing).
+    pub fn writer(&self) -> &writer::Writer {
+        &self.writer
+    }
+
+    /// Appends a push, all or nothing.
+    pub fn push(
+        &self,
+        batch: &crate::logstore::write::Batch<'_>,
+    ) -> std::io::Result<writer::Appended> {
+        self.writer.append(&render::hour_files(batch))
+    }
+
+    /// One retention pass over the tree, sparing the files being written.
+    pub fn enforce_retention(
+        &self,
+        policy: &crate::logstore::write::RetentionPolicy,
+        now: i64,
+    ) -> retention::Outcome {
+        retention::run(&self.root, now, policy.max_age, policy.max_bytes, &|path| {
+            self.writer.is_open(path)
+        })
+    }
+
+    /// Why the store cannot serve, if it cannot: its root is not a usable directory.
+    pub fn problem(&self) -> Option<String> {
+        match std::fs::metadata(&self.root) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(_) => Some(format!(
+                "storage path {} is not a directory",
+                self.root.display()
+            )),
+            Err(e) => Some(format!("storage path {}: {e}", self.root.display())),
         }
     }
 

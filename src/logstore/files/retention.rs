@@ -9,20 +9,7 @@ use std::time::{Duration, SystemTime};
 use super::layout::{self, HOUR_NANOS};
 use crate::logql::LogKind;
 
-/// What one retention pass did, for its log line and metrics.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// Hour files deleted for being older than `--retention.time`.
-    pub deleted_by_time: u64,
-    /// Hour files deleted to bring the store under `--retention.size`.
-    pub deleted_by_size: u64,
-    /// Bytes those files held.
-    pub bytes_deleted: u64,
-    /// Bytes of hour files left.
-    pub store_bytes: u64,
-    /// Target directories removed once empty.
-    pub dirs_removed: u64,
-}
+pub use crate::logstore::write::RetentionOutcome as Outcome;
 
 struct HourFile {
     path: PathBuf,

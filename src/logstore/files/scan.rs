@@ -16,10 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::index::{Block, FileIndex};
-use super::line;
 use super::workers::Workers;
 use super::Search;
 use crate::logql::LineFilter;
+use crate::logstore::line;
+pub use crate::logstore::{Keep, ScanStop};
 
 /// One file to scan with its index, in global order (target name, then file name).
 pub struct ScanFile {
@@ -89,35 +90,6 @@ impl Match<'_> {
             len: self.raw.len(),
         }
     }
-}
-
-/// Which end of the window to keep when more than `limit` lines match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keep {
-    /// The newest lines (the default, and Loki's `backward`).
-    Newest,
-    /// The oldest lines (Lethe's `forward`).
-    Oldest,
-}
-
-/// Why a scan stopped before its end, in the words the client reads.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ScanStop {
-    /// The deadline passed.
-    #[error("query timed out in query execution")]
-    Deadline,
-    /// The client went away.
-    #[error("query was canceled")]
-    Cancelled,
-    /// A log metric selected more streams than the query may hold.
-    #[error("query processing would load too many samples into memory in query execution: the log selector matches more than {0} streams (--query.max-samples, --query.max-series)")]
-    TooManyStreams(usize),
-    /// Unwrapped values of a log metric past the samples a query may hold.
-    #[error("query processing would load too many samples into memory in query execution: more than {0} unwrapped values (--query.max-samples)")]
-    TooManySamples(usize),
-    /// The label sets of the answer's series or streams past the bytes they may hold.
-    #[error("query processing would load too many samples into memory in query execution: the labels of the answer's series exceed {} MiB (drop or keep fewer extracted labels)", .0 >> 20)]
-    LabelsTooLarge(usize),
 }
 
 /// What a scan found, and what it cost.
@@ -356,18 +328,6 @@ fn more_match(
         }
     }
     Ok(false)
-}
-
-/// A line's stream labels (its bracket fields by name), for the pipeline.
-pub fn stream_labels<'l>(
-    kind: crate::logql::LogKind,
-    line: &'l line::Line<'_>,
-) -> Vec<(&'static str, std::borrow::Cow<'l, str>)> {
-    kind.labels()
-        .iter()
-        .zip(&line.fields[..line.field_count])
-        .map(|(name, value)| (*name, String::from_utf8_lossy(value)))
-        .collect()
 }
 
 /// Whether a search must stop now, and why.

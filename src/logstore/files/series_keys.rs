@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::line;
 use crate::logql::LogKind;
+use crate::logstore::line;
 
 /// The first byte of every series key. A key is never empty: comparing two empty vectors
 /// (whose pointers dangle) costs a masked vector load that the CPU must fault-suppress, which

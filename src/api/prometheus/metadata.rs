@@ -17,8 +17,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::merged::{self, Envelope, UpstreamPart};
-use super::{proxy, request, Face, SharedState};
+use super::proxy;
 use crate::api::error::ApiError;
+use crate::api::{request, Face, SharedState};
 use crate::auth::tenants::Scope;
 use crate::logql::LogKind;
 use crate::logstore::LogStore;
@@ -37,7 +38,7 @@ pub async fn metadata(State(state): State<SharedState>, request: Request) -> Res
         Ok(read) => read,
         Err(e) => return e.into_response(),
     };
-    let tenant = super::tenancy::tenant_of(&read.parts.extensions);
+    let tenant = crate::api::tenancy::tenant_of(&read.parts.extensions);
     let scope: Option<Scope> = tenant.as_deref().and_then(|t| t.scope.clone());
     let metric = read.params.get("metric").to_string();
     let store = Arc::clone(&state.store);

@@ -18,9 +18,10 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::merged::{fetch_upstream_typed, UpstreamPart};
-use super::request::ReadRequest;
-use super::{proxy, Face, SharedState};
+use super::proxy;
 use crate::api::params::QueryKind;
+use crate::api::request::ReadRequest;
+use crate::api::{Face, SharedState};
 use crate::results_cache::key::KeyBuilder;
 use crate::results_cache::matrix;
 use crate::results_cache::plan::{cacheable_expression, RangePlan};

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::merged::{self, Envelope, OrderedRaw, UpstreamPart};
-use super::{proxy, request, Face, SharedState};
+use super::proxy;
 use crate::api::error::ApiError;
+use crate::api::{request, Face, SharedState};
 use crate::auth::tenants::Scope;
 use crate::logql::LogKind;
 use crate::logstore::LogStore;
@@ -28,7 +29,7 @@ pub async fn targets(State(state): State<SharedState>, request: Request) -> Resp
         Ok(read) => read,
         Err(e) => return e.into_response(),
     };
-    let tenant = super::tenancy::tenant_of(&read.parts.extensions);
+    let tenant = crate::api::tenancy::tenant_of(&read.parts.extensions);
     let scope: Option<Scope> = tenant.as_deref().and_then(|t| t.scope.clone());
     let wanted = read.params.get("state").to_ascii_lowercase();
     if wanted == "dropped" && scope.is_none() {

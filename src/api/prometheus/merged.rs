@@ -15,12 +15,12 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use super::request::{self, Deadline, ReadRequest};
-use super::{proxy, Face, SharedState};
+use super::proxy;
 use crate::api::error::ApiError;
 use crate::api::params::{Params, Timestamp};
-use crate::logql::{self, LogKind, LogQuery};
-use crate::logstore::LogStore;
+use crate::api::request::{self, Deadline, ReadRequest};
+use crate::api::{Face, SharedState};
+use crate::logql::{self, LogQuery};
 use crate::upstream::Forward;
 
 /// Upstream answers read for merging are held in memory; beyond this they are refused.
@@ -171,45 +171,6 @@ fn window(params: &Params) -> Result<(i64, i64), ApiError> {
     Ok((lo.0, hi.0))
 }
 
-/// Label sets of the store's streams selected by `selectors` (or every stream when `None`).
-pub(super) fn store_series(
-    store: &dyn LogStore,
-    selectors: Option<&[LogQuery]>,
-    lo: i64,
-    hi: i64,
-) -> Vec<BTreeMap<String, String>> {
-    let mut out = Vec::new();
-    for kind in [LogKind::Pod, LogKind::Node] {
-        let chosen: Vec<&LogQuery> = match selectors {
-            Some(s) => s.iter().filter(|q| q.kind == kind).collect(),
-            None => Vec::new(),
-        };
-        if selectors.is_some() && chosen.is_empty() {
-            continue;
-        }
-        let keep = |name: &str| chosen.is_empty() || chosen.iter().any(|q| q.target_matches(name));
-        let (streams, _) = store.streams(kind, &keep, lo, hi);
-        for values in streams {
-            let selected = chosen.is_empty()
-                || chosen.iter().any(|q| {
-                    q.targets.iter().all(|m| m.is_match(&values[0]))
-                        && q.fields.iter().all(|f| f.matches(&values[f.field]))
-                });
-            if selected {
-                let mut labels: BTreeMap<String, String> = kind
-                    .labels()
-                    .iter()
-                    .map(|l| l.to_string())
-                    .zip(values)
-                    .collect();
-                labels.insert("__name__".into(), kind.name().into());
-                out.push(labels);
-            }
-        }
-    }
-    out
-}
-
 async fn label_endpoint(
     State(state): State<SharedState>,
     request: Request,
@@ -220,7 +181,7 @@ async fn label_endpoint(
         Ok(read) => read,
         Err(e) => return e.into_response(),
     };
-    let tenant = super::tenancy::tenant_of(&read.parts.extensions);
+    let tenant = crate::api::tenancy::tenant_of(&read.parts.extensions);
     let scope = tenant.as_deref().and_then(|t| t.scope.as_ref());
     let read = match tenant.as_ref().filter(|t| t.scope.is_some()) {
         Some(tenant) => match confined_matches(read, tenant).await {
@@ -254,7 +215,7 @@ async fn label_endpoint(
     let store = Arc::clone(&state.store);
     let selectors = (!matches.logs.is_empty()).then(|| matches.logs.clone());
     let series = tokio::task::spawn_blocking(move || {
-        store_series(store.as_ref(), selectors.as_deref(), lo, hi)
+        crate::engine::series::store_series(store.as_ref(), selectors.as_deref(), lo, hi)
     })
     .await
     .unwrap_or_default();
@@ -513,7 +474,7 @@ pub(super) struct Envelope<T> {
 }
 
 pub(super) fn encode<T: Serialize>(data: T, warnings: &[String]) -> Response {
-    super::envelope::success(data, warnings)
+    crate::api::envelope::success(data, warnings)
 }
 
 fn truncate<T>(items: &mut Vec<T>, limit: usize, warnings: &mut Vec<String>) {

@@ -215,6 +215,18 @@ pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A line's stream labels (its bracket fields by name), for the pipeline.
+pub fn stream_labels<'l>(
+    kind: crate::logql::LogKind,
+    line: &'l Line<'_>,
+) -> Vec<(&'static str, std::borrow::Cow<'l, str>)> {
+    kind.labels()
+        .iter()
+        .zip(&line.fields[..line.field_count])
+        .map(|(name, value)| (*name, String::from_utf8_lossy(value)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,9 +5,9 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::response::{IntoResponse, Response};
 
-use super::request::{self, Deadline, ReadRequest};
-use super::{Face, SharedState};
 use crate::api::error::ApiError;
+use crate::api::request::{self, Deadline, ReadRequest};
+use crate::api::{Face, SharedState};
 use crate::upstream::Forward;
 
 /// The handler of every route that only the upstream answers.

@@ -5,9 +5,10 @@
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 
-use super::{cached_query, lines, numbers, request, Face, SharedState};
+use super::{cached_query, lines, numbers};
 use crate::api::error::ApiError;
 use crate::api::params::QueryKind;
+use crate::api::{request, Face, SharedState};
 use crate::engine::{prepare, Prepared};
 use crate::logql::lexer::Dialect;
 
@@ -25,7 +26,7 @@ async fn route(State(state): State<SharedState>, request: Request, kind: QueryKi
         Err(e) => return e.into_response(),
     };
     let text = read.params.get("query");
-    let tenant = super::tenancy::tenant_of(&read.parts.extensions);
+    let tenant = crate::api::tenancy::tenant_of(&read.parts.extensions);
     let scope = tenant.as_deref().and_then(|t| t.scope.as_ref());
     let Some(tokens) = prepare::route(text, state.engine.limits().evaluate_metric_queries) else {
         return match tenant.as_ref().filter(|t| t.scope.is_some()) {

@@ -5,10 +5,10 @@
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::request::Deadline;
-use super::{envelope, SharedState};
 use crate::api::error::ApiError;
 use crate::api::params::{Params, QueryKind};
+use crate::api::request::Deadline;
+use crate::api::{envelope, SharedState};
 use crate::engine::Expression;
 use crate::promql::encode;
 use crate::upstream::metric_source::UpstreamSource;
