@@ -48,7 +48,10 @@ fn main() -> ExitCode {
             version = env!("CARGO_PKG_VERSION"),
             listen = %config.listen_address,
             upstream = %config.upstream_url,
-            storage = %config.storage_path.display(),
+            storage = %match &config.storage_clickhouse {
+                Some(c) => c.connection.url.clone(),
+                None => config.storage_path.display().to_string(),
+            },
             "Janus started"
         );
         server::serve(config, listener, server::shutdown_signal()).await
@@ -58,6 +61,11 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // A store that cannot be used is a configuration problem, as a bad flag is.
+        Err(e @ server::ServeError::Start(janus::api::StartError::Store(_))) => {
+            eprintln!("janus: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("janus: {e}");
             ExitCode::FAILURE

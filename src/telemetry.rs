@@ -29,6 +29,11 @@ pub struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -60,6 +65,11 @@ pub struct Metrics {
     pub store_bytes_indexed: Counter,
     pub store_bytes_scanned: Counter,
     pub store_scan_duration: Histogram,
+    /// The ClickHouse backend: statements by operation, their time, what they returned, errors.
+    pub clickhouse_duration: Family<OperationLabels, Histogram>,
+    pub clickhouse_rows: Counter,
+    pub clickhouse_bytes: Counter,
+    pub clickhouse_errors: Family<ReasonLabels, Counter>,
     pub ingest_lines: Family<StageLabels, Counter>,
     pub ingest_bytes_written: Counter,
     pub ingest_bytes_received: Counter,
@@ -207,6 +217,32 @@ impl Metrics {
             "janus_store_search_duration_seconds",
             "Time to answer one log search from the store",
             store_scan_duration.clone(),
+        );
+        let clickhouse_duration = Family::<OperationLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "janus_clickhouse_statement_duration_seconds",
+            "Time of one statement sent to ClickHouse (until its last row was read), by operation",
+            clickhouse_duration.clone(),
+        );
+        let clickhouse_rows = Counter::default();
+        registry.register(
+            "janus_clickhouse_rows_read",
+            "Rows Janus read from ClickHouse answers",
+            clickhouse_rows.clone(),
+        );
+        let clickhouse_bytes = Counter::default();
+        registry.register(
+            "janus_clickhouse_answer_bytes",
+            "Bytes of ClickHouse answers Janus read",
+            clickhouse_bytes.clone(),
+        );
+        let clickhouse_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "janus_clickhouse_errors",
+            "Statements sent to ClickHouse that failed, by reason (unreachable, server, malformed, timeout, cancelled)",
+            clickhouse_errors.clone(),
         );
         let ingest_lines = Family::<StageLabels, Counter>::default();
         registry.register(
@@ -398,6 +434,10 @@ impl Metrics {
             store_bytes_indexed,
             store_bytes_scanned,
             store_scan_duration,
+            clickhouse_duration,
+            clickhouse_rows,
+            clickhouse_bytes,
+            clickhouse_errors,
             ingest_lines,
             ingest_bytes_written,
             ingest_bytes_received,

@@ -391,6 +391,9 @@ impl janus::logstore::LogStore for LiteralsOnly {
     fn problem(&self) -> Option<String> {
         janus::logstore::LogStore::problem(&self.0)
     }
+    fn describe(&self) -> String {
+        janus::logstore::LogStore::describe(&self.0)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

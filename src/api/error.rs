@@ -106,6 +106,7 @@ impl From<crate::logstore::ScanStop> for ApiError {
         match e {
             ScanStop::Deadline => ApiError::Timeout(e.to_string()),
             ScanStop::Cancelled => ApiError::Canceled(e.to_string()),
+            ScanStop::Unavailable(_) => ApiError::Unavailable(e.to_string()),
             ScanStop::TooManyStreams(_)
             | ScanStop::TooManySamples(_)
             | ScanStop::LabelsTooLarge(_) => ApiError::Execution(e.to_string()),

@@ -83,12 +83,22 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// Why the state could not be made: Janus does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the HTTP client for --upstream.url: {0}")]
+    Client(#[from] reqwest::Error),
+    /// The log store backend is unusable (ClickHouse unreachable, its tables wrong).
+    #[error("log store: {0}")]
+    Store(String),
+}
+
 /// What log answers being sent may hold in memory together: their lines' positions, their
 /// open files and a chunk each. A query waits (until its deadline) for room.
 pub const ANSWER_BYTES_IN_FLIGHT: usize = 256 << 20;
 
 impl AppState {
-    pub fn new(config: Config) -> Result<SharedState, reqwest::Error> {
+    pub fn new(config: Config) -> Result<SharedState, StartError> {
         let metrics = Arc::new(Metrics::new());
         let upstream = Arc::new(Upstream::new(&config, Arc::clone(&metrics))?);
         let limiter = QueryLimiter::new(config.query_max_concurrency, Arc::clone(&metrics));
@@ -96,11 +106,20 @@ impl AppState {
         let results_cache =
             crate::results_cache::ResultsCache::new(config.results_cache, Arc::clone(&metrics))
                 .map(Arc::new);
-        let store: Arc<dyn crate::logstore::LogStore> = Arc::new(
-            crate::logstore::files::Store::new(config.storage_path.clone(), Arc::clone(&metrics))
+        let store: Arc<dyn crate::logstore::LogStore> = match &config.storage_clickhouse {
+            Some(settings) => Arc::new(
+                crate::logstore::clickhouse::ClickHouse::open(settings, Arc::clone(&metrics))
+                    .map_err(StartError::Store)?,
+            ),
+            None => Arc::new(
+                crate::logstore::files::Store::new(
+                    config.storage_path.clone(),
+                    Arc::clone(&metrics),
+                )
                 .remembering_in(results_cache.clone())
                 .writing(config.storage_fsync, config.storage_max_open_files),
-        );
+            ),
+        };
         let engine = Engine::new(
             Arc::clone(&store),
             Limits {

@@ -17,7 +17,7 @@ pub async fn healthy() -> Response {
 /// root is a usable directory. The upstream's health is deliberately not part of it: logs must
 /// stay served while the upstream is down.
 pub async fn ready(State(state): State<SharedState>) -> Response {
-    match store_problem(&state) {
+    match store_problem(&state).await {
         None => text(StatusCode::OK, "Janus is Ready.\n"),
         Some(problem) => text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -26,8 +26,13 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
     }
 }
 
-fn store_problem(state: &SharedState) -> Option<String> {
-    state.store.problem()
+/// Why the store cannot serve, if it cannot. A backend may ask its server (ClickHouse): off
+/// the async threads.
+async fn store_problem(state: &SharedState) -> Option<String> {
+    let store = std::sync::Arc::clone(&state.store);
+    tokio::task::spawn_blocking(move || store.problem())
+        .await
+        .unwrap_or_else(|e| Some(e.to_string()))
 }
 
 pub async fn metrics(State(state): State<SharedState>) -> Response {
@@ -77,7 +82,7 @@ pub async fn root(State(state): State<SharedState>, request: axum::extract::Requ
         .checked_at
         .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())
         .unwrap_or_else(|| "never".into());
-    let store = match store_problem(&state) {
+    let store = match store_problem(&state).await {
         None => "usable".to_string(),
         Some(problem) => problem,
     };
@@ -92,7 +97,7 @@ pub async fn root(State(state): State<SharedState>, request: axum::extract::Requ
          <table>\
          <tr><th align=left>Upstream</th><td>{upstream}</td></tr>\
          <tr><th align=left>Upstream health</th><td>{upstream_status} (checked {checked})</td></tr>\
-         <tr><th align=left>Store path</th><td>{store_path} ({store})</td></tr>\
+         <tr><th align=left>Log store</th><td>{store_path} ({store})</td></tr>\
          <tr><th align=left>Started</th><td>{started}</td></tr>\
          </table>\
          <p><a href=\"/metrics\">/metrics</a> · <a href=\"/-/ready\">/-/ready</a> · \
@@ -101,7 +106,7 @@ pub async fn root(State(state): State<SharedState>, request: axum::extract::Requ
         version = env!("CARGO_PKG_VERSION"),
         upstream = escape(state.upstream.base_url()),
         upstream_status = escape(&upstream_status),
-        store_path = escape(&state.config.storage_path.display().to_string()),
+        store_path = escape(&state.store.describe()),
         store = escape(&store),
     );
     Html(page).into_response()

@@ -86,9 +86,22 @@ pub struct TlsFile {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageFile {
     pub path: Option<PathBuf>,
+    pub clickhouse: Option<ClickHouseFile>,
     pub fsync: Option<String>,
     pub fsync_interval: Option<String>,
     pub max_open_files: Option<u64>,
+}
+
+/// `storage.clickhouse`: the ClickHouse backend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseFile {
+    pub url: Option<String>,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub tls_config: Option<TlsFile>,
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -31,6 +31,10 @@ pub struct Flags {
     /// Root of the log store [default: ./data].
     #[arg(long = "storage.path", value_name = "PATH")]
     pub storage_path: Option<PathBuf>,
+    /// Keep logs in ClickHouse instead of files: its HTTP interface, e.g. http://clickhouse:8123
+    /// (database, user, password_file, tls_config, cluster under storage.clickhouse in the file).
+    #[arg(long = "storage.clickhouse.url", value_name = "URL")]
+    pub storage_clickhouse_url: Option<String>,
     /// Longest time a query may take [default: 2m].
     #[arg(long = "query.timeout", value_name = "DURATION")]
     pub query_timeout: Option<String>,

@@ -123,6 +123,8 @@ pub struct Config {
     pub upstream_insecure_skip_verify: bool,
     pub forward_headers: Vec<http::HeaderName>,
     pub storage_path: PathBuf,
+    /// The ClickHouse backend (`--storage.clickhouse.url`); `None`: the file store.
+    pub storage_clickhouse: Option<crate::logstore::clickhouse::Settings>,
     pub query_timeout: Duration,
     pub query_max_concurrency: usize,
     pub query_max_samples: usize,
@@ -210,6 +212,8 @@ impl Config {
         if storage_path.as_os_str().is_empty() {
             return Err(invalid("storage.path", "must not be empty"));
         }
+        let storage_clickhouse =
+            clickhouse_settings(flags.storage_clickhouse_url, file.storage.clickhouse)?;
 
         let ingest_max_body_size = size_setting(
             "ingest.max-body-size",
@@ -314,6 +318,7 @@ impl Config {
             upstream_insecure_skip_verify: upstream.insecure_skip_verify,
             forward_headers: upstream.forward_headers,
             storage_path,
+            storage_clickhouse,
             query_timeout: query.query_timeout,
             query_max_concurrency: usize::try_from(query.query_max_concurrency).unwrap_or(1),
             query_max_samples: usize::try_from(query.query_max_samples).unwrap_or(usize::MAX),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::file::{QueryFile, RetentionFile, UpstreamFile};
+use super::file::{ClickHouseFile, QueryFile, RetentionFile, UpstreamFile};
 use super::flags::Flags;
 use super::{choice, invalid, ConfigError, LogAnswerFormat, UpstreamAuth, MAX_LOG_LIMIT};
 use crate::logstore::files::retention::parse_size;
@@ -338,4 +338,62 @@ pub(super) fn parse_duration_setting(
 ) -> Result<Duration, ConfigError> {
     let text = value.unwrap_or_else(|| default.to_string());
     duration::parse(&text).map_err(|e| invalid(setting, format!("{text:?}: {e}")))
+}
+
+/// The ClickHouse backend's settings, when a URL is given by flag or file; its password and CA
+/// are read here.
+pub(super) fn clickhouse_settings(
+    flag_url: Option<String>,
+    file: Option<ClickHouseFile>,
+) -> Result<Option<crate::logstore::clickhouse::Settings>, ConfigError> {
+    let file = file.unwrap_or_default();
+    let Some(url) = flag_url.or(file.url.clone()).filter(|u| !u.is_empty()) else {
+        if file.database.is_some() || file.user.is_some() || file.cluster.is_some() {
+            return Err(invalid(
+                "storage.clickhouse",
+                "database, user and cluster need storage.clickhouse.url",
+            ));
+        }
+        return Ok(None);
+    };
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| invalid("storage.clickhouse.url", format!("{url:?}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(
+            "storage.clickhouse.url",
+            format!("{url:?}: scheme must be http or https (ClickHouse's HTTP interface)"),
+        ));
+    }
+    let password = match &file.password_file {
+        Some(path) => Some(read_secret("storage.clickhouse.password_file", path)?),
+        None => None,
+    };
+    let tls = file.tls_config.unwrap_or_default();
+    let ca_pem = match tls.ca_file {
+        Some(path) => {
+            let pem = std::fs::read(&path).map_err(|e| {
+                invalid(
+                    "storage.clickhouse.tls_config.ca_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            Some(pem)
+        }
+        None => None,
+    };
+    let database = file.database.unwrap_or_else(|| "janus".into());
+    if database.is_empty() {
+        return Err(invalid("storage.clickhouse.database", "must not be empty"));
+    }
+    Ok(Some(crate::logstore::clickhouse::Settings {
+        connection: crate::logstore::clickhouse::client::Connection {
+            url,
+            user: file.user,
+            password,
+            ca_pem,
+            insecure_skip_verify: tls.insecure_skip_verify,
+        },
+        database,
+        cluster: file.cluster.filter(|c| !c.is_empty()),
+    }))
 }

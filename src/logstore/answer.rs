@@ -139,6 +139,9 @@ pub enum ScanStop {
     /// The client went away.
     #[error("query was canceled")]
     Cancelled,
+    /// The backend could not answer (ClickHouse unreachable or failing): try again later.
+    #[error("the log store is unavailable: {0}")]
+    Unavailable(String),
     /// A log metric selected more streams than the query may hold.
     #[error("query processing would load too many samples into memory in query execution: the log selector matches more than {0} streams (--query.max-samples, --query.max-series)")]
     TooManyStreams(usize),

@@ -227,6 +227,63 @@ pub fn stream_labels<'l>(
         .collect()
 }
 
+/// Whether a stored line belongs to a query's answer: its fields match the field matchers, its
+/// message passes the line filters (`filters`, cheapest first: [`LogQuery::filters_by_cost`])
+/// and the pipeline keeps it. `Some(true)` when the pipeline ran (`outcome` holds what it
+/// extracted), `Some(false)` when there is no pipeline, `None` when the line is not wanted. The
+/// target and the window are the caller's: a backend chooses them before reading lines.
+/// `stream_values`: whether a stage reads the stream labels' values
+/// ([`crate::logql::pipeline::Pipeline::reads_stream_values`]).
+///
+/// [`LogQuery::filters_by_cost`]: crate::logql::LogQuery::filters_by_cost
+#[inline]
+pub fn passes(
+    query: &crate::logql::LogQuery,
+    filters: &[crate::logql::LineFilter],
+    stream_values: bool,
+    l: &Line<'_>,
+    outcome: &mut crate::logql::pipeline::Outcome,
+) -> Option<bool> {
+    if l.field_count != query.kind.labels().len() {
+        return None;
+    }
+    for m in &query.fields {
+        match std::str::from_utf8(l.fields[m.field]) {
+            Ok(v) if m.matches(v) => {}
+            _ => return None,
+        }
+    }
+    if !filters.iter().all(|f| f.matches(l.message)) {
+        return None;
+    }
+    let pipeline = &query.pipeline;
+    if pipeline.is_empty() {
+        return Some(false);
+    }
+    // Parsers and label filters run on the lines the filters let through.
+    let names = query.kind.labels();
+    let mut pairs = [("", ""); 3];
+    let mut lossy = Vec::new();
+    for (n, field) in l.fields[..l.field_count.min(3)].iter().enumerate() {
+        if !stream_values {
+            // No stage reads them: the names are enough.
+            pairs[n] = (names[n], "");
+            continue;
+        }
+        match std::str::from_utf8(field) {
+            Ok(text) => pairs[n] = (names[n], text),
+            Err(_) => lossy.push((n, String::from_utf8_lossy(field).into_owned())),
+        }
+    }
+    for (n, text) in &lossy {
+        pairs[*n] = (names[*n], text.as_str());
+    }
+    // One outcome serves many lines: its buffers are reused.
+    pipeline
+        .run_into(&pairs[..l.field_count.min(3)], l.message, l.ts, outcome)
+        .then_some(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

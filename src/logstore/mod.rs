@@ -8,8 +8,10 @@
 //! it. It names nothing of the HTTP layer.
 
 pub mod answer;
+pub mod clickhouse;
 pub mod files;
 pub mod line;
+mod series_keys;
 pub mod write;
 
 use std::collections::BTreeSet;
@@ -153,6 +155,9 @@ pub trait LogStore: Send + Sync {
 
     /// Why the store cannot serve now, for `/-/ready`; `None` when it can.
     fn problem(&self) -> Option<String>;
+
+    /// Where the logs are, in words for the status page.
+    fn describe(&self) -> String;
 }
 
 impl LogStore for files::Store {
@@ -283,5 +288,9 @@ impl LogStore for files::Store {
 
     fn problem(&self) -> Option<String> {
         files::Store::problem(self)
+    }
+
+    fn describe(&self) -> String {
+        self.root().display().to_string()
     }
 }

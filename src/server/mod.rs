@@ -15,8 +15,8 @@ use crate::config::Config;
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot create the HTTP client for --upstream.url: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    Start(#[from] crate::api::StartError),
     #[error("cannot listen on {address} (--web.listen-address): {source}")]
     Bind { address: String, source: io::Error },
     #[error("serving: {0}")]
@@ -26,6 +26,10 @@ pub enum ServeError {
 /// Prepares the store root; a failure is logged and reported by `/-/ready`, not fatal, so the
 /// operator can see the reason on a running instance.
 fn prepare_store(config: &Config) {
+    if config.storage_clickhouse.is_some() {
+        // Nothing is written under --storage.path.
+        return;
+    }
     if let Err(e) = std::fs::create_dir_all(&config.storage_path) {
         tracing::warn!(path = %config.storage_path.display(), error = %e, "storage path unusable");
     }
@@ -58,10 +62,17 @@ pub async fn serve(
             .min(usize::try_from(n / 4).unwrap_or(usize::MAX));
     }
     let grace = config.shutdown_timeout;
-    let state = AppState::new(config)?;
+    // Making the state may talk to the log store (ClickHouse's schema): off the async threads.
+    let state = tokio::task::spawn_blocking(move || AppState::new(config))
+        .await
+        .map_err(io::Error::other)??;
     // Lines a killed predecessor was half-way through writing were never acknowledged: cut them
     // off before anything is appended after them.
-    match state.store.recover() {
+    let store = std::sync::Arc::clone(&state.store);
+    let recovered = tokio::task::spawn_blocking(move || store.recover())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match recovered {
         Ok(Some(done)) => tracing::warn!("{done}"),
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "recovering the store failed"),

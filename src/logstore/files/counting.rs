@@ -2,8 +2,10 @@
 //! values `| unwrap` reads, in one pass over the window's lines on every core; settled files'
 //! counts remembered in the results cache (`file_bins`).
 
-use super::series_keys::{key_labels, pairs_labels, stream_key, KeyPlan, MAX_BUCKET_COPIES};
 use super::*;
+use crate::logstore::series_keys::{
+    key_labels, pairs_labels, stream_key, KeyPlan, MAX_BUCKET_COPIES,
+};
 
 impl Store {
     /// Counts the lines (and message bytes) of each stream between consecutive `bounds`: bucket

@@ -14,7 +14,6 @@ pub mod layout;
 pub mod render;
 pub mod retention;
 pub mod scan;
-mod series_keys;
 pub mod workers;
 pub mod writer;
 

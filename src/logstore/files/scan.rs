@@ -413,57 +413,16 @@ fn scan_unit(
         if l.ts < req.lo || l.ts > req.hi {
             return;
         }
-        if l.field_count != req.query.kind.labels().len() {
+        let Some(ran) = line::passes(req.query, filters, stream_values, &l, &mut outcome) else {
             return;
-        }
-        for m in &req.query.fields {
-            match std::str::from_utf8(l.fields[m.field]) {
-                Ok(v) if m.matches(v) => {}
-                _ => return,
-            }
-        }
-        if filters.iter().all(|f| f.matches(l.message)) {
-            let pipeline = &req.query.pipeline;
-            let ran = if pipeline.is_empty() {
-                false
-            } else {
-                // Parsers and label filters run on the lines the filters let through.
-                let names = req.query.kind.labels();
-                let mut pairs = [("", ""); 3];
-                let mut lossy = Vec::new();
-                for (n, field) in l.fields[..l.field_count.min(3)].iter().enumerate() {
-                    if !stream_values {
-                        // No stage reads them: the names are enough.
-                        pairs[n] = (names[n], "");
-                        continue;
-                    }
-                    match std::str::from_utf8(field) {
-                        Ok(text) => pairs[n] = (names[n], text),
-                        Err(_) => lossy.push((n, String::from_utf8_lossy(field).into_owned())),
-                    }
-                }
-                for (n, text) in &lossy {
-                    pairs[*n] = (names[*n], text.as_str());
-                }
-                // One outcome serves every line of the block: its buffers are reused.
-                if !pipeline.run_into(
-                    &pairs[..l.field_count.min(3)],
-                    l.message,
-                    l.ts,
-                    &mut outcome,
-                ) {
-                    return;
-                }
-                true
-            };
-            emit(Match {
-                file: unit.file,
-                offset: unit.block.start + start as u64,
-                raw,
-                line: &l,
-                extracted: ran.then_some(&outcome),
-            });
-        }
+        };
+        emit(Match {
+            file: unit.file,
+            offset: unit.block.start + start as u64,
+            raw,
+            line: &l,
+            extracted: ran.then_some(&outcome),
+        });
     };
     let line_bounds = |pos: usize| {
         let start = memchr::memrchr(b'\n', &block[..pos]).map_or(0, |p| p + 1);

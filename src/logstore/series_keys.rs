@@ -13,11 +13,11 @@ const KEY_START: u8 = b'k';
 
 /// Bucket arrays one log metric may hold across its scan workers, in units of its streams
 /// limit: a stream met by several workers is counted by each (each holds an array for it).
-pub(super) const MAX_BUCKET_COPIES: usize = 2;
+pub(crate) const MAX_BUCKET_COPIES: usize = 2;
 
 /// A stream's key while counting (no parser, no grouping): its fields joined by `|` (a field
 /// never holds one).
-pub(super) fn stream_key(key: &mut Vec<u8>, line: &line::Line<'_>) {
+pub(crate) fn stream_key(key: &mut Vec<u8>, line: &line::Line<'_>) {
     key.clear();
     key.push(KEY_START);
     for (n, field) in line.fields[..line.field_count].iter().enumerate() {
@@ -30,14 +30,14 @@ pub(super) fn stream_key(key: &mut Vec<u8>, line: &line::Line<'_>) {
 
 /// How a metric's series keys are made: which stream fields the grouping keeps is asked once
 /// per query, not once per line.
-pub(super) struct KeyPlan<'g> {
+pub(crate) struct KeyPlan<'g> {
     kind: LogKind,
     fields_kept: [bool; 3],
     grouping: Option<&'g crate::logql::pipeline::Grouping>,
 }
 
 impl<'g> KeyPlan<'g> {
-    pub(super) fn new(
+    pub(crate) fn new(
         kind: LogKind,
         grouping: Option<&'g crate::logql::pipeline::Grouping>,
     ) -> Self {
@@ -54,7 +54,7 @@ impl<'g> KeyPlan<'g> {
 
     /// A stream's key as its labels — fields and extracted ones, those the grouping keeps —
     /// each as length-prefixed name and value.
-    pub(super) fn labels_key(
+    pub(crate) fn labels_key(
         &self,
         key: &mut Vec<u8>,
         line: &line::Line<'_>,
@@ -91,7 +91,7 @@ impl<'g> KeyPlan<'g> {
 
 /// The labels of a key made by [`KeyPlan::labels_key`] (a sorted map: extracted labels may come after
 /// the fields in any order).
-pub(super) fn pairs_labels(key: &[u8]) -> BTreeMap<String, String> {
+pub(crate) fn pairs_labels(key: &[u8]) -> BTreeMap<String, String> {
     let mut key = key.get(1..).unwrap_or_default();
     let mut labels = BTreeMap::new();
     let take = |rest: &mut &[u8]| -> Option<String> {
@@ -108,7 +108,7 @@ pub(super) fn pairs_labels(key: &[u8]) -> BTreeMap<String, String> {
 }
 
 /// The labels of a stream key made by [`stream_key`].
-pub(super) fn key_labels(kind: LogKind, key: &[u8]) -> BTreeMap<String, String> {
+pub(crate) fn key_labels(kind: LogKind, key: &[u8]) -> BTreeMap<String, String> {
     kind.labels()
         .iter()
         .zip(key.get(1..).unwrap_or_default().split(|&b| b == b'|'))
