@@ -1,0 +1,314 @@
+//! The ClickHouse backend against a real `clickhouse-server` (Debian's 18.16, started by the
+//! test on free ports): the same pushed data answers the same through the file store and through
+//! ClickHouse (random streams, lines and windows, every kind of query); two Janus replicas on one
+//! ClickHouse; ClickHouse going away and coming back; a table made by someone else refused at
+//! start-up; a two-shard cluster through a `Distributed` table.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use janus::logql::pipeline::Grouping;
+use janus::logql::{LogKind, LogQuery};
+use janus::logstore::clickhouse::{client::Connection, ClickHouse, Settings};
+use janus::logstore::write::{Batch, BatchStream};
+use janus::logstore::{Keep, LogStore, Search};
+use janus::telemetry::Metrics;
+use proptest::prelude::*;
+use support::clickhouse::ClickHouseServer;
+
+const BASE: i64 = 1_704_067_200_000_000_000; // 2024-01-01T00:00:00Z
+const SECOND: i64 = 1_000_000_000;
+
+fn server() -> &'static ClickHouseServer {
+    static SERVER: std::sync::OnceLock<ClickHouseServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| ClickHouseServer::start(&support::temp_dir("clickhouse")))
+}
+
+fn settings(url: &str, database: &str) -> Settings {
+    Settings {
+        connection: Connection {
+            url: url.into(),
+            ..Default::default()
+        },
+        database: database.into(),
+        cluster: None,
+    }
+}
+
+fn fresh_database() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "parity_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One generated line: stream choice, time offset, message choice.
+#[derive(Debug, Clone)]
+struct GenLine {
+    stream: usize,
+    offset: i64,
+    message: usize,
+}
+
+const STREAMS: [(LogKind, [&str; 3]); 7] = [
+    (LogKind::Pod, ["a", "web-1", "app"]),
+    (LogKind::Pod, ["a", "web-2", "app"]),
+    (LogKind::Pod, ["a", "web-2", "side"]),
+    (LogKind::Pod, ["b", "api-1", "app"]),
+    (LogKind::Pod, ["c", "web-1", "app"]),
+    (LogKind::Node, ["n1", "kubelet", ""]),
+    (LogKind::Node, ["n2", "containerd", ""]),
+];
+
+const MESSAGES: [&str; 10] = [
+    "level=info status=200 took=12 msg=\"ok\"",
+    "level=error status=500 took=250 msg=\"upstream failed\"",
+    "level=warn status=404 took=3",
+    "ERROR connection refused to 10.0.0.1:5432",
+    "{\"level\":\"error\",\"status\":503,\"took\":1.5}",
+    "{\"level\":\"info\",\"status\":200,\"took\":0.25}",
+    "percent 50% and under_score \\ back'slash",
+    "Ünïcödé Error line",
+    "first\nsecond line after a newline",
+    "",
+];
+
+fn lines_strategy() -> impl Strategy<Value = Vec<GenLine>> {
+    prop::collection::vec(
+        (
+            0..STREAMS.len(),
+            // Three hours, often on the same few instants (ties), sometimes anywhere.
+            prop_oneof![3 => (0..20i64).prop_map(|s| s * 600 * SECOND), 7 => 0..3 * 3600 * SECOND],
+            0..MESSAGES.len(),
+        )
+            .prop_map(|(stream, offset, message)| GenLine {
+                stream,
+                offset,
+                message,
+            }),
+        1..150,
+    )
+}
+
+/// The lines pushed as a batch, as the push path hands it to a backend (messages split at
+/// newlines, as `ingest::prepare` splits them).
+fn batch(lines: &[GenLine]) -> Batch<'static> {
+    let mut batch = Batch::default();
+    for l in lines {
+        let (kind, values) = STREAMS[l.stream];
+        let values: Vec<String> = values[..kind.labels().len()]
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        let parts: Vec<(i64, &'static str)> = MESSAGES[l.message]
+            .split('\n')
+            .map(|m| (BASE + l.offset, m))
+            .collect();
+        batch.entries += 1;
+        batch.lines += parts.len() as u64;
+        batch.streams.push(BatchStream {
+            kind,
+            values,
+            lines: parts,
+        });
+    }
+    batch
+}
+
+/// A selector with its pipeline, as the engine parses one inside an expression (pipelines are
+/// LogQL's).
+fn parse_log_query(text: &str) -> Result<LogQuery, janus::logql::SyntaxError> {
+    let tokens = janus::logql::lexer::tokenize(text);
+    janus::logql::parse::parse_embedded(text, &tokens, 0).map(|(q, _)| q)
+}
+
+const QUERIES: [&str; 14] = [
+    r#"pod{namespace="a"}"#,
+    r#"pod{namespace=~"a|b", pod=~"web-.*"}"#,
+    r#"pod{namespace!="c", container="app"} |= "error""#,
+    r#"pod{namespace=~".+"} |~ "(?i)error" != "refused""#,
+    r#"pod{namespace="a"} |= "50%" |= "under_score \\""#,
+    r#"pod{namespace=~"[ab]"} |~ "\\w+=5\\d\\d""#,
+    r#"pod{namespace="b"} !~ "status=[45]""#,
+    r#"node{node="n1"}"#,
+    r#"node{node=~"n.*", process!="kubelet"} |= "line""#,
+    r#"pod{namespace=~"a|b|c"} | logfmt | status >= 500"#,
+    r#"pod{namespace="a"} | json | level = "error""#,
+    r#"pod{namespace=~".*"} |~ "Ünï""#,
+    r#"pod{namespace=~".*", pod!~"web-1"} | logfmt | line_format "{{.msg}}""#,
+    r#"pod{namespace="a"} |> "<_> status=<_> <_>""#,
+];
+
+fn compare(files: &dyn LogStore, ch: &dyn LogStore, lo: i64, hi: i64, step: i64) {
+    let never = AtomicBool::new(false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for text in QUERIES {
+        let query = parse_log_query(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        for (keep, limit) in [(Keep::Newest, 3), (Keep::Oldest, 3), (Keep::Newest, 1000), (Keep::Oldest, 1)] {
+            let search = Search {
+                query: &query,
+                lo,
+                hi,
+                limit,
+                keep,
+                deadline,
+                cancelled: &never,
+            };
+            let a = files.search(&search).expect("file search");
+            let b = ch.search(&search).expect("clickhouse search");
+            let lines = |f: &janus::logstore::Found| -> Vec<String> {
+                (0..f.lines.len())
+                    .map(|i| String::from_utf8_lossy(&f.line_text(i).expect("line")).into_owned())
+                    .collect()
+            };
+            assert_eq!(lines(&a), lines(&b), "{text} {keep:?} {limit} [{lo}, {hi}]");
+            assert_eq!(a.truncated, b.truncated, "{text} {keep:?} {limit} truncated");
+        }
+        let bounds: Vec<i64> = (0..=((hi - lo) / step)).map(|k| lo + k * step).collect();
+        let uneven: Vec<i64> = vec![lo, lo + step / 3, lo + step, hi];
+        for b in [&bounds, &uneven] {
+            for grouping in [None, Some(Grouping::By(vec!["namespace".into(), "status".into()]))] {
+                let x = files.buckets(&query, b, deadline, &never, 10_000, grouping.as_ref());
+                let y = ch.buckets(&query, b, deadline, &never, 10_000, grouping.as_ref());
+                assert_eq!(x, y, "buckets {text} {grouping:?} {b:?}");
+            }
+        }
+        assert_eq!(files.chunk_count(&query, lo, hi), ch.chunk_count(&query, lo, hi), "chunks {text}");
+    }
+    for text in [
+        r#"pod{namespace=~".+"} | logfmt | unwrap took"#,
+        r#"pod{namespace="a"} | json | unwrap took"#,
+    ] {
+        let query = parse_log_query(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        for grouping in [None, Some(Grouping::Without(vec!["pod".into()]))] {
+            let x = files.samples(&query, lo, hi, deadline, &never, 1000, 100_000, grouping.as_ref());
+            let y = ch.samples(&query, lo, hi, deadline, &never, 1000, 100_000, grouping.as_ref());
+            let show = |r: Result<janus::logstore::SeriesSamples, janus::logstore::ScanStop>| {
+                format!("{r:?}")
+            };
+            assert_eq!(show(x), show(y), "samples {text} {grouping:?}");
+        }
+    }
+    for kind in [LogKind::Pod, LogKind::Node] {
+        assert_eq!(files.target_names(kind), ch.target_names(kind), "targets {kind:?}");
+        let keep = |t: &str| t != "c";
+        assert_eq!(files.streams(kind, &keep, lo, hi), ch.streams(kind, &keep, lo, hi), "streams {kind:?}");
+        for target in ["a", "b", "n1", "zz"] {
+            assert_eq!(files.newest_line(kind, target), ch.newest_line(kind, target), "newest {target}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Random pushes, random windows and steps: every answer equal from both backends.
+    #[test]
+    fn both_backends_answer_the_same(
+        pushes in prop::collection::vec(lines_strategy(), 1..4),
+        lo in 0..3 * 3600 * SECOND,
+        len in 1..3 * 3600 * SECOND,
+        step in prop_oneof![Just(60 * SECOND), Just(600 * SECOND), Just(1800 * SECOND)],
+    ) {
+        let metrics = Arc::new(Metrics::new());
+        let root = support::temp_dir("parity-files");
+        let files = janus::logstore::files::Store::new(root.clone(), Arc::clone(&metrics));
+        let ch = ClickHouse::open(&settings(&server().url(), &fresh_database()), Arc::clone(&metrics))
+            .expect("clickhouse opens");
+        for lines in &pushes {
+            let b = batch(lines);
+            LogStore::push(&files, &b).expect("file push");
+            ch.push(&b).expect("clickhouse push");
+        }
+        let (lo, hi) = (BASE + lo, BASE + lo + len);
+        compare(&files, &ch, lo, hi, step);
+        compare(&files, &ch, BASE - 3600 * SECOND, BASE + 4 * 3600 * SECOND, 600 * SECOND);
+        // Not vacuous: over the whole span every pushed line is found, by both.
+        let pushed: u64 = pushes.iter().map(|l| batch(l).lines).sum();
+        let never = AtomicBool::new(false);
+        for store in [&files as &dyn LogStore, &ch] {
+            let mut found = 0;
+            for text in [r#"pod{namespace=~".+"}"#, r#"node{node=~".+"}"#] {
+                let query = parse_log_query(text).expect("parses");
+                found += store
+                    .search(&Search {
+                        query: &query,
+                        lo: BASE - SECOND,
+                        hi: BASE + 4 * 3600 * SECOND,
+                        limit: 100_000,
+                        keep: Keep::Newest,
+                        deadline: Instant::now() + Duration::from_secs(60),
+                        cancelled: &never,
+                    })
+                    .expect("search")
+                    .lines
+                    .len() as u64;
+            }
+            prop_assert_eq!(found, pushed);
+        }
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
+/// SQL text never carries a literal unescaped: a selector value or filter with quotes and
+/// backslashes finds exactly its lines.
+#[test]
+fn hostile_literals_are_escaped() {
+    let metrics = Arc::new(Metrics::new());
+    let ch = ClickHouse::open(&settings(&server().url(), &fresh_database()), metrics).expect("opens");
+    let b = Batch {
+        streams: vec![BatchStream {
+            kind: LogKind::Pod,
+            values: vec!["a".into(), "p".into(), "c".into()],
+            lines: vec![(BASE, "x' OR 1=1 --"), (BASE + 1, "a\\'b"), (BASE + 2, "plain")],
+        }],
+        entries: 3,
+        lines: 3,
+    };
+    ch.push(&b).expect("push");
+    let never = AtomicBool::new(false);
+    for (text, want) in [
+        (r#"pod{namespace="a"} |= "' OR 1=1 --""#, 1),
+        (r#"pod{namespace="a"} |= "\\'b""#, 1),
+        (r#"pod{namespace="a', 'x"}"#, 0),
+        (r#"pod{namespace="a"} != "'""#, 1),
+    ] {
+        let query = parse_log_query(text).expect("parses");
+        let found = ch
+            .search(&Search {
+                query: &query,
+                lo: BASE - SECOND,
+                hi: BASE + SECOND,
+                limit: 100,
+                keep: Keep::Newest,
+                deadline: Instant::now() + Duration::from_secs(30),
+                cancelled: &never,
+            })
+            .expect("search");
+        assert_eq!(found.lines.len(), want, "{text}");
+    }
+}
+
+/// A table Janus did not make (a column missing) is refused at start-up, naming the column.
+#[test]
+fn a_foreign_table_is_refused_at_start_up() {
+    let db = fresh_database();
+    server().sql(&format!("CREATE DATABASE {db}"));
+    server().sql(&format!(
+        "CREATE TABLE {db}.logs (kind Enum8('pod' = 1, 'node' = 2), target String, ts Int64, line String) ENGINE = MergeTree ORDER BY ts"
+    ));
+    let e = ClickHouse::open(&settings(&server().url(), &db), Arc::new(Metrics::new()))
+        .err()
+        .expect("refused");
+    assert!(e.contains("has no column stream"), "{e}");
+    let e = ClickHouse::open(&settings("http://127.0.0.1:1", "janus"), Arc::new(Metrics::new()))
+        .err()
+        .expect("refused");
+    assert!(e.contains("unreachable"), "{e}");
+}
+
