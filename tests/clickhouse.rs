@@ -149,7 +149,12 @@ fn compare(files: &dyn LogStore, ch: &dyn LogStore, lo: i64, hi: i64, step: i64)
     let deadline = Instant::now() + Duration::from_secs(60);
     for text in QUERIES {
         let query = parse_log_query(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
-        for (keep, limit) in [(Keep::Newest, 3), (Keep::Oldest, 3), (Keep::Newest, 1000), (Keep::Oldest, 1)] {
+        for (keep, limit) in [
+            (Keep::Newest, 3),
+            (Keep::Oldest, 3),
+            (Keep::Newest, 1000),
+            (Keep::Oldest, 1),
+        ] {
             let search = Search {
                 query: &query,
                 lo,
@@ -167,18 +172,28 @@ fn compare(files: &dyn LogStore, ch: &dyn LogStore, lo: i64, hi: i64, step: i64)
                     .collect()
             };
             assert_eq!(lines(&a), lines(&b), "{text} {keep:?} {limit} [{lo}, {hi}]");
-            assert_eq!(a.truncated, b.truncated, "{text} {keep:?} {limit} truncated");
+            assert_eq!(
+                a.truncated, b.truncated,
+                "{text} {keep:?} {limit} truncated"
+            );
         }
         let bounds: Vec<i64> = (0..=((hi - lo) / step)).map(|k| lo + k * step).collect();
         let uneven: Vec<i64> = vec![lo, lo + step / 3, lo + step, hi];
         for b in [&bounds, &uneven] {
-            for grouping in [None, Some(Grouping::By(vec!["namespace".into(), "status".into()]))] {
+            for grouping in [
+                None,
+                Some(Grouping::By(vec!["namespace".into(), "status".into()])),
+            ] {
                 let x = files.buckets(&query, b, deadline, &never, 10_000, grouping.as_ref());
                 let y = ch.buckets(&query, b, deadline, &never, 10_000, grouping.as_ref());
                 assert_eq!(x, y, "buckets {text} {grouping:?} {b:?}");
             }
         }
-        assert_eq!(files.chunk_count(&query, lo, hi), ch.chunk_count(&query, lo, hi), "chunks {text}");
+        assert_eq!(
+            files.chunk_count(&query, lo, hi),
+            ch.chunk_count(&query, lo, hi),
+            "chunks {text}"
+        );
     }
     for text in [
         r#"pod{namespace=~".+"} | logfmt | unwrap took"#,
@@ -186,8 +201,26 @@ fn compare(files: &dyn LogStore, ch: &dyn LogStore, lo: i64, hi: i64, step: i64)
     ] {
         let query = parse_log_query(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
         for grouping in [None, Some(Grouping::Without(vec!["pod".into()]))] {
-            let x = files.samples(&query, lo, hi, deadline, &never, 1000, 100_000, grouping.as_ref());
-            let y = ch.samples(&query, lo, hi, deadline, &never, 1000, 100_000, grouping.as_ref());
+            let x = files.samples(
+                &query,
+                lo,
+                hi,
+                deadline,
+                &never,
+                1000,
+                100_000,
+                grouping.as_ref(),
+            );
+            let y = ch.samples(
+                &query,
+                lo,
+                hi,
+                deadline,
+                &never,
+                1000,
+                100_000,
+                grouping.as_ref(),
+            );
             let show = |r: Result<janus::logstore::SeriesSamples, janus::logstore::ScanStop>| {
                 format!("{r:?}")
             };
@@ -195,11 +228,23 @@ fn compare(files: &dyn LogStore, ch: &dyn LogStore, lo: i64, hi: i64, step: i64)
         }
     }
     for kind in [LogKind::Pod, LogKind::Node] {
-        assert_eq!(files.target_names(kind), ch.target_names(kind), "targets {kind:?}");
+        assert_eq!(
+            files.target_names(kind),
+            ch.target_names(kind),
+            "targets {kind:?}"
+        );
         let keep = |t: &str| t != "c";
-        assert_eq!(files.streams(kind, &keep, lo, hi), ch.streams(kind, &keep, lo, hi), "streams {kind:?}");
+        assert_eq!(
+            files.streams(kind, &keep, lo, hi),
+            ch.streams(kind, &keep, lo, hi),
+            "streams {kind:?}"
+        );
         for target in ["a", "b", "n1", "zz"] {
-            assert_eq!(files.newest_line(kind, target), ch.newest_line(kind, target), "newest {target}");
+            assert_eq!(
+                files.newest_line(kind, target),
+                ch.newest_line(kind, target),
+                "newest {target}"
+            );
         }
     }
 }
@@ -260,12 +305,17 @@ proptest! {
 #[test]
 fn hostile_literals_are_escaped() {
     let metrics = Arc::new(Metrics::new());
-    let ch = ClickHouse::open(&settings(&server().url(), &fresh_database()), metrics).expect("opens");
+    let ch =
+        ClickHouse::open(&settings(&server().url(), &fresh_database()), metrics).expect("opens");
     let b = Batch {
         streams: vec![BatchStream {
             kind: LogKind::Pod,
             values: vec!["a".into(), "p".into(), "c".into()],
-            lines: vec![(BASE, "x' OR 1=1 --"), (BASE + 1, "a\\'b"), (BASE + 2, "plain")],
+            lines: vec![
+                (BASE, "x' OR 1=1 --"),
+                (BASE + 1, "a\\'b"),
+                (BASE + 2, "plain"),
+            ],
         }],
         entries: 3,
         lines: 3,
@@ -306,9 +356,241 @@ fn a_foreign_table_is_refused_at_start_up() {
         .err()
         .expect("refused");
     assert!(e.contains("has no column stream"), "{e}");
-    let e = ClickHouse::open(&settings("http://127.0.0.1:1", "janus"), Arc::new(Metrics::new()))
-        .err()
-        .expect("refused");
+    let e = ClickHouse::open(
+        &settings("http://127.0.0.1:1", "janus"),
+        Arc::new(Metrics::new()),
+    )
+    .err()
+    .expect("refused");
     assert!(e.contains("unreachable"), "{e}");
 }
 
+/// Two Janus replicas on one ClickHouse: a push through one is read through the other at once,
+/// with the same answers; ClickHouse stopped → 503 naming it (no crash), started again → both
+/// answer again without a restart; nothing is written under --storage.path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_store_and_survive_clickhouse_restarts() {
+    let dir = support::temp_dir("clickhouse-replicas");
+    let mut server = tokio::task::spawn_blocking(move || ClickHouseServer::start(&dir))
+        .await
+        .expect("starts");
+    let url = server.url();
+    let with = |url: String| {
+        move |c: &mut janus::config::Config| c.storage_clickhouse = Some(settings(&url, "replicas"))
+    };
+    let a = support::start_janus("http://127.0.0.1:1", with(url.clone())).await;
+    let b = support::start_janus("http://127.0.0.1:1", with(url.clone())).await;
+    let now = janus::time::timestamp::Timestamp::now().0;
+    support::push_json(
+        &a,
+        &serde_json::json!({"streams": [{"stream": {"namespace": "shop", "pod": "web-1", "container": "app"},
+            "values": [[now.to_string(), "level=error msg=\"through a\""], [(now + 1).to_string(), "second"]]}]}),
+    )
+    .await;
+    let ask = |j: &support::TestJanus, path: &'static str, query: &'static str| {
+        let url = j.url.clone();
+        async move {
+            let r = support::raw_client()
+                .get(format!("{url}{path}"))
+                .query(&[("query", query), ("limit", "10")])
+                .send()
+                .await
+                .expect("answer");
+            support::answer_parts(r).await
+        }
+    };
+    for (path, query) in [
+        ("/api/v1/query", r#"pod{namespace="shop"}"#),
+        (
+            "/loki/api/v1/query_range",
+            r#"{namespace="shop"} | logfmt | level="error""#,
+        ),
+        (
+            "/api/v1/query",
+            r#"count_over_time(pod{namespace="shop"}[5m])"#,
+        ),
+        ("/api/v1/label/namespace/values", ""),
+    ] {
+        let (sa, _, ba) = ask(&a, path, query).await;
+        let (sb, _, bb) = ask(&b, path, query).await;
+        assert_eq!((sa, sb), (200, 200), "{path} {query}: {ba}");
+        assert!(ba.contains("shop"), "{path} {query}: {ba}");
+        // The same data; Loki's `stats` (times) and an instant query's `now` differ.
+        let data = |body: &str| -> serde_json::Value {
+            serde_json::from_str::<serde_json::Value>(body).expect("json")["data"]["result"].clone()
+        };
+        if path != "/api/v1/query" || query.starts_with("pod") {
+            assert_eq!(data(&ba), data(&bb), "{path} {query}");
+        }
+    }
+    let (_, _, lines) = ask(&b, "/api/v1/query", r#"pod{namespace="shop"}"#).await;
+    assert!(
+        lines.contains("through a") && lines.contains("second"),
+        "{lines}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&a.storage)
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+
+    tokio::task::block_in_place(|| server.kill());
+    let (status, _, body) = ask(&b, "/api/v1/query", r#"pod{namespace="shop"}"#).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("log store is unavailable") && body.contains("unreachable"),
+        "{body}"
+    );
+    let (status, _, body) = support::get(&b, "/-/ready", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    let r = support::raw_client()
+        .post(format!("{}/loki/api/v1/push", a.url))
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({"streams": [{"stream": {"namespace": "shop", "pod": "p", "container": "c"}, "values": [[now.to_string(), "lost?"]]}]}).to_string())
+        .send()
+        .await
+        .expect("push answered");
+    assert_eq!(r.status(), 503);
+
+    tokio::task::block_in_place(|| server.restart());
+    let (status, _, body) = ask(&b, "/api/v1/query", r#"pod{namespace="shop"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("through a") && !body.contains("lost?"),
+        "{body}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A statement past its deadline is killed on the server (18.16 does not stop a query whose
+/// client left): nothing of Janus's is still running afterwards.
+#[test]
+fn a_statement_past_its_deadline_is_killed() {
+    let metrics = Arc::new(Metrics::new());
+    let client = janus::logstore::clickhouse::client::Client::new(
+        &Connection {
+            url: server().url(),
+            ..Default::default()
+        },
+        metrics,
+    )
+    .expect("client");
+    let never = AtomicBool::new(false);
+    let slow = "SELECT sleepEachRow(0.5), number FROM system.numbers LIMIT 100 SETTINGS max_block_size = 1 FORMAT TabSeparated";
+    let started = Instant::now();
+    let rows = client.select(
+        "test",
+        slow,
+        janus::logstore::clickhouse::client::Bounds {
+            deadline: Instant::now() + Duration::from_millis(1500),
+            max_memory: 1 << 30,
+        },
+        &never,
+    );
+    // The deadline ends it before its first row (18.16 buffers them) or while they are read.
+    let outcome = rows.and_then(|mut rows| loop {
+        match rows.next_row() {
+            Ok(Some(_)) => {}
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    });
+    assert!(
+        matches!(
+            outcome,
+            Err(janus::logstore::clickhouse::client::ChError::Deadline)
+        ),
+        "a 50 s statement with a 1.5 s deadline: {outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut running = String::new();
+    for _ in 0..50 {
+        running = server().sql("SELECT count() FROM system.processes WHERE query LIKE '%sleepEachRow(0.5)%' AND query NOT LIKE '%system.processes%'");
+        if running.trim() == "0" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        running.trim(),
+        "0",
+        "the statement still runs on the server"
+    );
+}
+
+/// Two shards on loopback behind a `Distributed` table: pushes spread by namespace, reads see
+/// every shard, answers equal the file store's.
+#[test]
+fn two_shards_through_a_distributed_table() {
+    let ports: Vec<(u16, u16)> = (0..2)
+        .map(|_| {
+            (
+                support::clickhouse::free_port(),
+                support::clickhouse::free_port(),
+            )
+        })
+        .collect();
+    let remote = format!(
+        "<two><shard><replica><host>127.0.0.1</host><port>{}</port></replica></shard>\
+         <shard><replica><host>127.0.0.1</host><port>{}</port></replica></shard></two>",
+        ports[0].1, ports[1].1
+    );
+    let servers: Vec<ClickHouseServer> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (http, tcp))| {
+            ClickHouseServer::start_in_cluster(
+                &support::temp_dir(&format!("shard{i}")),
+                *http,
+                *tcp,
+                &remote,
+            )
+        })
+        .collect();
+    // Without ZooKeeper there is no distributed DDL: the operator makes each shard's tables
+    // with the statements Janus would send (`ON CLUSTER` dropped), and Janus finds them.
+    let layout = janus::logstore::clickhouse::schema::Layout {
+        database: "janus".into(),
+        cluster: Some("two".into()),
+        version: janus::logstore::clickhouse::schema::Version(18, 16),
+    };
+    let ddl: Vec<String> = layout
+        .create_statements()
+        .iter()
+        .map(|s| s.replace(" ON CLUSTER `two`", ""))
+        .collect();
+    for s in &servers {
+        for statement in &ddl {
+            s.sql(statement);
+        }
+    }
+    let metrics = Arc::new(Metrics::new());
+    let mut cluster_settings = settings(&servers[0].url(), "janus");
+    cluster_settings.cluster = Some("two".into());
+    let ch =
+        ClickHouse::open(&cluster_settings, Arc::clone(&metrics)).expect("opens on the cluster");
+    let root = support::temp_dir("shards-files");
+    let files = janus::logstore::files::Store::new(root, metrics);
+    let lines: Vec<GenLine> = (0..200)
+        .map(|i| GenLine {
+            stream: i % STREAMS.len(),
+            offset: (i as i64) * 37 * SECOND,
+            message: i % MESSAGES.len(),
+        })
+        .collect();
+    let b = batch(&lines);
+    ch.push(&b).expect("push to the cluster");
+    LogStore::push(&files, &b).expect("file push");
+    let on_shard = |s: &ClickHouseServer| -> u64 {
+        s.sql("SELECT count() FROM janus.logs_local")
+            .trim()
+            .parse()
+            .expect("count")
+    };
+    let (one, two) = (on_shard(&servers[0]), on_shard(&servers[1]));
+    assert!(one > 0 && two > 0, "both shards hold lines: {one} + {two}");
+    assert_eq!(one + two, b.lines);
+    compare(&files, &ch, BASE, BASE + 3 * 3600 * SECOND, 600 * SECOND);
+}

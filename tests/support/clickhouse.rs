@@ -107,20 +107,24 @@ impl ClickHouseServer {
             .expect("clickhouse-server starts");
         self.child = Some(child);
         for _ in 0..300 {
-            let ping = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).and_then(|mut s| {
-                use std::io::{Read, Write};
-                s.set_read_timeout(Some(Duration::from_secs(1)))?;
-                s.write_all(b"GET /ping HTTP/1.0\r\n\r\n")?;
-                let mut answer = String::new();
-                s.read_to_string(&mut answer)?;
-                Ok(answer)
-            });
+            let ping =
+                std::net::TcpStream::connect(("127.0.0.1", self.http_port)).and_then(|mut s| {
+                    use std::io::{Read, Write};
+                    s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                    s.write_all(b"GET /ping HTTP/1.0\r\n\r\n")?;
+                    let mut answer = String::new();
+                    s.read_to_string(&mut answer)?;
+                    Ok(answer)
+                });
             if ping.is_ok_and(|a| a.ends_with("Ok.\n")) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("clickhouse-server on port {} did not answer /ping", self.http_port);
+        panic!(
+            "clickhouse-server on port {} did not answer /ping",
+            self.http_port
+        );
     }
 
     /// Stops the server (by PID); its data stays for [`ClickHouseServer::restart`].
@@ -149,7 +153,10 @@ impl ClickHouseServer {
         let mut answer = String::new();
         s.read_to_string(&mut answer).expect("read");
         let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-        assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{statement}: {answer}");
+        assert!(
+            head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+            "{statement}: {answer}"
+        );
         body.to_string()
     }
 }

@@ -244,7 +244,7 @@ impl Client {
             .map_err(|e| self.failed("insert", self.unreachable(e)))?;
         self.observe("insert", started);
         if !status.is_success() || text.starts_with("Code: ") {
-            return Err(self.failed("insert", ChError::Server(first_line(&text))));
+            return Err(self.failed("insert", server_error(&text)));
         }
         Ok(())
     }
@@ -275,19 +275,27 @@ impl Client {
             ("max_execution_time", (left.as_secs() + 1).to_string()),
             ("max_memory_usage", bounds.max_memory.to_string()),
         ];
-        let response = self
+        // An 18.16 server sends its status only once its first buffer of rows is full or the
+        // statement ended: the wait for it is bounded by the deadline too.
+        let sent = self
             .request(
                 None,
                 &settings,
                 sql.as_bytes().to_vec(),
                 left + Duration::from_secs(2),
             )
-            .send()
-            .map_err(|e| self.failed(operation, self.unreachable(e)))?;
+            .send();
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                self.kill(&query_id);
+                return Err(self.failed(operation, self.unreachable(e)));
+            }
+        };
         let status = response.status();
         if !status.is_success() {
             let text = response.text().unwrap_or_default();
-            return Err(self.failed(operation, ChError::Server(first_line(&text))));
+            return Err(self.failed(operation, server_error(&text)));
         }
         Ok(Rows {
             client: self,
@@ -339,6 +347,19 @@ impl Drop for Client {
                 .name("clickhouse-client-drop".into())
                 .spawn(move || drop(http));
         }
+    }
+}
+
+/// An exception's text as an error: the server's own timeout (`TIMEOUT_EXCEEDED`, 159) is the
+/// deadline, a killed statement (`QUERY_WAS_CANCELLED`, 394) a cancel.
+fn server_error(text: &str) -> ChError {
+    let text = text.trim_start();
+    if text.starts_with("Code: 159,") {
+        ChError::Deadline
+    } else if text.starts_with("Code: 394,") {
+        ChError::Cancelled
+    } else {
+        ChError::Server(first_line(text))
     }
 }
 
@@ -414,7 +435,7 @@ impl Rows<'_> {
             // The answer ended inside a row: the server broke off.
             let text = String::from_utf8_lossy(&self.line).into_owned();
             let e = if text.starts_with("Code: ") {
-                ChError::Server(first_line(&text))
+                server_error(&text)
             } else {
                 ChError::Malformed("the answer ended inside a row".into())
             };
@@ -427,7 +448,7 @@ impl Rows<'_> {
             let mut rest = Vec::new();
             let _ = (&mut self.reader).take(4096).read_to_end(&mut rest);
             text.push_str(&String::from_utf8_lossy(&rest));
-            return Err(self.stop(ChError::Server(first_line(&text))));
+            return Err(self.stop(server_error(&text)));
         }
         self.rows += 1;
         self.line.pop();

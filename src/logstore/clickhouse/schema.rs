@@ -138,9 +138,30 @@ pub fn prepare(client: &Client, database: &str, cluster: Option<&str>) -> Result
         cluster: cluster.map(str::to_string),
         version,
     };
-    for statement in layout.create_statements() {
+    // Only what is missing is created: on a cluster, `ON CLUSTER` needs distributed DDL
+    // (ZooKeeper), which a cluster whose tables an operator made beforehand may not have.
+    let existing = client
+        .execute(
+            "ddl",
+            &format!(
+                "SELECT name FROM system.tables WHERE database = {} FORMAT TabSeparated",
+                quote(database)
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+    let exists = |table: &str| {
+        let name = table.rsplit('.').next().unwrap_or(table);
+        existing.lines().any(|l| l == name)
+    };
+    let statements = layout.create_statements();
+    let needed: Vec<&String> = if exists(&layout.table()) && exists(&layout.local_table()) {
+        Vec::new()
+    } else {
+        statements.iter().collect()
+    };
+    for statement in needed {
         client
-            .execute("ddl", &statement)
+            .execute("ddl", statement)
             .map_err(|e| format!("creating Janus's tables: {e}"))?;
     }
     for table in [layout.table(), layout.local_table()] {
