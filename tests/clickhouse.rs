@@ -14,7 +14,7 @@ use janus::logql::pipeline::Grouping;
 use janus::logql::{LogKind, LogQuery};
 use janus::logstore::clickhouse::{client::Connection, ClickHouse, Settings};
 use janus::logstore::write::{Batch, BatchStream};
-use janus::logstore::{Keep, LogStore, Search};
+use janus::logstore::{Count, Keep, LogStore, Search};
 use janus::telemetry::Metrics;
 use proptest::prelude::*;
 use support::clickhouse::ClickHouseServer;
@@ -184,8 +184,16 @@ fn compare(files: &dyn LogStore, ch: &dyn LogStore, lo: i64, hi: i64, step: i64)
                 None,
                 Some(Grouping::By(vec!["namespace".into(), "status".into()])),
             ] {
-                let x = files.buckets(&query, b, deadline, &never, 10_000, grouping.as_ref());
-                let y = ch.buckets(&query, b, deadline, &never, 10_000, grouping.as_ref());
+                let count = Count {
+                    query: &query,
+                    deadline,
+                    cancelled: &never,
+                    max_series: 10_000,
+                    max_samples: 0,
+                    grouping: grouping.as_ref(),
+                };
+                let x = files.buckets(&count, b);
+                let y = ch.buckets(&count, b);
                 assert_eq!(x, y, "buckets {text} {grouping:?} {b:?}");
             }
         }
@@ -201,26 +209,16 @@ fn compare(files: &dyn LogStore, ch: &dyn LogStore, lo: i64, hi: i64, step: i64)
     ] {
         let query = parse_log_query(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
         for grouping in [None, Some(Grouping::Without(vec!["pod".into()]))] {
-            let x = files.samples(
-                &query,
-                lo,
-                hi,
+            let count = Count {
+                query: &query,
                 deadline,
-                &never,
-                1000,
-                100_000,
-                grouping.as_ref(),
-            );
-            let y = ch.samples(
-                &query,
-                lo,
-                hi,
-                deadline,
-                &never,
-                1000,
-                100_000,
-                grouping.as_ref(),
-            );
+                cancelled: &never,
+                max_series: 1000,
+                max_samples: 100_000,
+                grouping: grouping.as_ref(),
+            };
+            let x = files.samples(&count, lo, hi);
+            let y = ch.samples(&count, lo, hi);
             let show = |r: Result<janus::logstore::SeriesSamples, janus::logstore::ScanStop>| {
                 format!("{r:?}")
             };

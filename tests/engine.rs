@@ -309,45 +309,18 @@ impl janus::logstore::LogStore for LiteralsOnly {
     }
     fn buckets(
         &self,
-        query: &janus::logql::LogQuery,
+        count: &janus::logstore::Count<'_>,
         bounds: &[i64],
-        deadline: std::time::Instant,
-        cancelled: &std::sync::atomic::AtomicBool,
-        max_streams: usize,
-        grouping: Option<&janus::logql::pipeline::Grouping>,
     ) -> Result<janus::logstore::StreamBuckets, janus::logstore::ScanStop> {
-        janus::logstore::LogStore::buckets(
-            &self.0,
-            query,
-            bounds,
-            deadline,
-            cancelled,
-            max_streams,
-            grouping,
-        )
+        self.0.buckets(count, bounds)
     }
     fn samples(
         &self,
-        query: &janus::logql::LogQuery,
+        count: &janus::logstore::Count<'_>,
         lo: i64,
         hi: i64,
-        deadline: std::time::Instant,
-        cancelled: &std::sync::atomic::AtomicBool,
-        max_series: usize,
-        max_samples: usize,
-        grouping: Option<&janus::logql::pipeline::Grouping>,
     ) -> Result<janus::logstore::SeriesSamples, janus::logstore::ScanStop> {
-        janus::logstore::LogStore::samples(
-            &self.0,
-            query,
-            lo,
-            hi,
-            deadline,
-            cancelled,
-            max_series,
-            max_samples,
-            grouping,
-        )
+        self.0.samples(count, lo, hi)
     }
     fn chunk_count(&self, query: &janus::logql::LogQuery, lo: i64, hi: i64) -> usize {
         self.0.chunk_count(query, lo, hi)

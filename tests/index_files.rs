@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use janus::logql::parse_log_query;
 use janus::logstore::files::{Search, Store};
 use janus::logstore::Keep;
+use janus::logstore::LogStore;
 use janus::telemetry::{Metrics, ReasonLabels};
 
 const NS: i64 = 1_000_000_000;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use janus::ingest::decode::{EntryAdapter, ProtoTimestamp, PushRequest, StreamAdapter};
+use janus::logstore::LogStore;
 use prost::Message;
 use support::{closed_port_url, raw_client, required_env, start_janus, temp_dir, TestJanus};
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use janus::logql::parse_log_query;
 use janus::logstore::files::{Search, Store};
 use janus::logstore::Keep;
+use janus::logstore::LogStore;
 use janus::telemetry::Metrics;
 use proptest::prelude::*;
 

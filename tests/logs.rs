@@ -5,6 +5,7 @@ mod support;
 
 use std::path::PathBuf;
 
+use janus::logstore::LogStore;
 use support::{closed_port_url, lethe_testdata, raw_client, start_janus, temp_dir, TestJanus};
 
 const NGINX: &str = "nginx-deployment-75675f5897-7ci7o";

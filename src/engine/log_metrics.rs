@@ -5,7 +5,7 @@
 use std::sync::atomic::AtomicBool;
 
 use crate::logql::LogQuery;
-use crate::logstore::LogStore;
+use crate::logstore::{Count, LogStore};
 use crate::promql::functions::Function;
 use crate::promql::plan::LogCall;
 use crate::promql::subquery::at_time;
@@ -68,14 +68,15 @@ pub fn log_call(
         }
         _ => query,
     };
-    let buckets = store.buckets(
+    let count = Count {
         query,
-        &bounds,
         deadline,
         cancelled,
-        max_streams,
-        call.grouping.as_ref(),
-    )?;
+        max_series: max_streams,
+        max_samples: 0,
+        grouping: call.grouping.as_ref(),
+    };
+    let buckets = store.buckets(&count, &bounds)?;
     // A line a stage marked (`__error__`) fails the query, as in Loki, whatever the grouping.
     if let Some((labels, _)) = buckets
         .iter()

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::logql::pipeline::SAMPLE_ERROR;
 use crate::logql::LogQuery;
-use crate::logstore::LogStore;
+use crate::logstore::{Count, LogStore};
 use crate::promql::functions::Function;
 use crate::promql::plan::LogCall;
 use crate::promql::range_functions::{over_time, Window};
@@ -66,16 +66,15 @@ pub fn unwrapped_call(
     let (Some(&first), Some(&last)) = (ends.iter().min(), ends.iter().max()) else {
         return Ok(Value::Vector(Vec::new()));
     };
-    let samples = store.samples(
+    let count = Count {
         query,
-        first.saturating_sub(range).saturating_add(1),
-        last,
         deadline,
         cancelled,
-        bounds.max_series,
-        bounds.max_samples,
-        query.sample_grouping.as_ref(),
-    )?;
+        max_series: bounds.max_series,
+        max_samples: bounds.max_samples,
+        grouping: query.sample_grouping.as_ref(),
+    };
+    let samples = store.samples(&count, first.saturating_sub(range).saturating_add(1), last)?;
     // As Loki does: a value that could not be read fails the query unless a filter after the
     // unwrap drops such lines (`| __error__=""`).
     if let Some(labels) = samples.keys().find(|l| l.contains_key("__error__")) {

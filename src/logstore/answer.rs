@@ -28,6 +28,23 @@ pub struct Search<'a> {
     pub cancelled: &'a AtomicBool,
 }
 
+/// A log metric's pass over the store: the parsed query, when to give up, and what the answer
+/// may hold. Buckets and unwrapped samples take the same.
+pub struct Count<'a> {
+    /// The parsed selector and pipeline.
+    pub query: &'a LogQuery,
+    /// When the pass must give up (answered 503 `timeout`).
+    pub deadline: Instant,
+    /// Set when the client went away.
+    pub cancelled: &'a AtomicBool,
+    /// Series (streams, or groups of `grouping`) the answer may hold.
+    pub max_series: usize,
+    /// Values `| unwrap` reads that the answer may hold (samples only).
+    pub max_samples: usize,
+    /// `by`/`without`: which labels a series keeps.
+    pub grouping: Option<&'a crate::logql::pipeline::Grouping>,
+}
+
 /// Per stream (its labels: the line's fields, and what the query's parsers extracted), per
 /// bucket: lines and message bytes.
 pub type StreamBuckets = BTreeMap<BTreeMap<String, String>, Vec<(u64, u64)>>;

@@ -14,15 +14,11 @@ pub mod line;
 mod series_keys;
 pub mod write;
 
-use std::collections::BTreeSet;
-use std::sync::atomic::AtomicBool;
-use std::time::Instant;
-
-use crate::logql::pipeline::Grouping;
 use crate::logql::{LogKind, LogQuery};
+use std::collections::BTreeSet;
 
 pub use answer::{
-    Found, FoundLine, LineSource, Search, SeriesSamples, StreamBuckets, MAX_LABEL_BYTES,
+    Count, Found, FoundLine, LineSource, Search, SeriesSamples, StreamBuckets, MAX_LABEL_BYTES,
 };
 pub use answer::{Keep, ScanStop};
 
@@ -78,31 +74,14 @@ pub trait LogStore: Send + Sync {
     /// The newest or oldest `limit` lines of the query in a window, filters pushed down.
     fn search(&self, search: &Search<'_>) -> Result<Found, ScanStop>;
 
-    /// Lines and bytes per stream (or per group of `grouping`) between consecutive `bounds`:
-    /// bucket `j` holds lines with time in `(bounds[j-1], bounds[j]]`; bucket 0 is unused.
-    fn buckets(
-        &self,
-        query: &LogQuery,
-        bounds: &[i64],
-        deadline: Instant,
-        cancelled: &AtomicBool,
-        max_streams: usize,
-        grouping: Option<&Grouping>,
-    ) -> Result<StreamBuckets, ScanStop>;
+    /// Lines and bytes per stream (or per group of `count.grouping`) between consecutive
+    /// `bounds`: bucket `j` holds lines with time in `(bounds[j-1], bounds[j]]`; bucket 0 is
+    /// unused. `bounds` must be sorted.
+    fn buckets(&self, count: &Count<'_>, bounds: &[i64]) -> Result<StreamBuckets, ScanStop>;
 
-    /// The values `| unwrap` reads from the lines of `[lo, hi]`, per series, oldest first.
-    #[allow(clippy::too_many_arguments)]
-    fn samples(
-        &self,
-        query: &LogQuery,
-        lo: i64,
-        hi: i64,
-        deadline: Instant,
-        cancelled: &AtomicBool,
-        max_series: usize,
-        max_samples: usize,
-        grouping: Option<&Grouping>,
-    ) -> Result<SeriesSamples, ScanStop>;
+    /// The values `| unwrap` reads from the lines of `[lo, hi]`, per series, oldest first. A
+    /// line whose value could not be read is a `NaN` under a series labelled `__error__`.
+    fn samples(&self, count: &Count<'_>, lo: i64, hi: i64) -> Result<SeriesSamples, ScanStop>;
 
     /// How many stored chunks (for this store, hour files) the selector reads in `[lo, hi]`:
     /// Loki's `chunks` in `index/stats`.
@@ -158,139 +137,4 @@ pub trait LogStore: Send + Sync {
 
     /// Where the logs are, in words for the status page.
     fn describe(&self) -> String;
-}
-
-impl LogStore for files::Store {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            literal_filters: true,
-            regex_filters: true,
-            pipelines: true,
-            metrics: true,
-        }
-    }
-
-    fn search(&self, search: &Search<'_>) -> Result<Found, ScanStop> {
-        files::Store::search(self, search)
-    }
-
-    fn buckets(
-        &self,
-        query: &LogQuery,
-        bounds: &[i64],
-        deadline: Instant,
-        cancelled: &AtomicBool,
-        max_streams: usize,
-        grouping: Option<&Grouping>,
-    ) -> Result<StreamBuckets, ScanStop> {
-        files::Store::buckets(
-            self,
-            query,
-            bounds,
-            deadline,
-            cancelled,
-            max_streams,
-            grouping,
-        )
-    }
-
-    fn samples(
-        &self,
-        query: &LogQuery,
-        lo: i64,
-        hi: i64,
-        deadline: Instant,
-        cancelled: &AtomicBool,
-        max_series: usize,
-        max_samples: usize,
-        grouping: Option<&Grouping>,
-    ) -> Result<SeriesSamples, ScanStop> {
-        files::Store::samples(
-            self,
-            query,
-            lo,
-            hi,
-            deadline,
-            cancelled,
-            max_series,
-            max_samples,
-            grouping,
-        )
-    }
-
-    fn chunk_count(&self, query: &LogQuery, lo: i64, hi: i64) -> usize {
-        self.hour_file_count(query, lo, hi)
-    }
-
-    fn target_names(&self, kind: LogKind) -> Vec<String> {
-        files::Store::target_names(self, kind)
-    }
-
-    fn streams(
-        &self,
-        kind: LogKind,
-        keep: &dyn Fn(&str) -> bool,
-        lo: i64,
-        hi: i64,
-    ) -> (BTreeSet<Vec<String>>, bool) {
-        files::Store::streams(self, kind, keep, lo, hi)
-    }
-
-    fn newest_line(&self, kind: LogKind, target: &str) -> Option<i64> {
-        files::Store::newest_line(self, kind, target)
-    }
-
-    fn warm_recent(&self, hours: i64) {
-        files::Store::warm_recent(self, hours)
-    }
-
-    fn forget_deleted(&self) {
-        files::Store::forget_deleted(self)
-    }
-
-    fn push(&self, batch: &write::Batch<'_>) -> Result<write::Written, write::WriteError> {
-        let appended = files::Store::push(self, batch)
-            .map_err(|e| write::WriteError::Failed(e.to_string()))?;
-        Ok(write::Written {
-            bytes: appended.bytes,
-            fsync_seconds: appended.fsync_seconds,
-        })
-    }
-
-    fn recover(&self) -> Result<Option<String>, String> {
-        match self.writer().repair_after_crash() {
-            Ok(repaired) if !repaired.is_empty() => Ok(Some(format!(
-                "cut unterminated lines left by an interrupted write in {} files",
-                repaired.len()
-            ))),
-            Ok(_) => Ok(None),
-            Err(e) => Err(format!("repairing files after a crash failed: {e}")),
-        }
-    }
-
-    fn sync(&self) -> Result<f64, String> {
-        self.writer().sync_dirty().map_err(|e| e.to_string())
-    }
-
-    fn close_idle(&self, all: bool) {
-        if let Err(e) = self.writer().close_idle(all) {
-            tracing::warn!(error = %e, "closing idle log files failed");
-        }
-    }
-
-    fn enforce_retention(
-        &self,
-        policy: &write::RetentionPolicy,
-        now: i64,
-    ) -> write::RetentionOutcome {
-        files::Store::enforce_retention(self, policy, now)
-    }
-
-    fn problem(&self) -> Option<String> {
-        files::Store::problem(self)
-    }
-
-    fn describe(&self) -> String {
-        self.root().display().to_string()
-    }
 }

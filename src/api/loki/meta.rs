@@ -50,7 +50,15 @@ pub async fn index_stats(State(state): State<SharedState>, request: Request) -> 
             let at = deadline.at.into_std();
             let (buckets, files) = crate::engine::blocking(slot, move |cancelled| {
                 let bounds = [start.saturating_sub(1), end.saturating_sub(1)];
-                let buckets = store.buckets(&query, &bounds, at, cancelled, max_series, None);
+                let count = crate::logstore::Count {
+                    query: &query,
+                    deadline: at,
+                    cancelled,
+                    max_series,
+                    max_samples: 0,
+                    grouping: None,
+                };
+                let buckets = store.buckets(&count, &bounds);
                 let files = store.chunk_count(&query, start, end.saturating_sub(1));
                 buckets.map(|b| (b, files))
             })

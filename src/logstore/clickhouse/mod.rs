@@ -22,10 +22,10 @@ use super::line::{self, Line};
 use super::series_keys::{key_labels, pairs_labels, stream_key, KeyPlan};
 use super::write::{Batch, RetentionOutcome, RetentionPolicy, WriteError, Written};
 use super::{
-    Capabilities, Found, FoundLine, Keep, LineSource, LogStore, ScanStop, Search, SeriesSamples,
-    StreamBuckets, MAX_LABEL_BYTES,
+    Capabilities, Count, Found, FoundLine, Keep, LineSource, LogStore, ScanStop, Search,
+    SeriesSamples, StreamBuckets, MAX_LABEL_BYTES,
 };
-use crate::logql::pipeline::{Grouping, Outcome};
+use crate::logql::pipeline::Outcome;
 use crate::logql::{LogKind, LogQuery};
 use crate::telemetry::Metrics;
 
@@ -316,15 +316,15 @@ impl LogStore for ClickHouse {
         ))
     }
 
-    fn buckets(
-        &self,
-        query: &LogQuery,
-        bounds: &[i64],
-        deadline: Instant,
-        cancelled: &AtomicBool,
-        max_streams: usize,
-        grouping: Option<&Grouping>,
-    ) -> Result<StreamBuckets, ScanStop> {
+    fn buckets(&self, count: &Count<'_>, bounds: &[i64]) -> Result<StreamBuckets, ScanStop> {
+        let Count {
+            query,
+            deadline,
+            cancelled,
+            max_series: max_streams,
+            grouping,
+            ..
+        } = *count;
         let (Some(&first), Some(&last)) = (bounds.first(), bounds.last()) else {
             return Ok(BTreeMap::new());
         };
@@ -436,17 +436,15 @@ impl LogStore for ClickHouse {
             .collect())
     }
 
-    fn samples(
-        &self,
-        query: &LogQuery,
-        lo: i64,
-        hi: i64,
-        deadline: Instant,
-        cancelled: &AtomicBool,
-        max_series: usize,
-        max_samples: usize,
-        grouping: Option<&Grouping>,
-    ) -> Result<SeriesSamples, ScanStop> {
+    fn samples(&self, count: &Count<'_>, lo: i64, hi: i64) -> Result<SeriesSamples, ScanStop> {
+        let Count {
+            query,
+            deadline,
+            cancelled,
+            max_series,
+            max_samples,
+            grouping,
+        } = *count;
         let plan = KeyPlan::new(query.kind, grouping);
         let mut values: BTreeMap<Vec<u8>, Vec<(i64, f64)>> = BTreeMap::new();
         let mut key = Vec::new();

@@ -8,18 +8,20 @@ use crate::logstore::series_keys::{
 };
 
 impl Store {
-    /// Counts the lines (and message bytes) of each stream between consecutive `bounds`: bucket
-    /// `j` (1 ≤ j < bounds.len()) holds lines with time in `(bounds[j-1], bounds[j]]`; bucket 0
-    /// is unused. `bounds` must be sorted. One pass over the window's lines, on every core.
-    pub fn buckets(
+    /// [`LogStore::buckets`]: one pass over the window's lines, on every core.
+    pub(super) fn count_buckets(
         &self,
-        query: &LogQuery,
+        count: &Count<'_>,
         bounds: &[i64],
-        deadline: Instant,
-        cancelled: &AtomicBool,
-        max_streams: usize,
-        grouping: Option<&crate::logql::pipeline::Grouping>,
     ) -> Result<StreamBuckets, ScanStop> {
+        let Count {
+            query,
+            deadline,
+            cancelled,
+            max_series: max_streams,
+            grouping,
+            ..
+        } = *count;
         let (Some(&first), Some(&last)) = (bounds.first(), bounds.last()) else {
             return Ok(BTreeMap::new());
         };
@@ -250,22 +252,23 @@ impl Store {
         out
     }
 
-    /// The values a pipeline's `| unwrap` reads from every matching line in `(lo, hi]`, per
-    /// series (its labels, those `grouping` keeps, without the unwrapped label), oldest first.
-    /// A line whose value could not be read is a `NaN` under a series labelled `__error__`.
-    /// Past `max_series` series or `max_samples` values the scan stops (answered 422).
-    #[allow(clippy::too_many_arguments)]
-    pub fn samples(
+    /// [`LogStore::samples`]: per series, its labels are those `grouping` keeps, without the
+    /// unwrapped label. Past `max_series` series or `max_samples` values the scan stops
+    /// (answered 422).
+    pub(super) fn unwrapped_samples(
         &self,
-        query: &LogQuery,
+        count: &Count<'_>,
         lo: i64,
         hi: i64,
-        deadline: Instant,
-        cancelled: &AtomicBool,
-        max_series: usize,
-        max_samples: usize,
-        grouping: Option<&crate::logql::pipeline::Grouping>,
     ) -> Result<SeriesSamples, ScanStop> {
+        let Count {
+            query,
+            deadline,
+            cancelled,
+            max_series,
+            max_samples,
+            grouping,
+        } = *count;
         use std::sync::atomic::{AtomicUsize, Ordering};
         let (files, request) = self.metric_files(query, lo, hi, deadline, cancelled)?;
         type Values = rustc_hash::FxHashMap<crate::logql::short_eq::Key, Vec<(i64, f64)>>;

@@ -25,8 +25,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use super::answer::{
-    Found, FoundLine, LineSource, Search, SeriesSamples, StreamBuckets, MAX_LABEL_BYTES,
+    Count, Found, FoundLine, LineSource, Search, SeriesSamples, StreamBuckets, MAX_LABEL_BYTES,
 };
+use super::write::{Batch, RetentionOutcome, RetentionPolicy, WriteError, Written};
+use super::{Capabilities, LogStore};
 use crate::logql::{LogKind, LogQuery};
 use crate::telemetry::Metrics;
 use index::IndexCache;
@@ -109,37 +111,6 @@ impl Store {
         &self.writer
     }
 
-    /// Appends a push, all or nothing.
-    pub fn push(
-        &self,
-        batch: &crate::logstore::write::Batch<'_>,
-    ) -> std::io::Result<writer::Appended> {
-        self.writer.append(&render::hour_files(batch))
-    }
-
-    /// One retention pass over the tree, sparing the files being written.
-    pub fn enforce_retention(
-        &self,
-        policy: &crate::logstore::write::RetentionPolicy,
-        now: i64,
-    ) -> retention::Outcome {
-        retention::run(&self.root, now, policy.max_age, policy.max_bytes, &|path| {
-            self.writer.is_open(path)
-        })
-    }
-
-    /// Why the store cannot serve, if it cannot: its root is not a usable directory.
-    pub fn problem(&self) -> Option<String> {
-        match std::fs::metadata(&self.root) {
-            Ok(meta) if meta.is_dir() => None,
-            Ok(_) => Some(format!(
-                "storage path {} is not a directory",
-                self.root.display()
-            )),
-            Err(e) => Some(format!("storage path {}: {e}", self.root.display())),
-        }
-    }
-
     /// The same store, remembering log-metric counts of files that no longer change in `cache`.
     pub fn remembering_in(
         mut self,
@@ -152,53 +123,6 @@ impl Store {
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// Runs a search. Blocking: call it from a blocking thread.
-    pub fn search(&self, s: &Search<'_>) -> Result<Found, ScanStop> {
-        let started = Instant::now();
-        let candidates = self.candidates(
-            &[s.query.kind],
-            |name| s.query.target_matches(name),
-            |file| layout::hour_overlaps(file.hour_start, s.lo, s.hi),
-        );
-        let mut warnings = Vec::new();
-        let stop = || scan::interrupted(s.deadline, s.cancelled).is_some();
-        // A search the scanner can run on literals or regexes needs no index for the hours it
-        // covers whole; one that reads every line (newest-N without a filter) does.
-        let prefiltered = scan::has_prefilter(s.query);
-        let whole = |file: &layout::HourFile| prefiltered && covers_hour(file, s.lo, s.hi);
-        let files = self.open_and_index(candidates, &mut warnings, &stop, &whole);
-        if let Some(why) = scan::interrupted(s.deadline, s.cancelled) {
-            return Err(why);
-        }
-        let outcome = scan::scan(&files, s, &self.workers)?;
-        self.metrics.store_bytes_scanned.inc_by(outcome.bytes_read);
-        self.metrics
-            .store_scan_duration
-            .observe(started.elapsed().as_secs_f64());
-        if outcome.unreadable_blocks > 0 {
-            warnings.push(format!(
-                "{} blocks changed while being read and were skipped",
-                outcome.unreadable_blocks
-            ));
-        }
-        Ok(Found::from_source(
-            outcome
-                .hits
-                .into_iter()
-                .map(|h| FoundLine {
-                    ts: h.ts,
-                    part: h.file,
-                    offset: h.offset,
-                    len: h.len,
-                })
-                .collect(),
-            Box::new(OpenFiles(files.into_iter().map(|f| f.file).collect())),
-            outcome.truncated,
-            warnings,
-            outcome.bytes_read,
-        ))
     }
 
     /// How many hour files hold the selector's streams in `[lo, hi]` (Loki's "chunks").
@@ -317,9 +241,79 @@ impl Store {
                 .inc();
         }
     }
+}
+
+impl LogStore for Store {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            literal_filters: true,
+            regex_filters: true,
+            pipelines: true,
+            metrics: true,
+        }
+    }
+
+    /// Runs a search. Blocking: call it from a blocking thread.
+    fn search(&self, s: &Search<'_>) -> Result<Found, ScanStop> {
+        let started = Instant::now();
+        let candidates = self.candidates(
+            &[s.query.kind],
+            |name| s.query.target_matches(name),
+            |file| layout::hour_overlaps(file.hour_start, s.lo, s.hi),
+        );
+        let mut warnings = Vec::new();
+        let stop = || scan::interrupted(s.deadline, s.cancelled).is_some();
+        // A search the scanner can run on literals or regexes needs no index for the hours it
+        // covers whole; one that reads every line (newest-N without a filter) does.
+        let prefiltered = scan::has_prefilter(s.query);
+        let whole = |file: &layout::HourFile| prefiltered && covers_hour(file, s.lo, s.hi);
+        let files = self.open_and_index(candidates, &mut warnings, &stop, &whole);
+        if let Some(why) = scan::interrupted(s.deadline, s.cancelled) {
+            return Err(why);
+        }
+        let outcome = scan::scan(&files, s, &self.workers)?;
+        self.metrics.store_bytes_scanned.inc_by(outcome.bytes_read);
+        self.metrics
+            .store_scan_duration
+            .observe(started.elapsed().as_secs_f64());
+        if outcome.unreadable_blocks > 0 {
+            warnings.push(format!(
+                "{} blocks changed while being read and were skipped",
+                outcome.unreadable_blocks
+            ));
+        }
+        Ok(Found::from_source(
+            outcome
+                .hits
+                .into_iter()
+                .map(|h| FoundLine {
+                    ts: h.ts,
+                    part: h.file,
+                    offset: h.offset,
+                    len: h.len,
+                })
+                .collect(),
+            Box::new(OpenFiles(files.into_iter().map(|f| f.file).collect())),
+            outcome.truncated,
+            warnings,
+            outcome.bytes_read,
+        ))
+    }
+
+    fn buckets(&self, count: &Count<'_>, bounds: &[i64]) -> Result<StreamBuckets, ScanStop> {
+        self.count_buckets(count, bounds)
+    }
+
+    fn samples(&self, count: &Count<'_>, lo: i64, hi: i64) -> Result<SeriesSamples, ScanStop> {
+        self.unwrapped_samples(count, lo, hi)
+    }
+
+    fn chunk_count(&self, query: &LogQuery, lo: i64, hi: i64) -> usize {
+        self.hour_file_count(query, lo, hi)
+    }
 
     /// Target directory names of a kind (for labels, targets and metadata).
-    pub fn target_names(&self, kind: LogKind) -> Vec<String> {
+    fn target_names(&self, kind: LogKind) -> Vec<String> {
         let mut skipped = layout::Skipped::default();
         layout::targets(&self.root, kind, |_| true, &mut skipped)
             .into_iter()
@@ -330,10 +324,10 @@ impl Store {
     /// The distinct streams of `kind` (label values in [`LogKind::labels`] order) in hour files
     /// overlapping `[lo, hi]` of targets that `keep` accepts; `true` when a file had more
     /// streams than its index remembers.
-    pub fn streams(
+    fn streams(
         &self,
         kind: LogKind,
-        keep: impl Fn(&str) -> bool,
+        keep: &dyn Fn(&str) -> bool,
         lo: i64,
         hi: i64,
     ) -> (std::collections::BTreeSet<Vec<String>>, bool) {
@@ -373,7 +367,7 @@ impl Store {
     }
 
     /// Time of the newest line of a target (its newest hour file that holds a line).
-    pub fn newest_line(&self, kind: LogKind, target: &str) -> Option<i64> {
+    fn newest_line(&self, kind: LogKind, target: &str) -> Option<i64> {
         let mut skipped = layout::Skipped::default();
         let found = layout::targets(&self.root, kind, |name| name == target, &mut skipped);
         let target = found.first()?;
@@ -396,7 +390,7 @@ impl Store {
 
     /// Indexes the hour files of the last `hours` hours, newest first, so that queries over
     /// recent logs find their indexes built. Meant for a background thread at start-up.
-    pub fn warm_recent(&self, hours: i64) {
+    fn warm_recent(&self, hours: i64) {
         let now = crate::time::timestamp::Timestamp::now().0;
         let since = now - hours * layout::HOUR_NANOS;
         let mut candidates = self.candidates(
@@ -411,8 +405,64 @@ impl Store {
     }
 
     /// Drops the cached indexes of files that no longer exist (after retention deleted them).
-    pub fn forget_deleted(&self) {
+    fn forget_deleted(&self) {
         self.indexes.forget_missing();
+    }
+
+    /// Renders the push into its hour files and appends them, all or nothing.
+    fn push(&self, batch: &Batch<'_>) -> Result<Written, WriteError> {
+        let appended = self
+            .writer
+            .append(&render::hour_files(batch))
+            .map_err(|e| WriteError::Failed(e.to_string()))?;
+        Ok(Written {
+            bytes: appended.bytes,
+            fsync_seconds: appended.fsync_seconds,
+        })
+    }
+
+    fn recover(&self) -> Result<Option<String>, String> {
+        match self.writer.repair_after_crash() {
+            Ok(repaired) if !repaired.is_empty() => Ok(Some(format!(
+                "cut unterminated lines left by an interrupted write in {} files",
+                repaired.len()
+            ))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(format!("repairing files after a crash failed: {e}")),
+        }
+    }
+
+    fn sync(&self) -> Result<f64, String> {
+        self.writer.sync_dirty().map_err(|e| e.to_string())
+    }
+
+    fn close_idle(&self, all: bool) {
+        if let Err(e) = self.writer.close_idle(all) {
+            tracing::warn!(error = %e, "closing idle log files failed");
+        }
+    }
+
+    /// One retention pass over the tree, sparing the files being written.
+    fn enforce_retention(&self, policy: &RetentionPolicy, now: i64) -> RetentionOutcome {
+        retention::run(&self.root, now, policy.max_age, policy.max_bytes, &|path| {
+            self.writer.is_open(path)
+        })
+    }
+
+    /// Why the store cannot serve, if it cannot: its root is not a usable directory.
+    fn problem(&self) -> Option<String> {
+        match std::fs::metadata(&self.root) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(_) => Some(format!(
+                "storage path {} is not a directory",
+                self.root.display()
+            )),
+            Err(e) => Some(format!("storage path {}: {e}", self.root.display())),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
     }
 }
 
