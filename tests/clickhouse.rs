@@ -442,6 +442,13 @@ async fn two_replicas_share_one_store_and_survive_clickhouse_restarts() {
     );
     let (status, _, body) = support::get(&b, "/-/ready", &[]).await;
     assert_eq!(status, 503, "{body}");
+    // Listings say so too, rather than answer as an empty store.
+    let (status, _, body) = support::get(&b, "/loki/api/v1/labels", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    let (status, _, body) =
+        support::get(&b, "/api/v1/series", &[("match[]", r#"pod{namespace="shop"}"#)]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("log store is unavailable"), "{body}");
     let r = support::raw_client()
         .post(format!("{}/loki/api/v1/push", a.url))
         .header("Content-Type", "application/json")

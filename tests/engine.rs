@@ -322,10 +322,18 @@ impl janus::logstore::LogStore for LiteralsOnly {
     ) -> Result<janus::logstore::SeriesSamples, janus::logstore::ScanStop> {
         self.0.samples(count, lo, hi)
     }
-    fn chunk_count(&self, query: &janus::logql::LogQuery, lo: i64, hi: i64) -> usize {
+    fn chunk_count(
+        &self,
+        query: &janus::logql::LogQuery,
+        lo: i64,
+        hi: i64,
+    ) -> Result<usize, janus::logstore::ScanStop> {
         self.0.chunk_count(query, lo, hi)
     }
-    fn target_names(&self, kind: janus::logql::LogKind) -> Vec<String> {
+    fn target_names(
+        &self,
+        kind: janus::logql::LogKind,
+    ) -> Result<Vec<String>, janus::logstore::ScanStop> {
         janus::logstore::LogStore::target_names(&self.0, kind)
     }
     fn streams(
@@ -334,10 +342,14 @@ impl janus::logstore::LogStore for LiteralsOnly {
         keep: &dyn Fn(&str) -> bool,
         lo: i64,
         hi: i64,
-    ) -> (std::collections::BTreeSet<Vec<String>>, bool) {
+    ) -> Result<(std::collections::BTreeSet<Vec<String>>, bool), janus::logstore::ScanStop> {
         janus::logstore::LogStore::streams(&self.0, kind, keep, lo, hi)
     }
-    fn newest_line(&self, kind: janus::logql::LogKind, target: &str) -> Option<i64> {
+    fn newest_line(
+        &self,
+        kind: janus::logql::LogKind,
+        target: &str,
+    ) -> Result<Option<i64>, janus::logstore::ScanStop> {
         janus::logstore::LogStore::newest_line(&self.0, kind, target)
     }
     fn warm_recent(&self, hours: i64) {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::logql::{LogKind, LogQuery};
-use crate::logstore::LogStore;
+use crate::logstore::{LogStore, ScanStop};
 
 /// Label sets of the store's streams selected by `selectors` (or every stream when `None`).
 pub fn store_series(
@@ -13,7 +13,7 @@ pub fn store_series(
     selectors: Option<&[LogQuery]>,
     lo: i64,
     hi: i64,
-) -> Vec<BTreeMap<String, String>> {
+) -> Result<Vec<BTreeMap<String, String>>, ScanStop> {
     let mut out = Vec::new();
     for kind in [LogKind::Pod, LogKind::Node] {
         let chosen: Vec<&LogQuery> = match selectors {
@@ -24,7 +24,7 @@ pub fn store_series(
             continue;
         }
         let keep = |name: &str| chosen.is_empty() || chosen.iter().any(|q| q.target_matches(name));
-        let (streams, _) = store.streams(kind, &keep, lo, hi);
+        let (streams, _) = store.streams(kind, &keep, lo, hi)?;
         for values in streams {
             let selected = chosen.is_empty()
                 || chosen.iter().any(|q| {
@@ -43,5 +43,5 @@ pub fn store_series(
             }
         }
     }
-    out
+    Ok(out)
 }

@@ -66,7 +66,8 @@ impl Capabilities {
 }
 
 /// Logs as the engine and the APIs read them. Every method is blocking: call it from a
-/// blocking thread. Long ones stop at `deadline` or when `cancelled` is set.
+/// blocking thread. Long ones stop at `deadline` or when `cancelled` is set; a backend that can
+/// fail (a server away) says so with [`ScanStop::Unavailable`], answered 503.
 pub trait LogStore: Send + Sync {
     /// What this backend runs itself.
     fn capabilities(&self) -> Capabilities;
@@ -85,10 +86,10 @@ pub trait LogStore: Send + Sync {
 
     /// How many stored chunks (for this store, hour files) the selector reads in `[lo, hi]`:
     /// Loki's `chunks` in `index/stats`.
-    fn chunk_count(&self, query: &LogQuery, lo: i64, hi: i64) -> usize;
+    fn chunk_count(&self, query: &LogQuery, lo: i64, hi: i64) -> Result<usize, ScanStop>;
 
     /// The targets (namespaces, nodes) that hold logs of `kind`.
-    fn target_names(&self, kind: LogKind) -> Vec<String>;
+    fn target_names(&self, kind: LogKind) -> Result<Vec<String>, ScanStop>;
 
     /// The distinct streams of `kind` (label values in [`LogKind::labels`] order) in `[lo, hi]`
     /// of the targets `keep` accepts; `true` when the answer may lack some.
@@ -98,10 +99,10 @@ pub trait LogStore: Send + Sync {
         keep: &dyn Fn(&str) -> bool,
         lo: i64,
         hi: i64,
-    ) -> (BTreeSet<Vec<String>>, bool);
+    ) -> Result<(BTreeSet<Vec<String>>, bool), ScanStop>;
 
     /// The time of the newest line of one target.
-    fn newest_line(&self, kind: LogKind, target: &str) -> Option<i64>;
+    fn newest_line(&self, kind: LogKind, target: &str) -> Result<Option<i64>, ScanStop>;
 
     /// Prepares what the last `hours` hours need (indexes, caches), at start-up.
     fn warm_recent(&self, hours: i64);

@@ -59,7 +59,7 @@ pub async fn index_stats(State(state): State<SharedState>, request: Request) -> 
                     grouping: None,
                 };
                 let buckets = store.buckets(&count, &bounds);
-                let files = store.chunk_count(&query, start, end.saturating_sub(1));
+                let files = store.chunk_count(&query, start, end.saturating_sub(1))?;
                 buckets.map(|b| (b, files))
             })
             .await?

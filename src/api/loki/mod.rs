@@ -289,7 +289,8 @@ pub(super) async fn streams(
         crate::engine::series::store_series(store.as_ref(), chosen, start, end)
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("listing streams failed: {e}")))?;
+    .map_err(|e| ApiError::Internal(format!("listing streams failed: {e}")))?
+    .map_err(ApiError::from)?;
     Ok(series
         .into_iter()
         .map(|mut labels| {

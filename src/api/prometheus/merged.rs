@@ -21,6 +21,7 @@ use crate::api::params::{Params, Timestamp};
 use crate::api::request::{self, Deadline, ReadRequest};
 use crate::api::{Face, SharedState};
 use crate::logql::{self, LogQuery};
+use crate::logstore::ScanStop;
 use crate::upstream::Forward;
 
 /// Upstream answers read for merging are held in memory; beyond this they are refused.
@@ -214,18 +215,27 @@ async fn label_endpoint(
     }
     let store = Arc::clone(&state.store);
     let selectors = (!matches.logs.is_empty()).then(|| matches.logs.clone());
-    let series = tokio::task::spawn_blocking(move || {
+    let listed = tokio::task::spawn_blocking(move || {
         crate::engine::series::store_series(store.as_ref(), selectors.as_deref(), lo, hi)
     })
     .await
-    .unwrap_or_default();
-    if series.is_empty() && matches.logs.is_empty() {
+    .unwrap_or_else(|e| Err(ScanStop::Unavailable(e.to_string())));
+    // A store that cannot answer fails a request about logs; one about metrics gets the
+    // upstream's part with a warning, as an upstream that cannot answer gives the store's.
+    let (series, store_warning) = match listed {
+        Ok(series) => (series, None),
+        Err(e) if !matches.logs.is_empty() => {
+            return Face::Log.mark(ApiError::from(e).into_response())
+        }
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    if series.is_empty() && matches.logs.is_empty() && store_warning.is_none() {
         return proxy::forward(&state, read).await;
     }
     let ours = store_part(endpoint, series, name);
     let upstream_params = upstream_pairs(&read.params, &matches);
     let limit = read.params.limit(0, usize::MAX).unwrap_or(0);
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = store_warning.into_iter().collect();
     let theirs = match upstream_params {
         None => UpstreamPart::Absent,
         Some(pairs) => fetch_upstream(&state, &read, &pairs).await,

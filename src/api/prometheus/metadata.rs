@@ -22,7 +22,7 @@ use crate::api::error::ApiError;
 use crate::api::{request, Face, SharedState};
 use crate::auth::tenants::Scope;
 use crate::logql::LogKind;
-use crate::logstore::LogStore;
+use crate::logstore::{LogStore, ScanStop};
 
 /// Prometheus's metadata entry, fields in its order.
 #[derive(Serialize)]
@@ -43,19 +43,28 @@ pub async fn metadata(State(state): State<SharedState>, request: Request) -> Res
     let metric = read.params.get("metric").to_string();
     let store = Arc::clone(&state.store);
     let in_scope = scope.clone();
-    let kinds: Vec<LogKind> = tokio::task::spawn_blocking(move || {
-        [LogKind::Pod, LogKind::Node]
-            .into_iter()
-            .filter(|k| metric.is_empty() || metric == k.name())
-            .filter(|k| log_kind_visible(store.as_ref(), *k, in_scope.as_ref()))
-            .collect()
+    let visible: Result<Vec<LogKind>, ScanStop> = tokio::task::spawn_blocking(move || {
+        let mut kinds = Vec::new();
+        for kind in [LogKind::Pod, LogKind::Node] {
+            if (metric.is_empty() || metric == kind.name())
+                && log_kind_visible(store.as_ref(), kind, in_scope.as_ref())?
+            {
+                kinds.push(kind);
+            }
+        }
+        Ok(kinds)
     })
     .await
-    .unwrap_or_default();
-    if kinds.is_empty() && scope.is_none() {
+    .unwrap_or_else(|e| Err(ScanStop::Unavailable(e.to_string())));
+    // A store that cannot answer: the upstream's metadata with a warning.
+    let (kinds, store_warning) = match visible {
+        Ok(kinds) => (kinds, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    if kinds.is_empty() && scope.is_none() && store_warning.is_none() {
         return proxy::forward(&state, read).await;
     }
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = store_warning.into_iter().collect();
     let mut entries: BTreeMap<String, Box<RawValue>> = BTreeMap::new();
     // A restricted tenant's `limit` applies after the filter, so the upstream is asked for all.
     let pairs: Vec<(String, String)> = read
@@ -115,13 +124,17 @@ pub async fn metadata(State(state): State<SharedState>, request: Request) -> Res
 }
 
 /// Whether the store holds logs of `kind` that `scope` (if any) reaches.
-fn log_kind_visible(store: &dyn LogStore, kind: LogKind, scope: Option<&Scope>) -> bool {
-    let names = store.target_names(kind);
-    match (scope, kind) {
+fn log_kind_visible(
+    store: &dyn LogStore,
+    kind: LogKind,
+    scope: Option<&Scope>,
+) -> Result<bool, ScanStop> {
+    let names = store.target_names(kind)?;
+    Ok(match (scope, kind) {
         (None, _) => !names.is_empty(),
         (Some(scope), LogKind::Pod) => names.iter().any(|n| scope.namespaces.contains(n)),
         (Some(scope), LogKind::Node) => scope.node_logs && !names.is_empty(),
-    }
+    })
 }
 
 /// The metric names of the series `scope` reaches, asked of the upstream.

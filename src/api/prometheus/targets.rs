@@ -22,7 +22,7 @@ use crate::api::error::ApiError;
 use crate::api::{request, Face, SharedState};
 use crate::auth::tenants::Scope;
 use crate::logql::LogKind;
-use crate::logstore::LogStore;
+use crate::logstore::{LogStore, ScanStop};
 
 pub async fn targets(State(state): State<SharedState>, request: Request) -> Response {
     let read = match request::read(request).await {
@@ -37,17 +37,22 @@ pub async fn targets(State(state): State<SharedState>, request: Request) -> Resp
     }
     let store = Arc::clone(&state.store);
     let in_scope = scope.clone();
-    let ours: Vec<Box<RawValue>> = if wanted == "dropped" {
-        Vec::new()
+    let listed: Result<Vec<Box<RawValue>>, ScanStop> = if wanted == "dropped" {
+        Ok(Vec::new())
     } else {
         tokio::task::spawn_blocking(move || log_targets(store.as_ref(), in_scope.as_ref()))
             .await
-            .unwrap_or_default()
+            .unwrap_or_else(|e| Err(ScanStop::Unavailable(e.to_string())))
     };
-    if ours.is_empty() && scope.is_none() {
+    // A store that cannot answer: the upstream's targets with a warning.
+    let (ours, store_warning) = match listed {
+        Ok(ours) => (ours, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    if ours.is_empty() && scope.is_none() && store_warning.is_none() {
         return proxy::forward(&state, read).await;
     }
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = store_warning.into_iter().collect();
     let mut data = OrderedRaw(Vec::new());
     let mut active: Vec<Box<RawValue>> = Vec::new();
     match merged::fetch_upstream(&state, &read, read.params.pairs()).await {
@@ -153,14 +158,17 @@ struct LogTarget {
 }
 
 /// The store's targets that `scope` (if any) reaches.
-fn log_targets(store: &dyn LogStore, scope: Option<&Scope>) -> Vec<Box<RawValue>> {
+fn log_targets(
+    store: &dyn LogStore,
+    scope: Option<&Scope>,
+) -> Result<Vec<Box<RawValue>>, ScanStop> {
     let mut out = Vec::new();
     for kind in [LogKind::Pod, LogKind::Node] {
         let meta_label = match kind {
             LogKind::Pod => "__meta_kubernetes_namespace",
             LogKind::Node => "__meta_kubernetes_node_name",
         };
-        for name in store.target_names(kind) {
+        for name in store.target_names(kind)? {
             let visible = match (scope, kind) {
                 (None, _) => true,
                 (Some(scope), LogKind::Pod) => scope.namespaces.contains(&name),
@@ -169,7 +177,7 @@ fn log_targets(store: &dyn LogStore, scope: Option<&Scope>) -> Vec<Box<RawValue>
             if !visible {
                 continue;
             }
-            let newest = store.newest_line(kind, &name);
+            let newest = store.newest_line(kind, &name)?;
             let last_scrape = newest
                 .map(|ns| {
                     chrono::DateTime::<chrono::Utc>::from_timestamp(
@@ -204,7 +212,7 @@ fn log_targets(store: &dyn LogStore, scope: Option<&Scope>) -> Vec<Box<RawValue>
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -175,7 +175,8 @@ impl ClickHouse {
         }
     }
 
-    /// Runs a small statement (listing, housekeeping); an error is logged and `None`.
+    /// Runs a small statement of housekeeping; an error is logged and `None` (the next pass
+    /// tries again).
     fn small(&self, operation: &'static str, sql: &str) -> Option<String> {
         match self.client.execute(operation, sql) {
             Ok(text) => Some(text),
@@ -184,6 +185,11 @@ impl ClickHouse {
                 None
             }
         }
+    }
+
+    /// Runs a listing's statement and returns its answer whole (a listing's rows are few).
+    fn listing(&self, operation: &'static str, sql: &str) -> Result<String, ScanStop> {
+        self.client.execute(operation, sql).map_err(stop)
     }
 
     /// Reads the rows of `query` in `[lo, hi]` that pass it, in `order`, and calls `each` with
@@ -492,32 +498,30 @@ impl LogStore for ClickHouse {
         Ok(merged)
     }
 
-    fn chunk_count(&self, query: &LogQuery, lo: i64, hi: i64) -> usize {
+    fn chunk_count(&self, query: &LogQuery, lo: i64, hi: i64) -> Result<usize, ScanStop> {
         let (lo, hi) = hour_window(lo, hi);
         let statement = format!(
             "SELECT target, uniqExact(intDiv(ts, {HOUR})) FROM {} WHERE {} AND ts >= {lo} AND ts <= {hi} GROUP BY target FORMAT TabSeparated",
             self.layout.table(),
             sql::kind_condition(query.kind)
         );
-        let Some(text) = self.small("chunks", &statement) else {
-            return 0;
-        };
-        text.lines()
+        let text = self.listing("chunks", &statement)?;
+        Ok(text
+            .lines()
             .filter_map(|l| l.split_once('\t'))
             .filter(|(target, _)| query.target_matches(target))
             .filter_map(|(_, n)| n.parse::<usize>().ok())
-            .sum()
+            .sum())
     }
 
-    fn target_names(&self, kind: LogKind) -> Vec<String> {
+    fn target_names(&self, kind: LogKind) -> Result<Vec<String>, ScanStop> {
         let statement = format!(
             "SELECT DISTINCT target FROM {} WHERE {} ORDER BY target FORMAT TabSeparated",
             self.layout.table(),
             sql::kind_condition(kind)
         );
-        self.small("targets", &statement)
-            .map(|text| unescaped_lines(&text, 1).map(|mut v| v.remove(0)).collect())
-            .unwrap_or_default()
+        let text = self.listing("targets", &statement)?;
+        Ok(unescaped_lines(&text, 1).map(|mut v| v.remove(0)).collect())
     }
 
     fn streams(
@@ -526,7 +530,7 @@ impl LogStore for ClickHouse {
         keep: &dyn Fn(&str) -> bool,
         lo: i64,
         hi: i64,
-    ) -> (BTreeSet<Vec<String>>, bool) {
+    ) -> Result<(BTreeSet<Vec<String>>, bool), ScanStop> {
         let (lo, hi) = hour_window(lo, hi);
         let statement = format!(
             "SELECT DISTINCT target, stream, container FROM {} WHERE {} AND ts >= {lo} AND ts <= {hi} LIMIT {} FORMAT TabSeparated",
@@ -534,9 +538,7 @@ impl LogStore for ClickHouse {
             sql::kind_condition(kind),
             MAX_ANSWER_STREAMS + 1
         );
-        let Some(text) = self.small("streams", &statement) else {
-            return (BTreeSet::new(), false);
-        };
+        let text = self.listing("streams", &statement)?;
         let mut out = BTreeSet::new();
         let mut capped = false;
         for mut values in unescaped_lines(&text, 3) {
@@ -549,17 +551,17 @@ impl LogStore for ClickHouse {
                 out.insert(values);
             }
         }
-        (out, capped)
+        Ok((out, capped))
     }
 
-    fn newest_line(&self, kind: LogKind, target: &str) -> Option<i64> {
+    fn newest_line(&self, kind: LogKind, target: &str) -> Result<Option<i64>, ScanStop> {
         let statement = format!(
             "SELECT max(ts) FROM {} WHERE {} AND target = {} HAVING count() > 0 FORMAT TabSeparated",
             self.layout.table(),
             sql::kind_condition(kind),
             sql::quote(target)
         );
-        self.small("newest", &statement)?.trim().parse().ok()
+        Ok(self.listing("newest", &statement)?.trim().parse().ok())
     }
 
     fn warm_recent(&self, _hours: i64) {}

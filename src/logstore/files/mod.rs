@@ -308,17 +308,17 @@ impl LogStore for Store {
         self.unwrapped_samples(count, lo, hi)
     }
 
-    fn chunk_count(&self, query: &LogQuery, lo: i64, hi: i64) -> usize {
-        self.hour_file_count(query, lo, hi)
+    fn chunk_count(&self, query: &LogQuery, lo: i64, hi: i64) -> Result<usize, ScanStop> {
+        Ok(self.hour_file_count(query, lo, hi))
     }
 
     /// Target directory names of a kind (for labels, targets and metadata).
-    fn target_names(&self, kind: LogKind) -> Vec<String> {
+    fn target_names(&self, kind: LogKind) -> Result<Vec<String>, ScanStop> {
         let mut skipped = layout::Skipped::default();
-        layout::targets(&self.root, kind, |_| true, &mut skipped)
+        Ok(layout::targets(&self.root, kind, |_| true, &mut skipped)
             .into_iter()
             .map(|t| t.name)
-            .collect()
+            .collect())
     }
 
     /// The distinct streams of `kind` (label values in [`LogKind::labels`] order) in hour files
@@ -330,7 +330,7 @@ impl LogStore for Store {
         keep: &dyn Fn(&str) -> bool,
         lo: i64,
         hi: i64,
-    ) -> (std::collections::BTreeSet<Vec<String>>, bool) {
+    ) -> Result<(std::collections::BTreeSet<Vec<String>>, bool), ScanStop> {
         let candidates = self.candidates(&[kind], keep, |file| {
             layout::hour_overlaps(file.hour_start, lo, hi)
         });
@@ -363,14 +363,16 @@ impl LogStore for Store {
                 }
             }
         }
-        (out, capped)
+        Ok((out, capped))
     }
 
     /// Time of the newest line of a target (its newest hour file that holds a line).
-    fn newest_line(&self, kind: LogKind, target: &str) -> Option<i64> {
+    fn newest_line(&self, kind: LogKind, target: &str) -> Result<Option<i64>, ScanStop> {
         let mut skipped = layout::Skipped::default();
         let found = layout::targets(&self.root, kind, |name| name == target, &mut skipped);
-        let target = found.first()?;
+        let Some(target) = found.first() else {
+            return Ok(None);
+        };
         let mut files = layout::hour_files(target, &mut skipped);
         files.sort_by_key(|f| std::cmp::Reverse(f.hour_start));
         for hour in files {
@@ -382,10 +384,10 @@ impl LogStore for Store {
             };
             self.count_index_work(&work);
             if let Some(ts) = index.max_ts() {
-                return Some(ts);
+                return Ok(Some(ts));
             }
         }
-        None
+        Ok(None)
     }
 
     /// Indexes the hour files of the last `hours` hours, newest first, so that queries over
