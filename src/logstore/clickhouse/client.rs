@@ -80,8 +80,9 @@ pub struct Client {
     user: Option<String>,
     password: Option<String>,
     metrics: Arc<Metrics>,
-    /// Makes query ids unique within this process; the process id and start time make them
-    /// unique across replicas.
+    /// Makes query ids unique within this client; a random token per client makes them unique
+    /// across clients and replicas (every replica may be PID 1 in its container, and two
+    /// clients of one process may start in the same millisecond).
     next_id: AtomicU64,
     id_prefix: String,
 }
@@ -109,10 +110,6 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| format!("the ClickHouse client: {e}"))?;
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
         Ok(Client {
             http: Some(http),
             url_text: connection.url.clone(),
@@ -121,7 +118,7 @@ impl Client {
             password: connection.password.clone(),
             metrics,
             next_id: AtomicU64::new(0),
-            id_prefix: format!("janus-{}-{started}", std::process::id()),
+            id_prefix: format!("janus-{:016x}", unique_token()),
         })
     }
 
@@ -348,6 +345,21 @@ impl Drop for Client {
                 .spawn(move || drop(http));
         }
     }
+}
+
+/// A random 64-bit token: the standard library's per-instance random hash keys, mixed with the
+/// time and the process id.
+fn unique_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
 }
 
 /// An exception's text as an error: the server's own timeout (`TIMEOUT_EXCEEDED`, 159) is the

@@ -56,6 +56,8 @@ pub struct ClickHouse {
     /// The next line's push order: starts at the wall clock in nanoseconds, so a restarted or
     /// second replica's lines sort after older ones of the same time.
     seq: AtomicU64,
+    /// Rows of a search page ([`SEARCH_PAGE`]).
+    search_page: usize,
 }
 
 /// The lines of a search, rendered in Lethe's format into one buffer.
@@ -165,7 +167,15 @@ impl ClickHouse {
             client,
             layout,
             seq: AtomicU64::new(now),
+            search_page: SEARCH_PAGE,
         })
+    }
+
+    /// The same store, reading searches SQL cannot run whole in pages of `rows` (tests use
+    /// tiny pages to cross many page boundaries).
+    pub fn with_search_page(mut self, rows: usize) -> Self {
+        self.search_page = rows.max(1);
+        self
     }
 
     fn bounds(deadline: Instant) -> Bounds {
@@ -192,8 +202,9 @@ impl ClickHouse {
         self.client.execute(operation, sql).map_err(stop)
     }
 
-    /// Reads the rows of `query` in `[lo, hi]` that pass it, in `order`, and calls `each` with
-    /// each line and what its pipeline extracted; `each` returns false to stop.
+    /// Reads the rows of `query` in `[lo, hi]` (and `tail`: more conditions, the order, a
+    /// limit) and calls `each` with each line that passes and what its pipeline extracted;
+    /// `each` returns false to stop. Says how many rows were read and where the last one sorts.
     #[allow(clippy::too_many_arguments)]
     fn each_line(
         &self,
@@ -201,14 +212,14 @@ impl ClickHouse {
         query: &LogQuery,
         lo: i64,
         hi: i64,
-        order_limit: &str,
+        tail: &str,
         deadline: Instant,
         cancelled: &AtomicBool,
         each: &mut EachLine<'_>,
-    ) -> Result<(), ScanStop> {
+    ) -> Result<RowsRead, ScanStop> {
         let (conditions, _) = sql::conditions(query, lo, hi);
         let statement = format!(
-            "SELECT target, stream, container, ts, line FROM {} WHERE {}{order_limit} FORMAT TabSeparated",
+            "SELECT target, stream, container, ts, line, seq FROM {} WHERE {}{tail} FORMAT TabSeparated",
             self.layout.table(),
             conditions.join(" AND ")
         );
@@ -220,9 +231,16 @@ impl ClickHouse {
         let stream_values = query.pipeline.reads_stream_values(query.kind.labels());
         let mut outcome = Outcome::default();
         let mut row = Row::new();
+        let mut read = RowsRead::default();
         while let Some(raw) = rows.next_row().map_err(stop)? {
-            row.read(raw, 5)?;
+            row.read(raw, 6)?;
             let l = row.line(query.kind)?;
+            read.rows += 1;
+            read.last = Some((
+                l.ts,
+                l.fields[0].to_vec(),
+                rows::number(row.get(5)).unwrap_or(0),
+            ));
             if l.ts < lo || l.ts > hi {
                 continue;
             }
@@ -233,12 +251,27 @@ impl ClickHouse {
                 continue;
             };
             if !each(&l, ran.then_some(&outcome))? {
+                read.stopped = true;
                 break;
             }
         }
-        Ok(())
+        Ok(read)
     }
 }
+
+/// What [`ClickHouse::each_line`] read.
+#[derive(Default)]
+struct RowsRead {
+    rows: usize,
+    /// Sort key (time, target, push order) of the last row read: where the next page starts.
+    last: Option<(i64, Vec<u8>, u64)>,
+    /// `each` asked to stop.
+    stopped: bool,
+}
+
+/// Rows of one page of a search whose query SQL cannot run whole (a pipeline, a pattern, a
+/// regex left to Janus): ClickHouse sorts at most this many rows at a time.
+pub const SEARCH_PAGE: usize = 10_000;
 
 /// What [`ClickHouse::each_line`] calls per passing line: false stops the reading.
 type EachLine<'f> = dyn FnMut(&Line<'_>, Option<&Outcome>) -> Result<bool, ScanStop> + 'f;
@@ -265,51 +298,80 @@ impl LogStore for ClickHouse {
             Keep::Newest => "DESC",
             Keep::Oldest => "ASC",
         };
-        // When SQL is the whole query its LIMIT is the answer's: one more row says truncated.
-        let limit = if whole && s.limit > 0 {
-            format!(" LIMIT {}", s.limit + 1)
-        } else {
-            String::new()
-        };
-        let order = format!(" ORDER BY ts {dir}, target {dir}, seq {dir}{limit}");
         let mut buf = Vec::new();
         let mut lines: Vec<FoundLine> = Vec::new();
         let mut truncated = false;
         let mut bytes_scanned = 0u64;
-        self.each_line(
-            "search",
-            s.query,
-            s.lo,
-            s.hi,
-            &order,
-            s.deadline,
-            s.cancelled,
-            &mut |l, _| {
-                if s.limit > 0 && lines.len() == s.limit {
-                    truncated = true;
-                    return Ok(false);
+        let mut keep_line = |l: &Line<'_>, _: Option<&Outcome>| {
+            if s.limit > 0 && lines.len() == s.limit {
+                truncated = true;
+                return Ok(false);
+            }
+            let offset = buf.len();
+            buf.extend_from_slice(time_text(l.ts).as_bytes());
+            buf.push(b'[');
+            for (n, field) in l.fields[..l.field_count].iter().enumerate() {
+                if n > 0 {
+                    buf.push(b'|');
                 }
-                let offset = buf.len();
-                buf.extend_from_slice(time_text(l.ts).as_bytes());
-                buf.push(b'[');
-                for (n, field) in l.fields[..l.field_count].iter().enumerate() {
-                    if n > 0 {
-                        buf.push(b'|');
-                    }
-                    buf.extend_from_slice(field);
+                buf.extend_from_slice(field);
+            }
+            buf.extend_from_slice(b"] ");
+            buf.extend_from_slice(l.message);
+            bytes_scanned += (buf.len() - offset) as u64 + 1;
+            lines.push(FoundLine {
+                ts: l.ts,
+                part: 0,
+                offset: offset as u64,
+                len: buf.len() - offset,
+            });
+            Ok(true)
+        };
+        let order = format!(" ORDER BY ts {dir}, target {dir}, seq {dir}");
+        if whole {
+            // SQL is the whole query: its LIMIT is the answer's, one more row says truncated.
+            let limit = match s.limit {
+                0 => String::new(),
+                n => format!(" LIMIT {}", n + 1),
+            };
+            self.each_line(
+                "search",
+                s.query,
+                s.lo,
+                s.hi,
+                &format!("{order}{limit}"),
+                s.deadline,
+                s.cancelled,
+                &mut keep_line,
+            )?;
+        } else {
+            // Pages in the answer's order, each starting after the last row of the one before,
+            // until the answer is full or the window is read.
+            let before = if dir == "DESC" { "<" } else { ">" };
+            let mut after = String::new();
+            loop {
+                let read = self.each_line(
+                    "search",
+                    s.query,
+                    s.lo,
+                    s.hi,
+                    &format!("{after}{order} LIMIT {}", self.search_page),
+                    s.deadline,
+                    s.cancelled,
+                    &mut keep_line,
+                )?;
+                let Some((ts, target, seq)) = read.last.filter(|_| !read.stopped) else {
+                    break;
+                };
+                if read.rows < self.search_page {
+                    break;
                 }
-                buf.extend_from_slice(b"] ");
-                buf.extend_from_slice(l.message);
-                bytes_scanned += (buf.len() - offset) as u64 + 1;
-                lines.push(FoundLine {
-                    ts: l.ts,
-                    part: 0,
-                    offset: offset as u64,
-                    len: buf.len() - offset,
-                });
-                Ok(true)
-            },
-        )?;
+                let target = sql::quote_bytes(&target);
+                after = format!(
+                    " AND (ts {before} {ts} OR (ts = {ts} AND (target {before} {target} OR (target = {target} AND seq {before} {seq}))))"
+                );
+            }
+        }
         if s.keep == Keep::Newest {
             lines.reverse();
         }
