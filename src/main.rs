@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use janus::config::{Config, Flags};
+use janus::config::{Command, Config, Flags};
 use janus::server::{self, logging};
 
 fn main() -> ExitCode {
@@ -23,6 +23,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut flags = flags;
+    let command = flags.command.take();
     let config = match Config::load(flags) {
         Ok(config) => config,
         Err(e) => {
@@ -31,6 +33,13 @@ fn main() -> ExitCode {
         }
     };
     logging::init(&config);
+    if let Some(Command::Import {
+        from,
+        progress_file,
+    }) = command
+    {
+        return import(&config, &from, &progress_file);
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -71,4 +80,74 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `janus import`: the tree at `from` into the configured backend, with a progress line on
+/// stderr every second and a summary at the end.
+fn import(config: &Config, from: &std::path::Path, progress_file: &std::path::Path) -> ExitCode {
+    let Some(settings) = &config.storage_clickhouse else {
+        eprintln!("janus: import needs a log store to import into: set --storage.clickhouse.url");
+        return ExitCode::from(2);
+    };
+    if !from.join("pod").is_dir() && !from.join("node").is_dir() {
+        eprintln!(
+            "janus: import: {} holds neither pod/ nor node/: not a Lethe or Janus tree",
+            from.display()
+        );
+        return ExitCode::from(2);
+    }
+    let metrics = std::sync::Arc::new(janus::telemetry::Metrics::new());
+    let store = match janus::logstore::clickhouse::ClickHouse::open(settings, metrics) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("janus: log store: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut last = std::time::Instant::now();
+    let mut report = |p: &janus::logstore::import::Progress| {
+        if last.elapsed() >= std::time::Duration::from_secs(1) {
+            last = std::time::Instant::now();
+            eprintln!("{}", progress_line(p));
+        }
+    };
+    match janus::logstore::import::import(from, &store, progress_file, &mut report) {
+        Ok(p) => {
+            eprintln!("{}", progress_line(&p));
+            println!(
+                "imported {} lines from {} hour files ({} bytes) in {:.1} s ({:.0} lines/s); {} lines were not log lines and were skipped",
+                p.lines,
+                p.files,
+                p.bytes_done,
+                p.seconds,
+                p.lines as f64 / p.seconds.max(1e-9),
+                p.skipped_lines
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "janus: import stopped: {e}; what was imported is recorded in {}: run the same command again to go on",
+                progress_file.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn progress_line(p: &janus::logstore::import::Progress) -> String {
+    let percent = if p.bytes == 0 {
+        100.0
+    } else {
+        p.bytes_done as f64 * 100.0 / p.bytes as f64
+    };
+    format!(
+        "[{percent:5.1}%] files {}/{}, {} MB of {} MB, {} lines this run ({:.0} lines/s)",
+        p.files_done,
+        p.files,
+        p.bytes_done >> 20,
+        p.bytes >> 20,
+        p.lines,
+        p.lines as f64 / p.seconds.max(1e-9)
+    )
 }

@@ -605,3 +605,143 @@ fn two_shards_through_a_distributed_table() {
     assert_eq!(one + two, b.lines);
     compare(&files, &ch, BASE, BASE + 3 * 3600 * SECOND, 600 * SECOND);
 }
+
+/// Every line a store answers, as (time, fields, message): the time text is the store's own
+/// (a Lethe file keeps what its writer wrote; ClickHouse renders nanoseconds), the rest is not.
+type Line3 = (i64, Vec<Vec<u8>>, Vec<u8>);
+
+fn all_lines(store: &dyn LogStore) -> Vec<Line3> {
+    let never = AtomicBool::new(false);
+    let mut out = Vec::new();
+    for text in [r#"pod{namespace=~".*"}"#, r#"node{node=~".*"}"#] {
+        let query = parse_log_query(text).expect("parses");
+        let found = store
+            .search(&Search {
+                query: &query,
+                lo: 0,
+                hi: i64::MAX,
+                limit: 100_000,
+                keep: Keep::Oldest,
+                deadline: Instant::now() + Duration::from_secs(60),
+                cancelled: &never,
+            })
+            .expect("search");
+        let mut buf = Vec::new();
+        for i in 0..found.lines.len() {
+            let l = found.read_line(i, &mut buf).expect("line");
+            out.push((
+                l.ts,
+                l.fields[..l.field_count]
+                    .iter()
+                    .map(|f| f.to_vec())
+                    .collect(),
+                l.message.to_vec(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `janus import --from <tree>` loads Lethe's sample tree into ClickHouse: every line, with a
+/// progress line and a summary; run again, it imports nothing twice, and after a file grew it
+/// imports only the new lines.
+#[test]
+fn a_lethe_tree_is_imported_and_the_import_resumes() {
+    let tree = support::lethe_testdata();
+    let work = support::temp_dir("import");
+    let db = fresh_database();
+    let config = work.join("janus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  clickhouse:\n    url: {}\n    database: {db}\n",
+            server().url()
+        ),
+    )
+    .expect("config");
+    let progress = work.join("progress");
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_janus"))
+            .arg(format!("--config.file={}", config.display()))
+            .args(["import", "--from"])
+            .arg(&tree)
+            .arg("--progress-file")
+            .arg(&progress)
+            .output()
+            .expect("janus import runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let summary = run();
+    let files = janus::logstore::files::Store::new(tree.clone(), Arc::new(Metrics::new()));
+    let ch =
+        ClickHouse::open(&settings(&server().url(), &db), Arc::new(Metrics::new())).expect("opens");
+    let want = all_lines(&files);
+    assert!(want.len() > 50, "the sample tree has lines");
+    let got = all_lines(&ch);
+    assert!(
+        got == want,
+        "{} lines imported, {} in the tree",
+        got.len(),
+        want.len()
+    );
+    assert!(
+        summary.starts_with(&format!("imported {} lines", want.len())),
+        "{summary}"
+    );
+
+    // Nothing twice.
+    let again = run();
+    assert!(again.starts_with("imported 0 lines"), "{again}");
+    assert_eq!(all_lines(&ch).len(), want.len());
+
+    // A file that grew: only its new lines.
+    let grown = tree.join("pod/namespace01/2009-11-10_22.log");
+    assert!(grown.is_file(), "sample file {}", grown.display());
+    // (Lethe left its last line without a newline; a writer appending ends it first.)
+    let ends_open = !std::fs::read(&grown).expect("read").ends_with(b"\n");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&grown)
+        .expect("append");
+    use std::io::Write;
+    if ends_open {
+        f.write_all(b"\n").expect("write");
+    }
+    writeln!(
+        f,
+        "2009-11-10T22:59:59.5Z[namespace01|new-pod|app] appended after the import"
+    )
+    .expect("write");
+    drop(f);
+    let third = run();
+    assert!(third.starts_with("imported 1 lines"), "{third}");
+    let files = janus::logstore::files::Store::new(tree.clone(), Arc::new(Metrics::new()));
+    let (got, want) = (all_lines(&ch), all_lines(&files));
+    let show = |a: &[Line3], b: &[Line3]| -> Vec<String> {
+        a.iter()
+            .filter(|l| !b.contains(l))
+            .map(|l| format!("{} {}", l.0, String::from_utf8_lossy(&l.2)))
+            .collect()
+    };
+    assert!(
+        got == want,
+        "only imported: {:?}; only in the tree: {:?}",
+        show(&got, &want),
+        show(&want, &got)
+    );
+
+    // Without a ClickHouse to import into, a clear refusal.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_janus"))
+        .args(["import", "--from"])
+        .arg(&tree)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set --storage.clickhouse.url"));
+}

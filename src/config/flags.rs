@@ -124,4 +124,26 @@ pub struct Flags {
     /// Log format [default: logfmt].
     #[arg(long = "log.format", value_name = "FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Without a command, Janus serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `janus <command>` does instead of serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Load a file store (a Lethe or Janus tree) into the configured log store
+    /// (--storage.clickhouse.url). Resumable: the same command again goes on where it stopped.
+    Import {
+        /// Root of the tree to load (the directory holding pod/ and node/).
+        #[arg(long = "from", value_name = "PATH")]
+        from: PathBuf,
+        /// Where the import records how far it got.
+        #[arg(
+            long = "progress-file",
+            value_name = "PATH",
+            default_value = "janus-import.progress"
+        )]
+        progress_file: PathBuf,
+    },
 }

@@ -10,6 +10,7 @@
 pub mod answer;
 pub mod clickhouse;
 pub mod files;
+pub mod import;
 pub mod line;
 mod series_keys;
 pub mod write;
