@@ -745,3 +745,140 @@ fn a_lethe_tree_is_imported_and_the_import_resumes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("set --storage.clickhouse.url"));
 }
+
+/// A recording proxy in front of ClickHouse: forwards every request, keeps the statements sent
+/// in request bodies (queries; an INSERT's statement travels in the URL with its rows as body).
+async fn recording_proxy(target: String) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::body::Bytes;
+    use axum::extract::{OriginalUri, State};
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    type Shared = (String, Arc<std::sync::Mutex<Vec<String>>>, reqwest::Client);
+    async fn forward(
+        State((target, seen, client)): State<Shared>,
+        OriginalUri(uri): OriginalUri,
+        body: Bytes,
+    ) -> (axum::http::StatusCode, Vec<u8>) {
+        let url = format!(
+            "{target}{}",
+            uri.path_and_query().map_or("/", |p| p.as_str())
+        );
+        if !url.contains("query=") {
+            if let Ok(mut seen) = seen.lock() {
+                seen.push(String::from_utf8_lossy(&body).into_owned());
+            }
+        }
+        let r = client
+            .post(url)
+            .body(body)
+            .send()
+            .await
+            .expect("clickhouse answers");
+        let status = axum::http::StatusCode::from_u16(r.status().as_u16()).expect("status");
+        (status, r.bytes().await.expect("body").to_vec())
+    }
+    let app = axum::Router::new().fallback(forward).with_state((
+        target,
+        Arc::clone(&seen),
+        reqwest::Client::new(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, seen)
+}
+
+/// What Janus sends to a current server: the schema for 21.8 and later (LowCardinality, codecs,
+/// the n-gram index) and every kind of SELECT it generates run on a current engine (PyPI
+/// `chdb-core`, in process) and answer as 18.16 answered them on the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_run_on_a_current_engine() {
+    let (proxy, seen) = recording_proxy(server().url()).await;
+    let db = fresh_database();
+    let lines: Vec<GenLine> = (0..300)
+        .map(|i| GenLine {
+            stream: (i * 7) % STREAMS.len(),
+            offset: (i as i64 % 40) * 271 * SECOND,
+            message: (i * 3) % MESSAGES.len(),
+        })
+        .collect();
+    let db2 = db.clone();
+    let recorded = tokio::task::spawn_blocking(move || {
+        let ch = ClickHouse::open(&settings(&proxy, &db2), Arc::new(Metrics::new()))
+            .expect("opens")
+            .with_search_page(5);
+        let b = batch(&lines);
+        ch.push(&b).expect("push");
+        seen.lock().expect("lock").clear();
+        // Every query the backend makes, over a window holding all the lines.
+        let files = janus::logstore::files::Store::new(
+            support::temp_dir("chdb-files"),
+            Arc::new(Metrics::new()),
+        );
+        LogStore::push(&files, &b).expect("file push");
+        compare(&files, &ch, BASE, BASE + 3 * 3600 * SECOND, 600 * SECOND);
+        let statements = seen.lock().expect("lock").clone();
+        statements
+    })
+    .await
+    .expect("ran");
+    let statements: Vec<String> = recorded
+        .into_iter()
+        .filter(|s| s.starts_with("SELECT") && s.contains(&db) && !s.contains("system."))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(
+        statements.len() > 20,
+        "{} statements recorded",
+        statements.len()
+    );
+    let layout = janus::logstore::clickhouse::schema::Layout {
+        database: db.clone(),
+        cluster: None,
+        version: janus::logstore::clickhouse::schema::Version(26, 9),
+    };
+    let rows = server().sql(&format!(
+        "SELECT kind, target, stream, container, ts, seq, line FROM {db}.logs FORMAT TabSeparated"
+    ));
+    let expected: Vec<String> = statements.iter().map(|sql| server().sql(sql)).collect();
+    let answered = expected.iter().filter(|e| !e.trim().is_empty()).count();
+    assert!(
+        answered * 2 > expected.len(),
+        "only {answered} of {} statements find rows",
+        expected.len()
+    );
+    let case = serde_json::json!({
+        "ddl": layout.create_statements(),
+        "table": format!("`{db}`.logs"),
+        "rows": rows,
+        "statements": statements.iter().zip(&expected).map(|(sql, expected)| serde_json::json!({
+            "sql": sql,
+            "expected": expected,
+            "ordered": sql.contains("ORDER BY"),
+        })).collect::<Vec<_>>(),
+    });
+    let file = support::temp_dir("chdb").join("case.json");
+    std::fs::write(&file, case.to_string()).expect("case");
+    let out = std::process::Command::new(support::required_env("JANUS_TEST_PYTHON"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/compat-tests/chdb_check.py"
+        ))
+        .arg(&file)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+            .chars()
+            .take(4000)
+            .collect::<String>()
+    );
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+}
