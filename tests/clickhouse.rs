@@ -115,6 +115,7 @@ fn batch(lines: &[GenLine]) -> Batch<'static> {
             kind,
             values,
             lines: parts,
+            time_texts: Vec::new(),
         });
     }
     batch
@@ -316,6 +317,7 @@ fn hostile_literals_are_escaped() {
                 (BASE + 1, "a\\'b"),
                 (BASE + 2, "plain"),
             ],
+            time_texts: Vec::new(),
         }],
         entries: 3,
         lines: 3,
@@ -608,7 +610,8 @@ fn two_shards_through_a_distributed_table() {
 
 /// Every line a store answers, as (time, fields, message): the time text is the store's own
 /// (a Lethe file keeps what its writer wrote; ClickHouse renders nanoseconds), the rest is not.
-type Line3 = (i64, Vec<Vec<u8>>, Vec<u8>);
+/// Time, fields, message and the time's text as answered.
+type Line3 = (i64, Vec<Vec<u8>>, Vec<u8>, Vec<u8>);
 
 fn all_lines(store: &dyn LogStore) -> Vec<Line3> {
     let never = AtomicBool::new(false);
@@ -636,6 +639,7 @@ fn all_lines(store: &dyn LogStore) -> Vec<Line3> {
                     .map(|f| f.to_vec())
                     .collect(),
                 l.message.to_vec(),
+                l.time_text.to_vec(),
             ));
         }
     }
@@ -842,7 +846,7 @@ async fn statements_run_on_a_current_engine() {
         version: janus::logstore::clickhouse::schema::Version(26, 9),
     };
     let rows = server().sql(&format!(
-        "SELECT kind, target, stream, container, ts, seq, line FROM {db}.logs FORMAT TabSeparated"
+        "SELECT kind, target, stream, container, ts, time, seq, line FROM {db}.logs FORMAT TabSeparated"
     ));
     let expected: Vec<String> = statements.iter().map(|sql| server().sql(sql)).collect();
     let answered = expected.iter().filter(|e| !e.trim().is_empty()).count();

@@ -51,6 +51,7 @@ pub fn prepare<'a>(
             kind: target.kind,
             values: target.values,
             lines,
+            time_texts: Vec::new(),
         });
     }
     Ok(batch)

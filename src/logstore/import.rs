@@ -226,10 +226,14 @@ fn batch_of<'t>(kind: LogKind, text: &'t str, skipped: &mut u64) -> Batch<'t> {
                     .map(|f| String::from_utf8_lossy(f).into_owned())
                     .collect(),
                 lines: Vec::new(),
+                time_texts: Vec::new(),
             });
         }
         if let Some(stream) = batch.streams.last_mut() {
             stream.lines.push((l.ts, message));
+            stream
+                .time_texts
+                .push(std::str::from_utf8(l.time_text).unwrap_or_default());
             batch.entries += 1;
             batch.lines += 1;
         }

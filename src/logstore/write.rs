@@ -28,6 +28,9 @@ pub struct BatchStream<'a> {
     pub values: Vec<String>,
     /// Lines, in request order: time in nanoseconds (from 1970 on) and message (no newline).
     pub lines: Vec<(i64, &'a str)>,
+    /// Each line's time as its file wrote it (an import of a Lethe tree keeps `…:00Z` or
+    /// `….000000Z` as Lethe answers it); empty when the time is Janus's own rendering (pushes).
+    pub time_texts: Vec<&'a str>,
 }
 
 /// What a write did, for metrics.

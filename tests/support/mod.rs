@@ -65,6 +65,22 @@ pub async fn start_janus(upstream: &str, adjust: impl FnOnce(&mut Config)) -> Te
     config.shutdown_timeout = Duration::from_secs(5);
     // Test trees hold old dates (Lethe's is from 2009): retention would delete them.
     config.retention_time = Duration::ZERO;
+    // The second pass of the test command runs the suites again with logs in ClickHouse.
+    if let Some(url) = clickhouse_log_store() {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        config.storage_clickhouse = Some(janus::logstore::clickhouse::Settings {
+            connection: janus::logstore::clickhouse::client::Connection {
+                url,
+                ..Default::default()
+            },
+            database: format!(
+                "suite_{}_{}",
+                std::process::id(),
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+            cluster: None,
+        });
+    }
     adjust(&mut config);
     let listener = TcpListener::bind(config.listen_address)
         .await
@@ -84,6 +100,13 @@ pub async fn start_janus(upstream: &str, adjust: impl FnOnce(&mut Config)) -> Te
         stop: Some(stop),
         task: Some(task),
     }
+}
+
+/// The ClickHouse the suites keep their logs in, when the test command runs them a second time
+/// with `JANUS_TEST_LOG_STORE=clickhouse` (its URL in `JANUS_TEST_CLICKHOUSE_URL`).
+pub fn clickhouse_log_store() -> Option<String> {
+    (std::env::var("JANUS_TEST_LOG_STORE").ok()? == "clickhouse")
+        .then(|| required_env("JANUS_TEST_CLICKHOUSE_URL"))
 }
 
 /// A URL the compatibility run exports; a clear failure (not a skip) when it is missing, so a

@@ -117,14 +117,18 @@ impl Row {
         &self.out[self.ranges[i].clone()]
     }
 
-    /// The row `target, stream, container, ts, line` as a stored line.
+    /// The row `target, stream, container, ts, line[, seq, time]` as a stored line (its time
+    /// text empty unless the row kept the one its file wrote).
     fn line(&self, kind: LogKind) -> Result<Line<'_>, ScanStop> {
         let ts = rows::number::<i64>(self.get(3)).ok_or_else(|| {
             ScanStop::Unavailable("ClickHouse answered a time that is not a number".into())
         })?;
         Ok(Line {
             ts,
-            time_text: b"",
+            time_text: self
+                .ranges
+                .get(6)
+                .map_or(&b""[..], |r| &self.out[r.clone()]),
             fields: [self.get(0), self.get(1), self.get(2)],
             field_count: kind.labels().len(),
             message: self.get(4),
@@ -219,7 +223,7 @@ impl ClickHouse {
     ) -> Result<RowsRead, ScanStop> {
         let (conditions, _) = sql::conditions(query, lo, hi);
         let statement = format!(
-            "SELECT target, stream, container, ts, line, seq FROM {} WHERE {}{tail} FORMAT TabSeparated",
+            "SELECT target, stream, container, ts, line, seq, time FROM {} WHERE {}{tail} FORMAT TabSeparated",
             self.layout.table(),
             conditions.join(" AND ")
         );
@@ -233,7 +237,7 @@ impl ClickHouse {
         let mut row = Row::new();
         let mut read = RowsRead::default();
         while let Some(raw) = rows.next_row().map_err(stop)? {
-            row.read(raw, 6)?;
+            row.read(raw, 7)?;
             let l = row.line(query.kind)?;
             read.rows += 1;
             read.last = Some((
@@ -308,7 +312,11 @@ impl LogStore for ClickHouse {
                 return Ok(false);
             }
             let offset = buf.len();
-            buf.extend_from_slice(time_text(l.ts).as_bytes());
+            if l.time_text.is_empty() {
+                buf.extend_from_slice(time_text(l.ts).as_bytes());
+            } else {
+                buf.extend_from_slice(l.time_text);
+            }
             buf.push(b'[');
             for (n, field) in l.fields[..l.field_count].iter().enumerate() {
                 if n > 0 {
@@ -658,12 +666,16 @@ impl LogStore for ClickHouse {
                 LogKind::Node => 2,
             };
             let field = |i: usize| stream.values.get(i).map_or("", String::as_str);
-            for &(ts, message) in &stream.lines {
+            for (n, &(ts, message)) in stream.lines.iter().enumerate() {
                 body.push(kind);
                 put(&mut body, field(0).as_bytes());
                 put(&mut body, field(1).as_bytes());
                 put(&mut body, field(2).as_bytes());
                 body.extend_from_slice(&ts.to_le_bytes());
+                put(
+                    &mut body,
+                    stream.time_texts.get(n).map_or(&b""[..], |t| t.as_bytes()),
+                );
                 body.extend_from_slice(&seq.to_le_bytes());
                 seq += 1;
                 put(&mut body, message.as_bytes());
@@ -678,7 +690,7 @@ impl LogStore for ClickHouse {
         self.client
             .insert(
                 &format!(
-                    "INSERT INTO {} (kind, target, stream, container, ts, seq, line) FORMAT RowBinary",
+                    "INSERT INTO {} (kind, target, stream, container, ts, time, seq, line) FORMAT RowBinary",
                     self.layout.table()
                 ),
                 body,

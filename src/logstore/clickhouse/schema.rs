@@ -1,6 +1,7 @@
 //! Janus's tables in ClickHouse: created when missing, checked at start-up. One row per stored
-//! line, `kind, target, stream, container, ts, seq, line` (`stream` is the pod or process,
-//! `target` the namespace or node, `seq` the push order of lines with the same time), daily
+//! line, `kind, target, stream, container, ts, time, seq, line` (`stream` is the pod or
+//! process, `target` the namespace or node, `time` the time as a Lethe file wrote it when it was
+//! imported — empty for pushes —, `seq` the push order of lines with the same time), daily
 //! partitions (retention drops whole days), sorted by stream and time.
 //!
 //! The base schema runs on 18.16, the oldest server tested here; on servers from 21.8 on, the
@@ -12,12 +13,13 @@ use super::client::{ChError, Client};
 use super::sql::quote;
 
 /// Columns and types every server gets: what the reader and writer rely on.
-pub const COLUMNS: [(&str, &str); 7] = [
+pub const COLUMNS: [(&str, &str); 8] = [
     ("kind", "Enum8('pod' = 1, 'node' = 2)"),
     ("target", "String"),
     ("stream", "String"),
     ("container", "String"),
     ("ts", "Int64"),
+    ("time", "String"),
     ("seq", "UInt64"),
     ("line", "String"),
 ];
@@ -80,6 +82,7 @@ impl Layout {
                     ("target" | "stream" | "container", true) => "LowCardinality(String)".into(),
                     ("ts", true) => format!("{ty} CODEC(DoubleDelta, ZSTD(1))"),
                     ("seq", true) => format!("{ty} CODEC(Delta, ZSTD(1))"),
+                    ("time", true) => format!("{ty} CODEC(ZSTD(1))"),
                     ("line", true) => format!("{ty} CODEC(ZSTD(1))"),
                     _ => ty.to_string(),
                 };

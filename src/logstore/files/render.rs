@@ -17,8 +17,11 @@ pub fn hour_files(batch: &Batch<'_>) -> Vec<(PathBuf, Vec<u8>)> {
         let Some(target) = stream.values.first() else {
             continue;
         };
-        for &(ts, message) in &stream.lines {
-            let (time, hour) = clock.format(ts);
+        for (n, &(ts, message)) in stream.lines.iter().enumerate() {
+            let (mut time, hour) = clock.format(ts);
+            if let Some(written) = stream.time_texts.get(n) {
+                time = (*written).to_string();
+            }
             let relative = PathBuf::from(stream.kind.name()).join(target).join(hour);
             let buf = files.entry(relative).or_default();
             buf.extend_from_slice(time.as_bytes());
@@ -80,6 +83,7 @@ mod tests {
                     (1_704_067_200_000_000_001, "two"),
                     (1_704_070_800_500_000_000, "next hour\tkeeps tabs\x07"),
                 ],
+                time_texts: Vec::new(),
             }],
             entries: 2,
             lines: 3,
