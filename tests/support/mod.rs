@@ -82,6 +82,24 @@ pub async fn start_janus(upstream: &str, adjust: impl FnOnce(&mut Config)) -> Te
         });
     }
     adjust(&mut config);
+    // With logs in ClickHouse, a tree the test put under the store's path is imported there.
+    if let Some(settings) = config.storage_clickhouse.clone() {
+        let tree = config.storage_path.clone();
+        if tree.join("pod").is_dir() || tree.join("node").is_dir() {
+            tokio::task::spawn_blocking(move || {
+                let store = janus::logstore::clickhouse::ClickHouse::open(
+                    &settings,
+                    std::sync::Arc::new(janus::telemetry::Metrics::new()),
+                )
+                .expect("clickhouse opens");
+                let progress = temp_dir("import").join("progress");
+                janus::logstore::import::import(&tree, &store, &progress, &mut |_| {})
+                    .expect("the test's tree imports");
+            })
+            .await
+            .expect("import ran");
+        }
+    }
     let listener = TcpListener::bind(config.listen_address)
         .await
         .expect("bind");
