@@ -886,3 +886,74 @@ async fn statements_run_on_a_current_engine() {
     );
     println!("{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Lines are held whole by this backend (the file store holds positions): a search of 5,000
+/// lines of 64 KiB (320 MB) is refused before it is read, under a 2 GiB address-space cap,
+/// and the process stays alive and under its RSS bound; a smaller answer still comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_lines_are_bounded_in_memory() {
+    use support::guarded::Guarded;
+    let work = support::temp_dir("clickhouse-cap");
+    let config = work.join("janus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  clickhouse:\n    url: {}\n    database: {}\n",
+            server().url(),
+            fresh_database()
+        ),
+    )
+    .expect("config");
+    let mut janus = Guarded::start_2g(
+        &work.join("unused"),
+        "http://127.0.0.1:1",
+        &[&format!("--config.file={}", config.display())],
+        None,
+    )
+    .await;
+    let now = janus::time::timestamp::Timestamp::now().0;
+    let line = "x".repeat(64 << 10);
+    for push in 0..10i64 {
+        let values: Vec<serde_json::Value> = (0..250i64)
+            .map(|i| {
+                serde_json::json!([(now - 60_000_000_000 + push * 1000 + i).to_string(), line])
+            })
+            .collect();
+        let body = serde_json::json!({"streams": [{"stream": {"namespace": "big", "pod": "p", "container": "c"}, "values": values}]});
+        let r = support::raw_client()
+            .post(format!("{}/loki/api/v1/push", janus.url))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("push");
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
+    }
+    let janus_url = janus.url.clone();
+    let ask = |limit: &'static str| {
+        let url = janus_url.clone();
+        async move {
+            let r = support::raw_client()
+                .get(format!("{url}/api/v1/query"))
+                .query(&[("query", r#"pod{namespace="big"}[5m]"#), ("limit", limit)])
+                .send()
+                .await
+                .expect("answer");
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+    };
+    let (status, body) = ask("5000").await;
+    assert_eq!(status, 422, "{}", &body[..body.len().min(300)]);
+    assert!(
+        body.contains("exceed 128 MiB"),
+        "{}",
+        &body[..body.len().min(300)]
+    );
+    janus.assert_alive_and_bounded("a 320 MB search on ClickHouse");
+    let (status, body) = ask("100").await;
+    assert_eq!(status, 200, "{}", &body[..body.len().min(300)]);
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(answer["data"]["result"].as_array().map(Vec::len), Some(100));
+    janus.assert_alive_and_bounded("a 6.4 MB search on ClickHouse");
+}

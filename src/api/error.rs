@@ -109,7 +109,8 @@ impl From<crate::logstore::ScanStop> for ApiError {
             ScanStop::Unavailable(_) => ApiError::Unavailable(e.to_string()),
             ScanStop::TooManyStreams(_)
             | ScanStop::TooManySamples(_)
-            | ScanStop::LabelsTooLarge(_) => ApiError::Execution(e.to_string()),
+            | ScanStop::LabelsTooLarge(_)
+            | ScanStop::AnswerTooLarge(_) => ApiError::Execution(e.to_string()),
         }
     }
 }

@@ -165,6 +165,10 @@ pub enum ScanStop {
     /// Unwrapped values of a log metric past the samples a query may hold.
     #[error("query processing would load too many samples into memory in query execution: more than {0} unwrapped values (--query.max-samples)")]
     TooManySamples(usize),
+    /// The lines of a search past the bytes a backend that holds them (rather than their
+    /// positions) may keep for one answer.
+    #[error("query processing would load too many samples into memory in query execution: the answer's lines exceed {} MiB (ask for fewer lines with limit, or narrow the query)", .0 >> 20)]
+    AnswerTooLarge(usize),
     /// The label sets of the answer's series or streams past the bytes they may hold.
     #[error("query processing would load too many samples into memory in query execution: the labels of the answer's series exceed {} MiB (drop or keep fewer extracted labels)", .0 >> 20)]
     LabelsTooLarge(usize),

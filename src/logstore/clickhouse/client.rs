@@ -69,6 +69,9 @@ pub struct Bounds {
 
 /// How long a statement without a caller's deadline (DDL, pushes, housekeeping) may take.
 pub const DEFAULT_STATEMENT_TIME: Duration = Duration::from_secs(60);
+/// Bytes of an answer read whole ([`Client::execute`]: DDL, checks, listings of names and
+/// streams); a longer one is refused rather than held.
+pub const MAX_WHOLE_ANSWER: usize = 256 << 20;
 /// Memory one statement may use on the server unless told otherwise.
 pub const DEFAULT_MAX_MEMORY: u64 = 2 << 30;
 
@@ -193,7 +196,8 @@ impl Client {
         }
     }
 
-    /// Runs a statement whose answer is small (DDL, counts, checks) and returns it whole.
+    /// Runs a statement whose answer is small (DDL, counts, checks, listings) and returns it
+    /// whole, at most [`MAX_WHOLE_ANSWER`] bytes.
     pub fn execute(&self, operation: &'static str, sql: &str) -> Result<String, ChError> {
         let deadline = Instant::now() + DEFAULT_STATEMENT_TIME;
         let never = AtomicBool::new(false);
@@ -208,6 +212,12 @@ impl Client {
         )?;
         let mut out = String::new();
         while let Some(row) = rows.next_row()? {
+            if out.len() + row.len() > MAX_WHOLE_ANSWER {
+                return Err(ChError::Malformed(format!(
+                    "an answer to {operation} over {} MiB",
+                    MAX_WHOLE_ANSWER >> 20
+                )));
+            }
             out.push_str(&String::from_utf8_lossy(row));
             out.push('\n');
         }

@@ -45,6 +45,11 @@ pub struct Settings {
 /// rather than written in parts.
 pub const MAX_ROWS_PER_PUSH: u64 = 1_048_576;
 
+/// Bytes of lines one search answer may hold: the file store keeps positions and reads lines
+/// back while sending, this backend keeps the lines themselves, so their bytes are bounded
+/// before they are read (half of the answers' budget, `api::ANSWER_BYTES_IN_FLIGHT`).
+pub const MAX_ANSWER_BYTES: usize = 128 << 20;
+
 /// Streams one listing may return; beyond it the answer says so (as the file store's).
 const MAX_ANSWER_STREAMS: usize = 100_000;
 
@@ -310,6 +315,9 @@ impl LogStore for ClickHouse {
             if s.limit > 0 && lines.len() == s.limit {
                 truncated = true;
                 return Ok(false);
+            }
+            if buf.len() + l.message.len() > MAX_ANSWER_BYTES {
+                return Err(ScanStop::AnswerTooLarge(MAX_ANSWER_BYTES));
             }
             let offset = buf.len();
             if l.time_text.is_empty() {
