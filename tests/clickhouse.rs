@@ -23,8 +23,7 @@ const BASE: i64 = 1_704_067_200_000_000_000; // 2024-01-01T00:00:00Z
 const SECOND: i64 = 1_000_000_000;
 
 fn server() -> &'static ClickHouseServer {
-    static SERVER: std::sync::OnceLock<ClickHouseServer> = std::sync::OnceLock::new();
-    SERVER.get_or_init(|| ClickHouseServer::start(&support::temp_dir("clickhouse")))
+    ClickHouseServer::shared()
 }
 
 fn settings(url: &str, database: &str) -> Settings {

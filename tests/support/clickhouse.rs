@@ -55,6 +55,33 @@ impl ClickHouseServer {
         server
     }
 
+    /// The server one test binary shares between its tests: started once, stopped by its PID
+    /// when the test process exits (a static is never dropped, so an exit handler does it).
+    pub fn shared() -> &'static ClickHouseServer {
+        static SERVER: std::sync::OnceLock<ClickHouseServer> = std::sync::OnceLock::new();
+        static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        extern "C" fn stop_shared() {
+            let pid = PID.load(std::sync::atomic::Ordering::SeqCst);
+            if pid != 0 {
+                // SAFETY: a plain kill(2) of the child this process started.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+            }
+        }
+        SERVER.get_or_init(|| {
+            let server = ClickHouseServer::start(&super::temp_dir("clickhouse"));
+            if let Some(child) = &server.child {
+                PID.store(child.id(), std::sync::atomic::Ordering::SeqCst);
+                // SAFETY: registers a function without arguments to run at exit.
+                unsafe {
+                    libc::atexit(stop_shared);
+                }
+            }
+            server
+        })
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }
