@@ -919,14 +919,7 @@ async fn large_lines_are_bounded_in_memory() {
             })
             .collect();
         let body = serde_json::json!({"streams": [{"stream": {"namespace": "big", "pod": "p", "container": "c"}, "values": values}]});
-        let r = support::raw_client()
-            .post(format!("{}/loki/api/v1/push", janus.url))
-            .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("push");
-        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
+        support::push_json_to(&janus.url, &body).await;
     }
     let janus_url = janus.url.clone();
     let ask = |limit: &'static str| {

@@ -38,6 +38,14 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// Everything, as both backends run it (ClickHouse runs what SQL cannot above its rows).
+    pub const ALL: Capabilities = Capabilities {
+        literal_filters: true,
+        regex_filters: true,
+        pipelines: true,
+        metrics: true,
+    };
+
     /// What `query` needs that this backend cannot run, in words for the client; `None` when
     /// it runs it all. `metric`: the query counts lines or reads unwrapped values.
     pub fn lacks(&self, query: &LogQuery, metric: bool) -> Option<&'static str> {

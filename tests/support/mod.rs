@@ -217,8 +217,13 @@ pub async fn closed_port_url() -> String {
 
 /// Pushes a Loki push API JSON body to Janus; every test that pushes expects 204.
 pub async fn push_json(janus: &TestJanus, body: &serde_json::Value) {
+    push_json_to(&janus.url, body).await
+}
+
+/// [`push_json`] to a Janus at `url` (one running as a child process, say).
+pub async fn push_json_to(url: &str, body: &serde_json::Value) {
     let r = raw_client()
-        .post(format!("{}/loki/api/v1/push", janus.url))
+        .post(format!("{url}/loki/api/v1/push"))
         .header("Content-Type", "application/json")
         .body(body.to_string())
         .send()

@@ -293,12 +293,7 @@ fn even_step(bounds: &[i64]) -> Option<i64> {
 
 impl LogStore for ClickHouse {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            literal_filters: true,
-            regex_filters: true,
-            pipelines: true,
-            metrics: true,
-        }
+        Capabilities::ALL
     }
 
     fn search(&self, s: &Search<'_>) -> Result<Found, ScanStop> {

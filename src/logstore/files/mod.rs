@@ -245,12 +245,7 @@ impl Store {
 
 impl LogStore for Store {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            literal_filters: true,
-            regex_filters: true,
-            pipelines: true,
-            metrics: true,
-        }
+        Capabilities::ALL
     }
 
     /// Runs a search. Blocking: call it from a blocking thread.
