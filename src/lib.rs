@@ -13,6 +13,7 @@ pub mod logql;
 pub mod logstore;
 pub mod promql;
 pub mod results_cache;
+pub mod rules;
 pub mod server;
 pub mod telemetry;
 pub mod time;

@@ -105,6 +105,79 @@ pub struct Metrics {
     pub cache_evictions: Family<CacheFaceLabels, Counter>,
     pub cache_bytes: Family<CacheFaceLabels, Gauge>,
     pub cache_entries: Family<CacheFaceLabels, Gauge>,
+    /// The ruler's counters (`janus_rule_*`, `janus_notifications_*`, `janus_remote_write_*`).
+    pub rules: RuleMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleGroupLabels {
+    pub rule_group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertmanagerLabels {
+    pub alertmanager: String,
+}
+
+/// What the ruler counts: evaluations and their failures, their duration, iterations missed
+/// (an evaluation that took longer than the interval), notifications, remote writes, reloads.
+pub struct RuleMetrics {
+    pub evaluations: Family<RuleGroupLabels, Counter>,
+    pub evaluation_failures: Family<RuleGroupLabels, Counter>,
+    pub group_duration: Family<RuleGroupLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub group_last_evaluation: Family<RuleGroupLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub iterations_missed: Family<RuleGroupLabels, Counter>,
+    pub iterations: Family<RuleGroupLabels, Counter>,
+    pub group_rules: Family<RuleGroupLabels, Gauge>,
+    pub notifications_sent: Family<AlertmanagerLabels, Counter>,
+    pub notifications_errors: Family<AlertmanagerLabels, Counter>,
+    pub notifications_dropped: Counter,
+    pub notifications_queue_length: Gauge,
+    pub remote_write_samples: Counter,
+    pub remote_write_failed: Counter,
+    pub remote_write_dropped: Counter,
+    pub last_reload_successful: Gauge,
+    pub last_reload_success_timestamp: Gauge,
+}
+
+impl RuleMetrics {
+    fn new(registry: &mut Registry) -> Self {
+        let m = RuleMetrics {
+            evaluations: Family::default(),
+            evaluation_failures: Family::default(),
+            group_duration: Family::default(),
+            group_last_evaluation: Family::default(),
+            iterations_missed: Family::default(),
+            iterations: Family::default(),
+            group_rules: Family::default(),
+            notifications_sent: Family::default(),
+            notifications_errors: Family::default(),
+            notifications_dropped: Counter::default(),
+            notifications_queue_length: Gauge::default(),
+            remote_write_samples: Counter::default(),
+            remote_write_failed: Counter::default(),
+            remote_write_dropped: Counter::default(),
+            last_reload_successful: Gauge::default(),
+            last_reload_success_timestamp: Gauge::default(),
+        };
+        registry.register("janus_rule_evaluations", "Rule evaluations, by group", m.evaluations.clone());
+        registry.register("janus_rule_evaluation_failures", "Rule evaluations that failed, by group", m.evaluation_failures.clone());
+        registry.register("janus_rule_group_last_duration_seconds", "How long the group's last evaluation took", m.group_duration.clone());
+        registry.register("janus_rule_group_last_evaluation_timestamp_seconds", "When the group was last evaluated", m.group_last_evaluation.clone());
+        registry.register("janus_rule_group_iterations_missed", "Evaluations of the group skipped because the one before took longer than its interval", m.iterations_missed.clone());
+        registry.register("janus_rule_group_iterations", "Evaluations of the group scheduled", m.iterations.clone());
+        registry.register("janus_rule_group_rules", "Rules in the group", m.group_rules.clone());
+        registry.register("janus_notifications_sent", "Alerts sent, by Alertmanager", m.notifications_sent.clone());
+        registry.register("janus_notifications_errors", "Alerts that could not be sent, by Alertmanager", m.notifications_errors.clone());
+        registry.register("janus_notifications_dropped", "Alerts dropped because the queue was full", m.notifications_dropped.clone());
+        registry.register("janus_notifications_queue_length", "Alerts waiting to be sent", m.notifications_queue_length.clone());
+        registry.register("janus_remote_write_samples", "Samples written to --rules.remote-write.url", m.remote_write_samples.clone());
+        registry.register("janus_remote_write_failed_samples", "Samples that could not be written after retries", m.remote_write_failed.clone());
+        registry.register("janus_remote_write_dropped_samples", "Samples dropped because the queue was full", m.remote_write_dropped.clone());
+        registry.register("janus_rules_last_reload_successful", "Whether the last load of the rule files succeeded", m.last_reload_successful.clone());
+        registry.register("janus_rules_last_reload_success_timestamp_seconds", "When the rule files last loaded", m.last_reload_success_timestamp.clone());
+        m
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -420,7 +493,9 @@ impl Metrics {
             "Always 1, labelled with the version Janus was built from",
             build_info,
         );
+        let rules = RuleMetrics::new(&mut registry);
         Metrics {
+            rules,
             registry,
             requests,
             request_duration,

@@ -131,3 +131,45 @@ fn expression(expr: Parsed, logs: Vec<LogQuery>, holt_winters: bool, dialect: Di
         evaluate_all: dialect == Dialect::Loki,
     })
 }
+
+impl Expression {
+    /// Whether every selector of the expression, log and metric, is pinned to namespaces that
+    /// `contains` accepts by an equality matcher (`namespace="shop"`): what a restricted tenant
+    /// may see of a rule. Anything else (a regex, no matcher, node logs) is not, failing closed.
+    pub fn confined_to(&self, contains: &dyn Fn(&str) -> bool) -> bool {
+        use promql_parser::label::MatchOp;
+        let pinned = |matchers: &[promql_parser::label::Matcher], name: &str| {
+            matchers
+                .iter()
+                .any(|m| m.name == name && matches!(m.op, MatchOp::Equal) && contains(&m.value))
+        };
+        let logs_confined = self.logs.iter().all(|q| {
+            q.kind == crate::logql::LogKind::Pod && pinned(&q.targets, "namespace")
+        });
+        fn metrics(expr: &Expr, ok: &dyn Fn(&[promql_parser::label::Matcher]) -> bool) -> bool {
+            match expr {
+                Expr::VectorSelector(vs) => {
+                    vs.name.as_deref().is_some_and(|n| crate::logql::rewrite::placeholder_index(n).is_some())
+                        || (vs.matchers.or_matchers.is_empty() && ok(&vs.matchers.matchers))
+                }
+                Expr::MatrixSelector(ms) => metrics(&Expr::VectorSelector(ms.vs.clone()), ok),
+                Expr::Aggregate(a) => {
+                    metrics(&a.expr, ok) && a.param.as_ref().is_none_or(|p| metrics(p, ok))
+                }
+                Expr::Unary(u) => metrics(&u.expr, ok),
+                Expr::Binary(b) => metrics(&b.lhs, ok) && metrics(&b.rhs, ok),
+                Expr::Paren(p) => metrics(&p.expr, ok),
+                Expr::Subquery(s) => metrics(&s.expr, ok),
+                Expr::Call(c) => c.args.args.iter().all(|a| metrics(a, ok)),
+                _ => true,
+            }
+        }
+        logs_confined
+            && plan::deep_stack(|| metrics(&self.expr, &|m| pinned(m, "namespace")))
+    }
+
+    /// Whether the expression reads the log store.
+    pub fn reads_logs(&self) -> bool {
+        !self.logs.is_empty()
+    }
+}
