@@ -71,7 +71,11 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         // A store that cannot be used is a configuration problem, as a bad flag is.
-        Err(e @ server::ServeError::Start(janus::api::StartError::Store(_))) => {
+        Err(
+            e @ server::ServeError::Start(
+                janus::api::StartError::Store(_) | janus::api::StartError::Ruler(_),
+            ),
+        ) => {
             eprintln!("janus: {e}");
             ExitCode::from(2)
         }

@@ -13,6 +13,7 @@ pub mod loki;
 mod observe;
 pub mod prometheus;
 mod request;
+mod ruler;
 mod status;
 pub mod tenancy;
 
@@ -65,7 +66,9 @@ pub struct AppState {
     pub log_limiter: QueryLimiter,
     pub store: Arc<dyn LogStore>,
     /// Janus's own queries: lines and numbers.
-    pub engine: Engine,
+    pub engine: Arc<Engine>,
+    /// Alerting and recording rules (none without rule files).
+    pub ruler: Arc<crate::rules::Ruler>,
     /// KiB that log answers being sent may hold together ([`ANSWER_BYTES_IN_FLIGHT`]).
     pub answer_budget: Arc<tokio::sync::Semaphore>,
     /// KiB that pushes in flight may hold (--ingest.max-bytes-in-flight).
@@ -91,6 +94,9 @@ pub enum StartError {
     /// The log store backend is unusable (ClickHouse unreachable, its tables wrong).
     #[error("log store: {0}")]
     Store(String),
+    /// The ruler's HTTP clients (Alertmanager, remote write) could not be made.
+    #[error("ruler: {0}")]
+    Ruler(String),
 }
 
 /// What log answers being sent may hold in memory together: their lines' positions, their
@@ -120,7 +126,7 @@ impl AppState {
                 .writing(config.storage_fsync, config.storage_max_open_files),
             ),
         };
-        let engine = Engine::new(
+        let engine = Arc::new(Engine::new(
             Arc::clone(&store),
             Limits {
                 max_samples: config.query_max_samples,
@@ -128,7 +134,22 @@ impl AppState {
                 evaluate_metric_queries: config.evaluate_metric_queries,
             },
             Arc::clone(&metrics),
-        );
+        ));
+        let querier = crate::rules::querier::EngineQuerier {
+            engine: Arc::clone(&engine),
+            source: Arc::new(crate::rules::querier::UpstreamMetrics {
+                upstream: Arc::clone(&upstream),
+                headers: http::HeaderMap::new(),
+                budget: config.query_timeout,
+            }),
+            timeout: config.query_timeout,
+        };
+        let ruler = crate::rules::Ruler::new(
+            config.rules.clone(),
+            Arc::new(querier),
+            Arc::clone(&metrics),
+        )
+        .map_err(StartError::Ruler)?;
         let push_budget = Arc::new(tokio::sync::Semaphore::new(
             config.ingest_budget_kib() as usize
         ));
@@ -147,6 +168,7 @@ impl AppState {
             log_limiter,
             store,
             engine,
+            ruler,
             push_budget,
             request_budget: Arc::new(tokio::sync::Semaphore::new(
                 body_budget::REQUEST_BYTES_IN_FLIGHT >> 10,
@@ -195,6 +217,15 @@ pub enum Handler {
     Metrics,
     /// `POST /api/v1/admin/cache/clear`: drops the results cache.
     CacheClear,
+    /// The ruler: rules and alerts on both faces, Loki's rules listing, reloads.
+    Rules,
+    Alerts,
+    LokiFaceRules,
+    LokiFaceAlerts,
+    LokiRules,
+    LokiRulesNamespace,
+    LokiRulesGroup,
+    Reload,
 }
 
 pub struct Route {
@@ -213,6 +244,7 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/", methods: GET, handler: Handler::Root },
     Route { path: "/-/healthy", methods: GET, handler: Handler::Healthy },
     Route { path: "/-/ready", methods: GET, handler: Handler::Ready },
+    Route { path: "/-/reload", methods: POST, handler: Handler::Reload },
     Route { path: "/metrics", methods: GET, handler: Handler::Metrics },
     Route { path: "/api/v1/query", methods: GET_POST, handler: Handler::Query },
     Route { path: "/api/v1/query_range", methods: GET_POST, handler: Handler::QueryRange },
@@ -224,8 +256,8 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/api/v1/metadata", methods: GET, handler: Handler::Metadata },
     Route { path: "/api/v1/targets", methods: GET, handler: Handler::Targets },
     Route { path: "/api/v1/targets/metadata", methods: GET, handler: Handler::Upstream },
-    Route { path: "/api/v1/rules", methods: GET, handler: Handler::Upstream },
-    Route { path: "/api/v1/alerts", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/rules", methods: GET, handler: Handler::Rules },
+    Route { path: "/api/v1/alerts", methods: GET, handler: Handler::Alerts },
     Route { path: "/api/v1/alertmanagers", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/status/buildinfo", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/status/runtimeinfo", methods: GET, handler: Handler::Upstream },
@@ -249,6 +281,11 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/loki/api/v1/detected_fields", methods: GET, handler: Handler::LokiDetectedFields },
     Route { path: "/loki/api/v1/detected_field/{name}/values", methods: GET, handler: Handler::LokiDetectedFieldValues },
     Route { path: "/loki/api/v1/format_query", methods: GET_POST, handler: Handler::LokiFormatQuery },
+    Route { path: "/loki/api/v1/rules", methods: GET, handler: Handler::LokiRules },
+    Route { path: "/loki/api/v1/rules/{namespace}", methods: GET, handler: Handler::LokiRulesNamespace },
+    Route { path: "/loki/api/v1/rules/{namespace}/{group}", methods: GET, handler: Handler::LokiRulesGroup },
+    Route { path: "/prometheus/api/v1/rules", methods: GET, handler: Handler::LokiFaceRules },
+    Route { path: "/prometheus/api/v1/alerts", methods: GET, handler: Handler::LokiFaceAlerts },
 ];
 
 fn method_filter(methods: &[&str]) -> MethodFilter {
@@ -312,6 +349,14 @@ pub fn router(state: SharedState) -> Router {
             Handler::Ready => on(filter, status::ready),
             Handler::Metrics => on(filter, status::metrics),
             Handler::CacheClear => on(filter, status::clear_cache),
+            Handler::Rules => on(filter, ruler::rules),
+            Handler::Alerts => on(filter, ruler::alerts),
+            Handler::LokiFaceRules => on(filter, ruler::loki_face_rules),
+            Handler::LokiFaceAlerts => on(filter, ruler::loki_face_alerts),
+            Handler::LokiRules => on(filter, ruler::loki_rules),
+            Handler::LokiRulesNamespace => on(filter, ruler::loki_rules_namespace),
+            Handler::LokiRulesGroup => on(filter, ruler::loki_rules_group),
+            Handler::Reload => on(filter, ruler::reload),
         };
         router = router.route(route.path, method_router);
     }

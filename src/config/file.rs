@@ -19,6 +19,20 @@ pub struct FileConfig {
     pub ingest: IngestFile,
     pub retention: RetentionFile,
     pub log: LogFile,
+    pub rules: RulesFile,
+}
+
+/// The ruler: rule files, where alerts and recorded series go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesFile {
+    /// Paths or globs of rule files.
+    pub files: Option<Vec<String>>,
+    pub evaluation_interval: Option<String>,
+    pub alertmanager_urls: Option<Vec<String>>,
+    pub remote_write_url: Option<String>,
+    /// Added to alerts sent and series written, when they lack the label.
+    pub external_labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +63,7 @@ pub struct WebFile {
     pub read_header_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub config_file: Option<PathBuf>,
+    pub external_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

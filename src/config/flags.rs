@@ -118,6 +118,23 @@ pub struct Flags {
     /// How long a cached metric answer is kept [default: 24h].
     #[arg(long = "query.cache-ttl", value_name = "DURATION")]
     pub query_cache_ttl: Option<String>,
+    /// Rule file (Prometheus's format, or Venti's AlertRuleFile); a glob; repeatable. Read
+    /// again on SIGHUP and POST /-/reload.
+    #[arg(long = "rules.file", value_name = "PATH")]
+    pub rules_files: Vec<String>,
+    /// How often rule groups without their own interval are evaluated [default: 1m].
+    #[arg(long = "rules.evaluation-interval", value_name = "DURATION")]
+    pub rules_evaluation_interval: Option<String>,
+    /// Alertmanager to send alerts to, e.g. http://alertmanager:9093; repeatable.
+    #[arg(long = "alertmanager.url", value_name = "URL")]
+    pub alertmanager_urls: Vec<String>,
+    /// Prometheus remote-write endpoint for recorded series and ALERTS, e.g.
+    /// http://prometheus:9090/api/v1/write.
+    #[arg(long = "rules.remote-write.url", value_name = "URL")]
+    pub rules_remote_write_url: Option<String>,
+    /// The URL users reach Janus at (alerts link to its query page) [default: http://<hostname>:<port>].
+    #[arg(long = "web.external-url", value_name = "URL")]
+    pub web_external_url: Option<String>,
     /// Log level [default: info].
     #[arg(long = "log.level", value_name = "LEVEL", value_enum)]
     pub log_level: Option<LogLevel>,

@@ -159,6 +159,8 @@ pub struct Config {
     /// smallest sub-expressions (selectors and range functions over them), so the evaluator can be
     /// checked against a real Prometheus.
     pub evaluate_metric_queries: bool,
+    /// The ruler (no rule files: no rules run).
+    pub rules: crate::rules::Settings,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
 }
@@ -192,10 +194,12 @@ impl Config {
         let retention = retention_settings(&mut flags, file.retention)?;
         let listen = flags
             .listen_address
+            .take()
             .or(file.web.listen_address)
             .unwrap_or_else(|| "0.0.0.0:9099".into());
         let listen_address = parse_listen(&listen)
             .ok_or_else(|| invalid("web.listen-address", format!("{listen:?} is not host:port")))?;
+        let rules = rules_settings(&mut flags, file.rules, file.web.external_url, &listen_address)?;
 
         let shutdown_timeout = parse_duration_setting(
             "web.shutdown-timeout",
@@ -345,6 +349,7 @@ impl Config {
             retention_size: retention.retention_size,
             retention_interval: retention.retention_interval,
             evaluate_metric_queries: false,
+            rules,
             log_level,
             log_format,
         })

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::file::{ClickHouseFile, QueryFile, RetentionFile, UpstreamFile};
+use super::file::{ClickHouseFile, QueryFile, RetentionFile, RulesFile, UpstreamFile};
 use super::flags::Flags;
 use super::{choice, invalid, ConfigError, LogAnswerFormat, UpstreamAuth, MAX_LOG_LIMIT};
 use crate::logstore::files::retention::parse_size;
@@ -396,4 +396,86 @@ pub(super) fn clickhouse_settings(
         database,
         cluster: file.cluster.filter(|c| !c.is_empty()),
     }))
+}
+
+fn http_url(setting: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
+    let url =
+        reqwest::Url::parse(text).map_err(|e| invalid(setting, format!("{text:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            setting,
+            format!("{text:?}: must be an http or https URL with a host"),
+        ));
+    }
+    Ok(url)
+}
+
+/// The ruler's settings: flags over the file (a list given by flag replaces the file's).
+pub(super) fn rules_settings(
+    flags: &mut Flags,
+    file: RulesFile,
+    file_external_url: Option<String>,
+    listen: &std::net::SocketAddr,
+) -> Result<crate::rules::Settings, ConfigError> {
+    let external_url = flags.web_external_url.take().or(file_external_url);
+    let files = if flags.rules_files.is_empty() {
+        file.files.unwrap_or_default()
+    } else {
+        std::mem::take(&mut flags.rules_files)
+    };
+    let evaluation_interval = parse_duration_setting(
+        "rules.evaluation-interval",
+        flags
+            .rules_evaluation_interval
+            .take()
+            .or(file.evaluation_interval),
+        "1m",
+    )?;
+    if evaluation_interval.is_zero() {
+        return Err(invalid("rules.evaluation-interval", "must be greater than 0"));
+    }
+    let am_texts = if flags.alertmanager_urls.is_empty() {
+        file.alertmanager_urls.unwrap_or_default()
+    } else {
+        std::mem::take(&mut flags.alertmanager_urls)
+    };
+    let alertmanagers = am_texts
+        .iter()
+        .map(|t| http_url("alertmanager.url", t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let remote_write = match flags.rules_remote_write_url.take().or(file.remote_write_url) {
+        Some(t) if !t.is_empty() => Some(http_url("rules.remote-write.url", &t)?),
+        _ => None,
+    };
+    let external_labels = file.external_labels.unwrap_or_default();
+    for name in external_labels.keys() {
+        if !crate::rules::file::valid_label_name(name) {
+            return Err(invalid(
+                "rules.external_labels",
+                format!("{name:?} is not a valid label name"),
+            ));
+        }
+    }
+    let external_url = match external_url.filter(|u| !u.is_empty()) {
+        Some(text) => http_url("web.external-url", &text)?
+            .as_str()
+            .trim_end_matches('/')
+            .to_string(),
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into());
+            format!("http://{host}:{}", listen.port())
+        }
+    };
+    Ok(crate::rules::Settings {
+        files,
+        evaluation_interval,
+        external_labels,
+        external_url,
+        alertmanagers,
+        remote_write,
+    })
 }

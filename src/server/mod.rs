@@ -79,6 +79,14 @@ pub async fn serve(
     }
     state.upstream.spawn_health_probe();
     spawn_storage_tasks(&state);
+    // Rule files with problems stop Janus at start, as a bad flag does; later, a bad reload
+    // keeps the rules that run.
+    state
+        .ruler
+        .start()
+        .await
+        .map_err(|e| crate::api::StartError::Ruler(format!("rule files: {e}")))?;
+    spawn_reload_on_hangup(std::sync::Arc::clone(&state.ruler));
     // Build the time indexes of the last day's log files before queries ask for them.
     let store = std::sync::Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || store.warm_recent(24));
@@ -114,6 +122,23 @@ pub async fn serve(
     let _ = tokio::task::spawn_blocking(move || store.close_idle(true)).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP reads the rule files again (as Prometheus does).
+fn spawn_reload_on_hangup(ruler: std::sync::Arc<crate::rules::Ruler>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; POST /-/reload reloads the rules");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            // A failure is logged and counted by the reload itself.
+            let _ = ruler.reload().await;
+        }
+    });
 }
 
 /// Hands free heap memory back to the kernel now and then (`memory`).

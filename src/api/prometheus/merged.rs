@@ -344,7 +344,7 @@ enum Part {
     Series(Vec<BTreeMap<String, String>>),
 }
 
-pub(super) enum UpstreamPart {
+pub(in crate::api) enum UpstreamPart {
     /// Not asked: every matcher was a log selector.
     Absent,
     /// A 2xx JSON answer to merge.
@@ -356,7 +356,7 @@ pub(super) enum UpstreamPart {
 }
 
 /// Asks the upstream with `pairs` as the request's parameters, uncompressed.
-pub(super) async fn fetch_upstream(
+pub(in crate::api) async fn fetch_upstream(
     state: &SharedState,
     read: &ReadRequest,
     pairs: &[(String, String)],
