@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use janus::config::{Command, Config, Flags};
+use janus::config::{CheckCommand, Command, Config, Flags, TestCommand};
 use janus::server::{self, logging};
 
 fn main() -> ExitCode {
@@ -25,6 +25,16 @@ fn main() -> ExitCode {
     };
     let mut flags = flags;
     let command = flags.command.take();
+    // Checking and testing files needs no configuration.
+    match command {
+        Some(Command::Check {
+            what: CheckCommand::Rules { files },
+        }) => return check_rules(&files),
+        Some(Command::Test {
+            what: TestCommand::Rules { files },
+        }) => return test_rules(&files),
+        _ => {}
+    }
     let config = match Config::load(flags) {
         Ok(config) => config,
         Err(e) => {
@@ -83,6 +93,73 @@ fn main() -> ExitCode {
             eprintln!("janus: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `janus check rules`: each file's problems, as promtool prints them; exit 1 on any.
+fn check_rules(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for path in files {
+        println!("Checking {}", path.display());
+        match janus::rules::file::load(path) {
+            Ok(file) => {
+                let rules: usize = file.groups.iter().map(|g| g.rules.len()).sum();
+                println!("  SUCCESS: {rules} rules found");
+            }
+            Err(problems) => {
+                failed = true;
+                eprintln!("  FAILED:");
+                for p in problems {
+                    eprintln!("{p}");
+                }
+            }
+        }
+        println!();
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `janus test rules`: each test file run offline; exit 1 on any failure.
+fn test_rules(files: &[std::path::PathBuf]) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("janus: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = false;
+    for path in files {
+        println!("Unit Testing:  {}", path.display());
+        match runtime.block_on(janus::rules::unit_test::run_file(path)) {
+            Ok(failures) if failures.is_empty() => println!("  SUCCESS"),
+            Ok(failures) => {
+                failed = true;
+                eprintln!("  FAILED:");
+                for f in failures {
+                    eprintln!("    {f}");
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("  FAILED:\n    {e}");
+            }
+        }
+        println!();
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

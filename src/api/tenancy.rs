@@ -60,6 +60,15 @@ const FILTERED: &[&str] = &[
     // namespaces (`api::prometheus::metadata`, `api::prometheus::targets`).
     "/api/v1/metadata",
     "/api/v1/targets",
+    // Rules and alerts: only Janus's rules whose every selector is pinned to the tenant's
+    // namespaces, none of the upstream's (`api::ruler`).
+    "/api/v1/rules",
+    "/api/v1/alerts",
+    "/prometheus/api/v1/rules",
+    "/prometheus/api/v1/alerts",
+    "/loki/api/v1/rules",
+    "/loki/api/v1/rules/{namespace}",
+    "/loki/api/v1/rules/{namespace}/{group}",
 ];
 
 pub async fn tenancy(

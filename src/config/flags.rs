@@ -163,4 +163,35 @@ pub enum Command {
         )]
         progress_file: PathBuf,
     },
+    /// Check files without serving (exit 1 when a problem is found).
+    Check {
+        #[command(subcommand)]
+        what: CheckCommand,
+    },
+    /// Run unit tests offline.
+    Test {
+        #[command(subcommand)]
+        what: TestCommand,
+    },
+}
+
+/// What `janus check` checks.
+#[derive(Debug, clap::Subcommand)]
+pub enum CheckCommand {
+    /// Rule files, as `promtool check rules` does: every problem with its file, line, group and
+    /// rule; expressions may read logs, metrics or both.
+    Rules {
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// What `janus test` tests.
+#[derive(Debug, clap::Subcommand)]
+pub enum TestCommand {
+    /// Rule unit tests in promtool's format, with `input_logs` for log lines; no upstream needed.
+    Rules {
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
 }

@@ -18,7 +18,7 @@ mod flags;
 mod settings;
 
 pub use file::*;
-pub use flags::{Command, Flags};
+pub use flags::{CheckCommand, Command, Flags, TestCommand};
 use settings::*;
 
 /// A setting that could not be accepted, named as the operator wrote it.

@@ -50,9 +50,17 @@ fn parse(text: &str, dialect: Dialect) -> Result<Expression, String> {
             "a log selector gives lines, not numbers: count them, e.g. count_over_time(<selector> [1m]) > 0"
                 .into(),
         ),
-        Ok(Prepared::Lines(Err(e))) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
+        Ok(Prepared::Lines(Err(e))) => Err(plain(e.to_string())),
+        Err(e) => Err(plain(e.to_string())),
     }
+}
+
+/// The query APIs name the parameter; a rule has none.
+fn plain(message: String) -> String {
+    message
+        .strip_prefix("invalid parameter \"query\": ")
+        .map(str::to_string)
+        .unwrap_or(message)
 }
 
 #[cfg(test)]
@@ -72,5 +80,26 @@ mod tests {
         }
         assert!(RuleExpr::compile(r#"pod{namespace="x"} |= "e""#).unwrap_err().contains("lines, not numbers"));
         assert!(RuleExpr::compile("rate(x[5m]").is_err());
+    }
+}
+
+#[cfg(test)]
+mod confinement_tests {
+    use super::*;
+
+    #[test]
+    fn only_expressions_pinned_to_the_namespaces_are_confined() {
+        let shop = |ns: &str| ns == "shop";
+        for (text, confined) in [
+            (r#"sum(count_over_time(pod{namespace="shop"} |= "x" [1m])) > 0"#, true),
+            (r#"up{namespace="shop"}"#, true),
+            (r#"sum(count_over_time(pod{namespace=~".+"} |= "x" [1m])) > 0"#, false),
+            (r#"up{namespace="shop"} and on() up{namespace="bank"}"#, false),
+            ("vector(1)", true),
+            (r#"count_over_time(node{node="n1"} [1m])"#, false),
+        ] {
+            let e = RuleExpr::compile(text).unwrap();
+            assert_eq!(e.expression.confined_to(&shop), confined, "{text}");
+        }
     }
 }

@@ -16,6 +16,8 @@ pub mod manager;
 pub mod notifier;
 pub mod querier;
 pub mod remote_write;
+pub mod series_source;
 pub mod template;
+pub mod unit_test;
 
 pub use manager::{Ruler, Settings};

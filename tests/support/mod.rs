@@ -2,6 +2,7 @@
 //! tiny hand-made upstreams for the fault tests.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod clickhouse;
 pub mod guarded;
 pub mod prometheus;
