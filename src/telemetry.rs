@@ -160,22 +160,86 @@ impl RuleMetrics {
             last_reload_successful: Gauge::default(),
             last_reload_success_timestamp: Gauge::default(),
         };
-        registry.register("janus_rule_evaluations", "Rule evaluations, by group", m.evaluations.clone());
-        registry.register("janus_rule_evaluation_failures", "Rule evaluations that failed, by group", m.evaluation_failures.clone());
-        registry.register("janus_rule_group_last_duration_seconds", "How long the group's last evaluation took", m.group_duration.clone());
-        registry.register("janus_rule_group_last_evaluation_timestamp_seconds", "When the group was last evaluated", m.group_last_evaluation.clone());
-        registry.register("janus_rule_group_iterations_missed", "Evaluations of the group skipped because the one before took longer than its interval", m.iterations_missed.clone());
-        registry.register("janus_rule_group_iterations", "Evaluations of the group scheduled", m.iterations.clone());
-        registry.register("janus_rule_group_rules", "Rules in the group", m.group_rules.clone());
-        registry.register("janus_notifications_sent", "Alerts sent, by Alertmanager", m.notifications_sent.clone());
-        registry.register("janus_notifications_errors", "Alerts that could not be sent, by Alertmanager", m.notifications_errors.clone());
-        registry.register("janus_notifications_dropped", "Alerts dropped because the queue was full", m.notifications_dropped.clone());
-        registry.register("janus_notifications_queue_length", "Alerts waiting to be sent", m.notifications_queue_length.clone());
-        registry.register("janus_remote_write_samples", "Samples written to --rules.remote-write.url", m.remote_write_samples.clone());
-        registry.register("janus_remote_write_failed_samples", "Samples that could not be written after retries", m.remote_write_failed.clone());
-        registry.register("janus_remote_write_dropped_samples", "Samples dropped because the queue was full", m.remote_write_dropped.clone());
-        registry.register("janus_rules_last_reload_successful", "Whether the last load of the rule files succeeded", m.last_reload_successful.clone());
-        registry.register("janus_rules_last_reload_success_timestamp_seconds", "When the rule files last loaded", m.last_reload_success_timestamp.clone());
+        registry.register(
+            "janus_rule_evaluations",
+            "Rule evaluations, by group",
+            m.evaluations.clone(),
+        );
+        registry.register(
+            "janus_rule_evaluation_failures",
+            "Rule evaluations that failed, by group",
+            m.evaluation_failures.clone(),
+        );
+        registry.register(
+            "janus_rule_group_last_duration_seconds",
+            "How long the group's last evaluation took",
+            m.group_duration.clone(),
+        );
+        registry.register(
+            "janus_rule_group_last_evaluation_timestamp_seconds",
+            "When the group was last evaluated",
+            m.group_last_evaluation.clone(),
+        );
+        registry.register(
+            "janus_rule_group_iterations_missed",
+            "Evaluations of the group skipped because the one before took longer than its interval",
+            m.iterations_missed.clone(),
+        );
+        registry.register(
+            "janus_rule_group_iterations",
+            "Evaluations of the group scheduled",
+            m.iterations.clone(),
+        );
+        registry.register(
+            "janus_rule_group_rules",
+            "Rules in the group",
+            m.group_rules.clone(),
+        );
+        registry.register(
+            "janus_notifications_sent",
+            "Alerts sent, by Alertmanager",
+            m.notifications_sent.clone(),
+        );
+        registry.register(
+            "janus_notifications_errors",
+            "Alerts that could not be sent, by Alertmanager",
+            m.notifications_errors.clone(),
+        );
+        registry.register(
+            "janus_notifications_dropped",
+            "Alerts dropped because the queue was full",
+            m.notifications_dropped.clone(),
+        );
+        registry.register(
+            "janus_notifications_queue_length",
+            "Alerts waiting to be sent",
+            m.notifications_queue_length.clone(),
+        );
+        registry.register(
+            "janus_remote_write_samples",
+            "Samples written to --rules.remote-write.url",
+            m.remote_write_samples.clone(),
+        );
+        registry.register(
+            "janus_remote_write_failed_samples",
+            "Samples that could not be written after retries",
+            m.remote_write_failed.clone(),
+        );
+        registry.register(
+            "janus_remote_write_dropped_samples",
+            "Samples dropped because the queue was full",
+            m.remote_write_dropped.clone(),
+        );
+        registry.register(
+            "janus_rules_last_reload_successful",
+            "Whether the last load of the rule files succeeded",
+            m.last_reload_successful.clone(),
+        );
+        registry.register(
+            "janus_rules_last_reload_success_timestamp_seconds",
+            "When the rule files last loaded",
+            m.last_reload_success_timestamp.clone(),
+        );
         m
     }
 }

@@ -72,7 +72,10 @@ async fn wait_for<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -
         if let Some(v) = check().await {
             return v;
         }
-        assert!(started.elapsed() < limit, "{what}: not seen within {limit:?}");
+        assert!(
+            started.elapsed() < limit,
+            "{what}: not seen within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -88,7 +91,10 @@ async fn rules_loaded(janus: &support::TestJanus) {
             .await
             .expect("rules");
         let v: Value = serde_json::from_str(&r.text().await.expect("body")).unwrap_or(Value::Null);
-        v["data"]["groups"].as_array().filter(|g| !g.is_empty()).map(|_| ())
+        v["data"]["groups"]
+            .as_array()
+            .filter(|g| !g.is_empty())
+            .map(|_| ())
     })
     .await;
 }
@@ -104,13 +110,26 @@ fn names(alerts: &[Value]) -> Vec<String> {
 }
 
 async fn json_get(url: &str, params: &[(&str, &str)]) -> (u16, Value) {
-    let r = raw_client().get(url).query(params).send().await.expect("answer");
+    let r = raw_client()
+        .get(url)
+        .query(params)
+        .send()
+        .await
+        .expect("answer");
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
-fn rules_settings(dir: &std::path::Path, rules: &str, am: Option<&str>, remote: Option<String>) -> janus::rules::Settings {
+fn rules_settings(
+    dir: &std::path::Path,
+    rules: &str,
+    am: Option<&str>,
+    remote: Option<String>,
+) -> janus::rules::Settings {
     let path = dir.join("janus-rules.yml");
     std::fs::write(&path, rules).expect("rules");
     janus::rules::Settings {
@@ -118,7 +137,9 @@ fn rules_settings(dir: &std::path::Path, rules: &str, am: Option<&str>, remote: 
         evaluation_interval: Duration::from_secs(1),
         external_labels: [("cluster".to_string(), "test".to_string())].into(),
         external_url: "http://janus.example:9099".into(),
-        alertmanagers: am.map(|u| vec![u.parse().expect("url")]).unwrap_or_default(),
+        alertmanagers: am
+            .map(|u| vec![u.parse().expect("url")])
+            .unwrap_or_default(),
         remote_write: remote.map(|u| u.parse().expect("url")),
     }
 }
@@ -145,28 +166,53 @@ async fn log_logql_and_mixed_alerts_fire_in_alertmanager_record_into_prometheus_
         &["--web.enable-remote-write-receiver"],
     )
     .await;
-    let settings = rules_settings(&dir, RULES, Some(&am.url), Some(format!("{}/api/v1/write", prometheus.url)));
+    let settings = rules_settings(
+        &dir,
+        RULES,
+        Some(&am.url),
+        Some(format!("{}/api/v1/write", prometheus.url)),
+    );
     let janus = support::start_janus(&prometheus.url, move |c| c.rules = settings).await;
     // Prometheus's `up` must exist before the mixed alert can hold.
     wait_for("up in Prometheus", Duration::from_secs(30), async || {
-        let (_, v) = json_get(&format!("{}/api/v1/query", prometheus.url), &[("query", "up")]).await;
-        v["data"]["result"].as_array().filter(|r| !r.is_empty()).map(|_| ())
+        let (_, v) = json_get(
+            &format!("{}/api/v1/query", prometheus.url),
+            &[("query", "up")],
+        )
+        .await;
+        v["data"]["result"]
+            .as_array()
+            .filter(|r| !r.is_empty())
+            .map(|_| ())
     })
     .await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let pusher = keep_pushing(janus.url.clone(), Arc::clone(&stop));
 
-    let alerts = wait_for("the three alerts in Alertmanager", Duration::from_secs(40), async || {
-        let alerts = am.alerts().await;
-        (names(&alerts) == ALERT_NAMES).then_some(alerts)
-    })
+    let alerts = wait_for(
+        "the three alerts in Alertmanager",
+        Duration::from_secs(40),
+        async || {
+            let alerts = am.alerts().await;
+            (names(&alerts) == ALERT_NAMES).then_some(alerts)
+        },
+    )
     .await;
-    let by_name = |n: &str| alerts.iter().find(|a| a["labels"]["alertname"] == n).expect("alert").clone();
+    let by_name = |n: &str| {
+        alerts
+            .iter()
+            .find(|a| a["labels"]["alertname"] == n)
+            .expect("alert")
+            .clone()
+    };
     let lethe = by_name("ShopErrorsLetheQL");
     assert_eq!(lethe["labels"]["namespace"], "shop", "{lethe}");
     assert_eq!(lethe["labels"]["severity"], "page", "{lethe}");
-    assert_eq!(lethe["labels"]["cluster"], "test", "external labels are added: {lethe}");
+    assert_eq!(
+        lethe["labels"]["cluster"], "test",
+        "external labels are added: {lethe}"
+    );
     let summary = lethe["annotations"]["summary"].as_str().expect("summary");
     let re = regex::Regex::new(r"^shop logs \d+ errors in 3s$").expect("regex");
     assert!(re.is_match(summary), "{summary}");
@@ -184,38 +230,96 @@ async fn log_logql_and_mixed_alerts_fire_in_alertmanager_record_into_prometheus_
     );
 
     // Recorded series and ALERTS reach Prometheus by remote write.
-    for query in ["shop:errors:count3s", "ALERTS{alertname=\"ShopErrorsLetheQL\",alertstate=\"firing\"}"] {
+    for query in [
+        "shop:errors:count3s",
+        "ALERTS{alertname=\"ShopErrorsLetheQL\",alertstate=\"firing\"}",
+    ] {
         let result = wait_for(query, Duration::from_secs(30), async || {
-            let (_, v) = json_get(&format!("{}/api/v1/query", prometheus.url), &[("query", query)]).await;
-            v["data"]["result"].as_array().filter(|r| !r.is_empty()).cloned()
+            let (_, v) = json_get(
+                &format!("{}/api/v1/query", prometheus.url),
+                &[("query", query)],
+            )
+            .await;
+            v["data"]["result"]
+                .as_array()
+                .filter(|r| !r.is_empty())
+                .cloned()
         })
         .await;
-        assert_eq!(result[0]["metric"]["namespace"], "shop", "{query}: {result:?}");
-        assert_eq!(result[0]["metric"]["cluster"], "test", "{query}: {result:?}");
+        assert_eq!(
+            result[0]["metric"]["namespace"], "shop",
+            "{query}: {result:?}"
+        );
+        assert_eq!(
+            result[0]["metric"]["cluster"], "test",
+            "{query}: {result:?}"
+        );
     }
 
     // Janus's rules and Prometheus's own, in one list.
     let (status, rules) = json_get(&format!("{}/api/v1/rules", janus.url), &[]).await;
     assert_eq!(status, 200, "{rules}");
-    let groups: Vec<&str> = rules["data"]["groups"].as_array().expect("groups").iter().filter_map(|g| g["name"].as_str()).collect();
+    let groups: Vec<&str> = rules["data"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
     assert_eq!(groups, ["shop", "upstream-own"], "{rules}");
     let shop = &rules["data"]["groups"][0];
     assert_eq!(shop["rules"][0]["state"], "firing", "{shop}");
     assert_eq!(shop["rules"][0]["health"], "ok", "{shop}");
     assert_eq!(shop["rules"][3]["type"], "recording", "{shop}");
-    let (_, only_alerts) = json_get(&format!("{}/api/v1/rules", janus.url), &[("type", "alert"), ("rule_group[]", "shop")]).await;
-    assert_eq!(only_alerts["data"]["groups"][0]["rules"].as_array().map(Vec::len), Some(3), "{only_alerts}");
-    let (status, bad) = json_get(&format!("{}/api/v1/rules", janus.url), &[("type", "bogus")]).await;
-    assert_eq!((status, bad["errorType"].as_str()), (400, Some("bad_data")), "{bad}");
+    let (_, only_alerts) = json_get(
+        &format!("{}/api/v1/rules", janus.url),
+        &[("type", "alert"), ("rule_group[]", "shop")],
+    )
+    .await;
+    assert_eq!(
+        only_alerts["data"]["groups"][0]["rules"]
+            .as_array()
+            .map(Vec::len),
+        Some(3),
+        "{only_alerts}"
+    );
+    let (status, bad) =
+        json_get(&format!("{}/api/v1/rules", janus.url), &[("type", "bogus")]).await;
+    assert_eq!(
+        (status, bad["errorType"].as_str()),
+        (400, Some("bad_data")),
+        "{bad}"
+    );
     let (_, alerts_api) = json_get(&format!("{}/api/v1/alerts", janus.url), &[]).await;
-    assert!(alerts_api["data"]["alerts"].as_array().is_some_and(|a| a.len() >= 3), "{alerts_api}");
+    assert!(
+        alerts_api["data"]["alerts"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 3),
+        "{alerts_api}"
+    );
     // The Loki face: Janus's rules only, and Loki's YAML listing.
-    let (_, loki_face) = json_get(&format!("{}/prometheus/api/v1/rules", janus.url), &[("rule_name", "ShopErrorsLogQL")]).await;
-    assert_eq!(loki_face["data"]["groups"].as_array().map(Vec::len), Some(1), "{loki_face}");
-    assert_eq!(loki_face["data"]["groups"][0]["rules"].as_array().map(Vec::len), Some(1), "{loki_face}");
+    let (_, loki_face) = json_get(
+        &format!("{}/prometheus/api/v1/rules", janus.url),
+        &[("rule_name", "ShopErrorsLogQL")],
+    )
+    .await;
+    assert_eq!(
+        loki_face["data"]["groups"].as_array().map(Vec::len),
+        Some(1),
+        "{loki_face}"
+    );
+    assert_eq!(
+        loki_face["data"]["groups"][0]["rules"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{loki_face}"
+    );
     let (status, _, yaml) = support::get(&janus, "/loki/api/v1/rules", &[]).await;
     assert_eq!(status, 200);
-    assert!(yaml.contains("alert: ShopErrorsLogQL") && yaml.contains("janus-rules.yml:"), "{yaml}");
+    assert!(
+        yaml.contains("alert: ShopErrorsLogQL") && yaml.contains("janus-rules.yml:"),
+        "{yaml}"
+    );
     let (status, _, _) = support::get(&janus, "/loki/api/v1/rules/nosuch", &[]).await;
     assert_eq!(status, 404);
 
@@ -224,11 +328,18 @@ async fn log_logql_and_mixed_alerts_fire_in_alertmanager_record_into_prometheus_
     pusher.await.expect("pusher");
     wait_for("the alerts resolved", Duration::from_secs(40), async || {
         let alerts = am.alerts().await;
-        names(&alerts).iter().all(|n| !ALERT_NAMES.contains(&n.as_str())).then_some(())
+        names(&alerts)
+            .iter()
+            .all(|n| !ALERT_NAMES.contains(&n.as_str()))
+            .then_some(())
     })
     .await;
     let metrics = janus.metrics().await;
-    for name in ["janus_rule_evaluations_total{rule_group=", "janus_notifications_sent_total{alertmanager=", "janus_remote_write_samples_total "] {
+    for name in [
+        "janus_rule_evaluations_total{rule_group=",
+        "janus_notifications_sent_total{alertmanager=",
+        "janus_remote_write_samples_total ",
+    ] {
         assert!(metrics.contains(name), "{name} missing");
     }
     janus.stop().await;
@@ -276,14 +387,26 @@ groups:
     let stop = Arc::new(AtomicBool::new(false));
     let pusher = keep_pushing(second.url.clone(), Arc::clone(&stop));
     // Without the restore it would take the whole 8 s again.
-    let firing = wait_for("the alert firing after the restart", Duration::from_secs(20), async || {
-        let (_, alerts) = json_get(&format!("{}/api/v1/alerts", second.url), &[]).await;
-        alerts["data"]["alerts"].as_array().and_then(|a| a.first().cloned()).filter(|a| a["state"] == "firing")
-    })
+    let firing = wait_for(
+        "the alert firing after the restart",
+        Duration::from_secs(20),
+        async || {
+            let (_, alerts) = json_get(&format!("{}/api/v1/alerts", second.url), &[]).await;
+            alerts["data"]["alerts"]
+                .as_array()
+                .and_then(|a| a.first().cloned())
+                .filter(|a| a["state"] == "firing")
+        },
+    )
     .await;
     let took = restarted_at.elapsed();
-    assert!(took < Duration::from_secs(7), "firing {took:?} after the restart: {firing}");
-    let active_at = chrono::DateTime::parse_from_rfc3339(firing["activeAt"].as_str().expect("activeAt")).expect("time");
+    assert!(
+        took < Duration::from_secs(7),
+        "firing {took:?} after the restart: {firing}"
+    );
+    let active_at =
+        chrono::DateTime::parse_from_rfc3339(firing["activeAt"].as_str().expect("activeAt"))
+            .expect("time");
     assert!(
         active_at.timestamp_nanos_opt().unwrap_or(i64::MAX) < restart_time - 2_000_000_000,
         "activeAt {active_at} is from before the restart"
@@ -297,22 +420,58 @@ groups:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_reload_keeps_the_rules_that_run_and_says_so() {
     let dir = support::temp_dir("rules-reload");
-    let settings = rules_settings(&dir, "groups:\n- name: a\n  rules:\n  - record: a:one\n    expr: vector(1)\n", None, None);
+    let settings = rules_settings(
+        &dir,
+        "groups:\n- name: a\n  rules:\n  - record: a:one\n    expr: vector(1)\n",
+        None,
+        None,
+    );
     let path = dir.join("janus-rules.yml");
-    let janus = support::start_janus(&support::closed_port_url().await, move |c| c.rules = settings).await;
+    let janus = support::start_janus(&support::closed_port_url().await, move |c| {
+        c.rules = settings
+    })
+    .await;
     rules_loaded(&janus).await;
-    std::fs::write(&path, "groups:\n- name: a\n  rules:\n  - record: a:one\n    expr: vector(1\n").expect("bad rules");
-    let r = raw_client().post(format!("{}/-/reload", janus.url)).send().await.expect("reload");
+    std::fs::write(
+        &path,
+        "groups:\n- name: a\n  rules:\n  - record: a:one\n    expr: vector(1\n",
+    )
+    .expect("bad rules");
+    let r = raw_client()
+        .post(format!("{}/-/reload", janus.url))
+        .send()
+        .await
+        .expect("reload");
     assert_eq!(r.status(), 400);
     let text = r.text().await.expect("body");
-    assert!(text.contains("janus-rules.yml:4: group \\\"a\\\", rule 1, \\\"a:one\\\""), "{text}");
-    assert!(janus.metrics().await.contains("janus_rules_last_reload_successful 0"));
+    assert!(
+        text.contains("janus-rules.yml:4: group \\\"a\\\", rule 1, \\\"a:one\\\""),
+        "{text}"
+    );
+    assert!(janus
+        .metrics()
+        .await
+        .contains("janus_rules_last_reload_successful 0"));
     let (_, rules) = json_get(&format!("{}/prometheus/api/v1/rules", janus.url), &[]).await;
-    assert_eq!(rules["data"]["groups"][0]["name"], "a", "the old rules run on: {rules}");
-    std::fs::write(&path, "groups:\n- name: b\n  rules:\n  - record: b:two\n    expr: vector(2)\n").expect("good rules");
-    let r = raw_client().post(format!("{}/-/reload", janus.url)).send().await.expect("reload");
+    assert_eq!(
+        rules["data"]["groups"][0]["name"], "a",
+        "the old rules run on: {rules}"
+    );
+    std::fs::write(
+        &path,
+        "groups:\n- name: b\n  rules:\n  - record: b:two\n    expr: vector(2)\n",
+    )
+    .expect("good rules");
+    let r = raw_client()
+        .post(format!("{}/-/reload", janus.url))
+        .send()
+        .await
+        .expect("reload");
     assert_eq!(r.status(), 200);
-    assert!(janus.metrics().await.contains("janus_rules_last_reload_successful 1"));
+    assert!(janus
+        .metrics()
+        .await
+        .contains("janus_rules_last_reload_successful 1"));
     let (_, rules) = json_get(&format!("{}/prometheus/api/v1/rules", janus.url), &[]).await;
     assert_eq!(rules["data"]["groups"][0]["name"], "b", "{rules}");
     janus.stop().await;
@@ -377,21 +536,35 @@ groups:
         support::answer_parts(r).await
     };
     assert_eq!(status, 200);
-    assert!(yaml.contains("ShopOnly") && !yaml.contains("AnyNamespace"), "{yaml}");
+    assert!(
+        yaml.contains("ShopOnly") && !yaml.contains("AnyNamespace"),
+        "{yaml}"
+    );
     janus.stop().await;
     std::fs::remove_dir_all(dir).ok();
 }
 
 fn janus_cli(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_janus")).args(args).output().expect("janus runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_janus"))
+        .args(args)
+        .output()
+        .expect("janus runs");
     (
         out.status.code().unwrap_or(-1),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
 fn docs_rules(name: &str) -> String {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules").join(name).display().to_string()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/rules")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -402,16 +575,36 @@ fn promtool_and_janus_agree_on_metric_only_rule_files() {
     let bad = dir.join("bad.yml");
     std::fs::write(&bad, "groups:\n- name: g\n  rules:\n  - alert: Broken\n    expr: sum(rate(up[5m])\n  - record: 'not a name'\n    expr: up\n").expect("bad");
     let metric_only = docs_rules("metrics.yml");
-    for (file, accepted) in [(good.display().to_string(), true), (bad.display().to_string(), false), (metric_only, true)] {
-        let promtool = Command::new("promtool").args(["check", "rules", &file]).output().expect("promtool runs");
+    for (file, accepted) in [
+        (good.display().to_string(), true),
+        (bad.display().to_string(), false),
+        (metric_only, true),
+    ] {
+        let promtool = Command::new("promtool")
+            .args(["check", "rules", &file])
+            .output()
+            .expect("promtool runs");
         let (code, text) = janus_cli(&["check", "rules", &file]);
-        assert_eq!(promtool.status.success(), accepted, "promtool on {file}: {}", String::from_utf8_lossy(&promtool.stderr));
+        assert_eq!(
+            promtool.status.success(),
+            accepted,
+            "promtool on {file}: {}",
+            String::from_utf8_lossy(&promtool.stderr)
+        );
         assert_eq!(code == 0, accepted, "janus on {file}: {text}");
     }
     let (code, text) = janus_cli(&["check", "rules", &bad.display().to_string()]);
     assert_eq!(code, 1);
-    assert!(text.contains("bad.yml:4: group \"g\", rule 1, \"Broken\": could not parse expression"), "{text}");
-    assert!(text.contains("bad.yml:6: group \"g\", rule 2, \"not a name\": invalid recording rule name"), "{text}");
+    assert!(
+        text.contains("bad.yml:4: group \"g\", rule 1, \"Broken\": could not parse expression"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "bad.yml:6: group \"g\", rule 2, \"not a name\": invalid recording rule name"
+        ),
+        "{text}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -427,10 +620,19 @@ fn the_documented_examples_check_and_their_unit_tests_pass() {
     // A test that expects what does not happen fails, naming the alert and its time.
     let dir = support::temp_dir("rules-unit");
     std::fs::copy(docs_rules("logs.yml"), dir.join("logs.yml")).expect("copy");
-    let wrong = std::fs::read_to_string(docs_rules("logs.test.yml")).expect("tests").replace("errors a minute", "errors an hour");
+    let wrong = std::fs::read_to_string(docs_rules("logs.test.yml"))
+        .expect("tests")
+        .replace("errors a minute", "errors an hour");
     std::fs::write(dir.join("wrong.test.yml"), wrong).expect("wrong tests");
-    let (code, text) = janus_cli(&["test", "rules", &dir.join("wrong.test.yml").display().to_string()]);
+    let (code, text) = janus_cli(&[
+        "test",
+        "rules",
+        &dir.join("wrong.test.yml").display().to_string(),
+    ]);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("FAILED") && text.contains("alertname: NamespaceErrorRate"), "{text}");
+    assert!(
+        text.contains("FAILED") && text.contains("alertname: NamespaceErrorRate"),
+        "{text}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }

@@ -137,7 +137,7 @@ impl AppState {
         ));
         let querier = crate::rules::querier::EngineQuerier {
             engine: Arc::clone(&engine),
-            source: Arc::new(crate::rules::querier::UpstreamMetrics {
+            source: Arc::new(crate::upstream::metric_source::UpstreamMetrics {
                 upstream: Arc::clone(&upstream),
                 headers: http::HeaderMap::new(),
                 budget: config.query_timeout,

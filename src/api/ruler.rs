@@ -101,9 +101,8 @@ impl Filter {
             && (self.names.is_empty() || self.names.contains(&r.spec.name))
             && (self.matchers.is_empty()
                 || self.matchers.iter().any(|set| {
-                    set.iter().all(|m| {
-                        m.is_match(r.spec.labels.get(&m.name).map_or("", String::as_str))
-                    })
+                    set.iter()
+                        .all(|m| m.is_match(r.spec.labels.get(&m.name).map_or("", String::as_str)))
                 }))
     }
 }
@@ -114,7 +113,11 @@ pub fn go_exponent(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let text = format!("{v:e}");
     let (mantissa, exp) = text.split_once('e').unwrap_or((&text, "0"));
@@ -234,7 +237,11 @@ fn own_alerts(state: &SharedState, read: &ReadRequest) -> Vec<Value> {
 }
 
 /// The upstream's `data.<key>` list, or a warning saying why there is none.
-async fn upstream_list(state: &SharedState, read: &ReadRequest, key: &str) -> Result<Vec<Value>, String> {
+async fn upstream_list(
+    state: &SharedState,
+    read: &ReadRequest,
+    key: &str,
+) -> Result<Vec<Value>, String> {
     if restricted(read).is_some() {
         return Ok(Vec::new());
     }
@@ -249,14 +256,16 @@ async fn upstream_list(state: &SharedState, read: &ReadRequest, key: &str) -> Re
             "the upstream answered {} for its {key}; only Janus's are listed",
             r.status()
         )),
-        UpstreamPart::Unavailable(e) => Err(format!(
-            "the upstream's {key} are missing: {e}"
-        )),
+        UpstreamPart::Unavailable(e) => Err(format!("the upstream's {key} are missing: {e}")),
         UpstreamPart::Absent => Ok(Vec::new()),
     }
 }
 
-async fn rules_answer(state: &SharedState, request: Request, merge: bool) -> Result<Response, ApiError> {
+async fn rules_answer(
+    state: &SharedState,
+    request: Request,
+    merge: bool,
+) -> Result<Response, ApiError> {
     let read = request::read(request).await?;
     let filter = Filter::read(&read.params)?;
     let mut groups = own_groups(state, &read, &filter);
@@ -270,7 +279,11 @@ async fn rules_answer(state: &SharedState, request: Request, merge: bool) -> Res
     Ok(envelope::success(json!({ "groups": groups }), &warnings))
 }
 
-async fn alerts_answer(state: &SharedState, request: Request, merge: bool) -> Result<Response, ApiError> {
+async fn alerts_answer(
+    state: &SharedState,
+    request: Request,
+    merge: bool,
+) -> Result<Response, ApiError> {
     let read = request::read(request).await?;
     let mut alerts = own_alerts(state, &read);
     let mut warnings = Vec::new();
@@ -285,22 +298,38 @@ async fn alerts_answer(state: &SharedState, request: Request, merge: bool) -> Re
 
 /// `GET /api/v1/rules`: Janus's rules, then the upstream's.
 pub async fn rules(State(state): State<SharedState>, request: Request) -> Response {
-    Face::Janus.mark(rules_answer(&state, request, true).await.unwrap_or_else(IntoResponse::into_response))
+    Face::Janus.mark(
+        rules_answer(&state, request, true)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+    )
 }
 
 /// `GET /api/v1/alerts`: Janus's active alerts, then the upstream's.
 pub async fn alerts(State(state): State<SharedState>, request: Request) -> Response {
-    Face::Janus.mark(alerts_answer(&state, request, true).await.unwrap_or_else(IntoResponse::into_response))
+    Face::Janus.mark(
+        alerts_answer(&state, request, true)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+    )
 }
 
 /// `GET /prometheus/api/v1/rules` (the Loki face): Janus's rules.
 pub async fn loki_face_rules(State(state): State<SharedState>, request: Request) -> Response {
-    Face::Log.mark(rules_answer(&state, request, false).await.unwrap_or_else(IntoResponse::into_response))
+    Face::Log.mark(
+        rules_answer(&state, request, false)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+    )
 }
 
 /// `GET /prometheus/api/v1/alerts` (the Loki face): Janus's active alerts.
 pub async fn loki_face_alerts(State(state): State<SharedState>, request: Request) -> Response {
-    Face::Log.mark(alerts_answer(&state, request, false).await.unwrap_or_else(IntoResponse::into_response))
+    Face::Log.mark(
+        alerts_answer(&state, request, false)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+    )
 }
 
 /// A group in the rule-file format, as Loki's rules API writes it.
@@ -332,7 +361,10 @@ struct YamlRule {
     annotations: Labels,
 }
 
-fn yaml_group(g: &GroupRuntime, tenant: Option<&crate::auth::tenants::Tenant>) -> Option<YamlGroup> {
+fn yaml_group(
+    g: &GroupRuntime,
+    tenant: Option<&crate::auth::tenants::Tenant>,
+) -> Option<YamlGroup> {
     let duration = |d: std::time::Duration| promql_parser::util::display_duration(&d);
     let rules: Vec<YamlRule> = g
         .rules
@@ -368,7 +400,12 @@ fn not_found(what: &str) -> Response {
 
 /// `GET /loki/api/v1/rules[/{namespace}[/{group}]]`: the rule files (namespaces, in Loki's
 /// word) and their groups as YAML.
-async fn loki_rules_yaml(state: &SharedState, request: Request, namespace: Option<String>, group: Option<String>) -> Response {
+async fn loki_rules_yaml(
+    state: &SharedState,
+    request: Request,
+    namespace: Option<String>,
+    group: Option<String>,
+) -> Response {
     let read = match request::read(request).await {
         Ok(read) => read,
         Err(e) => return e.into_response(),
@@ -376,7 +413,9 @@ async fn loki_rules_yaml(state: &SharedState, request: Request, namespace: Optio
     let tenant = restricted(&read);
     let mut files: BTreeMap<String, Vec<YamlGroup>> = BTreeMap::new();
     for g in state.ruler.groups().iter() {
-        if namespace.as_ref().is_some_and(|n| *n != g.file) || group.as_ref().is_some_and(|n| *n != g.name) {
+        if namespace.as_ref().is_some_and(|n| *n != g.file)
+            || group.as_ref().is_some_and(|n| *n != g.name)
+        {
             continue;
         }
         if let Some(y) = yaml_group(g, tenant.as_deref()) {
@@ -384,7 +423,11 @@ async fn loki_rules_yaml(state: &SharedState, request: Request, namespace: Optio
         }
     }
     if files.is_empty() {
-        return not_found(if group.is_some() { "group does not exist" } else { "no rule groups found" });
+        return not_found(if group.is_some() {
+            "group does not exist"
+        } else {
+            "no rule groups found"
+        });
     }
     if group.is_some() {
         let one = files.into_values().flatten().next();
@@ -417,10 +460,13 @@ pub async fn loki_rules_group(
 /// and is refused with every problem named.
 pub async fn reload(State(state): State<SharedState>) -> Response {
     match state.ruler.reload().await {
-        Ok(groups) => Face::Janus.mark((StatusCode::OK, format!("rules reloaded: {groups} groups\n")).into_response()),
+        Ok(groups) => Face::Janus
+            .mark((StatusCode::OK, format!("rules reloaded: {groups} groups\n")).into_response()),
         Err(problems) => Face::Janus.mark(
-            ApiError::BadData(format!("reloading the rule files failed; the rules loaded before keep running: {problems}"))
-                .into_response(),
+            ApiError::BadData(format!(
+                "reloading the rule files failed; the rules loaded before keep running: {problems}"
+            ))
+            .into_response(),
         ),
     }
 }

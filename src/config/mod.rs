@@ -199,7 +199,12 @@ impl Config {
             .unwrap_or_else(|| "0.0.0.0:9099".into());
         let listen_address = parse_listen(&listen)
             .ok_or_else(|| invalid("web.listen-address", format!("{listen:?} is not host:port")))?;
-        let rules = rules_settings(&mut flags, file.rules, file.web.external_url, &listen_address)?;
+        let rules = rules_settings(
+            &mut flags,
+            file.rules,
+            file.web.external_url,
+            &listen_address,
+        )?;
 
         let shutdown_timeout = parse_duration_setting(
             "web.shutdown-timeout",

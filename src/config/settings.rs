@@ -399,8 +399,7 @@ pub(super) fn clickhouse_settings(
 }
 
 fn http_url(setting: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
-    let url =
-        reqwest::Url::parse(text).map_err(|e| invalid(setting, format!("{text:?}: {e}")))?;
+    let url = reqwest::Url::parse(text).map_err(|e| invalid(setting, format!("{text:?}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(invalid(
             setting,
@@ -432,7 +431,10 @@ pub(super) fn rules_settings(
         "1m",
     )?;
     if evaluation_interval.is_zero() {
-        return Err(invalid("rules.evaluation-interval", "must be greater than 0"));
+        return Err(invalid(
+            "rules.evaluation-interval",
+            "must be greater than 0",
+        ));
     }
     let am_texts = if flags.alertmanager_urls.is_empty() {
         file.alertmanager_urls.unwrap_or_default()
@@ -443,7 +445,11 @@ pub(super) fn rules_settings(
         .iter()
         .map(|t| http_url("alertmanager.url", t))
         .collect::<Result<Vec<_>, _>>()?;
-    let remote_write = match flags.rules_remote_write_url.take().or(file.remote_write_url) {
+    let remote_write = match flags
+        .rules_remote_write_url
+        .take()
+        .or(file.remote_write_url)
+    {
         Some(t) if !t.is_empty() => Some(http_url("rules.remote-write.url", &t)?),
         _ => None,
     };

@@ -143,13 +143,16 @@ impl Expression {
                 .iter()
                 .any(|m| m.name == name && matches!(m.op, MatchOp::Equal) && contains(&m.value))
         };
-        let logs_confined = self.logs.iter().all(|q| {
-            q.kind == crate::logql::LogKind::Pod && pinned(&q.targets, "namespace")
-        });
+        let logs_confined = self
+            .logs
+            .iter()
+            .all(|q| q.kind == crate::logql::LogKind::Pod && pinned(&q.targets, "namespace"));
         fn metrics(expr: &Expr, ok: &dyn Fn(&[promql_parser::label::Matcher]) -> bool) -> bool {
             match expr {
                 Expr::VectorSelector(vs) => {
-                    vs.name.as_deref().is_some_and(|n| crate::logql::rewrite::placeholder_index(n).is_some())
+                    vs.name
+                        .as_deref()
+                        .is_some_and(|n| crate::logql::rewrite::placeholder_index(n).is_some())
                         || (vs.matchers.or_matchers.is_empty() && ok(&vs.matchers.matchers))
                 }
                 Expr::MatrixSelector(ms) => metrics(&Expr::VectorSelector(ms.vs.clone()), ok),
@@ -164,8 +167,7 @@ impl Expression {
                 _ => true,
             }
         }
-        logs_confined
-            && plan::deep_stack(|| metrics(&self.expr, &|m| pinned(m, "namespace")))
+        logs_confined && plan::deep_stack(|| metrics(&self.expr, &|m| pinned(m, "namespace")))
     }
 
     /// Whether the expression reads the log store.

@@ -78,7 +78,12 @@ pub type Samples = Vec<(Labels, f64)>;
 impl AlertingState {
     /// The alert labels of one result sample: its labels without `__name__`, the rule's labels
     /// (templated) over them, `alertname` last.
-    pub fn alert_labels(spec: &RuleSpec, sample: &Labels, value: f64, expand: &dyn Expand) -> Labels {
+    pub fn alert_labels(
+        spec: &RuleSpec,
+        sample: &Labels,
+        value: f64,
+        expand: &dyn Expand,
+    ) -> Labels {
         let mut labels = sample.clone();
         labels.remove("__name__");
         for (k, v) in &spec.labels {
@@ -112,7 +117,10 @@ impl AlertingState {
         for (sample, value) in result {
             let labels = Self::alert_labels(spec, sample, *value, expand);
             if seen.insert(labels, (sample.clone(), *value)).is_some() {
-                return Err("vector contains metrics with the same labelset after applying alert labels".into());
+                return Err(
+                    "vector contains metrics with the same labelset after applying alert labels"
+                        .into(),
+                );
             }
         }
         for (labels, (sample, value)) in &seen {
@@ -264,11 +272,16 @@ pub fn record(spec: &RuleSpec, result: &[(Labels, f64)], limit: usize) -> Result
             }
         }
         if out.insert(labels, *value).is_some() {
-            return Err("vector contains metrics with the same labelset after applying rule labels".into());
+            return Err(
+                "vector contains metrics with the same labelset after applying rule labels".into(),
+            );
         }
     }
     if limit > 0 && out.len() > limit {
-        return Err(format!("exceeded limit of {limit} with {} series", out.len()));
+        return Err(format!(
+            "exceeded limit of {limit} with {} series",
+            out.len()
+        ));
     }
     Ok(out.into_iter().collect())
 }
@@ -296,11 +309,19 @@ mod tests {
 
     fn spec(extra: &str) -> RuleSpec {
         let text = format!("groups:\n- name: g\n  rules:\n  - alert: HighErrors\n    expr: up == 0\n{extra}    labels:\n      severity: page\n    annotations:\n      summary: \"{{{{ $labels.job }}}} down ({{{{ $value }}}})\"\n");
-        parse("t.yml", &text).unwrap().groups.remove(0).rules.remove(0)
+        parse("t.yml", &text)
+            .unwrap()
+            .groups
+            .remove(0)
+            .rules
+            .remove(0)
     }
 
     fn sample(job: &str) -> (Labels, f64) {
-        (Labels::from([("__name__".into(), "up".into()), ("job".into(), job.into())]), 0.0)
+        (
+            Labels::from([("__name__".into(), "up".into()), ("job".into(), job.into())]),
+            0.0,
+        )
     }
 
     #[test]
@@ -319,11 +340,18 @@ mod tests {
         assert_eq!(s.state(), AlertState::Pending);
         let series = s.apply(&spec, 2 * m, &[sample("a")], 0, &Plain).unwrap();
         assert_eq!(s.state(), AlertState::Firing);
-        assert!(series.iter().any(|(l, v)| l["__name__"] == "ALERTS" && l["alertstate"] == "firing" && *v == 1.0));
-        assert!(series.iter().any(|(l, v)| l["__name__"] == "ALERTS_FOR_STATE" && *v == 0.0));
+        assert!(series
+            .iter()
+            .any(|(l, v)| l["__name__"] == "ALERTS" && l["alertstate"] == "firing" && *v == 1.0));
+        assert!(series
+            .iter()
+            .any(|(l, v)| l["__name__"] == "ALERTS_FOR_STATE" && *v == 0.0));
         s.apply(&spec, 3 * m, &[], 0, &Plain).unwrap();
         let a = s.active.values().next().unwrap();
-        assert_eq!((a.state, a.resolved_at), (AlertState::Inactive, Some(3 * m)));
+        assert_eq!(
+            (a.state, a.resolved_at),
+            (AlertState::Inactive, Some(3 * m))
+        );
         assert!(a.needs_sending(3 * m, m));
         s.apply(&spec, 19 * m, &[], 0, &Plain).unwrap();
         assert!(s.active.is_empty());
@@ -349,9 +377,17 @@ mod tests {
     fn duplicates_and_the_limit_are_errors() {
         let spec = spec("");
         let mut s = AlertingState::default();
-        let two = [sample("a"), (Labels::from([("job".into(), "a".into())]), 1.0)];
-        assert!(s.apply(&spec, 0, &two, 0, &Plain).unwrap_err().contains("same labelset"));
-        let err = s.apply(&spec, 0, &[sample("a"), sample("b")], 1, &Plain).unwrap_err();
+        let two = [
+            sample("a"),
+            (Labels::from([("job".into(), "a".into())]), 1.0),
+        ];
+        assert!(s
+            .apply(&spec, 0, &two, 0, &Plain)
+            .unwrap_err()
+            .contains("same labelset"));
+        let err = s
+            .apply(&spec, 0, &[sample("a"), sample("b")], 1, &Plain)
+            .unwrap_err();
         assert_eq!(err, "exceeded limit of 1 with 2 alerts");
         assert!(s.active.is_empty());
     }
@@ -361,11 +397,18 @@ mod tests {
         let spec = spec("    for: 10m\n");
         let mut s = AlertingState::default();
         let now = 3_600_000;
-        s.apply(&spec, now, &[sample("a"), sample("b")], 0, &Plain).unwrap();
+        s.apply(&spec, now, &[sample("a"), sample("b")], 0, &Plain)
+            .unwrap();
         let a_labels = s.active.keys().next().unwrap().clone();
         let since = BTreeMap::from([(a_labels.clone(), now - 600_000)]);
         assert_eq!(s.restore(&spec, now, &since), 1);
         assert_eq!(s.active[&a_labels].state, AlertState::Firing);
-        assert_eq!(s.active.values().filter(|a| a.state == AlertState::Pending).count(), 1);
+        assert_eq!(
+            s.active
+                .values()
+                .filter(|a| a.state == AlertState::Pending)
+                .count(),
+            1
+        );
     }
 }

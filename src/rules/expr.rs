@@ -71,14 +71,25 @@ mod tests {
     fn each_kind_of_expression_is_read() {
         for (text, dialect) in [
             ("up == 0", Dialect::Prometheus),
-            (r#"sum(rate(pod{namespace="shop"} |= "ERROR" [1m])) > 5"#, Dialect::Prometheus),
-            (r#"sum by (namespace) (count_over_time({namespace="shop"} |= "ERROR" [5m])) / on() group_left sum(up)"#, Dialect::Prometheus),
-            (r#"sum(count_over_time({namespace="shop"} | json | status >= 500 [5m])) > 0"#, Dialect::Prometheus),
+            (
+                r#"sum(rate(pod{namespace="shop"} |= "ERROR" [1m])) > 5"#,
+                Dialect::Prometheus,
+            ),
+            (
+                r#"sum by (namespace) (count_over_time({namespace="shop"} |= "ERROR" [5m])) / on() group_left sum(up)"#,
+                Dialect::Prometheus,
+            ),
+            (
+                r#"sum(count_over_time({namespace="shop"} | json | status >= 500 [5m])) > 0"#,
+                Dialect::Prometheus,
+            ),
         ] {
             let e = RuleExpr::compile(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(e.dialect, dialect, "{text}");
         }
-        assert!(RuleExpr::compile(r#"pod{namespace="x"} |= "e""#).unwrap_err().contains("lines, not numbers"));
+        assert!(RuleExpr::compile(r#"pod{namespace="x"} |= "e""#)
+            .unwrap_err()
+            .contains("lines, not numbers"));
         assert!(RuleExpr::compile("rate(x[5m]").is_err());
     }
 }
@@ -91,10 +102,19 @@ mod confinement_tests {
     fn only_expressions_pinned_to_the_namespaces_are_confined() {
         let shop = |ns: &str| ns == "shop";
         for (text, confined) in [
-            (r#"sum(count_over_time(pod{namespace="shop"} |= "x" [1m])) > 0"#, true),
+            (
+                r#"sum(count_over_time(pod{namespace="shop"} |= "x" [1m])) > 0"#,
+                true,
+            ),
             (r#"up{namespace="shop"}"#, true),
-            (r#"sum(count_over_time(pod{namespace=~".+"} |= "x" [1m])) > 0"#, false),
-            (r#"up{namespace="shop"} and on() up{namespace="bank"}"#, false),
+            (
+                r#"sum(count_over_time(pod{namespace=~".+"} |= "x" [1m])) > 0"#,
+                false,
+            ),
+            (
+                r#"up{namespace="shop"} and on() up{namespace="bank"}"#,
+                false,
+            ),
             ("vector(1)", true),
             (r#"count_over_time(node{node="n1"} [1m])"#, false),
         ] {

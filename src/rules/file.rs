@@ -442,9 +442,20 @@ mod tests {
         let problems = parse("f.yml", text).unwrap_err();
         let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(shown.len(), 3, "{shown:#?}");
-        assert!(shown[0].starts_with("f.yml:4: group \"g\", rule 1, \"A\": could not parse expression"), "{shown:#?}");
-        assert!(shown[1].starts_with("f.yml:6: group \"g\", rule 2, \"bad name\": invalid recording rule name"), "{shown:#?}");
-        assert!(shown[2].starts_with("f.yml:8: group \"g\", rule 3, \"B\": for:"), "{shown:#?}");
+        assert!(
+            shown[0].starts_with("f.yml:4: group \"g\", rule 1, \"A\": could not parse expression"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].starts_with(
+                "f.yml:6: group \"g\", rule 2, \"bad name\": invalid recording rule name"
+            ),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[2].starts_with("f.yml:8: group \"g\", rule 3, \"B\": for:"),
+            "{shown:#?}"
+        );
     }
 
     #[test]

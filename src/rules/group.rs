@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::alerting::{record, AlertState, AlertingState, Expand, Labels};
+use super::expr::RuleExpr;
 use super::file::{GroupSpec, RuleKind, RuleSpec};
 use super::querier::Querier;
 use super::template::{Data, QueryFn, RuleTemplate};
-use super::expr::RuleExpr;
 
 /// Alertmanager's resend delay: firing alerts are sent again this often.
 pub const RESEND_DELAY_MS: i64 = 60_000;
@@ -141,7 +141,9 @@ impl GroupRuntime {
     }
 
     fn interval_ms(&self) -> i64 {
-        i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX).max(1)
+        i64::try_from(self.interval.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1)
     }
 
     /// Evaluates every rule at `now` (Unix ms).

@@ -58,7 +58,10 @@ pub fn expand(patterns: &[String]) -> Result<Vec<std::path::PathBuf>, Vec<Proble
     for pattern in patterns {
         match glob::glob(pattern) {
             Ok(paths) => {
-                let mut found: Vec<_> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+                let mut found: Vec<_> = paths
+                    .filter_map(Result::ok)
+                    .filter(|p| p.is_file())
+                    .collect();
                 if found.is_empty() && !pattern.contains(['*', '?', '[']) {
                     // A plain path that is missing is a mistake worth naming.
                     found.push(std::path::PathBuf::from(pattern));
@@ -146,8 +149,12 @@ impl Ruler {
         };
         let remote = match &settings.remote_write {
             Some(url) => Some(
-                RemoteWriter::new(url.clone(), settings.external_labels.clone(), Arc::clone(&metrics))
-                    .map_err(|e| e.to_string())?,
+                RemoteWriter::new(
+                    url.clone(),
+                    settings.external_labels.clone(),
+                    Arc::clone(&metrics),
+                )
+                .map_err(|e| e.to_string())?,
             ),
             None => None,
         };
@@ -266,13 +273,19 @@ impl Ruler {
             .group_rules
             .get_or_create(&labels)
             .set(runtime.rules.len() as i64);
-        let interval = i64::try_from(runtime.interval.as_millis()).unwrap_or(i64::MAX).max(1);
+        let interval = i64::try_from(runtime.interval.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
         let mut hasher = DefaultHasher::new();
         (&file, &name).hash(&mut hasher);
         let offset = i64::try_from(hasher.finish() % interval as u64).unwrap_or(0);
         let snapshot = Arc::new(RwLock::new(Arc::new(runtime.clone())));
         let runtime = Arc::new(tokio::sync::Mutex::new(runtime));
-        let (me, state, published) = (Arc::downgrade(self), Arc::clone(&runtime), Arc::clone(&snapshot));
+        let (me, state, published) = (
+            Arc::downgrade(self),
+            Arc::clone(&runtime),
+            Arc::clone(&snapshot),
+        );
         let task = tokio::spawn(async move {
             let mut next = next_slot(now_ms(), interval, offset);
             loop {
@@ -286,13 +299,24 @@ impl Ruler {
                     if let Ok(mut s) = published.write() {
                         *s = Arc::new(group.clone());
                     }
-                    ruler.metrics.rules.group_duration.get_or_create(&labels).set(group.evaluation_seconds);
+                    ruler
+                        .metrics
+                        .rules
+                        .group_duration
+                        .get_or_create(&labels)
+                        .set(group.evaluation_seconds);
                     outcome
                 };
                 let m = &ruler.metrics.rules;
-                m.evaluations.get_or_create(&labels).inc_by(outcome.evaluations);
-                m.evaluation_failures.get_or_create(&labels).inc_by(outcome.failures);
-                m.group_last_evaluation.get_or_create(&labels).set(next as f64 / 1000.0);
+                m.evaluations
+                    .get_or_create(&labels)
+                    .inc_by(outcome.evaluations);
+                m.evaluation_failures
+                    .get_or_create(&labels)
+                    .inc_by(outcome.failures);
+                m.group_last_evaluation
+                    .get_or_create(&labels)
+                    .set(next as f64 / 1000.0);
                 if let Some(n) = &ruler.notifier {
                     n.send(outcome.notifications);
                 }
@@ -301,7 +325,9 @@ impl Ruler {
                 }
                 let behind = (now_ms() - next).div_euclid(interval);
                 if behind > 1 {
-                    m.iterations_missed.get_or_create(&labels).inc_by(u64::try_from(behind - 1).unwrap_or(0));
+                    m.iterations_missed
+                        .get_or_create(&labels)
+                        .inc_by(u64::try_from(behind - 1).unwrap_or(0));
                 }
                 next += interval * behind.max(1);
             }

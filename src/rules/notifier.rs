@@ -60,7 +60,10 @@ impl Notifier {
                 queue.pop_front();
                 dropped += 1;
             }
-            self.metrics.rules.notifications_queue_length.set(queue.len() as i64);
+            self.metrics
+                .rules
+                .notifications_queue_length
+                .set(queue.len() as i64);
         }
         if dropped > 0 {
             self.metrics.rules.notifications_dropped.inc_by(dropped);
@@ -79,7 +82,10 @@ impl Notifier {
                         Ok(mut q) => {
                             let n = q.len().min(MAX_BATCH);
                             let batch = q.drain(..n).collect();
-                            me.metrics.rules.notifications_queue_length.set(q.len() as i64);
+                            me.metrics
+                                .rules
+                                .notifications_queue_length
+                                .set(q.len() as i64);
                             batch
                         }
                         Err(_) => break,

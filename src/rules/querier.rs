@@ -1,16 +1,15 @@
 //! How rules ask for their values: the query engine, exactly as `/api/v1/query` runs an
 //! expression (log parts from the store, metric parts from a [`MetricSource`]) — the gateway's
-//! upstream when serving, in-memory series in `janus test rules`.
+//! upstream when serving (`upstream::metric_source::UpstreamMetrics`), in-memory series in
+//! `janus test rules`.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::{Engine, Expression, MetricFuture, MetricQuery, MetricSource};
+use crate::engine::{Engine, Expression, MetricSource};
 use crate::promql::value::{Steps, Value};
-use crate::upstream::metric_source::UpstreamSource;
-use crate::upstream::Upstream;
 
 use super::alerting::Labels;
 
@@ -114,33 +113,14 @@ impl Querier for EngineQuerier {
                     .collect()),
                 Value::Scalar(points) => Ok(vec![(
                     Labels::new(),
-                    points.iter().enumerate().map(|(k, v)| (at(k), *v)).collect(),
+                    points
+                        .iter()
+                        .enumerate()
+                        .map(|(k, v)| (at(k), *v))
+                        .collect(),
                 )]),
                 Value::String(_) => Err("rule result is a string, not a vector or scalar".into()),
             }
-        })
-    }
-}
-
-/// The upstream as a metric source of its own (the rules have no client request whose headers
-/// to forward).
-pub struct UpstreamMetrics {
-    pub upstream: Arc<Upstream>,
-    pub headers: http::HeaderMap,
-    pub budget: Duration,
-}
-
-impl MetricSource for UpstreamMetrics {
-    fn query<'a>(&'a self, query: MetricQuery<'a>) -> MetricFuture<'a> {
-        Box::pin(async move {
-            let source = UpstreamSource {
-                upstream: &self.upstream,
-                headers: &self.headers,
-                budget: self.budget,
-                cache: None,
-                forward_headers: &[],
-            };
-            source.query(query).await
         })
     }
 }

@@ -156,7 +156,10 @@ impl RemoteWriter {
             Ok(body) => bytes::Bytes::from(body),
             Err(e) => {
                 tracing::error!(error = %e, "could not compress a remote-write batch");
-                self.metrics.rules.remote_write_failed.inc_by(batch.len() as u64);
+                self.metrics
+                    .rules
+                    .remote_write_failed
+                    .inc_by(batch.len() as u64);
                 return;
             }
         };
@@ -173,7 +176,10 @@ impl RemoteWriter {
                 .await;
             let retry = match sent {
                 Ok(r) if r.status().is_success() => {
-                    self.metrics.rules.remote_write_samples.inc_by(batch.len() as u64);
+                    self.metrics
+                        .rules
+                        .remote_write_samples
+                        .inc_by(batch.len() as u64);
                     return;
                 }
                 Ok(r) => {
@@ -193,7 +199,10 @@ impl RemoteWriter {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        self.metrics.rules.remote_write_failed.inc_by(batch.len() as u64);
+        self.metrics
+            .rules
+            .remote_write_failed
+            .inc_by(batch.len() as u64);
     }
 }
 
@@ -208,6 +217,12 @@ mod tests {
         let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
         let back = WriteRequest::decode(raw.as_slice()).unwrap();
         assert_eq!(back.timeseries[0].labels[0].name, "__name__");
-        assert_eq!(back.timeseries[0].samples[0], Sample { value: 1.5, timestamp: 1000 });
+        assert_eq!(
+            back.timeseries[0].samples[0],
+            Sample {
+                value: 1.5,
+                timestamp: 1000
+            }
+        );
     }
 }

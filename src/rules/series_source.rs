@@ -34,7 +34,10 @@ pub struct SeriesSource {
 }
 
 /// Reads promtool's expanding notation (`1+2x3 _ stale 5x2`) into points `interval_ns` apart.
-pub fn expand_values(text: &str, interval_ns: i64) -> Result<Vec<(i64, Option<f64>, bool)>, String> {
+pub fn expand_values(
+    text: &str,
+    interval_ns: i64,
+) -> Result<Vec<(i64, Option<f64>, bool)>, String> {
     let mut out = Vec::new();
     let mut k: i64 = 0;
     let mut push = |value: Option<f64>, stale: bool, out: &mut Vec<(i64, Option<f64>, bool)>| {
@@ -47,12 +50,16 @@ pub fn expand_values(text: &str, interval_ns: i64) -> Result<Vec<(i64, Option<f6
         } else if word == "stale" {
             push(None, true, &mut out);
         } else if let Some(n) = word.strip_prefix("_x") {
-            let n: u32 = n.parse().map_err(|_| format!("bad repetition in {word:?}"))?;
+            let n: u32 = n
+                .parse()
+                .map_err(|_| format!("bad repetition in {word:?}"))?;
             for _ in 0..n {
                 push(None, false, &mut out);
             }
         } else if let Some((start, times)) = word.rsplit_once('x') {
-            let times: u32 = times.parse().map_err(|_| format!("bad repetition in {word:?}"))?;
+            let times: u32 = times
+                .parse()
+                .map_err(|_| format!("bad repetition in {word:?}"))?;
             if times > 1_000_000 {
                 return Err(format!("{word:?} repeats more than 1000000 times"));
             }
@@ -142,7 +149,11 @@ impl SeriesSource {
     ) -> impl Iterator<Item = (&'a Labels, &'a Vec<(i64, Point)>)> + 'a {
         let mut matchers: Vec<Matcher> = vs.matchers.matchers.clone();
         if let Some(name) = &vs.name {
-            matchers.push(Matcher::new(promql_parser::label::MatchOp::Equal, "__name__", name));
+            matchers.push(Matcher::new(
+                promql_parser::label::MatchOp::Equal,
+                "__name__",
+                name,
+            ));
         }
         all.iter().filter(move |(labels, _)| {
             matchers
@@ -158,17 +169,21 @@ impl SeriesSource {
                 query.text
             ))
         };
-        let parsed = crate::promql::plan::Parsed::parse(query.text).map_err(|e| EvalError::BadData(e.trim().to_string()))?;
+        let parsed = crate::promql::plan::Parsed::parse(query.text)
+            .map_err(|e| EvalError::BadData(e.trim().to_string()))?;
         let all = self.series.read().map_err(|_| unsupported())?;
         let steps = query.steps;
         let shifted = |vs: &VectorSelector, k: usize| {
-            let t = vs
-                .at
-                .as_ref()
-                .map_or(steps.time(k), |at| crate::promql::subquery::at_time(at, &steps));
+            let t = vs.at.as_ref().map_or(steps.time(k), |at| {
+                crate::promql::subquery::at_time(at, &steps)
+            });
             let offset = match &vs.offset {
-                Some(promql_parser::parser::Offset::Pos(d)) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-                Some(promql_parser::parser::Offset::Neg(d)) => -i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+                Some(promql_parser::parser::Offset::Pos(d)) => {
+                    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+                }
+                Some(promql_parser::parser::Offset::Neg(d)) => {
+                    -i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+                }
                 None => 0,
             };
             t.saturating_sub(offset)
@@ -217,7 +232,15 @@ impl SeriesSource {
                             Point::Stale => None,
                         })
                         .collect();
-                    (samples, Window { begin: end - range, end, at: end, range_seconds: range as f64 / 1e9 })
+                    (
+                        samples,
+                        Window {
+                            begin: end - range,
+                            end,
+                            at: end,
+                            range_seconds: range as f64 / 1e9,
+                        },
+                    )
                 };
                 if function == Function::AbsentOverTime {
                     let matched: Vec<_> = Self::matching(&all, &ms.vs).collect();
@@ -226,7 +249,10 @@ impl SeriesSource {
                         .matchers
                         .matchers
                         .iter()
-                        .filter(|m| matches!(m.op, promql_parser::label::MatchOp::Equal) && m.name != "__name__")
+                        .filter(|m| {
+                            matches!(m.op, promql_parser::label::MatchOp::Equal)
+                                && m.name != "__name__"
+                        })
                         .map(|m| (m.name.clone(), m.value.clone()))
                         .collect();
                     let points = (0..steps.count)
@@ -240,7 +266,8 @@ impl SeriesSource {
                     Self::matching(&all, &ms.vs)
                         .map(|(labels, points)| {
                             let mut labels = labels.clone();
-                            if !matches!(function, Function::LastOverTime | Function::FirstOverTime) {
+                            if !matches!(function, Function::LastOverTime | Function::FirstOverTime)
+                            {
                                 labels.remove("__name__");
                             }
                             Series {
@@ -286,9 +313,18 @@ mod tests {
 
     #[test]
     fn promtools_notation() {
-        let v = |t: &str| expand_values(t, 1).unwrap().into_iter().map(|p| p.1).collect::<Vec<_>>();
+        let v = |t: &str| {
+            expand_values(t, 1)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.1)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(v("-2+4x3"), [Some(-2.0), Some(2.0), Some(6.0), Some(10.0)]);
-        assert_eq!(v("1-2x4"), [Some(1.0), Some(-1.0), Some(-3.0), Some(-5.0), Some(-7.0)]);
+        assert_eq!(
+            v("1-2x4"),
+            [Some(1.0), Some(-1.0), Some(-3.0), Some(-5.0), Some(-7.0)]
+        );
         assert_eq!(v("1x4"), [Some(1.0); 5]);
         assert_eq!(v("1 _x3 stale"), [Some(1.0), None, None, None, None]);
         assert!(expand_values("1x", 1).is_err());

@@ -24,7 +24,8 @@ pub const MAX_QUERY_SAMPLES: usize = 1_000;
 const PREAMBLE: &str = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}";
 
 /// Runs a template's `query`: an instant query at the evaluation time, its samples.
-pub type QueryFn = dyn Fn(&str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> + Send + Sync;
+pub type QueryFn =
+    dyn Fn(&str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> + Send + Sync;
 
 /// A parsed template.
 #[derive(Clone)]
@@ -60,9 +61,9 @@ impl RuleTemplate {
         // Go refuses an unknown function or variable when it parses; gotmpl when it runs: a
         // trial run with empty data finds them now, not when the alert fires.
         match template.execute_fmt(&mut Bounded(String::new()), &Value::Nil) {
-            Err(e @ (TemplateError::UndefinedFunction(_) | TemplateError::UndefinedVariable(_))) => {
-                Err(e.to_string())
-            }
+            Err(
+                e @ (TemplateError::UndefinedFunction(_) | TemplateError::UndefinedVariable(_)),
+            ) => Err(e.to_string()),
             _ => Ok(RuleTemplate(Arc::new(template))),
         }
     }
@@ -167,125 +168,151 @@ fn regex(pattern: &str) -> Result<regex::Regex, TemplateError> {
 
 /// Registers Prometheus's template functions.
 fn functions(t: Template) -> Template {
-    t.func("humanize", |a| Ok(Value::from(humanize(number(a.first())?))))
-        .func("humanize1024", |a| Ok(Value::from(humanize_1024(number(a.first())?))))
-        .func("humanizeDuration", |a| {
-            Ok(Value::from(humanize_duration(number(a.first())?)))
-        })
-        .func("humanizePercentage", |a| {
-            Ok(Value::from(format!("{}%", go_g4(number(a.first())? * 100.0))))
-        })
-        .func("humanizeTimestamp", |a| {
-            Ok(Value::from(humanize_timestamp(number(a.first())?)))
-        })
-        .func("toUpper", |a| Ok(Value::from(text(a.first()).to_uppercase())))
-        .func("toLower", |a| Ok(Value::from(text(a.first()).to_lowercase())))
-        .func("title", |a| Ok(Value::from(title(&text(a.first())))))
-        .func("safeHtml", |a| Ok(Value::from(text(a.first()))))
-        .func("stripPort", |a| Ok(Value::from(strip_port(&text(a.first())))))
-        .func("stripDomain", |a| {
-            let host = text(a.first());
-            let (name, port) = match host.rsplit_once(':') {
-                Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h.to_string(), format!(":{p}")),
-                _ => (host.clone(), String::new()),
-            };
-            if name.parse::<std::net::IpAddr>().is_ok() {
-                return Ok(Value::from(host));
+    t.func("humanize", |a| {
+        Ok(Value::from(humanize(number(a.first())?)))
+    })
+    .func("humanize1024", |a| {
+        Ok(Value::from(humanize_1024(number(a.first())?)))
+    })
+    .func("humanizeDuration", |a| {
+        Ok(Value::from(humanize_duration(number(a.first())?)))
+    })
+    .func("humanizePercentage", |a| {
+        Ok(Value::from(format!(
+            "{}%",
+            go_g4(number(a.first())? * 100.0)
+        )))
+    })
+    .func("humanizeTimestamp", |a| {
+        Ok(Value::from(humanize_timestamp(number(a.first())?)))
+    })
+    .func("toUpper", |a| {
+        Ok(Value::from(text(a.first()).to_uppercase()))
+    })
+    .func("toLower", |a| {
+        Ok(Value::from(text(a.first()).to_lowercase()))
+    })
+    .func("title", |a| Ok(Value::from(title(&text(a.first())))))
+    .func("safeHtml", |a| Ok(Value::from(text(a.first()))))
+    .func("stripPort", |a| {
+        Ok(Value::from(strip_port(&text(a.first()))))
+    })
+    .func("stripDomain", |a| {
+        let host = text(a.first());
+        let (name, port) = match host.rsplit_once(':') {
+            Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => {
+                (h.to_string(), format!(":{p}"))
             }
-            Ok(Value::from(format!("{}{port}", name.split('.').next().unwrap_or(""))))
-        })
-        .func("match", |a| {
-            Ok(Value::Bool(regex(&text(a.first()))?.is_match(&text(a.get(1)))))
-        })
-        .func("reReplaceAll", |a| {
-            let re = regex(&text(a.first()))?;
-            let replaced = re.replace_all(&text(a.get(2)), text(a.get(1)).as_str()).to_string();
-            if replaced.len() > MAX_OUTPUT_BYTES {
-                return Err(fail("reReplaceAll made too large a value"));
-            }
-            Ok(Value::from(replaced))
-        })
-        .func("args", |a| {
-            let map: BTreeMap<String, Value> = a
+            _ => (host.clone(), String::new()),
+        };
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            return Ok(Value::from(host));
+        }
+        Ok(Value::from(format!(
+            "{}{port}",
+            name.split('.').next().unwrap_or("")
+        )))
+    })
+    .func("match", |a| {
+        Ok(Value::Bool(
+            regex(&text(a.first()))?.is_match(&text(a.get(1))),
+        ))
+    })
+    .func("reReplaceAll", |a| {
+        let re = regex(&text(a.first()))?;
+        let replaced = re
+            .replace_all(&text(a.get(2)), text(a.get(1)).as_str())
+            .to_string();
+        if replaced.len() > MAX_OUTPUT_BYTES {
+            return Err(fail("reReplaceAll made too large a value"));
+        }
+        Ok(Value::from(replaced))
+    })
+    .func("args", |a| {
+        let map: BTreeMap<String, Value> = a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("arg{i}"), v.clone()))
+            .collect();
+        Ok(Value::from(map))
+    })
+    .func("parseDuration", |a| {
+        let d = crate::time::duration::parse(&text(a.first())).map_err(|e| fail(e.to_string()))?;
+        Ok(Value::Float(d.as_secs_f64()))
+    })
+    .func("externalURL", |_| {
+        Ok(Value::from(
+            RENDERING
+                .with(|r| r.borrow().as_ref().map(|(_, u)| u.clone()))
+                .unwrap_or_default(),
+        ))
+    })
+    .func("pathPrefix", |_| {
+        let url = RENDERING
+            .with(|r| r.borrow().as_ref().map(|(_, u)| u.clone()))
+            .unwrap_or_default();
+        Ok(Value::from(
+            reqwest::Url::parse(&url)
+                .map(|u| u.path().trim_end_matches('/').to_string())
+                .unwrap_or_default(),
+        ))
+    })
+    .func("query", |a| {
+        let q = text(a.first());
+        let query = RENDERING.with(|r| r.borrow().as_ref().and_then(|(q, _)| q.clone()));
+        let Some(query) = query else {
+            return Err(fail("query is not available here"));
+        };
+        let samples = query(&q).map_err(|e| fail(format!("error executing query: {e}")))?;
+        if samples.len() > MAX_QUERY_SAMPLES {
+            return Err(fail(format!(
+                "query {q:?} returned {} samples, more than {MAX_QUERY_SAMPLES}",
+                samples.len()
+            )));
+        }
+        Ok(Value::from(
+            samples
                 .iter()
-                .enumerate()
-                .map(|(i, v)| (format!("arg{i}"), v.clone()))
-                .collect();
-            Ok(Value::from(map))
-        })
-        .func("parseDuration", |a| {
-            let d = crate::time::duration::parse(&text(a.first())).map_err(|e| fail(e.to_string()))?;
-            Ok(Value::Float(d.as_secs_f64()))
-        })
-        .func("externalURL", |_| {
-            Ok(Value::from(
-                RENDERING.with(|r| r.borrow().as_ref().map(|(_, u)| u.clone())).unwrap_or_default(),
-            ))
-        })
-        .func("pathPrefix", |_| {
-            let url = RENDERING.with(|r| r.borrow().as_ref().map(|(_, u)| u.clone())).unwrap_or_default();
-            Ok(Value::from(
-                reqwest::Url::parse(&url).map(|u| u.path().trim_end_matches('/').to_string()).unwrap_or_default(),
-            ))
-        })
-        .func("query", |a| {
-            let q = text(a.first());
-            let query = RENDERING.with(|r| r.borrow().as_ref().and_then(|(q, _)| q.clone()));
-            let Some(query) = query else {
-                return Err(fail("query is not available here"));
-            };
-            let samples = query(&q).map_err(|e| fail(format!("error executing query: {e}")))?;
-            if samples.len() > MAX_QUERY_SAMPLES {
-                return Err(fail(format!(
-                    "query {q:?} returned {} samples, more than {MAX_QUERY_SAMPLES}",
-                    samples.len()
-                )));
-            }
-            Ok(Value::from(
-                samples
-                    .iter()
-                    .map(|(l, v)| sample_value(l, *v))
-                    .collect::<Vec<_>>(),
-            ))
-        })
-        .func("first", |a| match a.first() {
-            Some(Value::List(l)) if !l.is_empty() => Ok(l[0].clone()),
-            _ => Err(fail("first() called on vector with no elements")),
-        })
-        .func("label", |a| {
-            let name = text(a.first());
-            let value = a
-                .get(1)
-                .and_then(|s| field(s, "Labels"))
-                .and_then(|l| field(l, &name))
-                .cloned();
-            Ok(value.unwrap_or_else(|| Value::from("")))
-        })
-        .func("value", |a| {
-            Ok(a.first()
-                .and_then(|s| field(s, "Value"))
-                .cloned()
-                .unwrap_or(Value::Float(0.0)))
-        })
-        .func("strvalue", |a| {
-            Ok(a.first()
-                .and_then(|s| field(s, "Labels"))
-                .and_then(|l| field(l, "__value__"))
-                .cloned()
-                .unwrap_or_else(|| Value::from("")))
-        })
-        .func("sortByLabel", |a| {
-            let name = text(a.first());
-            let Some(Value::List(list)) = a.get(1) else {
-                return Err(fail("sortByLabel needs a label name and a query result"));
-            };
-            let mut items: Vec<Value> = list.to_vec();
-            let key = |s: &Value| {
-                text(field(s, "Labels").and_then(|l| field(l, &name)))
-            };
-            items.sort_by_key(key);
-            Ok(Value::from(items))
-        })
+                .map(|(l, v)| sample_value(l, *v))
+                .collect::<Vec<_>>(),
+        ))
+    })
+    .func("first", |a| match a.first() {
+        Some(Value::List(l)) if !l.is_empty() => Ok(l[0].clone()),
+        _ => Err(fail("first() called on vector with no elements")),
+    })
+    .func("label", |a| {
+        let name = text(a.first());
+        let value = a
+            .get(1)
+            .and_then(|s| field(s, "Labels"))
+            .and_then(|l| field(l, &name))
+            .cloned();
+        Ok(value.unwrap_or_else(|| Value::from("")))
+    })
+    .func("value", |a| {
+        Ok(a.first()
+            .and_then(|s| field(s, "Value"))
+            .cloned()
+            .unwrap_or(Value::Float(0.0)))
+    })
+    .func("strvalue", |a| {
+        Ok(a.first()
+            .and_then(|s| field(s, "Labels"))
+            .and_then(|l| field(l, "__value__"))
+            .cloned()
+            .unwrap_or_else(|| Value::from("")))
+    })
+    .func("sortByLabel", |a| {
+        let name = text(a.first());
+        let Some(Value::List(list)) = a.get(1) else {
+            return Err(fail("sortByLabel needs a label name and a query result"));
+        };
+        let mut items: Vec<Value> = list.to_vec();
+        let key = |s: &Value| text(field(s, "Labels").and_then(|l| field(l, &name)));
+        items.sort_by_key(key);
+        Ok(Value::from(items))
+    })
 }
 
 /// Go's `%.4g`.
@@ -294,7 +321,11 @@ pub fn go_g4(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if v == 0.0 {
         return "0".into();
@@ -441,12 +472,17 @@ mod tests {
     use super::*;
 
     fn render(text: &str, labels: &[(&str, &str)], value: f64) -> String {
-        let labels: BTreeMap<String, String> =
-            labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let external = BTreeMap::from([("cluster".to_string(), "east".to_string())]);
         let t = RuleTemplate::parse(text).unwrap();
         let query: Arc<QueryFn> = Arc::new(|q: &str| {
-            Ok(vec![(BTreeMap::from([("instance".to_string(), format!("{q}-a"))]), 2.5)])
+            Ok(vec![(
+                BTreeMap::from([("instance".to_string(), format!("{q}-a"))]),
+                2.5,
+            )])
         });
         t.render(
             &Data {
@@ -461,30 +497,92 @@ mod tests {
 
     #[test]
     fn prometheus_data_and_functions() {
-        assert_eq!(render("{{ $labels.namespace }} has {{ $value }}", &[("namespace", "shop")], 7.0), "shop has 7");
+        assert_eq!(
+            render(
+                "{{ $labels.namespace }} has {{ $value }}",
+                &[("namespace", "shop")],
+                7.0
+            ),
+            "shop has 7"
+        );
         assert_eq!(render("[{{ $labels.missing }}]", &[], 1.0), "[]");
-        assert_eq!(render("{{ $externalLabels.cluster }} {{ $externalURL }}", &[], 1.0), "east http://janus:9099/prefix");
+        assert_eq!(
+            render("{{ $externalLabels.cluster }} {{ $externalURL }}", &[], 1.0),
+            "east http://janus:9099/prefix"
+        );
         assert_eq!(render("{{ humanize $value }}", &[], 1234567.0), "1.235M");
         assert_eq!(render("{{ humanize $value }}", &[], 0.00123), "1.23m");
         assert_eq!(render("{{ humanize1024 $value }}", &[], 2048.0), "2ki");
-        assert_eq!(render("{{ humanizeDuration $value }}", &[], 93784.0), "1d 2h 3m 4s");
+        assert_eq!(
+            render("{{ humanizeDuration $value }}", &[], 93784.0),
+            "1d 2h 3m 4s"
+        );
         assert_eq!(render("{{ humanizeDuration $value }}", &[], 0.25), "250ms");
-        assert_eq!(render("{{ humanizePercentage $value }}", &[], 0.1234), "12.34%");
-        assert_eq!(render("{{ humanizeTimestamp $value }}", &[], 1727190001.0), "2024-09-24 15:00:01 +0000 UTC");
-        assert_eq!(render("{{ printf \"%.2f\" $value }}", &[], 1.0 / 3.0), "0.33");
-        assert_eq!(render("{{ $labels.pod | toUpper }} {{ title \"hello world\" }}", &[("pod", "web-1")], 0.0), "WEB-1 Hello World");
-        assert_eq!(render("{{ reReplaceAll \"-([0-9]+)\" \"#$1\" $labels.pod }}", &[("pod", "web-12")], 0.0), "web#12");
+        assert_eq!(
+            render("{{ humanizePercentage $value }}", &[], 0.1234),
+            "12.34%"
+        );
+        assert_eq!(
+            render("{{ humanizeTimestamp $value }}", &[], 1727190001.0),
+            "2024-09-24 15:00:01 +0000 UTC"
+        );
+        assert_eq!(
+            render("{{ printf \"%.2f\" $value }}", &[], 1.0 / 3.0),
+            "0.33"
+        );
+        assert_eq!(
+            render(
+                "{{ $labels.pod | toUpper }} {{ title \"hello world\" }}",
+                &[("pod", "web-1")],
+                0.0
+            ),
+            "WEB-1 Hello World"
+        );
+        assert_eq!(
+            render(
+                "{{ reReplaceAll \"-([0-9]+)\" \"#$1\" $labels.pod }}",
+                &[("pod", "web-12")],
+                0.0
+            ),
+            "web#12"
+        );
         assert_eq!(render("{{ with query \"up\" }}{{ . | first | label \"instance\" }}={{ . | first | value }}{{ end }}", &[], 0.0), "up-a=2.5");
-        assert_eq!(render("{{ range query \"x\" }}{{ .Labels.instance }} {{ .Value }}{{ end }}", &[], 0.0), "x-a 2.5");
-        assert_eq!(render("{{ stripPort \"host:9090\" }} {{ match \"^a\" \"abc\" }}", &[], 0.0), "host true");
+        assert_eq!(
+            render(
+                "{{ range query \"x\" }}{{ .Labels.instance }} {{ .Value }}{{ end }}",
+                &[],
+                0.0
+            ),
+            "x-a 2.5"
+        );
+        assert_eq!(
+            render(
+                "{{ stripPort \"host:9090\" }} {{ match \"^a\" \"abc\" }}",
+                &[],
+                0.0
+            ),
+            "host true"
+        );
     }
 
     #[test]
     fn failures_and_costs_are_bounded() {
-        assert!(RuleTemplate::parse("{{ nosuch }}").unwrap_err().contains("nosuch"));
-        assert!(render("{{ humanize \"abc\" }}", &[], 0.0).starts_with("<error expanding template: "));
-        let huge = render("{{ range $i := 100000 }}{{ range $j := 100000 }}x{{ end }}{{ end }}", &[], 0.0);
-        assert!(huge.starts_with("<error expanding template"), "{}", &huge[..huge.len().min(80)]);
+        assert!(RuleTemplate::parse("{{ nosuch }}")
+            .unwrap_err()
+            .contains("nosuch"));
+        assert!(
+            render("{{ humanize \"abc\" }}", &[], 0.0).starts_with("<error expanding template: ")
+        );
+        let huge = render(
+            "{{ range $i := 100000 }}{{ range $j := 100000 }}x{{ end }}{{ end }}",
+            &[],
+            0.0,
+        );
+        assert!(
+            huge.starts_with("<error expanding template"),
+            "{}",
+            &huge[..huge.len().min(80)]
+        );
         assert_eq!(go_g4(12345.0), "1.234e+04");
         assert_eq!(go_g4(0.00001234), "1.234e-05");
         assert_eq!(go_g4(0.5), "0.5");

@@ -147,7 +147,9 @@ pub async fn run_file(path: &Path) -> Result<Vec<String>, String> {
         .iter()
         .map(|f| {
             let p = PathBuf::from(f);
-            if p.is_absolute() { p } else { base.join(p) }.display().to_string()
+            if p.is_absolute() { p } else { base.join(p) }
+                .display()
+                .to_string()
         })
         .collect();
     let rule_files = super::manager::load_all(&rule_paths).map_err(|problems| {
@@ -186,7 +188,11 @@ impl Drop for TempStore {
 
 fn temp_store(metrics: &Arc<Metrics>) -> Result<TempStore, String> {
     use rand_token::token;
-    let dir = std::env::temp_dir().join(format!("janus-test-rules-{}-{}", std::process::id(), token()));
+    let dir = std::env::temp_dir().join(format!(
+        "janus-test-rules-{}-{}",
+        std::process::id(),
+        token()
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let store = crate::logstore::files::Store::new(dir.clone(), Arc::clone(metrics))
         .writing(crate::logstore::files::writer::FsyncMode::Never, 64);
@@ -347,7 +353,9 @@ async fn run_test(
     let step = ms(eval_interval).max(1);
     let last = checks.last().map_or(0, |c| c.0);
     if last / step > MAX_STEPS {
-        return Err(format!("eval_time {last} ms needs more than {MAX_STEPS} evaluations"));
+        return Err(format!(
+            "eval_time {last} ms needs more than {MAX_STEPS} evaluations"
+        ));
     }
     let mut failures = Vec::new();
     let mut next_check = 0;
@@ -355,8 +363,11 @@ async fn run_test(
     while next_check < checks.len() {
         for g in &mut groups {
             let outcome = g.evaluate(&context, now).await;
-            let recorded: Vec<(Labels, f64)> =
-                outcome.samples.into_iter().map(|(l, v, _)| (l, v)).collect();
+            let recorded: Vec<(Labels, f64)> = outcome
+                .samples
+                .into_iter()
+                .map(|(l, v, _)| (l, v))
+                .collect();
             series.record(&recorded, now.saturating_mul(1_000_000));
         }
         // Checks whose time falls before the next evaluation see this one's alerts.
@@ -421,7 +432,12 @@ fn compare_alerts(groups: &[GroupRuntime], check: &AlertTest, at: i64) -> Option
 fn show_alerts(alerts: &[ExpAlert]) -> String {
     let shown: Vec<String> = alerts
         .iter()
-        .map(|a| format!("{{Labels:{:?} Annotations:{:?}}}", a.exp_labels, a.exp_annotations))
+        .map(|a| {
+            format!(
+                "{{Labels:{:?} Annotations:{:?}}}",
+                a.exp_labels, a.exp_annotations
+            )
+        })
         .collect();
     format!("[{}]", shown.join(", "))
 }

@@ -252,3 +252,26 @@ impl std::io::Read for ChunkReader {
         Ok(n)
     }
 }
+
+/// The upstream as a metric source of its own (the rules have no client request whose headers
+/// to forward).
+pub struct UpstreamMetrics {
+    pub upstream: std::sync::Arc<Upstream>,
+    pub headers: http::HeaderMap,
+    pub budget: std::time::Duration,
+}
+
+impl MetricSource for UpstreamMetrics {
+    fn query<'a>(&'a self, query: MetricQuery<'a>) -> crate::engine::MetricFuture<'a> {
+        Box::pin(async move {
+            let source = UpstreamSource {
+                upstream: &self.upstream,
+                headers: &self.headers,
+                budget: self.budget,
+                cache: None,
+                forward_headers: &[],
+            };
+            source.query(query).await
+        })
+    }
+}
