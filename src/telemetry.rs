@@ -138,6 +138,7 @@ pub struct RuleMetrics {
     pub remote_write_dropped: Counter,
     pub last_reload_successful: Gauge,
     pub last_reload_success_timestamp: Gauge,
+    pub log_reads_shared: Counter,
 }
 
 impl RuleMetrics {
@@ -159,6 +160,7 @@ impl RuleMetrics {
             remote_write_dropped: Counter::default(),
             last_reload_successful: Gauge::default(),
             last_reload_success_timestamp: Gauge::default(),
+            log_reads_shared: Counter::default(),
         };
         registry.register(
             "janus_rule_evaluations",
@@ -229,6 +231,11 @@ impl RuleMetrics {
             "janus_remote_write_dropped_samples",
             "Samples dropped because the queue was full",
             m.remote_write_dropped.clone(),
+        );
+        registry.register(
+            "janus_rule_log_reads_shared",
+            "Log reads of rule evaluations answered by another evaluation's read at the same time",
+            m.log_reads_shared.clone(),
         );
         registry.register(
             "janus_rules_last_reload_successful",

@@ -142,6 +142,7 @@ impl AppState {
                 headers: http::HeaderMap::new(),
                 budget: config.query_timeout,
             }),
+            shared: crate::engine::shared_leaves::SharedLeaves::new(),
             timeout: config.query_timeout,
         };
         let ruler = crate::rules::Ruler::new(

@@ -296,8 +296,18 @@ async fn alerts_answer(
     Ok(envelope::success(json!({ "alerts": alerts }), &warnings))
 }
 
+/// Without rules of Janus's own, an unrestricted client gets the upstream's answer untouched
+/// (its bytes, its encoding), as every merged endpoint does when the store adds nothing.
+fn forwarded_untouched(state: &SharedState, request: &Request) -> bool {
+    state.ruler.groups().is_empty()
+        && super::tenancy::tenant_of(request.extensions()).is_none_or(|t| t.scope.is_none())
+}
+
 /// `GET /api/v1/rules`: Janus's rules, then the upstream's.
 pub async fn rules(State(state): State<SharedState>, request: Request) -> Response {
+    if forwarded_untouched(&state, &request) {
+        return super::prometheus::proxy::handler(State(state), request).await;
+    }
     Face::Janus.mark(
         rules_answer(&state, request, true)
             .await
@@ -307,6 +317,9 @@ pub async fn rules(State(state): State<SharedState>, request: Request) -> Respon
 
 /// `GET /api/v1/alerts`: Janus's active alerts, then the upstream's.
 pub async fn alerts(State(state): State<SharedState>, request: Request) -> Response {
+    if forwarded_untouched(&state, &request) {
+        return super::prometheus::proxy::handler(State(state), request).await;
+    }
     Face::Janus.mark(
         alerts_answer(&state, request, true)
             .await

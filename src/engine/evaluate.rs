@@ -34,6 +34,8 @@ pub(super) struct Context<'a> {
     pub evaluate_all: bool,
     pub deadline: tokio::time::Instant,
     pub cancelled: Arc<AtomicBool>,
+    /// Log leaves shared with other evaluations at the same steps (the ruler's).
+    pub shared: Option<&'a super::shared_leaves::SharedLeaves>,
 }
 
 type Evaluated = Result<MetricAnswer, EngineError>;
@@ -48,7 +50,19 @@ pub(super) fn evaluate<'a>(
         let limits = &ctx.engine.limits;
         let plan = plan::plan(expr, ctx.evaluate_all)?;
         let log_tasks = plan.logs.iter().map(|(node, call)| async move {
-            Ok((*node, log_leaf(ctx, call, steps).await?, Vec::new()))
+            let value = match (ctx.shared, ctx.logs.get(call.log)) {
+                (Some(shared), Some(query)) => {
+                    let key = format!("{query:?}|{call:?}|{steps:?}");
+                    let metrics = &ctx.engine.metrics;
+                    shared
+                        .get_or_compute(key, steps.start, log_leaf(ctx, call, steps), || {
+                            metrics.rules.log_reads_shared.inc();
+                        })
+                        .await?
+                }
+                _ => log_leaf(ctx, call, steps).await?,
+            };
+            Ok((*node, value, Vec::new()))
         });
         let metric_tasks = plan.upstream.iter().map(|(node, text, scalar)| async move {
             let MetricAnswer { value, warnings } = metric_leaf(ctx, text, *scalar, steps).await?;

@@ -12,6 +12,7 @@ pub mod lines;
 pub mod log_metrics;
 pub mod prepare;
 pub mod series;
+pub mod shared_leaves;
 pub mod source;
 mod unwrapped;
 
@@ -130,6 +131,20 @@ impl Engine {
         source: &dyn MetricSource,
         deadline: tokio::time::Instant,
     ) -> Result<MetricAnswer, EngineError> {
+        self.evaluate_sharing(expression, steps, source, deadline, None)
+            .await
+    }
+
+    /// [`Engine::evaluate`], its log leaves shared with other evaluations at the same steps
+    /// through `shared` (the ruler's rules).
+    pub async fn evaluate_sharing(
+        &self,
+        expression: &Expression,
+        steps: Steps,
+        source: &dyn MetricSource,
+        deadline: tokio::time::Instant,
+        shared: Option<&shared_leaves::SharedLeaves>,
+    ) -> Result<MetricAnswer, EngineError> {
         let cancelled = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(Arc::clone(&cancelled));
         let context = evaluate::Context {
@@ -140,6 +155,7 @@ impl Engine {
             evaluate_all: self.limits.evaluate_metric_queries || expression.evaluate_all,
             deadline,
             cancelled,
+            shared,
         };
         evaluate::evaluate(&context, &expression.expr, steps, 0).await
     }

@@ -42,6 +42,8 @@ pub struct EngineQuerier {
     pub engine: Arc<Engine>,
     pub source: Arc<dyn MetricSource>,
     pub timeout: Duration,
+    /// Log reads shared by rules evaluated at the same time.
+    pub shared: crate::engine::shared_leaves::SharedLeaves,
 }
 
 const NS_PER_MS: i64 = 1_000_000;
@@ -50,7 +52,13 @@ impl EngineQuerier {
     async fn run(&self, expr: &Expression, steps: Steps) -> Result<Value, String> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         self.engine
-            .evaluate(expr, steps, self.source.as_ref(), deadline)
+            .evaluate_sharing(
+                expr,
+                steps,
+                self.source.as_ref(),
+                deadline,
+                Some(&self.shared),
+            )
             .await
             .map(|a| a.value)
             .map_err(|e| e.to_string())

@@ -325,6 +325,7 @@ async fn run_test(
     let querier: Arc<dyn Querier> = Arc::new(EngineQuerier {
         engine,
         source: Arc::clone(&series) as Arc<dyn crate::engine::MetricSource>,
+        shared: crate::engine::shared_leaves::SharedLeaves::new(),
         timeout: Duration::from_secs(120),
     });
     let context = Context {
