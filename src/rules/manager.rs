@@ -342,13 +342,20 @@ impl Ruler {
     }
 }
 
-impl Drop for Ruler {
-    fn drop(&mut self) {
+impl Ruler {
+    /// Stops every group's evaluations (at shutdown: no alert is sent once Janus stops serving).
+    pub fn stop(&self) {
         if let Ok(g) = self.groups.read() {
             for r in g.iter() {
                 r.task.abort();
             }
         }
+    }
+}
+
+impl Drop for Ruler {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -87,6 +87,7 @@ pub async fn serve(
         .await
         .map_err(|e| crate::api::StartError::Ruler(format!("rule files: {e}")))?;
     spawn_reload_on_hangup(std::sync::Arc::clone(&state.ruler));
+    let ruler = std::sync::Arc::clone(&state.ruler);
     // Build the time indexes of the last day's log files before queries ask for them.
     let store = std::sync::Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || store.warm_recent(24));
@@ -119,6 +120,7 @@ pub async fn serve(
     let transport = crate::server::connections::Transport { web, http2 };
     crate::server::connections::serve(listener, app, limits, transport, metrics, signalled, grace)
         .await;
+    ruler.stop();
     let _ = tokio::task::spawn_blocking(move || store.close_idle(true)).await;
     tracing::info!("stopped");
     Ok(())
