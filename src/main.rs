@@ -51,15 +51,9 @@ fn main() -> ExitCode {
         return import(&config, &from, &progress_file);
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(None) {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("janus: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let outcome = runtime.block_on(async {
         let listener = server::bind(&config).await?;
@@ -96,6 +90,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The multi-threaded runtime (rule templates' `query` blocks a worker in place).
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("janus: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 /// `janus check rules`: each file's problems, as promtool prints them; exit 1 on any.
 fn check_rules(files: &[std::path::PathBuf]) -> ExitCode {
     let mut failed = false;
@@ -125,16 +131,9 @@ fn check_rules(files: &[std::path::PathBuf]) -> ExitCode {
 
 /// `janus test rules`: each test file run offline; exit 1 on any failure.
 fn test_rules(files: &[std::path::PathBuf]) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(Some(2)) {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("janus: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let mut failed = false;
     for path in files {

@@ -23,6 +23,7 @@ use crate::rules::alerting::{Alert, AlertState, Labels};
 use crate::rules::file::RuleKind;
 use crate::rules::group::{GroupRuntime, Health, RuleRuntime};
 use crate::rules::notifier::rfc3339;
+use crate::rules::template::go_exponent;
 
 /// What the filters of `/api/v1/rules` ask for.
 struct Filter {
@@ -105,25 +106,6 @@ impl Filter {
                         .all(|m| m.is_match(r.spec.labels.get(&m.name).map_or("", String::as_str)))
                 }))
     }
-}
-
-/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`.
-pub fn go_exponent(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let text = format!("{v:e}");
-    let (mantissa, exp) = text.split_once('e').unwrap_or((&text, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{mantissa}e{sign}{:02}", exp.abs())
 }
 
 fn time_text(ms: Option<i64>) -> String {
@@ -481,19 +463,5 @@ pub async fn reload(State(state): State<SharedState>) -> Response {
             ))
             .into_response(),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_are_written_as_go_writes_them() {
-        assert_eq!(go_exponent(1.0), "1e+00");
-        assert_eq!(go_exponent(1234.0), "1.234e+03");
-        assert_eq!(go_exponent(0.5), "5e-01");
-        assert_eq!(go_exponent(-2.5e-10), "-2.5e-10");
-        assert_eq!(go_exponent(f64::INFINITY), "+Inf");
     }
 }

@@ -14,6 +14,7 @@ pub mod file;
 pub mod group;
 pub mod manager;
 pub mod notifier;
+pub mod outbox;
 pub mod querier;
 pub mod remote_write;
 pub mod series_source;

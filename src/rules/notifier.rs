@@ -2,12 +2,12 @@
 //! does: a bounded queue (the oldest dropped and counted when full), batches of up to 256 sent
 //! to every Alertmanager, external labels added to alerts that lack them.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::alerting::Labels;
 use super::group::Notification;
+use super::outbox::Outbox;
 use crate::telemetry::Metrics;
 
 /// Alerts waiting to be sent, at most.
@@ -20,8 +20,7 @@ pub const MAX_BATCH: usize = 256;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Notifier {
-    queue: Mutex<VecDeque<Notification>>,
-    wake: tokio::sync::Notify,
+    queue: Arc<Outbox<Notification>>,
     alertmanagers: Vec<reqwest::Url>,
     external_labels: Labels,
     client: reqwest::Client,
@@ -39,8 +38,7 @@ impl Notifier {
             .user_agent(concat!("Janus/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Arc::new(Notifier {
-            queue: Mutex::new(VecDeque::new()),
-            wake: tokio::sync::Notify::new(),
+            queue: Outbox::new(QUEUE_CAPACITY),
             alertmanagers,
             external_labels,
             client,
@@ -53,48 +51,27 @@ impl Notifier {
         if alerts.is_empty() || self.alertmanagers.is_empty() {
             return;
         }
-        let mut dropped = 0;
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.extend(alerts);
-            while queue.len() > QUEUE_CAPACITY {
-                queue.pop_front();
-                dropped += 1;
-            }
-            self.metrics
-                .rules
-                .notifications_queue_length
-                .set(queue.len() as i64);
-        }
+        let dropped = self.queue.put(alerts);
         if dropped > 0 {
             self.metrics.rules.notifications_dropped.inc_by(dropped);
         }
-        self.wake.notify_one();
+        self.metrics
+            .rules
+            .notifications_queue_length
+            .set(self.queue.len() as i64);
     }
 
     /// Sends what is queued, batch by batch, for as long as the process runs.
     pub fn spawn(self: &Arc<Self>) {
         let me = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                me.wake.notified().await;
-                loop {
-                    let batch: Vec<Notification> = match me.queue.lock() {
-                        Ok(mut q) => {
-                            let n = q.len().min(MAX_BATCH);
-                            let batch = q.drain(..n).collect();
-                            me.metrics
-                                .rules
-                                .notifications_queue_length
-                                .set(q.len() as i64);
-                            batch
-                        }
-                        Err(_) => break,
-                    };
-                    if batch.is_empty() {
-                        break;
-                    }
-                    me.post(&batch).await;
-                }
+        self.queue.spawn_drain(MAX_BATCH, move |batch| {
+            let me = Arc::clone(&me);
+            async move {
+                me.metrics
+                    .rules
+                    .notifications_queue_length
+                    .set(me.queue.len() as i64);
+                me.post(&batch).await;
             }
         });
     }

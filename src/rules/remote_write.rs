@@ -3,13 +3,13 @@
 //! a real metric in the upstream. A bounded queue (the oldest dropped and counted when full),
 //! batches, retries with backoff on 5xx, 429 and network errors; a 4xx is final.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
 
 use super::alerting::Labels;
+use super::outbox::Outbox;
 use crate::telemetry::Metrics;
 
 /// Samples waiting to be written, at most.
@@ -56,8 +56,7 @@ pub struct Sample {
 pub struct RemoteWriter {
     url: reqwest::Url,
     external_labels: Labels,
-    queue: Mutex<VecDeque<(Labels, f64, i64)>>,
-    wake: tokio::sync::Notify,
+    queue: Arc<Outbox<(Labels, f64, i64)>>,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
 }
@@ -99,8 +98,7 @@ impl RemoteWriter {
         Ok(Arc::new(RemoteWriter {
             url,
             external_labels,
-            queue: Mutex::new(VecDeque::new()),
-            wake: tokio::sync::Notify::new(),
+            queue: Outbox::new(QUEUE_CAPACITY),
             client,
             metrics,
         }))
@@ -110,44 +108,25 @@ impl RemoteWriter {
         if samples.is_empty() {
             return;
         }
-        let mut dropped = 0u64;
-        if let Ok(mut q) = self.queue.lock() {
-            for (mut labels, v, t) in samples {
-                for (k, ev) in &self.external_labels {
+        let external = &self.external_labels;
+        let dropped = self
+            .queue
+            .put(samples.into_iter().map(|(mut labels, v, t)| {
+                for (k, ev) in external {
                     labels.entry(k.clone()).or_insert_with(|| ev.clone());
                 }
-                q.push_back((labels, v, t));
-            }
-            while q.len() > QUEUE_CAPACITY {
-                q.pop_front();
-                dropped += 1;
-            }
-        }
+                (labels, v, t)
+            }));
         if dropped > 0 {
             self.metrics.rules.remote_write_dropped.inc_by(dropped);
         }
-        self.wake.notify_one();
     }
 
     pub fn spawn(self: &Arc<Self>) {
         let me = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                me.wake.notified().await;
-                loop {
-                    let batch: Vec<_> = match me.queue.lock() {
-                        Ok(mut q) => {
-                            let n = q.len().min(MAX_BATCH);
-                            q.drain(..n).collect()
-                        }
-                        Err(_) => break,
-                    };
-                    if batch.is_empty() {
-                        break;
-                    }
-                    me.write(&batch).await;
-                }
-            }
+        self.queue.spawn_drain(MAX_BATCH, move |batch| {
+            let me = Arc::clone(&me);
+            async move { me.write(&batch).await }
         });
     }
 

@@ -315,24 +315,48 @@ fn functions(t: Template) -> Template {
     })
 }
 
+/// How Go prints NaN and the infinities, whatever the verb.
+fn go_special(v: f64) -> Option<String> {
+    if v.is_nan() {
+        Some("NaN".into())
+    } else if v.is_infinite() {
+        Some(if v > 0.0 { "+Inf" } else { "-Inf" }.into())
+    } else {
+        None
+    }
+}
+
+/// A mantissa and exponent as Go writes them: `1.5e+03`, `2e-07`.
+fn go_exponent_form(mantissa: &str, exp: i32) -> String {
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.abs())
+}
+
+fn split_exponent(text: &str) -> (&str, i32) {
+    let (mantissa, exp) = text.split_once('e').unwrap_or((text, "0"));
+    (mantissa, exp.parse().unwrap_or(0))
+}
+
+/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: how Prometheus writes an alert's value.
+pub fn go_exponent(v: f64) -> String {
+    if let Some(s) = go_special(v) {
+        return s;
+    }
+    let text = format!("{v:e}");
+    let (mantissa, exp) = split_exponent(&text);
+    go_exponent_form(mantissa, exp)
+}
+
 /// Go's `%.4g`.
 pub fn go_g4(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+    if let Some(s) = go_special(v) {
+        return s;
     }
     if v == 0.0 {
         return "0".into();
     }
     let e = format!("{v:.3e}");
-    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
+    let (mantissa, exp) = split_exponent(&e);
     let trim = |s: &str| {
         if s.contains('.') {
             s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -341,8 +365,7 @@ pub fn go_g4(v: f64) -> String {
         }
     };
     if !(-4..4).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+        go_exponent_form(&trim(mantissa), exp)
     } else {
         let decimals = usize::try_from(3 - exp).unwrap_or(0);
         trim(&format!("{v:.decimals$}"))
@@ -586,5 +609,10 @@ mod tests {
         assert_eq!(go_g4(12345.0), "1.234e+04");
         assert_eq!(go_g4(0.00001234), "1.234e-05");
         assert_eq!(go_g4(0.5), "0.5");
+        assert_eq!(go_exponent(1.0), "1e+00");
+        assert_eq!(go_exponent(1234.0), "1.234e+03");
+        assert_eq!(go_exponent(0.5), "5e-01");
+        assert_eq!(go_exponent(-2.5e-10), "-2.5e-10");
+        assert_eq!(go_exponent(f64::INFINITY), "+Inf");
     }
 }
