@@ -5,19 +5,21 @@
 # the CPU Janus used (cores), the slowest group evaluation, missed iterations and failures.
 # With two binaries, runs both on the same feed one after the other (OLD then NEW).
 #
-# usage: docs/benchmarks/rules.sh [BINARY [OTHER_BINARY]] [SECONDS]
+# usage: docs/benchmarks/rules.sh [BINARY [OTHER_BINARY]] [SECONDS] [RANGE (1m; at most 10m, the
+#        pre-filled span)]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ $# -ge 1 ] && [ -x "$1" ]; then bins=("$1"); shift; else cargo build --release --quiet; bins=(./target/release/janus); fi
 if [ $# -ge 1 ] && [ -x "$1" ]; then bins+=("$1"); shift; fi
-seconds=${1:-120}
+seconds=${1:-120}; range=${2:-1m}
 work=$(mktemp -d /tmp/janus-rulesbench.XXXXXX)
 pids=()
 trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null || true; done; rm -rf "$work"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-python3 - "$work/rules.yml" <<'PY'
+python3 - "$work/rules.yml" "$range" <<'PY'
 import sys
+window = sys.argv[2]
 filters = [("errors", '|= "ERROR"'), ("warnings", '|= "WARN"'), ("timeouts", '|= "timeout"'),
            ("panics", '|= "panic"'), ("status5xx", '|~ "status=5[0-9][0-9]"')]
 out = ["groups:"]
@@ -25,8 +27,8 @@ for n in range(100):
     ns = f"ns-{n:03d}"
     out += [f"- name: {ns}", "  interval: 15s", "  rules:"]
     for name, f in filters:
-        e = f'sum by (namespace) (count_over_time(pod{{namespace="{ns}"}} {f} [1m]))'
-        out += [f"  - record: namespace:{name}:count1m", f"    expr: '{e}'",
+        e = f'sum by (namespace) (count_over_time(pod{{namespace="{ns}"}} {f} [{window}]))'
+        out += [f"  - record: namespace:{name}:count{window}", f"    expr: '{e}'",
                 f"  - alert: Many_{name}", f"    expr: '{e} > 100'", "    for: 1m",
                 "    annotations: {summary: '{{ $labels.namespace }}: {{ $value }}'}"]
 open(sys.argv[1], "w").write("\n".join(out) + "\n")
@@ -63,8 +65,8 @@ metric_sum() { curl -s "$1/metrics" | awk -v m="$2" '$1 ~ "^"m"({|$)" {s+=$2} EN
 metric_max() { curl -s "$1/metrics" | awk -v m="$2" '$1 ~ "^"m"({|$)" {if ($2>x) x=$2} END {printf "%.3f", x}'; }
 cpu_ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 
-echo "| build | rules | evaluations/s | CPU (cores) | slowest group (s) | missed iterations | failed evaluations |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| build ($range windows) | rules | evaluations/s | CPU (cores) | slowest group (s) | missed iterations | failed evaluations | log reads shared | alerts pending or firing |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for bin in "${bins[@]}"; do
   p=$(port); store="$work/store-$p"
   "$bin" --web.listen-address=127.0.0.1:$p --upstream.url=http://127.0.0.1:1 --storage.path="$store" \
@@ -84,9 +86,11 @@ for bin in "${bins[@]}"; do
   failed=$(metric_sum "$url" janus_rule_evaluation_failures_total)
   slowest=$(metric_max "$url" janus_rule_group_last_duration_seconds)
   rules=$(metric_sum "$url" janus_rule_group_rules)
+  shared=$(metric_sum "$url" janus_rule_log_reads_shared_total)
+  alerts=$(curl -s "$url/api/v1/alerts" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]["alerts"]))')
   hz=$(getconf CLK_TCK)
   awk -v b="$(basename "$bin")" -v r="$rules" -v e=$((e1 - e0)) -v c=$((c1 - c0)) -v t0="$t0" -v t1="$t1" -v hz="$hz" \
-      -v s="$slowest" -v m=$((m1 - m0)) -v f="$failed" \
-    'BEGIN { d = t1 - t0; printf "| %s | %d | %.1f | %.2f | %s | %d | %d |\n", b, r, e / d, c / hz / d, s, m, f }'
+      -v s="$slowest" -v m=$((m1 - m0)) -v f="$failed" -v sh="$shared" -v a="$alerts" \
+    'BEGIN { d = t1 - t0; printf "| %s | %d | %.1f | %.2f | %s | %d | %d | %d | %d |\n", b, r, e / d, c / hz / d, s, m, f, sh, a }'
   kill $fpid $jpid; wait $jpid 2>/dev/null || true
 done
