@@ -2,7 +2,11 @@
 //! object per line, namespace `logfmt` the same fields as logfmt, over four hours, about MB
 //! megabytes each. One line in a hundred is an error, two in a hundred a 5xx status.
 //!
-//! usage: cargo run --release --example gen_structured -- OUT_DIR MB
+//! With `late`, namespaces `json_late` and `logfmt_late` instead: the status comes last, after
+//! fields that change on every line (a trace id, a span id, a user, a duration, a quoted
+//! message), and in JSON it is nested (`"http":{"status":…}`).
+//!
+//! usage: cargo run --release --example gen_structured -- OUT_DIR MB [late]
 
 use std::io::{BufWriter, Write};
 
@@ -29,7 +33,13 @@ fn main() -> std::io::Result<()> {
         std::process::exit(2);
     };
     let per_hour = mb * 1_000_000 / HOURS as u64;
-    for ns in ["json", "logfmt"] {
+    let late = args.get(3).is_some_and(|a| a == "late");
+    let namespaces: &[&str] = if late {
+        &["json_late", "logfmt_late"]
+    } else {
+        &["json", "logfmt"]
+    };
+    for &ns in namespaces {
         let dir = std::path::Path::new(out).join("pod").join(ns);
         std::fs::create_dir_all(&dir)?;
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -56,7 +66,20 @@ fn main() -> std::io::Result<()> {
                 let pod = rng.below(8);
                 let path =
                     ["/api/v1/orders", "/api/v1/cart", "/healthz", "/login"][rng.below(4) as usize];
-                let message = if ns == "json" {
+                let message = if late {
+                    let trace = rng.below(u64::MAX);
+                    let span = rng.below(u32::MAX as u64);
+                    let user = rng.below(100_000);
+                    if ns == "json_late" {
+                        format!(
+                            r#"{{"trace_id":"{trace:016x}","span_id":"{span:08x}","user_id":{user},"took_ms":{took},"path":"{path}","msg":"handled request {i}","http":{{"method":"GET","status":{status}}}}}"#
+                        )
+                    } else {
+                        format!(
+                            r#"trace_id={trace:016x} span_id={span:08x} user_id={user} took={took}ms path={path} msg="handled request {i}" status={status}"#
+                        )
+                    }
+                } else if ns == "json" {
                     format!(
                         r#"{{"level":"{level}","status":{status},"took_ms":{took},"path":"{path}","user":{{"id":{},"region":"eu-{}"}},"msg":"handled request {i}"}}"#,
                         rng.below(100_000),

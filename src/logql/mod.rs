@@ -3,6 +3,7 @@
 pub mod extracted;
 pub mod label_filter;
 pub mod lexer;
+mod logfmt_seek;
 pub mod parse;
 mod parse_stages;
 pub mod parsers;

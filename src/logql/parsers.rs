@@ -34,6 +34,9 @@ pub struct WantedSet {
     /// The wanted names a key spelled the same way becomes as is (clean, so only a stream
     /// label of the same name changes it): such a key skips the naming rule's other checks.
     exact: Vec<String>,
+    /// When every wanted label is such a name (and there are few): each key to search for, so
+    /// that `| logfmt` reads only their values (`logfmt_seek`).
+    seeks: Option<Vec<super::logfmt_seek::Seek>>,
 }
 
 impl WantedSet {
@@ -47,7 +50,7 @@ impl WantedSet {
         let renamed = names.iter().any(|n| n.ends_with("_extracted"));
         let raw = names.iter().map(|n| n.as_bytes().into()).collect();
         let needed = names.iter().filter(|n| *n != "__error__").count();
-        let exact = names
+        let exact: Vec<String> = names
             .iter()
             .filter(|n| {
                 n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -56,6 +59,16 @@ impl WantedSet {
             })
             .cloned()
             .collect();
+        let wanted: Vec<&String> = names.iter().filter(|n| *n != "__error__").collect();
+        let seeks = (!renamed
+            && (1..=4).contains(&wanted.len())
+            && wanted.iter().all(|n| exact.contains(n)))
+        .then(|| {
+            wanted
+                .iter()
+                .map(|n| super::logfmt_seek::Seek::new(n))
+                .collect()
+        });
         WantedSet {
             names,
             raw,
@@ -64,6 +77,7 @@ impl WantedSet {
             needed,
             decided_by_start: false,
             exact,
+            seeks,
         }
     }
 
@@ -710,6 +724,12 @@ pub fn logfmt(
             let name = label_name(stream, name);
             out.labels.insert_if_absent(&name, "");
         }
+    } else if !options.strict && !options.keep_empty {
+        if let Some(w) = wanted {
+            if logfmt_by_seeking(message, stream, w, out) {
+                return;
+            }
+        }
     }
     let put = |out: &mut Outcome, key: &str, value: &dyn Fn(&mut String)| match &options.fields {
         Some(fields) => {
@@ -822,6 +842,64 @@ pub fn logfmt(
     }
 }
 
+/// `| logfmt` reading only the wanted keys' values, found by searching for them; `false` (and
+/// nothing set) when the tokenizer must read the line.
+fn logfmt_by_seeking(
+    message: &[u8],
+    stream: &[(&str, &str)],
+    wanted: &WantedSet,
+    out: &mut Outcome,
+) -> bool {
+    use super::logfmt_seek;
+    let Some(seeks) = &wanted.seeks else {
+        return false;
+    };
+    // One wanted key (a label filter on one field): no bookkeeping beyond it.
+    if let [seek] = seeks.as_slice() {
+        if wanted.exact_name(seek.name.as_bytes(), stream).is_none() {
+            return false;
+        }
+        let Some(f) = logfmt_seek::find(message, seek) else {
+            return false;
+        };
+        wanted.set_exact(out, &seek.name, |v| {
+            logfmt_seek::copy(&f, unescape_bytes, v)
+        });
+        if let Some(at) = f.stop {
+            out.stopped_at = at;
+        }
+        return true;
+    }
+    // Up to four wanted keys: found on the stack, set only once all are.
+    let mut found: [Option<logfmt_seek::Found<'_>>; 4] = [None, None, None, None];
+    for (slot, seek) in found.iter_mut().zip(seeks) {
+        if wanted.exact_name(seek.name.as_bytes(), stream).is_none() {
+            return false;
+        }
+        match logfmt_seek::find(message, seek) {
+            Some(f) => *slot = Some(f),
+            None => return false,
+        }
+    }
+    let mut stop = Some(0);
+    for (f, seek) in found.iter().zip(seeks) {
+        let Some(f) = f else { continue };
+        wanted.set_exact(out, &seek.name, |v| logfmt_seek::copy(f, unescape_bytes, v));
+        stop = match (stop, f.stop) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+    if let Some(at) = stop {
+        out.stopped_at = at;
+    }
+    true
+}
+
+fn unescape_bytes(raw: &[u8]) -> String {
+    unescape(raw)
+}
+
 /// A quoted logfmt value's escapes: `\n`, `\t`, `\r`, and any other character as itself.
 fn unescape(raw: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw);
@@ -865,4 +943,60 @@ pub fn decolorize(line: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod seek_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run(line: &[u8], wanted: &WantedSet) -> (Outcome, usize, usize) {
+        let mut out = Outcome::default();
+        logfmt(line, &[], Some(wanted), &LogfmtOptions::default(), &mut out);
+        let (found, stop) = (out.found, out.stopped_at);
+        (out, found, stop)
+    }
+
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(" ".to_string()),
+            Just("\t".to_string()),
+            Just("status=".to_string()),
+            Just(" status=5".to_string()),
+            Just("level=".to_string()),
+            Just(" level=error".to_string()),
+            Just("x=".to_string()),
+            Just("\"".to_string()),
+            Just("\\".to_string()),
+            Just("=".to_string()),
+            Just("msg=\"a status=1 b\"".to_string()),
+            "[a-z0-9]{1,4}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        /// Seeking the wanted keys reads exactly what tokenizing the line does: the same
+        /// labels (`__error__` too), the same count found, the same stopping point.
+        #[test]
+        fn seeking_reads_what_the_tokenizer_reads(
+            parts in prop::collection::vec(piece(), 0..14),
+            both in any::<bool>(),
+        ) {
+            let line = parts.concat();
+            let mut names: BTreeSet<String> = ["status".to_string(), "__error__".to_string()].into();
+            if both {
+                names.insert("level".into());
+            }
+            let seeking = WantedSet::new(names);
+            prop_assert!(seeking.seeks.is_some());
+            let mut tokenizing = seeking.clone();
+            tokenizing.seeks = None;
+            let (a, fa, sa) = run(line.as_bytes(), &seeking);
+            let (b, fb, sb) = run(line.as_bytes(), &tokenizing);
+            prop_assert_eq!(&a, &b, "{:?}", line);
+            prop_assert_eq!(fa, fb, "{:?}", line);
+            prop_assert_eq!(sa, sb, "{:?}", line);
+        }
+    }
 }
