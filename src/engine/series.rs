@@ -45,3 +45,38 @@ pub fn store_series(
     }
     Ok(out)
 }
+
+/// The store's part of `label/<name>/values` or `labels` when no selector narrows it, answered
+/// from the layout where the backend can (the target labels: `namespace` of pod logs, `node` of
+/// node logs, and which kinds hold any logs): `None` when the streams must be listed.
+pub fn layout_answer(
+    store: &dyn LogStore,
+    label: Option<&str>,
+    lo: i64,
+    hi: i64,
+) -> Result<Option<Vec<String>>, ScanStop> {
+    match label {
+        Some(name) => {
+            let kind = match name {
+                "namespace" => LogKind::Pod,
+                "node" => LogKind::Node,
+                _ => return Ok(None),
+            };
+            store.targets_in(kind, lo, hi)
+        }
+        None => {
+            let mut names = std::collections::BTreeSet::new();
+            for kind in [LogKind::Pod, LogKind::Node] {
+                match store.targets_in(kind, lo, hi)? {
+                    None => return Ok(None),
+                    Some(targets) if !targets.is_empty() => {
+                        names.insert("__name__".to_string());
+                        names.extend(kind.labels().iter().map(|l| l.to_string()));
+                    }
+                    Some(_) => {}
+                }
+            }
+            Ok(Some(names.into_iter().collect()))
+        }
+    }
+}

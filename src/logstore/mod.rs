@@ -110,6 +110,14 @@ pub trait LogStore: Send + Sync {
         hi: i64,
     ) -> Result<(BTreeSet<Vec<String>>, bool), ScanStop>;
 
+    /// The targets of `kind` holding logs in `[lo, hi]`, when the backend can tell without
+    /// reading them (the file store: from its layout's names alone); `None` otherwise, and the
+    /// caller lists [`LogStore::streams`].
+    fn targets_in(&self, kind: LogKind, lo: i64, hi: i64) -> Result<Option<Vec<String>>, ScanStop> {
+        let _ = (kind, lo, hi);
+        Ok(None)
+    }
+
     /// The time of the newest line of one target.
     fn newest_line(&self, kind: LogKind, target: &str) -> Result<Option<i64>, ScanStop>;
 

@@ -213,6 +213,32 @@ async fn label_endpoint(
     if !store_applies {
         return proxy::forward(&state, read).await;
     }
+    // Namespaces, nodes and which kinds hold logs are the layout's names: no stream is read.
+    let unselected = endpoint != Endpoint::Series
+        && matches.logs.is_empty()
+        && matches.metrics.is_empty()
+        && scope.is_none();
+    if unselected {
+        let (store, label) = (Arc::clone(&state.store), name.clone());
+        let answered = tokio::task::spawn_blocking(move || {
+            crate::engine::series::layout_answer(store.as_ref(), label.as_deref(), lo, hi)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ScanStop::Unavailable(e.to_string())));
+        if let Ok(Some(names)) = answered {
+            if names.is_empty() {
+                return proxy::forward(&state, read).await;
+            }
+            let theirs = fetch_upstream(&state, &read, &read.params.pairs().to_vec()).await;
+            let limit = read.params.limit(0, usize::MAX).unwrap_or(0);
+            let mut warnings = Vec::new();
+            let ours = Part::Strings(names.into_iter().collect());
+            return match merge(ours, theirs, &mut warnings) {
+                Ok(merged) => Face::Log.mark(encode_part(merged, limit, warnings)),
+                Err(response) => *response,
+            };
+        }
+    }
     let store = Arc::clone(&state.store);
     let selectors = (!matches.logs.is_empty()).then(|| matches.logs.clone());
     let listed = tokio::task::spawn_blocking(move || {

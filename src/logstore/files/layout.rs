@@ -111,6 +111,26 @@ pub fn hour_files(target: &Target, skipped: &mut Skipped) -> Vec<HourFile> {
     out
 }
 
+/// Whether a target holds a non-empty hour file overlapping `[lo, hi]`, read from the names
+/// alone (its first such entry ends the listing): what label values of the layout need.
+pub fn has_hour_in(target: &Target, lo: i64, hi: i64) -> bool {
+    let Ok(entries) = fs::read_dir(&target.path) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let overlaps = entry
+            .file_name()
+            .to_str()
+            .and_then(hour_of_name)
+            .is_some_and(|start| hour_overlaps(start, lo, hi));
+        // Only then the (cheaper than reading, dearer than the name) type and size.
+        overlaps
+            && entry
+                .metadata()
+                .is_ok_and(|m| m.file_type().is_file() && m.len() > 0)
+    })
+}
+
 /// `YYYY-MM-DD_HH.log` → start of that hour in nanoseconds; `None` for any other name.
 pub fn hour_of_name(name: &str) -> Option<i64> {
     let b = name.as_bytes();

@@ -316,6 +316,19 @@ impl LogStore for Store {
             .collect())
     }
 
+    /// Targets with a non-empty hour file overlapping the window: directory and file names only
+    /// (100 namespaces of 720 hours: one listing each, not 72,000 indexes).
+    fn targets_in(&self, kind: LogKind, lo: i64, hi: i64) -> Result<Option<Vec<String>>, ScanStop> {
+        let mut skipped = layout::Skipped::default();
+        Ok(Some(
+            layout::targets(&self.root, kind, |_| true, &mut skipped)
+                .into_iter()
+                .filter(|t| layout::has_hour_in(t, lo, hi))
+                .map(|t| t.name)
+                .collect(),
+        ))
+    }
+
     /// The distinct streams of `kind` (label values in [`LogKind::labels`] order) in hour files
     /// overlapping `[lo, hi]` of targets that `keep` accepts; `true` when a file had more
     /// streams than its index remembers.
@@ -329,33 +342,47 @@ impl LogStore for Store {
         let candidates = self.candidates(&[kind], keep, |file| {
             layout::hour_overlaps(file.hour_start, lo, hi)
         });
-        let mut warnings = Vec::new();
-        let files = self.open_and_index(candidates, &mut warnings, &|| false, &|_| false);
         let mut out = std::collections::BTreeSet::new();
         let mut capped = false;
         /// Streams one answer may list; beyond it the answer says so.
         const MAX_ANSWER_STREAMS: usize = 100_000;
-        for f in &files {
-            // A file whose index could not remember all its streams is read for them.
-            let read;
-            let streams = if f.index.streams_capped {
-                read = index::read_streams(&f.file, MAX_ANSWER_STREAMS).unwrap_or_default();
-                &read
-            } else {
-                &f.index.streams
-            };
+        /// Files held open at once: a month of a hundred namespaces is 72,000 files, more than
+        /// the descriptors a process has (all at once, the ones past the limit were skipped
+        /// and the answer silently lacked their streams).
+        const FILES_AT_ONCE: usize = 256;
+        let mut candidates = candidates.into_iter().peekable();
+        while candidates.peek().is_some() {
+            let chunk: Vec<_> = candidates.by_ref().take(FILES_AT_ONCE).collect();
+            let mut warnings = Vec::new();
+            let files = self.open_and_index(chunk, &mut warnings, &|| false, &|_| false);
+            // A file that could not be read leaves the answer incomplete: it says so.
+            capped |= !warnings.is_empty();
+            for f in &files {
+                // A file whose index could not remember all its streams is read for them.
+                let read;
+                let streams = if f.index.streams_capped {
+                    read = index::read_streams(&f.file, MAX_ANSWER_STREAMS).unwrap_or_default();
+                    &read
+                } else {
+                    &f.index.streams
+                };
+                if out.len() >= MAX_ANSWER_STREAMS {
+                    capped = true;
+                    break;
+                }
+                for fields in streams {
+                    let values: Vec<String> = fields
+                        .split(|&b| b == b'|')
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .collect();
+                    if values.len() == kind.labels().len() {
+                        out.insert(values);
+                    }
+                }
+            }
             if out.len() >= MAX_ANSWER_STREAMS {
                 capped = true;
                 break;
-            }
-            for fields in streams {
-                let values: Vec<String> = fields
-                    .split(|&b| b == b'|')
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .collect();
-                if values.len() == kind.labels().len() {
-                    out.insert(values);
-                }
             }
         }
         Ok((out, capped))
