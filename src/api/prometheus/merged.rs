@@ -229,7 +229,7 @@ async fn label_endpoint(
             if names.is_empty() {
                 return proxy::forward(&state, read).await;
             }
-            let theirs = fetch_upstream(&state, &read, &read.params.pairs().to_vec()).await;
+            let theirs = fetch_upstream(&state, &read, read.params.pairs()).await;
             let limit = read.params.limit(0, usize::MAX).unwrap_or(0);
             let mut warnings = Vec::new();
             let ours = Part::Strings(names.into_iter().collect());
