@@ -300,6 +300,25 @@ pub(super) async fn streams(
         .collect())
 }
 
+/// Label names (`None`) or one label's values of every stream in the window, from the store's
+/// layout when it can tell them without reading the streams (namespaces, nodes, which kinds
+/// hold logs); `None` when the streams must be listed.
+async fn from_layout(
+    state: &SharedState,
+    params: &Params,
+    label: Option<&str>,
+) -> Result<Option<BTreeSet<String>>, LokiError> {
+    let (start, end) = lp::bounds(params)?;
+    let (store, label) = (Arc::clone(&state.store), label.map(str::to_string));
+    let answered = tokio::task::spawn_blocking(move || {
+        crate::engine::series::layout_answer(store.as_ref(), label.as_deref(), start, end)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("listing the layout failed: {e}")))?
+    .map_err(ApiError::from)?;
+    Ok(answered.map(|names| names.into_iter().filter(|n| n != "__name__").collect()))
+}
+
 /// The stream selector of a labels request's `query`, if it has one.
 async fn query_selector(
     state: &SharedState,
@@ -348,6 +367,11 @@ pub async fn labels(State(state): State<SharedState>, request: Request) -> Respo
         async {
             let read = request::read(request).await?;
             let selectors = query_selector(&state, &read).await?;
+            if selectors.is_empty() {
+                if let Some(names) = from_layout(&state, &read.params, None).await? {
+                    return Ok(envelope::success(names, &[]));
+                }
+            }
             let names: BTreeSet<String> = streams(&state, &read.params, selectors)
                 .await?
                 .into_iter()
@@ -369,6 +393,11 @@ pub async fn label_values(
         async {
             let read = request::read(request).await?;
             let selectors = query_selector(&state, &read).await?;
+            if selectors.is_empty() {
+                if let Some(values) = from_layout(&state, &read.params, Some(&name)).await? {
+                    return Ok(envelope::success(values, &[]));
+                }
+            }
             let values: BTreeSet<String> = streams(&state, &read.params, selectors)
                 .await?
                 .into_iter()
