@@ -282,3 +282,38 @@ fn damaged_or_foreign_index_files_are_rebuilt_never_trusted() {
     let _ = std::fs::remove_dir_all(root);
     let _ = std::fs::remove_dir_all(outside);
 }
+
+/// Files at rest that nothing indexed (read whole by a literal search, or never queried) are
+/// indexed by the background pass and their indexes persisted: after a restart, the newest
+/// lines of an hour come from its index, not from reading the hour.
+#[test]
+fn files_at_rest_are_indexed_in_the_background_and_kept() {
+    let root = tree();
+    let first = open(&root);
+    // A search over whole hours reads them without indexing them, by design.
+    let (rare, _) = search(&first.store, RARE, TWO_HOURS.0, TWO_HOURS.1, 100);
+    assert!(!rare.is_empty());
+    assert!(!index_file(&root, "shop", 0).exists());
+    assert_eq!(first.store.prepare_at_rest(&|| false), 4);
+    for (ns, hour) in [("shop", 0), ("shop", 1), ("auth", 0), ("auth", 1)] {
+        assert!(index_file(&root, ns, hour).exists(), "{ns} {hour}");
+    }
+    // Nothing left to do the second time.
+    assert_eq!(first.store.prepare_at_rest(&|| false), 0);
+    // A restart reads the persisted indexes back: the newest lines need no pass over a file.
+    let second = open(&root);
+    let (newest, truncated) = search(&second.store, ALL, TWO_HOURS.0, TWO_HOURS.1, 10);
+    assert_eq!((newest.len(), truncated), (10, true));
+    assert_eq!(
+        second.metrics.store_bytes_indexed.get(),
+        0,
+        "no file was read to index it"
+    );
+    assert!(second.metrics.index_files_loaded.get() > 0);
+    // A stop ends the pass at once.
+    let third_root = tree();
+    let third = open(&third_root);
+    assert_eq!(third.store.prepare_at_rest(&|| true), 0);
+    std::fs::remove_dir_all(root).ok();
+    std::fs::remove_dir_all(third_root).ok();
+}

@@ -127,6 +127,15 @@ pub trait LogStore: Send + Sync {
     /// Forgets what it keeps for data that is gone (deleted files).
     fn forget_deleted(&self);
 
+    /// Builds, in the background and at low priority, what the store keeps for data at rest
+    /// that nothing has prepared yet (the file store: the time indexes of sealed hour files,
+    /// persisted), so that the first query after a restart does not read a whole hour; what it
+    /// did, in files. `stop` ends it early.
+    fn prepare_at_rest(&self, stop: &dyn Fn() -> bool) -> usize {
+        let _ = stop;
+        0
+    }
+
     /// Writes one push, all or nothing: `Ok` only once every line is stored (and as durable
     /// as the backend was configured to make it).
     fn push(&self, batch: &write::Batch<'_>) -> Result<write::Written, write::WriteError>;

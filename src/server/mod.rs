@@ -89,8 +89,28 @@ pub async fn serve(
     spawn_reload_on_hangup(std::sync::Arc::clone(&state.ruler));
     let ruler = std::sync::Arc::clone(&state.ruler);
     // Build the time indexes of the last day's log files before queries ask for them.
+    // Then, at the lowest priority, index what is at rest and was never indexed (persisted, so
+    // once per file): five minutes after the start (a short-lived instance, a test, a query
+    // right after a start keep the cores), then every ten minutes for files sealed since.
     let store = std::sync::Arc::clone(&state.store);
-    tokio::task::spawn_blocking(move || store.warm_recent(24));
+    tokio::spawn(async move {
+        let warm = std::sync::Arc::clone(&store);
+        let _ = tokio::task::spawn_blocking(move || warm.warm_recent(24)).await;
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + AT_REST_FIRST_DELAY,
+            AT_REST_INTERVAL,
+        );
+        loop {
+            ticker.tick().await;
+            let store = std::sync::Arc::clone(&store);
+            let done = tokio::task::spawn_blocking(move || store.prepare_at_rest(&|| false))
+                .await
+                .unwrap_or(0);
+            if done > 0 {
+                tracing::info!(files = done, "indexed hour files at rest");
+            }
+        }
+    });
     // Drop the indexes of files that retention (or anyone) deleted.
     let store = std::sync::Arc::clone(&state.store);
     tokio::spawn(async move {
@@ -125,6 +145,10 @@ pub async fn serve(
     tracing::info!("stopped");
     Ok(())
 }
+
+/// When the first pass over files at rest starts, and how often it runs again.
+const AT_REST_FIRST_DELAY: std::time::Duration = std::time::Duration::from_secs(300);
+const AT_REST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// SIGHUP reads the rule files again (as Prometheus does).
 fn spawn_reload_on_hangup(ruler: std::sync::Arc<crate::rules::Ruler>) {

@@ -346,10 +346,6 @@ impl LogStore for Store {
         let mut capped = false;
         /// Streams one answer may list; beyond it the answer says so.
         const MAX_ANSWER_STREAMS: usize = 100_000;
-        /// Files held open at once: a month of a hundred namespaces is 72,000 files, more than
-        /// the descriptors a process has (all at once, the ones past the limit were skipped
-        /// and the answer silently lacked their streams).
-        const FILES_AT_ONCE: usize = 256;
         let mut candidates = candidates.into_iter().peekable();
         while candidates.peek().is_some() {
             let chunk: Vec<_> = candidates.by_ref().take(FILES_AT_ONCE).collect();
@@ -423,9 +419,51 @@ impl LogStore for Store {
             |file| file.hour_start + layout::HOUR_NANOS > since,
         );
         candidates.sort_by_key(|(_, f)| std::cmp::Reverse(f.hour_start));
-        let mut warnings = Vec::new();
-        let files = self.open_and_index(candidates, &mut warnings, &|| false, &|_| false);
-        tracing::info!(files = files.len(), hours, "indexed recent log files");
+        // A chunk at a time: a day of a thousand namespaces is more files than descriptors.
+        let mut indexed = 0;
+        for chunk in candidates.chunks(FILES_AT_ONCE) {
+            let mut warnings = Vec::new();
+            indexed += self
+                .open_and_index(chunk.to_vec(), &mut warnings, &|| false, &|_| false)
+                .len();
+        }
+        tracing::info!(files = indexed, hours, "indexed recent log files");
+    }
+
+    /// Indexes (and so persists) the sealed hour files that have no index yet, newest first,
+    /// one at a time with a pause between them, on a thread of the lowest priority: written by
+    /// others (Lethe, Fluent Bit) or never queried, they would otherwise be read whole by the
+    /// first newest-N query after a restart.
+    fn prepare_at_rest(&self, stop: &dyn Fn() -> bool) -> usize {
+        lower_this_threads_priority();
+        let mut candidates = self.candidates(&[LogKind::Pod, LogKind::Node], |_| true, |_| true);
+        candidates.sort_by_key(|(_, f)| std::cmp::Reverse(f.hour_start));
+        let mut done = 0;
+        for (_, hour) in candidates {
+            if stop() {
+                break;
+            }
+            if self.indexes.has_index(&hour.path) {
+                continue;
+            }
+            let sealed = std::fs::symlink_metadata(&hour.path)
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age >= index::SETTLED);
+            if !sealed {
+                continue;
+            }
+            let Ok(file) = open_no_follow(&hour.path) else {
+                continue;
+            };
+            if let Ok((_, work)) = self.indexes.get(&hour.path, &file, stop) {
+                self.count_index_work(&work);
+                done += 1;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        done
     }
 
     /// Drops the cached indexes of files that no longer exist (after retention deleted them).
@@ -487,6 +525,20 @@ impl LogStore for Store {
 
     fn describe(&self) -> String {
         self.root.display().to_string()
+    }
+}
+
+/// Files held open at once by a listing or a warm-up: a month of a hundred namespaces is 72,000
+/// files, more than the descriptors a process has (all at once, the opens past the limit failed
+/// and a listing silently lacked their streams).
+const FILES_AT_ONCE: usize = 256;
+
+/// Background work runs at the lowest scheduling priority, so that queries keep the cores.
+fn lower_this_threads_priority() {
+    // SAFETY: setpriority on this thread (who = 0 with PRIO_PROCESS names the calling thread
+    // on Linux) changes nothing else; a failure leaves the priority as it was.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
 }
 
