@@ -102,10 +102,22 @@ pub async fn serve(
         );
         loop {
             ticker.tick().await;
+            // A thread of its own: the pass lowers its thread's priority, which a pooled
+            // blocking thread would keep for the queries it runs next.
             let store = std::sync::Arc::clone(&store);
-            let done = tokio::task::spawn_blocking(move || store.prepare_at_rest(&|| false))
-                .await
-                .unwrap_or(0);
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let spawned = std::thread::Builder::new()
+                .name("janus-at-rest".into())
+                .spawn(move || {
+                    let _ = done_tx.send(store.prepare_at_rest(&|| false));
+                });
+            let done = match spawned {
+                Ok(_) => done_rx.await.unwrap_or(0),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the pass over files at rest");
+                    0
+                }
+            };
             if done > 0 {
                 tracing::info!(files = done, "indexed hour files at rest");
             }

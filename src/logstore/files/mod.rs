@@ -431,7 +431,8 @@ impl LogStore for Store {
     }
 
     /// Indexes (and so persists) the sealed hour files that have no index yet, newest first,
-    /// one at a time with a pause between them, on a thread of the lowest priority: written by
+    /// one at a time with a pause between them, lowering the calling thread to the lowest
+    /// priority (call it on a thread of its own): written by
     /// others (Lethe, Fluent Bit) or never queried, they would otherwise be read whole by the
     /// first newest-N query after a restart.
     fn prepare_at_rest(&self, stop: &dyn Fn() -> bool) -> usize {
