@@ -72,6 +72,7 @@ fn main() -> ExitCode {
     // The grace period is over: work still running on blocking threads (a scan its client left,
     // a parse) is not waited for — dropping the runtime would wait for it without bound.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    logging::flush();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         // A store that cannot be used is a configuration problem, as a bad flag is.

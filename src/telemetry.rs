@@ -44,6 +44,9 @@ struct BuildLabels {
     revision: String,
 }
 
+mod request_meters;
+pub use request_meters::RequestMeters;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Latency buckets from 0.5 ms to ~16 s: a proxy hop is sub-millisecond, a heavy query seconds.
@@ -52,6 +55,8 @@ fn latency_histogram() -> Histogram {
 }
 
 pub struct Metrics {
+    /// Handles of `requests`, `request_duration` and `upstream_duration` already made.
+    pub meters: RequestMeters,
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: HistogramFamily<HandlerLabels>,
@@ -566,6 +571,7 @@ impl Metrics {
         );
         let rules = RuleMetrics::new(&mut registry);
         Metrics {
+            meters: RequestMeters::default(),
             rules,
             registry,
             requests,
@@ -619,6 +625,23 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+
+    /// Counts an answered request and observes its time to the response head.
+    pub fn record_request(&self, handler: &str, code: u16, face: &'static str, seconds: f64) {
+        self.meters.record(
+            (&self.requests, &self.request_duration),
+            handler,
+            code,
+            face,
+            seconds,
+        );
+    }
+
+    /// Observes an upstream's time to its response head.
+    pub fn record_upstream(&self, handler: &str, seconds: f64) {
+        self.meters
+            .record_upstream(&self.upstream_duration, handler, seconds);
     }
 
     pub fn upstream_error(&self, reason: &str) {

@@ -477,3 +477,102 @@ fn bad_files_are_refused_naming_the_key() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An HTTPS upstream made of a certificate and one fixed answer: every request on every
+/// connection gets `body` as `application/json`. Returns its port.
+async fn tls_upstream(dir: &Path, body: &'static str) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join("upstream.pem"))
+            .expect("upstream cert")
+            .collect::<Result<_, _>>()
+            .expect("upstream cert");
+    let key = PrivateKeyDer::from_pem_file(dir.join("upstream.key")).expect("upstream key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = tls.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if tls.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// `upstream.tls_config`: an HTTPS upstream signed by a private CA is reached when `ca_file`
+/// names the CA or `insecure_skip_verify` is set, and refused (503, the reason named) otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_upstream_is_trusted_through_its_ca_file_or_not_at_all() {
+    let dir = support::temp_dir("upstream-tls");
+    let pki = Pki::new(&dir, "upstream-ca");
+    pki.issue(&dir, "upstream", &["localhost"]);
+    let body = r#"{"status":"success","data":{"resultType":"scalar","result":[1,"7"]}}"#;
+    let port = tls_upstream(&dir, body).await;
+    let upstream = format!("https://localhost:{port}");
+    let ca = std::fs::read(dir.join("upstream-ca.pem")).expect("CA");
+    let query = "/api/v1/query?query=scalar(vector(7))&time=1";
+
+    let trusted = support::start_janus(&upstream, |c| c.upstream_ca_pem = Some(ca)).await;
+    let answer = reqwest::get(format!("{}{query}", trusted.url))
+        .await
+        .expect("query");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.expect("body"), body);
+
+    let skipping =
+        support::start_janus(&upstream, |c| c.upstream_insecure_skip_verify = true).await;
+    let answer = reqwest::get(format!("{}{query}", skipping.url))
+        .await
+        .expect("query");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.expect("body"), body);
+
+    let untrusting = support::start_janus(&upstream, |_| {}).await;
+    let answer = reqwest::get(format!("{}{query}", untrusting.url))
+        .await
+        .expect("query");
+    assert_eq!(answer.status(), 503);
+    let text = answer.text().await.expect("body");
+    assert!(
+        text.contains("unreachable") && text.contains("certificate"),
+        "{text}"
+    );
+}

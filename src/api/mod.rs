@@ -90,7 +90,7 @@ pub type SharedState = Arc<AppState>;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the HTTP client for --upstream.url: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(#[from] crate::upstream::UpstreamSetupError),
     /// The log store backend is unusable (ClickHouse unreachable, its tables wrong).
     #[error("log store: {0}")]
     Store(String),

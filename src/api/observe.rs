@@ -7,18 +7,15 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::{Face, SharedState};
-use crate::telemetry::{HandlerLabels, RequestLabels};
 
 pub async fn observe(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    // Clones that share the request's bytes (no allocation): the access log needs them after
+    // the request has moved on.
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let uri = request.uri().clone();
     // Unmatched paths share one label so a scanner cannot blow up the metric's cardinality.
-    let handler = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".to_string());
+    let handler = request.extensions().get::<MatchedPath>().cloned();
 
     state.metrics.in_flight.inc();
     let response = next.run(request).await;
@@ -31,25 +28,16 @@ pub async fn observe(State(state): State<SharedState>, request: Request, next: N
         .copied()
         .unwrap_or(Face::Janus);
     let elapsed = started.elapsed();
-    let code = status.to_string();
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            handler: handler.clone(),
-            code: code.clone(),
-            face: face.as_str().to_string(),
-        })
-        .inc();
-    state
-        .metrics
-        .request_duration
-        .get_or_create(&HandlerLabels { handler, code })
-        .observe(elapsed.as_secs_f64());
+    state.metrics.record_request(
+        handler.as_ref().map_or("other", MatchedPath::as_str),
+        status,
+        face.as_str(),
+        elapsed.as_secs_f64(),
+    );
     tracing::info!(
         target: "janus::access",
         method = %method,
-        path = %path,
+        path = %uri.path(),
         status,
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         face = face.as_str(),

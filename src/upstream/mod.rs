@@ -8,14 +8,36 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response};
+use http_body_util::Full;
 use tokio::time::Instant;
 
 use crate::config::{Config, UpstreamAuth};
-use crate::telemetry::{Metrics, UpstreamLabels};
+use crate::telemetry::Metrics;
 
+mod idle_body;
 pub mod metric_source;
+mod transport;
+
+/// Why the upstream client could not be set up: Janus does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    #[error("{0}")]
+    Transport(#[from] transport::TransportError),
+    #[error("--upstream.url: {0}")]
+    Url(String),
+    #[error("upstream credentials: {0}")]
+    Credentials(String),
+}
+
+/// A credential as a header value, kept out of debug output.
+fn secret_header(text: &str) -> Result<HeaderValue, UpstreamSetupError> {
+    let mut value = HeaderValue::from_str(text)
+        .map_err(|_| UpstreamSetupError::Credentials("not valid in an HTTP header".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
 
 /// Why the upstream gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -81,45 +103,64 @@ pub struct Forward<'a> {
 }
 
 pub struct Upstream {
-    client: reqwest::Client,
+    client: transport::UpstreamClient,
     /// Base URL without a trailing slash, so a path prefix (`/prometheus`) is kept.
     base: String,
-    base_url: reqwest::Url,
+    /// The base URL's scheme and authority, reused by every request's URI.
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
     /// The base URL's path without its trailing slash (`""` or `/prometheus`).
     base_path: String,
-    auth: UpstreamAuth,
+    /// The `Authorization` value the upstream wants, made once.
+    authorization: Option<HeaderValue>,
     forward_headers: Vec<HeaderName>,
     health: Mutex<Health>,
     metrics: Arc<Metrics>,
 }
 
+/// Janus's `User-Agent` towards the upstream.
+const USER_AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("janus/", env!("CARGO_PKG_VERSION")));
+
 impl Upstream {
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("janus/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            // A proxy passes redirects on; following them would hide them from the client.
-            .redirect(reqwest::redirect::Policy::none())
-            // Like Prometheus's HTTP client config: proxies are explicit, not taken from env.
-            .no_proxy()
-            .danger_accept_invalid_certs(config.upstream_insecure_skip_verify);
-        if let Some(pem) = &config.upstream_ca_pem {
-            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
-                builder = builder.add_root_certificate(cert);
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, UpstreamSetupError> {
+        let client = transport::build(&transport::TransportConfig {
+            connect_timeout: CONNECT_TIMEOUT,
+            idle_timeout: Duration::from_secs(90),
+            ca_pem: config.upstream_ca_pem.as_deref(),
+            insecure_skip_verify: config.upstream_insecure_skip_verify,
+        })?;
+        let base_uri: http::Uri = config
+            .upstream_url
+            .as_str()
+            .parse()
+            .map_err(|e| UpstreamSetupError::Url(format!("{e}")))?;
+        let (Some(scheme), Some(authority)) = (base_uri.scheme(), base_uri.authority()) else {
+            return Err(UpstreamSetupError::Url(
+                "an absolute http(s) URL is needed".into(),
+            ));
+        };
+        let authorization = match &config.upstream_auth {
+            UpstreamAuth::None => None,
+            UpstreamAuth::Basic { username, password } => {
+                use base64::Engine;
+                let encoded = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{password}"));
+                Some(secret_header(&format!("Basic {encoded}"))?)
             }
-        }
+            UpstreamAuth::Bearer(token) => Some(secret_header(&format!("Bearer {token}"))?),
+        };
         Ok(Upstream {
-            client: builder.build()?,
+            client,
             base: config
                 .upstream_url
                 .as_str()
                 .trim_end_matches('/')
                 .to_string(),
-            base_url: config.upstream_url.clone(),
+            scheme: scheme.clone(),
+            authority: authority.clone(),
             base_path: config.upstream_url.path().trim_end_matches('/').to_string(),
-            auth: config.upstream_auth.clone(),
+            authorization,
             forward_headers: config.forward_headers.clone(),
             health: Mutex::new(Health::default()),
             metrics,
@@ -134,43 +175,54 @@ impl Upstream {
         self.health.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
-    fn request(&self, method: Method, path_and_query: &str) -> reqwest::RequestBuilder {
-        // Editing a parsed copy of the base URL skips re-parsing (and IDNA-checking) the host on
-        // every request; path and query are already valid URI text from hyper.
-        let mut url = self.base_url.clone();
-        let (path, query) = match path_and_query.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (path_and_query, None),
-        };
-        url.set_path(&format!("{}{}", self.base_path, path));
-        url.set_query(query);
-        let builder = self.client.request(method, url);
-        match &self.auth {
-            UpstreamAuth::None => builder,
-            UpstreamAuth::Basic { username, password } => {
-                builder.basic_auth(username, Some(password))
-            }
-            UpstreamAuth::Bearer(token) => builder.bearer_auth(token),
+    /// A request to the upstream: its URI is the base's scheme and authority, the base path,
+    /// then the client's path and query as hyper received them (already valid URI text).
+    fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+    ) -> Result<http::request::Builder, UpstreamError> {
+        let path_and_query = if self.base_path.is_empty() {
+            http::uri::PathAndQuery::try_from(path_and_query)
+        } else {
+            http::uri::PathAndQuery::try_from(format!("{}{}", self.base_path, path_and_query))
         }
+        .map_err(|e| UpstreamError::Internal(format!("building the upstream URI: {e}")))?;
+        let uri = http::Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| UpstreamError::Internal(format!("building the upstream URI: {e}")))?;
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::USER_AGENT, USER_AGENT);
+        if let Some(value) = &self.authorization {
+            builder = builder.header(header::AUTHORIZATION, value.clone());
+        }
+        Ok(builder)
     }
 
     /// Sends the request and returns the upstream's answer as a streaming response. The answer
     /// head must arrive before the deadline; the body then streams at the client's pace.
     pub async fn forward(&self, req: Forward<'_>) -> Result<Response<Body>, UpstreamError> {
-        let mut builder = self.request(req.method, req.path_and_query);
-        for name in ALWAYS_FORWARDED.iter().chain(self.forward_headers.iter()) {
-            if req.uncompressed && name == header::ACCEPT_ENCODING {
-                continue;
-            }
-            for value in req.headers.get_all(name) {
-                builder = builder.header(name, value);
+        let mut builder = self.request(req.method, req.path_and_query)?;
+        if let Some(headers) = builder.headers_mut() {
+            for name in ALWAYS_FORWARDED.iter().chain(self.forward_headers.iter()) {
+                if req.uncompressed && name == header::ACCEPT_ENCODING {
+                    continue;
+                }
+                for value in req.headers.get_all(name) {
+                    headers.append(name.clone(), value.clone());
+                }
             }
         }
-        if !req.body.is_empty() {
-            builder = builder.body(req.body);
-        }
+        let request = builder
+            .body(Full::new(req.body))
+            .map_err(|e| UpstreamError::Internal(format!("building the upstream request: {e}")))?;
         let started = std::time::Instant::now();
-        let sent = tokio::time::timeout_at(req.deadline, builder.send()).await;
+        let sent = tokio::time::timeout_at(req.deadline, self.client.request(request)).await;
         let answer = match sent {
             Err(_) => {
                 self.metrics.upstream_error("timeout");
@@ -187,19 +239,16 @@ impl Upstream {
             Ok(Ok(answer)) => answer,
         };
         self.metrics
-            .upstream_duration
-            .get_or_create(&UpstreamLabels {
-                handler: req.handler.to_string(),
-            })
-            .observe(started.elapsed().as_secs_f64());
+            .record_upstream(req.handler, started.elapsed().as_secs_f64());
 
-        let mut response = Response::builder().status(answer.status());
-        if let Some(headers) = response.headers_mut() {
-            copy_end_to_end(answer.headers(), headers);
-        }
-        response
-            .body(Body::from_stream(idle_bounded(answer.bytes_stream())))
-            .map_err(|e| UpstreamError::Internal(format!("building the upstream answer: {e}")))
+        let (head, body) = answer.into_parts();
+        let mut response = Response::new(Body::new(idle_body::IdleBounded::new(
+            body,
+            STREAM_IDLE_TIMEOUT,
+        )));
+        *response.status_mut() = head.status;
+        copy_end_to_end(&head.headers, response.headers_mut());
+        Ok(response)
     }
 
     /// Reads a whole upstream answer body, of at most `limit` bytes, by `deadline`: an upstream
@@ -271,7 +320,7 @@ impl Upstream {
         }
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> UpstreamError {
+    fn unreachable(&self, e: &hyper_util::client::legacy::Error) -> UpstreamError {
         UpstreamError::Unavailable(format!(
             "upstream {} is unreachable ({}); start it or point --upstream.url at a running Prometheus-compatible server",
             self.base,
@@ -281,15 +330,28 @@ impl Upstream {
 
     /// Probes `/-/ready` once and records the outcome.
     pub async fn probe(&self) -> Health {
-        let outcome = self
-            .request(Method::GET, "/-/ready")
-            .timeout(HEALTH_TIMEOUT)
-            .send()
-            .await;
-        let (up, detail) = match outcome {
-            Ok(r) if r.status().is_success() => (true, format!("ready ({})", r.status())),
-            Ok(r) => (false, format!("not ready ({})", r.status())),
-            Err(e) => (false, root_cause(&e)),
+        let request = self.request(Method::GET, "/-/ready").and_then(|b| {
+            b.body(Full::new(Bytes::new()))
+                .map_err(|e| UpstreamError::Internal(e.to_string()))
+        });
+        let (up, detail) = match request {
+            Err(e) => (false, e.to_string()),
+            Ok(request) => {
+                match tokio::time::timeout(HEALTH_TIMEOUT, self.client.request(request)).await {
+                    Ok(Ok(r)) if r.status().is_success() => {
+                        (true, format!("ready ({})", r.status()))
+                    }
+                    Ok(Ok(r)) => (false, format!("not ready ({})", r.status())),
+                    Ok(Err(e)) => (false, root_cause(&e)),
+                    Err(_) => (
+                        false,
+                        format!(
+                            "no answer within {}",
+                            promql_parser::util::display_duration(&HEALTH_TIMEOUT)
+                        ),
+                    ),
+                }
+            }
         };
         self.metrics.upstream_up.set(i64::from(up));
         let health = Health {
@@ -343,39 +405,8 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
-/// Longest wait for the next chunk of a streamed upstream answer. A passthrough answer streams
-/// at the client's pace without a deadline, but an upstream that stops sending mid-answer must
-/// not hold the client's connection (and Janus's memory) forever.
+/// Longest wait for the next chunk of a streamed upstream answer (`idle_body`).
 pub const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Ends a byte stream with an error when no chunk arrives for [`STREAM_IDLE_TIMEOUT`].
-fn idle_bounded<S>(
-    stream: S,
-) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>>
-where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send + Unpin,
-{
-    futures_util::stream::unfold(Some(stream), |state| async move {
-        let mut stream = state?;
-        match tokio::time::timeout(
-            STREAM_IDLE_TIMEOUT,
-            futures_util::StreamExt::next(&mut stream),
-        )
-        .await
-        {
-            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
-            Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
-            Ok(None) => None,
-            Err(_) => Some((
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the upstream stopped sending its answer",
-                )),
-                None,
-            )),
-        }
-    })
-}
 
 #[cfg(test)]
 mod tests {

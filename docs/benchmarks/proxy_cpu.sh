@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# CPU per forwarded request: Janus (results cache off, so every request goes upstream) against
+# nginx (proxy_pass, keep-alive to the upstream, buffering off, one worker), both in front of the
+# same Prometheus, the same cheap query at a fixed time, wrk c=8, alternating rounds. CPU is the
+# proxy process's user + system time from /proc/<pid>/stat over the run, divided by the requests
+# wrk completed: what the hop costs, whatever the machine's throughput.
+#
+# usage: docs/benchmarks/proxy_cpu.sh [seconds-per-run] [rounds] [JANUS_BINARY]
+#        (needs prometheus, promtool, wrk, curl, nginx: apt-get install -y nginx-light)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-6}
+rounds=${2:-3}
+janus=${3:-target/release/janus}
+for tool in prometheus promtool wrk curl nginx; do
+  command -v $tool >/dev/null || { echo "missing $tool (apt-get install -y prometheus wrk curl nginx-light)" >&2; exit 1; }
+done
+[ -n "${3:-}" ] || cargo build --release --quiet --bin janus
+work=$(mktemp -d /tmp/janus-cpu.XXXXXX)
+pids=()
+trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ready() { for _ in $(seq 300); do curl -fs -o /dev/null "$1" && return; sleep 0.1; done; echo "not ready: $1" >&2; exit 1; }
+python3 compat-tests/gen_metrics.py "$work/m.om" "$work/m.prom"
+promtool tsdb create-blocks-from openmetrics "$work/m.om" "$work/tsdb" >/dev/null
+pp=$(port); jp=$(port); np=$(port)
+prometheus --config.file=compat-tests/prometheus.yml --storage.tsdb.path="$work/tsdb" \
+  --storage.tsdb.retention.time=100y --web.listen-address=127.0.0.1:$pp >"$work/prom.log" 2>&1 &
+pids+=($!)
+ready "http://127.0.0.1:$pp/-/ready"
+"$janus" --web.listen-address=127.0.0.1:$jp --upstream.url=http://127.0.0.1:$pp \
+  --storage.path="$work/store" --query.cache-size=0 2>/dev/null >/dev/null &
+jpid=$!; pids+=($jpid)
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+error_log $work/nginx/error.log;
+pid $work/nginx/nginx.pid;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  upstream prom { server 127.0.0.1:$pp; keepalive 32; }
+  server {
+    listen 127.0.0.1:$np;
+    location / {
+      proxy_pass http://prom; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx/nginx.conf" &
+npid=$!; pids+=($npid)
+ready "http://127.0.0.1:$jp/-/ready"
+ready "http://127.0.0.1:$np/-/ready"
+q='/api/v1/query?query=up&time=1704078000'
+# user + system clock ticks of a process and its threads (nginx: the master and its worker)
+ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
+hz=$(getconf CLK_TCK)
+printf '| round | proxy | req/s | CPU µs per request |\n|---|---|---:|---:|\n'
+declare -A sum
+for round in $(seq "$rounds"); do
+  for target in janus nginx; do
+    case $target in
+      janus) base=http://127.0.0.1:$jp; procs=$jpid ;;
+      nginx) base=http://127.0.0.1:$np; procs="$npid $(pgrep -P $npid | tr '\n' ' ')" ;;
+    esac
+    before=$(ticks $procs)
+    out=$(wrk -t2 -c8 -d"${secs}s" "$base$q" 2>/dev/null)
+    after=$(ticks $procs)
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    us=$(awk -v t=$((after - before)) -v hz=$hz -v n=$reqs 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+    sum[$target]=$(awk -v a="${sum[$target]:-0}" -v b="$us" 'BEGIN { print a + b }')
+    printf '| %s | %s | %s | %s |\n' "$round" "$target" "$rps" "$us"
+  done
+done
+awk -v j="${sum[janus]}" -v n="${sum[nginx]}" -v r="$rounds" \
+  'BEGIN { printf "\nmean CPU per request: janus %.1f µs, nginx %.1f µs, ratio %.2f×\n", j/r, n/r, j/n }'
