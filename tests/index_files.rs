@@ -317,3 +317,79 @@ fn files_at_rest_are_indexed_in_the_background_and_kept() {
     std::fs::remove_dir_all(root).ok();
     std::fs::remove_dir_all(third_root).ok();
 }
+
+/// Files Janus writes carry their index from the writer: pushes in many small batches build it
+/// as they append (no read of the file), with short blocks continued rather than one per push;
+/// a query then reads nothing to index, the index is written at shutdown, and a restart finds
+/// the newest lines from it. Lines another writer appended meanwhile are indexed by reading
+/// them, and the answers are the same as a store that read everything.
+#[test]
+fn files_janus_writes_carry_their_index_from_the_writer() {
+    use janus::logql::LogKind;
+    use janus::logstore::write::{Batch, BatchStream};
+    let root = support::temp_dir("indexfiles-writer");
+    let first = open(&root);
+    let texts: Vec<String> = (0..3000)
+        .map(|i| format!("pushed line {i} of the hour"))
+        .collect();
+    for chunk in 0..30usize {
+        let lines: Vec<(i64, &str)> = (chunk * 100..chunk * 100 + 100)
+            .map(|i| ((HOUR0 + i as i64) * NS, texts[i].as_str()))
+            .collect();
+        let batch = Batch {
+            streams: vec![BatchStream {
+                kind: LogKind::Pod,
+                values: vec!["shop".into(), format!("shop-{}", chunk % 3), "app".into()],
+                lines,
+                time_texts: Vec::new(),
+            }],
+            entries: 100,
+            lines: 100,
+        };
+        first.store.push(&batch).expect("push");
+    }
+    let hour = (HOUR0 * NS, (HOUR0 + 3600) * NS - 1);
+    let q = r#"pod{namespace="shop"}"#;
+    let (newest, truncated) = search(&first.store, q, hour.0, hour.1, 10);
+    assert_eq!((newest.len(), truncated), (10, true));
+    // In time order: the ten newest, 2990 to 2999.
+    assert!(newest[0].contains("pushed line 2990 "), "{newest:?}");
+    assert!(newest[9].contains("pushed line 2999 "), "{newest:?}");
+    assert_eq!(
+        first.metrics.store_bytes_indexed.get(),
+        0,
+        "the writer's index was complete: nothing was read to index"
+    );
+    // Another writer appends to the same file: those lines are read to extend the index.
+    let path = root.join("pod/shop/2024-01-01_00.log");
+    let mut other = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open");
+    std::io::Write::write_all(
+        &mut other,
+        b"2024-01-01T00:59:59Z[shop|fluent|bit] appended by another writer\n",
+    )
+    .expect("append");
+    drop(other);
+    let (newest, _) = search(&first.store, q, hour.0, hour.1, 1);
+    assert!(newest[0].contains("another writer"), "{}", newest[0]);
+    assert!(first.metrics.store_bytes_indexed.get() > 0);
+    // Shutdown writes the index; a restart reads it back and reads no file to answer.
+    assert!(!index_file(&root, "shop", 0).exists());
+    first.store.close_idle(true);
+    assert!(index_file(&root, "shop", 0).exists());
+    let second = open(&root);
+    let (again, _) = search(&second.store, q, hour.0, hour.1, 10);
+    assert_eq!(second.metrics.store_bytes_indexed.get(), 0);
+    assert!(second.metrics.index_files_loaded.get() > 0);
+    // The same answer as a store that builds its index by reading the file.
+    let _ = std::fs::remove_dir_all(root.join(".janus/index"));
+    let third = open(&root);
+    let (read, _) = search(&third.store, q, hour.0, hour.1, 10);
+    assert!(third.metrics.store_bytes_indexed.get() > 0);
+    assert_eq!(again, read);
+    let (all, _) = search(&third.store, q, hour.0, hour.1, 10_000);
+    assert_eq!(all.len(), 3001);
+    let _ = std::fs::remove_dir_all(root);
+}

@@ -149,7 +149,8 @@ pub trait LogStore: Send + Sync {
     fn sync(&self) -> Result<f64, String>;
 
     /// Lets go of what writing holds and has not used for a while (`all`: everything, at
-    /// shutdown).
+    /// shutdown, with what it kept in memory that a restart would need: the file store's
+    /// indexes of the files it wrote).
     fn close_idle(&self, all: bool);
 
     /// One retention pass at time `now`.

@@ -64,6 +64,8 @@ pub struct FileIndex {
     pub streams: FxHashSet<Vec<u8>>,
     /// The file had more streams than an index remembers: listing them reads the file.
     pub streams_capped: bool,
+    /// Written to (or read back from) the store's index directory as it is.
+    pub(super) persisted: bool,
 }
 
 /// Streams remembered per file, and in all indexes together: memory stays bounded whatever the
@@ -256,6 +258,7 @@ impl IndexCache {
             index.streams_capped = true;
         }
         work.loaded = true;
+        index.persisted = true;
         Some(index)
     }
 
@@ -385,13 +388,99 @@ impl IndexCache {
         work.bytes_indexed = index.indexed_len - from;
         work.new_bad_lines = index.bad_lines - before_bad;
         work.rebuilt = rebuilt;
-        // A file at rest keeps its index across restarts.
+        // A file at rest keeps its index across restarts (others: `persist_pending`).
+        index.persisted = false;
         if settled(&meta) {
             work.written = self.persist(path, &index, meta.len());
+            index.persisted = work.written;
         }
         let index = Arc::new(index);
         self.remember(path, &index);
         Ok((index, work))
+    }
+
+    /// Extends the cached index of `path` with lines Janus just appended at offset `before`,
+    /// from the bytes in hand: files Janus writes carry their index from the writer, with no
+    /// second read. Only an index that ends exactly where the append began is extended; a file
+    /// without one (never indexed, or written by others since) is left to [`IndexCache::get`].
+    /// A file that is new (`before == 0`) gets its index here.
+    pub fn note_append(&self, path: &Path, file: &File, before: u64, bytes: &[u8]) {
+        if bytes.last() != Some(&b'\n') {
+            return;
+        }
+        let Ok(meta) = file.metadata() else { return };
+        if meta.len() != before + bytes.len() as u64 {
+            // Someone else appended too: what the file holds is not only these bytes.
+            return;
+        }
+        let cached = self.entries.lock().ok().and_then(|m| m.get(path).cloned());
+        let mut index = match cached {
+            Some(c)
+                if c.dev == meta.dev()
+                    && c.ino == meta.ino()
+                    && c.indexed_len == before
+                    && c.tail.is_none() =>
+            {
+                (*c).clone()
+            }
+            None if before == 0 => FileIndex {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                ..FileIndex::default()
+            },
+            _ => return,
+        };
+        let streams_before = index.streams.len();
+        extend_with(&mut index, bytes, self.block_bytes, &self.stream_budget);
+        index.mtime = mtime_of(&meta);
+        match fingerprint(file, index.indexed_len) {
+            Ok(f) => index.fingerprint = f,
+            Err(_) => {
+                self.release(index.streams.len().saturating_sub(streams_before));
+                return;
+            }
+        }
+        index.persisted = false;
+        self.remember(path, &Arc::new(index));
+    }
+
+    /// Persists the cached indexes not yet on disk (built as Janus appended, or extended since),
+    /// so that a restart finds them: at shutdown and from the pass over files at rest. Returns
+    /// how many were written.
+    pub fn persist_pending(&self) -> usize {
+        let pending: Vec<(PathBuf, Arc<FileIndex>)> = match self.entries.lock() {
+            Ok(entries) => entries
+                .iter()
+                .filter(|(_, index)| !index.persisted)
+                .map(|(path, index)| (path.clone(), Arc::clone(index)))
+                .collect(),
+            Err(_) => return 0,
+        };
+        let mut written = 0;
+        for (path, index) in pending {
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            // Only an index that still describes the file as it is now.
+            if meta.ino() != index.ino || meta.len() < index.indexed_len {
+                continue;
+            }
+            if self.persist(&path, &index, meta.len()) {
+                written += 1;
+                let mut done = (*index).clone();
+                done.persisted = true;
+                if let Ok(mut entries) = self.entries.lock() {
+                    // Unless it changed meanwhile: then the newer one is still pending.
+                    if entries
+                        .get(&path)
+                        .is_some_and(|now| Arc::ptr_eq(now, &index))
+                    {
+                        entries.insert(path, Arc::new(done));
+                    }
+                }
+            }
+        }
+        written
     }
 
     fn release(&self, streams: usize) {
@@ -607,6 +696,67 @@ pub fn read_streams(file: &File, limit: usize) -> std::io::Result<FxHashSet<Vec<
     Ok(out)
 }
 
+/// Cuts lines into blocks as they come, continuing the file's last block while it is short:
+/// small appends (a push every second) would otherwise leave a block each.
+struct Blocks {
+    block: Block,
+    block_bytes: u64,
+    times: TimestampCache,
+}
+
+impl Blocks {
+    /// Starts after the index's last complete line, taking its last block back when short.
+    fn resume(index: &mut FileIndex, block_bytes: u64) -> Blocks {
+        let start = index.indexed_len;
+        let short = index
+            .blocks
+            .last()
+            .is_some_and(|last| last.end == start && last.end - last.start < block_bytes);
+        let taken_back = if short { index.blocks.pop() } else { None };
+        let block = taken_back.unwrap_or(Block {
+            start,
+            end: start,
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+        });
+        Blocks {
+            block,
+            block_bytes,
+            times: TimestampCache::default(),
+        }
+    }
+
+    /// One complete line ending at byte `end`.
+    fn line(&mut self, index: &mut FileIndex, line: &[u8], end: u64, budget: &AtomicUsize) {
+        note_stream(index, line, budget);
+        match timestamp_of(line, &mut self.times) {
+            Some(ts) => {
+                self.block.min_ts = self.block.min_ts.min(ts);
+                self.block.max_ts = self.block.max_ts.max(ts);
+            }
+            None => index.bad_lines += 1,
+        }
+        self.block.end = end;
+        if self.block.end - self.block.start >= self.block_bytes {
+            index.blocks.push(self.block);
+            self.block = Block {
+                start: end,
+                end,
+                min_ts: i64::MAX,
+                max_ts: i64::MIN,
+            };
+        }
+    }
+
+    /// Keeps the last, short block and moves the indexed length past it.
+    fn finish(self, index: &mut FileIndex) {
+        if self.block.end > self.block.start {
+            index.blocks.push(self.block);
+        }
+        index.indexed_len = self.block.end.max(index.indexed_len);
+    }
+}
+
 /// Indexes `[index.indexed_len, len)`, appending blocks.
 fn extend(
     index: &mut FileIndex,
@@ -616,40 +766,25 @@ fn extend(
     budget: &AtomicUsize,
     stop: &dyn Fn() -> bool,
 ) -> std::io::Result<()> {
-    let start = index.indexed_len;
-    let mut block = Block {
-        start,
-        end: start,
-        min_ts: i64::MAX,
-        max_ts: i64::MIN,
-    };
-    let mut times = TimestampCache::default();
-    for_each_line(file, start, len, stop, |line, end| {
-        note_stream(index, line, budget);
-        match timestamp_of(line, &mut times) {
-            Some(ts) => {
-                block.min_ts = block.min_ts.min(ts);
-                block.max_ts = block.max_ts.max(ts);
-            }
-            None => index.bad_lines += 1,
-        }
-        block.end = end;
-        if block.end - block.start >= block_bytes {
-            index.blocks.push(block);
-            block = Block {
-                start: end,
-                end,
-                min_ts: i64::MAX,
-                max_ts: i64::MIN,
-            };
-        }
+    let mut blocks = Blocks::resume(index, block_bytes);
+    for_each_line(file, index.indexed_len, len, stop, |line, end| {
+        blocks.line(index, line, end, budget);
         true
     })?;
-    if block.end > block.start {
-        index.blocks.push(block);
-    }
-    index.indexed_len = block.end.max(index.indexed_len);
+    blocks.finish(index);
     Ok(())
+}
+
+/// Indexes `bytes`, complete lines just appended at the index's end, without reading the file.
+fn extend_with(index: &mut FileIndex, bytes: &[u8], block_bytes: u64, budget: &AtomicUsize) {
+    let mut blocks = Blocks::resume(index, block_bytes);
+    let base = index.indexed_len;
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', bytes) {
+        blocks.line(index, &bytes[start..nl], base + nl as u64 + 1, budget);
+        start = nl + 1;
+    }
+    blocks.finish(index);
 }
 
 #[cfg(test)]
@@ -693,6 +828,75 @@ mod tests {
             grown.blocks.last().unwrap().max_ts,
             index.blocks.iter().map(|b| b.max_ts).max().unwrap()
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// An index built append by append from the writer's bytes is the one reading the file
+    /// whole builds: the same blocks (short ones continued, not one per append), bad lines and
+    /// streams.
+    #[test]
+    fn appends_index_as_reading_the_file_does() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("janus-index-append-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("2024-01-01_00.log");
+        let _ = std::fs::remove_file(&path);
+        let writer_cache = IndexCache::with_block_bytes(4096);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .unwrap();
+        let mut len = 0u64;
+        for batch in 0..200u32 {
+            let mut bytes = Vec::new();
+            for i in 0..(batch % 7 + 1) {
+                if (batch + i) % 50 == 3 {
+                    bytes.extend_from_slice(b"not a log line\n");
+                }
+                writeln!(
+                    bytes,
+                    "2024-01-01T00:{:02}:{:02}Z[ns|p{}|c] append {batch} line {i}",
+                    (batch / 4) % 60,
+                    (batch + i) % 60,
+                    batch % 3
+                )
+                .unwrap();
+            }
+            file.write_all(&bytes).unwrap();
+            writer_cache.note_append(&path, &file, len, &bytes);
+            len += bytes.len() as u64;
+        }
+        let written = writer_cache
+            .entries
+            .lock()
+            .unwrap()
+            .get(&path)
+            .cloned()
+            .unwrap();
+        assert_eq!(written.indexed_len, len);
+        assert!(!written.persisted);
+        let reader_cache = IndexCache::with_block_bytes(4096);
+        let (read, _) = reader_cache.get(&path, &file, &|| false).unwrap();
+        assert!(read.blocks.len() > 3);
+        assert_eq!(written.blocks, read.blocks);
+        assert_eq!(written.bad_lines, read.bad_lines);
+        assert_eq!(written.streams, read.streams);
+        // Asked afterwards, the writer's index is taken as it is: nothing is read.
+        let (again, work) = writer_cache.get(&path, &file, &|| false).unwrap();
+        assert_eq!(work.bytes_indexed, 0);
+        assert_eq!(again.blocks, read.blocks);
+        // An append that does not start where the index ends is not taken.
+        writer_cache.note_append(&path, &file, len + 1, b"x\n");
+        let kept = writer_cache
+            .entries
+            .lock()
+            .unwrap()
+            .get(&path)
+            .cloned()
+            .unwrap();
+        assert_eq!(kept.indexed_len, len);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

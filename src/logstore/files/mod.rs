@@ -437,9 +437,12 @@ impl LogStore for Store {
     /// first newest-N query after a restart.
     fn prepare_at_rest(&self, stop: &dyn Fn() -> bool) -> usize {
         lower_this_threads_priority();
+        // Indexes built in memory (as Janus appended, or by queries of files still written
+        // then) cost only their writing.
+        let mut done = self.indexes.persist_pending();
+        self.metrics.index_files_written.inc_by(done as u64);
         let mut candidates = self.candidates(&[LogKind::Pod, LogKind::Node], |_| true, |_| true);
         candidates.sort_by_key(|(_, f)| std::cmp::Reverse(f.hour_start));
-        let mut done = 0;
         for (_, hour) in candidates {
             if stop() {
                 break;
@@ -476,7 +479,13 @@ impl LogStore for Store {
     fn push(&self, batch: &Batch<'_>) -> Result<Written, WriteError> {
         let appended = self
             .writer
-            .append(&render::hour_files(batch))
+            .append_observed(
+                &render::hour_files(batch),
+                &|relative, file, before, bytes| {
+                    self.indexes
+                        .note_append(&self.root.join(relative), file, before, bytes)
+                },
+            )
             .map_err(|e| WriteError::Failed(e.to_string()))?;
         Ok(Written {
             bytes: appended.bytes,
@@ -502,6 +511,13 @@ impl LogStore for Store {
     fn close_idle(&self, all: bool) {
         if let Err(e) = self.writer.close_idle(all) {
             tracing::warn!(error = %e, "closing idle log files failed");
+        }
+        if all {
+            // At shutdown: the indexes the writer built, so the next start finds them.
+            let written = self.indexes.persist_pending();
+            if written > 0 {
+                self.metrics.index_files_written.inc_by(written as u64);
+            }
         }
     }
 

@@ -64,6 +64,9 @@ pub struct Writer {
     appenders: Mutex<HashMap<PathBuf, Arc<Mutex<Appender>>>>,
 }
 
+/// Told of each file an append wrote: (relative path, handle, length before, bytes written).
+pub type AppendedHook<'a> = dyn Fn(&Path, &File, u64, &[u8]) + 'a;
+
 /// What one `append` call did, for metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Appended {
@@ -95,6 +98,8 @@ struct Touched {
     before: u64,
     /// Whether the request's lines were written.
     written: bool,
+    /// Whether a newline went first (the file ended mid-line).
+    joined: bool,
 }
 
 impl Writer {
@@ -170,6 +175,17 @@ impl Writer {
     /// removed. A failed request then leaves no partial line for the next one to be glued to, no
     /// empty file, and its retry duplicates nothing.
     pub fn append(&self, batches: &[(PathBuf, Vec<u8>)]) -> std::io::Result<Appended> {
+        self.append_observed(batches, &|_, _, _, _| {})
+    }
+
+    /// [`Writer::append`], then, once every file's lines are in and while the files are still
+    /// locked, `appended(relative path, handle, length before, bytes)` for each file whose
+    /// bytes were written as given at its old end (the index is built from them).
+    pub fn append_observed(
+        &self,
+        batches: &[(PathBuf, Vec<u8>)],
+        appended: &AppendedHook<'_>,
+    ) -> std::io::Result<Appended> {
         let mut order: Vec<&(PathBuf, Vec<u8>)> = batches.iter().collect();
         order.sort_by(|a, b| a.0.cmp(&b.0));
         order.dedup_by(|a, b| a.0 == b.0);
@@ -205,11 +221,13 @@ impl Writer {
             for (a, (relative, bytes)) in locked.iter_mut().zip(&order) {
                 let file = self.open_for_append(a, relative)?;
                 let len = file.metadata()?.len();
+                let joined = ends_mid_line(file, len)?;
                 touched.push(Touched {
                     before: len,
                     written: false,
+                    joined,
                 });
-                if ends_mid_line(file, len)? {
+                if joined {
                     let mut joined = Vec::with_capacity(bytes.len() + 1);
                     joined.push(b'\n');
                     joined.extend_from_slice(bytes);
@@ -250,6 +268,11 @@ impl Writer {
             drop(appenders);
             self.close_beyond_bound();
             return Err(e);
+        }
+        for ((a, (relative, bytes)), t) in locked.iter().zip(&order).zip(&touched) {
+            if let (Some(file), false) = (&a.file, t.joined) {
+                appended(relative, file, t.before, bytes);
+            }
         }
         drop(locked);
         drop(appenders);
