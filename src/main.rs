@@ -28,6 +28,9 @@ fn main() -> ExitCode {
     // Checking and testing files needs no configuration.
     match command {
         Some(Command::Check {
+            what: CheckCommand::Config,
+        }) => return check_config(flags),
+        Some(Command::Check {
             what: CheckCommand::Rules { files },
         }) => return check_rules(&files),
         Some(Command::Test {
@@ -101,6 +104,51 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> 
         eprintln!("janus: cannot start the async runtime: {e}");
         ExitCode::FAILURE
     })
+}
+
+/// `janus check config`: loads the configuration as a start would (every file it names read
+/// and checked, rule files parsed), says what it found, and exits 1 on any problem.
+fn check_config(flags: Flags) -> ExitCode {
+    let source = flags
+        .config_file
+        .as_ref()
+        .map_or_else(|| "flags".to_string(), |p| p.display().to_string());
+    println!("Checking {source}");
+    let config = match Config::load(flags) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("  FAILED: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let rules = match janus::rules::manager::load_all(&config.rules.files) {
+        Ok(files) => files.iter().map(|f| f.groups.len()).sum::<usize>(),
+        Err(problems) => {
+            eprintln!("  FAILED: rule files:");
+            for p in problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    // URLs without any password they carry: the output goes to CI logs.
+    let shown = |url: &str| match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".to_string(),
+    };
+    let store = match &config.storage_clickhouse {
+        Some(c) => format!("ClickHouse {}", shown(c.connection.url.as_str())),
+        None => format!("files under {}", config.storage_path.display()),
+    };
+    println!(
+        "  SUCCESS: listen {}, upstream {}, logs in {store}, {rules} rule groups",
+        config.listen_address,
+        shown(config.upstream_url.as_str())
+    );
+    ExitCode::SUCCESS
 }
 
 /// `janus check rules`: each file's problems, as promtool prints them; exit 1 on any.

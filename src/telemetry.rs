@@ -331,6 +331,12 @@ impl Metrics {
             "Upstream requests that got no answer, by reason (unreachable, timeout, canceled)",
             upstream_errors.clone(),
         );
+        // Known reasons start at 0, so that `rate()` and alerts see them before the first error.
+        for reason in ["unreachable", "timeout", "canceled"] {
+            let _ = upstream_errors.get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            });
+        }
         let upstream_up = Gauge::default();
         registry.register(
             "janus_upstream_up",

@@ -63,6 +63,98 @@ fn bad_settings_exit_2_with_one_line_naming_the_setting() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `janus check config`: the flags and the file a deployment would start with, loaded as a start
+/// loads them (rule files too) without serving; exit 0 and a summary, or 1 and the problem.
+#[test]
+fn check_config_loads_flags_and_file_as_a_start_would() {
+    let dir = temp_dir("cli-check");
+    let rules = dir.join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: g\n  rules:\n  - alert: Errors\n    expr: rate(pod{namespace=\"x\"} |= \"ERROR\" [5m]) > 0\n",
+    )
+    .expect("write");
+    let good = dir.join("janus.yml");
+    std::fs::write(
+        &good,
+        format!(
+            "upstream:\n  url: http://prometheus:9090\nstorage:\n  path: {}\nrules:\n  files: [{}]\n",
+            dir.join("store").display(),
+            rules.display()
+        ),
+    )
+    .expect("write");
+    let out = Command::new(JANUS)
+        .args([
+            "--config.file",
+            &good.display().to_string(),
+            "check",
+            "config",
+        ])
+        .output()
+        .expect("janus runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("SUCCESS") && stdout.contains("1 rule groups"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("http://prometheus:9090"), "{stdout}");
+    assert!(
+        !dir.join("store").exists(),
+        "checking serves nothing and makes nothing"
+    );
+
+    // A flag overrides the file, and is checked like it.
+    let (code, stderr) = run(&[
+        "--config.file",
+        &good.display().to_string(),
+        "--query.timeout=soon",
+        "check",
+        "config",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("FAILED") && stderr.contains("query.timeout"),
+        "{stderr}"
+    );
+
+    // A rule file with a problem is named with its line.
+    std::fs::write(
+        &rules,
+        "groups:\n- name: g\n  rules:\n  - alert: Errors\n    expr: rate(pod{namespace=\"x\"} |= [5m])\n",
+    )
+    .expect("write");
+    let (code, stderr) = run(&[
+        "--config.file",
+        &good.display().to_string(),
+        "check",
+        "config",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("rules.yml") && stderr.contains("Errors"),
+        "{stderr}"
+    );
+
+    // An unknown key in the file.
+    std::fs::write(&good, "upstream:\n  url: http://p:9090\n  timout: 1m\n").expect("write");
+    let (code, stderr) = run(&[
+        "--config.file",
+        &good.display().to_string(),
+        "check",
+        "config",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("timout"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn help_and_version_exit_0() {
     for flag in ["--help", "--version"] {

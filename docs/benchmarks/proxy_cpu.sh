@@ -5,13 +5,15 @@
 # proxy process's user + system time from /proc/<pid>/stat over the run, divided by the requests
 # wrk completed: what the hop costs, whatever the machine's throughput.
 #
-# usage: docs/benchmarks/proxy_cpu.sh [seconds-per-run] [rounds] [JANUS_BINARY]
+# usage: docs/benchmarks/proxy_cpu.sh [seconds-per-run] [rounds] [JANUS_BINARY] [OLD_JANUS_BINARY]
+#        (with an old binary, it runs beside the others as "janus-old": a change's effect in one run)
 #        (needs prometheus, promtool, wrk, curl, nginx: apt-get install -y nginx-light)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-6}
 rounds=${2:-3}
 janus=${3:-target/release/janus}
+old=${4:-}
 for tool in prometheus promtool wrk curl nginx; do
   command -v $tool >/dev/null || { echo "missing $tool (apt-get install -y prometheus wrk curl nginx-light)" >&2; exit 1; }
 done
@@ -31,6 +33,15 @@ ready "http://127.0.0.1:$pp/-/ready"
 "$janus" --web.listen-address=127.0.0.1:$jp --upstream.url=http://127.0.0.1:$pp \
   --storage.path="$work/store" --query.cache-size=0 2>/dev/null >/dev/null &
 jpid=$!; pids+=($jpid)
+targets="janus nginx"
+if [ -n "$old" ]; then
+  op=$(port)
+  "$old" --web.listen-address=127.0.0.1:$op --upstream.url=http://127.0.0.1:$pp \
+    --storage.path="$work/store-old" --query.cache-size=0 2>/dev/null >/dev/null &
+  opid=$!; pids+=($opid)
+  ready "http://127.0.0.1:$op/-/ready"
+  targets="janus-old janus nginx"
+fi
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<NGINX
 worker_processes 1;
@@ -63,9 +74,10 @@ hz=$(getconf CLK_TCK)
 printf '| round | proxy | req/s | CPU µs per request |\n|---|---|---:|---:|\n'
 declare -A sum
 for round in $(seq "$rounds"); do
-  for target in janus nginx; do
+  for target in $targets; do
     case $target in
       janus) base=http://127.0.0.1:$jp; procs=$jpid ;;
+      janus-old) base=http://127.0.0.1:$op; procs=$opid ;;
       nginx) base=http://127.0.0.1:$np; procs="$npid $(pgrep -P $npid | tr '\n' ' ')" ;;
     esac
     before=$(ticks $procs)
@@ -80,3 +92,7 @@ for round in $(seq "$rounds"); do
 done
 awk -v j="${sum[janus]}" -v n="${sum[nginx]}" -v r="$rounds" \
   'BEGIN { printf "\nmean CPU per request: janus %.1f µs, nginx %.1f µs, ratio %.2f×\n", j/r, n/r, j/n }'
+if [ -n "$old" ]; then
+  awk -v o="${sum[janus-old]}" -v n="${sum[nginx]}" -v r="$rounds" \
+    'BEGIN { printf "old janus %.1f µs, ratio %.2f×\n", o/r, o/n }'
+fi

@@ -178,6 +178,10 @@ pub enum Command {
 /// What `janus check` checks.
 #[derive(Debug, clap::Subcommand)]
 pub enum CheckCommand {
+    /// The configuration these flags and `--config.file` make, as the server would load it
+    /// (files it names included: web config, CA files, rule files), without serving: a
+    /// deployment's arguments checked before they roll out. Exit 1 on any problem.
+    Config,
     /// Rule files, as `promtool check rules` does: every problem with its file, line, group and
     /// rule; expressions may read logs, metrics or both.
     Rules {

@@ -273,6 +273,15 @@ impl Ruler {
             .group_rules
             .get_or_create(&labels)
             .set(runtime.rules.len() as i64);
+        // As Prometheus does, a group's counters exist from its start (at 0), so rates and
+        // alerts over them see the group before its first failure or missed iteration.
+        let _ = self
+            .metrics
+            .rules
+            .evaluation_failures
+            .get_or_create(&labels);
+        let _ = self.metrics.rules.iterations_missed.get_or_create(&labels);
+        let _ = self.metrics.rules.evaluations.get_or_create(&labels);
         let interval = i64::try_from(runtime.interval.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
