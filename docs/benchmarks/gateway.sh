@@ -7,6 +7,7 @@
 #        (needs prometheus, promtool, wrk, curl; nginx optional: apt-get install -y nginx-light)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. docs/benchmarks/nginx_proxy.sh
 secs=${1:-10}
 for tool in prometheus promtool wrk curl; do
   command -v $tool >/dev/null || { echo "missing $tool (apt-get install -y prometheus wrk curl)" >&2; exit 1; }
@@ -36,27 +37,7 @@ P=http://127.0.0.1:$pp; J=http://127.0.0.1:$jp
 targets="direct janus"
 if command -v nginx >/dev/null; then
   np=$(port)
-  mkdir -p "$work/nginx"
-  cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes auto;
-error_log $work/nginx/error.log;
-pid $work/nginx/nginx.pid;
-daemon off;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  upstream prom { server 127.0.0.1:$pp; keepalive 32; }
-  server {
-    listen 127.0.0.1:$np;
-    location / {
-      proxy_pass http://prom; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
-}
-NGINX
+  nginx_write_config "$work" "$pp" "$np" auto
   nginx -c "$work/nginx/nginx.conf" &
   pids+=($!)
   ready "http://127.0.0.1:$np/-/ready"

@@ -10,6 +10,7 @@
 #        (needs prometheus, promtool, wrk, curl, nginx: apt-get install -y nginx-light)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. docs/benchmarks/nginx_proxy.sh
 secs=${1:-6}
 rounds=${2:-3}
 janus=${3:-target/release/janus}
@@ -42,27 +43,7 @@ if [ -n "$old" ]; then
   ready "http://127.0.0.1:$op/-/ready"
   targets="janus-old janus nginx"
 fi
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-error_log $work/nginx/error.log;
-pid $work/nginx/nginx.pid;
-daemon off;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  upstream prom { server 127.0.0.1:$pp; keepalive 32; }
-  server {
-    listen 127.0.0.1:$np;
-    location / {
-      proxy_pass http://prom; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
-}
-NGINX
+nginx_write_config "$work" "$pp" "$np" 1
 nginx -c "$work/nginx/nginx.conf" &
 npid=$!; pids+=($npid)
 ready "http://127.0.0.1:$jp/-/ready"
