@@ -162,6 +162,34 @@ fn every_overlay_renders_and_validates_against_kubernetes_1_30() {
     let _ = std::fs::remove_dir_all(overlay);
 }
 
+/// The image and the manifests agree on the user: the Dockerfile makes uid 65532 and runs as it,
+/// which is what every Janus workload's securityContext asks for.
+#[test]
+fn the_image_runs_as_the_user_the_manifests_ask_for() {
+    let dockerfile =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile"))
+            .expect("Dockerfile");
+    assert!(dockerfile.contains("--uid 65532"), "{dockerfile}");
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    assert_eq!(user.trim(), "janus");
+    assert!(dockerfile
+        .contains("useradd --system --uid 65532 --home-dir /var/lib/janus --create-home janus"));
+    for overlay in ["single-node", "clickhouse"] {
+        let (_, docs) = render(overlay);
+        let workload = docs
+            .iter()
+            .find(|d| matches!(str_at(d, &["kind"]), Some("StatefulSet" | "Deployment")))
+            .expect("a workload");
+        let context = &workload["spec"]["template"]["spec"]["securityContext"];
+        assert_eq!(context["runAsUser"].as_u64(), Some(65532), "{overlay}");
+        assert_eq!(context["runAsGroup"].as_u64(), Some(65532), "{overlay}");
+    }
+}
+
 /// Each Janus container's arguments, with its mounted files laid out in a temporary directory,
 /// load as a start would load them: the flags exist, the embedded `janus.yml` is valid, and the
 /// files it names are where the manifests mount them.
