@@ -111,13 +111,14 @@ fn check_config_loads_flags_and_file_as_a_start_would() {
     );
 
     // A flag overrides the file, and is checked like it.
-    let (code, stderr) = run(&[
-        "--config.file",
-        &good.display().to_string(),
-        "--query.timeout=soon",
-        "check",
-        "config",
-    ]);
+    let check = |extra: &[&str]| {
+        let file = good.display().to_string();
+        let mut args = vec!["--config.file", file.as_str()];
+        args.extend_from_slice(extra);
+        args.extend(["check", "config"]);
+        run(&args)
+    };
+    let (code, stderr) = check(&["--query.timeout=soon"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("FAILED") && stderr.contains("query.timeout"),
@@ -130,12 +131,7 @@ fn check_config_loads_flags_and_file_as_a_start_would() {
         "groups:\n- name: g\n  rules:\n  - alert: Errors\n    expr: rate(pod{namespace=\"x\"} |= [5m])\n",
     )
     .expect("write");
-    let (code, stderr) = run(&[
-        "--config.file",
-        &good.display().to_string(),
-        "check",
-        "config",
-    ]);
+    let (code, stderr) = check(&[]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("rules.yml") && stderr.contains("Errors"),
@@ -144,12 +140,7 @@ fn check_config_loads_flags_and_file_as_a_start_would() {
 
     // An unknown key in the file.
     std::fs::write(&good, "upstream:\n  url: http://p:9090\n  timout: 1m\n").expect("write");
-    let (code, stderr) = run(&[
-        "--config.file",
-        &good.display().to_string(),
-        "check",
-        "config",
-    ]);
+    let (code, stderr) = check(&[]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("timout"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);

@@ -868,13 +868,16 @@ mod tests {
             writer_cache.note_append(&path, &file, len, &bytes);
             len += bytes.len() as u64;
         }
-        let written = writer_cache
-            .entries
-            .lock()
-            .unwrap()
-            .get(&path)
-            .cloned()
-            .unwrap();
+        let cached = || {
+            writer_cache
+                .entries
+                .lock()
+                .unwrap()
+                .get(&path)
+                .cloned()
+                .unwrap()
+        };
+        let written = cached();
         assert_eq!(written.indexed_len, len);
         assert!(!written.persisted);
         let reader_cache = IndexCache::with_block_bytes(4096);
@@ -889,13 +892,7 @@ mod tests {
         assert_eq!(again.blocks, read.blocks);
         // An append that does not start where the index ends is not taken.
         writer_cache.note_append(&path, &file, len + 1, b"x\n");
-        let kept = writer_cache
-            .entries
-            .lock()
-            .unwrap()
-            .get(&path)
-            .cloned()
-            .unwrap();
+        let kept = cached();
         assert_eq!(kept.indexed_len, len);
         std::fs::remove_dir_all(dir).unwrap();
     }
