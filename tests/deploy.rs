@@ -21,15 +21,21 @@ fn deploy_dir() -> PathBuf {
 
 /// `kubectl kustomize <overlay>`: the documents it renders.
 fn render(overlay: &str) -> (String, Vec<Value>) {
+    render_dir(&deploy_dir().join(overlay))
+}
+
+/// `kubectl kustomize <dir>`: the text and the documents it renders.
+fn render_dir(dir: &Path) -> (String, Vec<Value>) {
     let out = Command::new("kubectl")
         .arg("kustomize")
-        .arg(deploy_dir().join(overlay))
+        .arg(dir)
         .output()
         .expect("kubectl runs (the test command installs it)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{overlay}: {}",
+        "{}: {}",
+        dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     let docs = serde_norway::Deserializer::from_str(&text)
@@ -146,17 +152,7 @@ fn every_overlay_renders_and_validates_against_kubernetes_1_30() {
         "resources: [../single-node]\ncomponents: [../components/servicemonitor]\n",
     )
     .expect("write");
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(&with_monitor)
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (text, _) = render_dir(&with_monitor);
     assert!(text.contains("kind: ServiceMonitor") && text.contains("port: http"));
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(overlay);
