@@ -16,6 +16,7 @@ mod request;
 mod ruler;
 mod status;
 pub mod tenancy;
+mod ui;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -213,6 +214,9 @@ pub enum Handler {
     Metadata,
     Targets,
     Root,
+    /// The query page and its embedded assets.
+    Graph,
+    UiAsset,
     Healthy,
     Ready,
     Metrics,
@@ -243,6 +247,8 @@ const POST: &[&str] = &["POST"];
 #[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
     Route { path: "/", methods: GET, handler: Handler::Root },
+    Route { path: "/graph", methods: GET, handler: Handler::Graph },
+    Route { path: "/ui/{file}", methods: GET, handler: Handler::UiAsset },
     Route { path: "/-/healthy", methods: GET, handler: Handler::Healthy },
     Route { path: "/-/ready", methods: GET, handler: Handler::Ready },
     Route { path: "/-/reload", methods: POST, handler: Handler::Reload },
@@ -346,6 +352,8 @@ pub fn router(state: SharedState) -> Router {
             Handler::LokiDetectedFieldValues => on(filter, loki::meta::detected_field_values),
             Handler::LokiFormatQuery => on(filter, loki::meta::format_query),
             Handler::Root => on(filter, status::root),
+            Handler::Graph => on(filter, ui::graph),
+            Handler::UiAsset => on(filter, ui::asset),
             Handler::Healthy => on(filter, status::healthy),
             Handler::Ready => on(filter, status::ready),
             Handler::Metrics => on(filter, status::metrics),

@@ -30,6 +30,9 @@ use crate::auth::web_guard::{PeerAddr, VerifiedUser, OPEN_PATHS};
 const FILTERED: &[&str] = &[
     // The status page, without the upstream's address and the store's path (`api::status`).
     "/",
+    // The query page and its files: they hold no data, and the page asks the paths below.
+    "/graph",
+    "/ui/{file}",
     "/loki/api/v1/push",
     "/loki/api/v1/status/buildinfo",
     "/loki/api/v1/format_query",

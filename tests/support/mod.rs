@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alertmanager;
+pub mod browser;
 pub mod clickhouse;
 pub mod guarded;
 pub mod prometheus;

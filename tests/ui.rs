@@ -1,0 +1,568 @@
+//! The query page in a real browser (Debian's Chromium, headless, over the DevTools protocol),
+//! against Janus in front of the real Prometheus with pushed logs: what a person sees is what
+//! the APIs answered.
+
+mod support;
+
+use serde_json::json;
+use support::browser::Browser;
+use support::{required_env, start_janus, TestJanus};
+
+/// 2024-01-01T03:00:00Z: the compat data has `sum(up) == 3` there.
+const MID: i64 = 1_704_078_000;
+const MID_INPUT: &str = "2024-01-01 03:00:00";
+
+fn ns(seconds: i64) -> String {
+    (seconds * 1_000_000_000).to_string()
+}
+
+/// `count` lines of one pod, two seconds apart, ending two seconds before MID; every third
+/// one says "timeout".
+async fn push_lines(janus: &TestJanus, namespace: &str, count: i64) {
+    let mut values = Vec::new();
+    for i in 0..count {
+        let word = if i % 3 == 0 { "timeout" } else { "ok" };
+        values.push(json!([
+            ns(MID - 2 * count + 2 * i),
+            format!("req {i} {word} <b>")
+        ]));
+    }
+    for chunk in values.chunks(5000) {
+        support::push_json(
+            janus,
+            &json!({"streams": [{"stream": {"namespace": namespace, "pod": "web-a", "container": "app"}, "values": chunk}]}),
+        )
+        .await;
+    }
+}
+
+fn page(janus: &TestJanus, params: &[(&str, &str)]) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    format!("{}/graph?{query}", janus.url)
+}
+
+async fn text_of(browser: &mut Browser, selector: &str) -> String {
+    browser
+        .eval(&format!(
+            "document.querySelector({})?.textContent ?? ''",
+            json!(selector)
+        ))
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn number(browser: &mut Browser, expression: &str) -> i64 {
+    let v = browser.eval(expression).await;
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("{expression} = {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_show_newest_first_with_their_terms_marked_and_page_back() {
+    let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), |_| {}).await;
+    push_lines(&janus, "page", 1500).await;
+    let mut browser = Browser::launch().await;
+    for expr in [
+        r#"pod{namespace="page"} |= "timeout""#,
+        r#"{namespace="page"} |= "timeout""#,
+    ] {
+        browser
+            .open(
+                &page(
+                    &janus,
+                    &[
+                        ("g0.expr", expr),
+                        ("g0.range_input", "1h"),
+                        ("g0.end_input", MID_INPUT),
+                        ("g0.limit", "200"),
+                    ],
+                ),
+                &[],
+                false,
+            )
+            .await;
+        assert_eq!(browser.settled().await, "done", "{expr}");
+        assert_eq!(
+            number(
+                &mut browser,
+                "document.getElementById('log-list').dataset.lines"
+            )
+            .await,
+            200,
+            "{expr}: one page"
+        );
+        // Newest first: of 1,500 lines the newest "timeout" is req 1497; the markup in the
+        // line is shown as text.
+        let first = text_of(&mut browser, ".log-row").await;
+        assert!(
+            first.contains("page/web-a/app req 1497 timeout <b>"),
+            "{expr}: {first}"
+        );
+        assert_eq!(text_of(&mut browser, ".log-row mark").await, "timeout");
+        assert_eq!(
+            number(
+                &mut browser,
+                "document.querySelectorAll('.log-row b').length"
+            )
+            .await,
+            0
+        );
+        // The histogram counts every matching line of the window, not just the page.
+        browser
+            .wait_for("document.getElementById('volume').dataset.total")
+            .await;
+        assert_eq!(
+            number(
+                &mut browser,
+                "document.getElementById('volume').dataset.total"
+            )
+            .await,
+            500,
+            "{expr}"
+        );
+        // "Older lines" pages back without repeating or skipping a line.
+        for held in [400, 500] {
+            browser
+                .eval("document.getElementById('more').click()")
+                .await;
+            browser
+                .wait_for(&format!(
+                    "document.getElementById('log-list').dataset.lines == {held}"
+                ))
+                .await;
+        }
+        assert_eq!(
+            browser.eval("document.getElementById('more').hidden").await,
+            json!(true),
+            "{expr}: all 500 held, nothing more before"
+        );
+        browser
+            .eval("const l = document.getElementById('log-list'); l.scrollTop = l.scrollHeight; new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            .await;
+        let rows = browser
+            .eval("[...document.querySelectorAll('.log-row')].map(r => r.textContent)")
+            .await;
+        let last = rows
+            .as_array()
+            .and_then(|r| r.last())
+            .and_then(|r| r.as_str())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            last.contains("req 0 timeout"),
+            "{expr}: oldest last: {last}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_lines_exist_only_where_they_are_seen() {
+    let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), |_| {}).await;
+    push_lines(&janus, "many", 10_000).await;
+    let mut browser = Browser::launch().await;
+    browser
+        .open(
+            &page(
+                &janus,
+                &[
+                    ("g0.expr", r#"pod{namespace="many"}"#),
+                    ("g0.range_input", "6h"),
+                    ("g0.end_input", MID_INPUT),
+                    ("g0.limit", "10000"),
+                ],
+            ),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(browser.settled().await, "done");
+    assert_eq!(
+        number(
+            &mut browser,
+            "document.getElementById('log-list').dataset.lines"
+        )
+        .await,
+        10_000
+    );
+    let rows = number(&mut browser, "document.querySelectorAll('.log-row').length").await;
+    assert!(rows > 10 && rows < 150, "{rows} rows in the document");
+    // Halfway down, the rows there are drawn (line 5,000 from the newest is req 4999).
+    browser
+        .eval("const l = document.getElementById('log-list'); l.scrollTop = 5000 * 20; new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        .await;
+    let shown = browser
+        .eval("[...document.querySelectorAll('.log-row')].map(r => r.textContent).join('\\n')")
+        .await;
+    assert!(
+        shown.as_str().unwrap_or_default().contains("req 4999 "),
+        "{shown}"
+    );
+    // Arrow keys walk the lines; the detail shows the whole of the selected one.
+    browser
+        .eval("document.querySelector('.log-row').click(); document.getElementById('log-list').dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowDown', bubbles: true}))")
+        .await;
+    let detail = text_of(&mut browser, "#log-detail").await;
+    assert!(detail.contains("\"namespace\":\"many\""), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mode_follows_new_lines() {
+    let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), |_| {}).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let push = |line: &str, at: i64| json!({"streams": [{"stream": {"namespace": "live", "pod": "p", "container": "c"}, "values": [[ns(at), line]]}]});
+    support::push_json(&janus, &push("before the page", now - 30)).await;
+    let mut browser = Browser::launch().await;
+    browser
+        .open(
+            &page(
+                &janus,
+                &[
+                    ("g0.expr", r#"pod{namespace="live"}"#),
+                    ("g0.range_input", "5m"),
+                    ("g0.live", "1"),
+                ],
+            ),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(browser.settled().await, "done");
+    assert_eq!(
+        number(
+            &mut browser,
+            "document.getElementById('log-list').dataset.lines"
+        )
+        .await,
+        1
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    support::push_json(&janus, &push("after the page", now)).await;
+    browser
+        .wait_for("document.getElementById('log-list').dataset.lines == 2")
+        .await;
+    let first = text_of(&mut browser, ".log-row").await;
+    assert!(first.contains("after the page"), "{first}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_query_draws_a_series_and_fills_the_table() {
+    let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), |_| {}).await;
+    let mut browser = Browser::launch().await;
+    browser
+        .open(
+            &page(
+                &janus,
+                &[
+                    ("g0.expr", "sum by (job) (up)"),
+                    ("g0.tab", "0"),
+                    ("g0.range_input", "1h"),
+                    ("g0.end_input", MID_INPUT),
+                ],
+            ),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(browser.settled().await, "done");
+    let series = number(
+        &mut browser,
+        "document.getElementById('chart').dataset.series",
+    )
+    .await;
+    assert!(series >= 1, "{series} series");
+    assert!(
+        number(
+            &mut browser,
+            "document.getElementById('chart').dataset.points"
+        )
+        .await
+            > 1
+    );
+    assert_eq!(
+        number(
+            &mut browser,
+            "document.querySelectorAll('#chart canvas').length"
+        )
+        .await,
+        1
+    );
+    let legend = text_of(&mut browser, "#chart .u-legend").await;
+    assert!(legend.contains("job="), "{legend}");
+    // The table tab asks for the instant at the end, and the link says so.
+    browser
+        .eval("document.getElementById('tab-table').click()")
+        .await;
+    browser
+        .wait_for("document.getElementById('table').dataset.rows && document.body.dataset.state === 'done'")
+        .await;
+    assert!(browser
+        .eval("location.search")
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .contains("g0.tab=1"));
+    // A link in Prometheus's format for the table (an alert's generatorURL).
+    browser
+        .open(
+            &page(
+                &janus,
+                &[
+                    ("g0.expr", "sum(up)"),
+                    ("g0.tab", "1"),
+                    ("g0.moment_input", MID_INPUT),
+                ],
+            ),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(browser.settled().await, "done");
+    assert_eq!(
+        text_of(&mut browser, "#table tbody tr td:last-child").await,
+        "3"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_expression_graphs_and_tabulates() {
+    let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), |_| {}).await;
+    // 30 "timeout" lines in the five minutes before MID.
+    let values: Vec<_> = (0..30)
+        .map(|i| json!([ns(MID - 290 + i * 9), format!("upstream timeout {i}")]))
+        .collect();
+    support::push_json(
+        &janus,
+        &json!({"streams": [{"stream": {"namespace": "shop", "pod": "web", "container": "app"}, "values": values}]}),
+    )
+    .await;
+    let expr = r#"sum(count_over_time(pod{namespace="shop"} |= "timeout" [5m])) + sum(up)"#;
+    let mut browser = Browser::launch().await;
+    browser
+        .open(
+            &page(
+                &janus,
+                &[
+                    ("g0.expr", expr),
+                    ("g0.range_input", "30m"),
+                    ("g0.end_input", MID_INPUT),
+                ],
+            ),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(browser.settled().await, "done");
+    assert_eq!(
+        number(
+            &mut browser,
+            "document.getElementById('chart').dataset.series"
+        )
+        .await,
+        1
+    );
+    assert!(
+        number(
+            &mut browser,
+            "document.getElementById('chart').dataset.points"
+        )
+        .await
+            > 1
+    );
+    browser
+        .open(
+            &page(
+                &janus,
+                &[
+                    ("g0.expr", expr),
+                    ("g0.tab", "1"),
+                    ("g0.end_input", MID_INPUT),
+                ],
+            ),
+            &[],
+            false,
+        )
+        .await;
+    assert_eq!(browser.settled().await, "done");
+    assert_eq!(
+        text_of(&mut browser, "#table tbody tr td:last-child").await,
+        "33"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_query_shows_the_apis_error_at_its_position() {
+    let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), |_| {}).await;
+    let mut browser = Browser::launch().await;
+    // PromQL (the upstream's parser's words), LetheQL and LogQL (Janus's).
+    for (expr, words, col) in [
+        ("sum(rate(up[5m])", "unclosed left parenthesis", 17),
+        (
+            r#"pod{namespace="x"} |= "#,
+            "line filter |= needs a string literal",
+            22,
+        ),
+        (
+            r#"{namespace="x"} |= "#,
+            "line filter |= needs a string literal",
+            19,
+        ),
+    ] {
+        browser
+            .open(&page(&janus, &[("g0.expr", expr)]), &[], false)
+            .await;
+        assert_eq!(browser.settled().await, "error", "{expr}");
+        let message = text_of(&mut browser, "#error .message").await;
+        assert!(message.contains(words), "{expr}: {message}");
+        assert_eq!(
+            number(
+                &mut browser,
+                "document.querySelector('#error .where').dataset.col"
+            )
+            .await,
+            col,
+            "{expr}"
+        );
+        let caret = browser
+            .eval("document.querySelector('#error .where').textContent.split('\\n')[1]")
+            .await;
+        assert_eq!(caret, json!(format!("{}^", " ".repeat(col as usize - 1))));
+        // The cursor is put where the error is.
+        assert_eq!(
+            number(
+                &mut browser,
+                "document.getElementById('expr').selectionStart"
+            )
+            .await,
+            col - 1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restricted_tenant_sees_only_its_namespaces_in_the_label_browser() {
+    let dir = support::temp_dir("ui-tenants");
+    std::fs::write(
+        dir.join("tenants.yml"),
+        "tenants:\n  team-a:\n    users: [alice]\n    namespaces: [shop]\n  ops:\n    users: [root]\n    all: true\n",
+    )
+    .expect("tenants");
+    let hash = bcrypt::hash("pw", 4).expect("bcrypt");
+    std::fs::write(
+        dir.join("web.yml"),
+        format!("basic_auth_users:\n  alice: {hash}\n  root: {hash}\n"),
+    )
+    .expect("web");
+    let tenants = janus::auth::tenants::Tenants::load(&dir.join("tenants.yml")).expect("tenants");
+    let web = janus::auth::web_config::WebConfig::load(&dir.join("web.yml")).expect("web");
+    let web_path = dir.join("web.yml");
+    let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), move |c| {
+        c.tenants = Some(std::sync::Arc::new(tenants));
+        c.web = web;
+        c.web_config_file = Some(web_path);
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let body = json!({"streams": [
+        {"stream": {"namespace": "shop", "pod": "a", "container": "c"}, "values": [[ns(now - 60), "mine"]]},
+        {"stream": {"namespace": "secret", "pod": "b", "container": "c"}, "values": [[ns(now - 60), "not mine"]]},
+    ]});
+    let pushed = support::raw_client()
+        .post(format!("{}/loki/api/v1/push", janus.url))
+        .basic_auth("root", Some("pw"))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), 204);
+    // The page itself is behind the same credentials.
+    let refused = support::raw_client()
+        .get(format!("{}/graph", janus.url))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(refused.status(), 401);
+
+    let mut browser = Browser::launch().await;
+    for user in ["alice", "root"] {
+        use base64::Engine as _;
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw"));
+        browser
+            .open(
+                &page(&janus, &[("g0.range_input", "1h")]),
+                &[("Authorization", &format!("Basic {credentials}"))],
+                false,
+            )
+            .await;
+        browser
+            .eval("document.getElementById('labels-toggle').click()")
+            .await;
+        browser
+            .wait_for("document.getElementById('label-browser').dataset.names")
+            .await;
+        browser
+            .eval("[...document.querySelectorAll('#label-names button')].find(b => b.textContent === 'namespace').click()")
+            .await;
+        browser
+            .wait_for("document.getElementById('label-browser').dataset.values !== undefined")
+            .await;
+        let values = browser
+            .eval("document.getElementById('label-browser').dataset.values")
+            .await;
+        let values: Vec<&str> = values.as_str().unwrap_or_default().lines().collect();
+        if user == "alice" {
+            assert_eq!(values, ["shop"], "{user}");
+        } else {
+            // The unrestricted tenant sees every namespace (and metrics' own, if any).
+            assert!(
+                values.contains(&"shop") && values.contains(&"secret"),
+                "{values:?}"
+            );
+        }
+        // Clicking a value writes its matcher into the expression.
+        browser
+            .eval("[...document.querySelectorAll('#label-values button')].find(b => b.textContent === 'shop').click()")
+            .await;
+        assert_eq!(
+            browser.eval("document.getElementById('expr').value").await,
+            json!(r#"{namespace="shop"}"#)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_links_to_the_query_page_and_assets_are_embedded() {
+    let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), |_| {}).await;
+    let (status, _, body) = support::get(&janus, "/", &[]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("href=\"graph\""), "{body}");
+    for (path, kind) in [
+        ("/graph", "text/html"),
+        ("/ui/graph.js", "text/javascript"),
+        ("/ui/janus.css", "text/css"),
+        ("/ui/uPlot.iife.min.js", "text/javascript"),
+        ("/ui/LICENSE-uPlot.txt", "text/plain"),
+    ] {
+        let (status, content_type, _) = support::get(&janus, path, &[]).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+    }
+    let (status, _, _) = support::get(&janus, "/ui/%2e%2e%2fCargo.toml", &[]).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = support::get(&janus, "/ui/nothing.js", &[]).await;
+    assert_eq!(status, 404);
+}
