@@ -566,3 +566,123 @@ async fn the_status_page_links_to_the_query_page_and_assets_are_embedded() {
     let (status, _, _) = support::get(&janus, "/ui/nothing.js", &[]).await;
     assert_eq!(status, 404);
 }
+
+/// `docs/benchmarks/query_page.sh`: what the page weighs on the wire, and how long a person
+/// waits for a 1,000-line answer (navigation to lines painted, in a new tab each time) beside
+/// the same query asked of the API alone. Printed, not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: docs/benchmarks/query_page.sh runs it"]
+async fn measure_the_page() {
+    let janus = start_janus(&support::closed_port_url().await, |_| {}).await;
+    // 20,000 lines over the 11 hours before MID; the page asks for the newest 1,000 of the 6,667
+    // that match.
+    push_lines(&janus, "bench", 20_000).await;
+    let client = support::raw_client();
+    let mut wire = 0;
+    let mut raw = 0;
+    for path in [
+        "/graph",
+        "/ui/graph.js",
+        "/ui/janus.css",
+        "/ui/uPlot.iife.min.js",
+        "/ui/uPlot.min.css",
+    ] {
+        let url = format!("{}{path}", janus.url);
+        let packed = client
+            .get(&url)
+            .header("Accept-Encoding", "gzip")
+            .send()
+            .await
+            .expect("asset");
+        wire += packed.bytes().await.expect("bytes").len();
+        raw += client
+            .get(&url)
+            .send()
+            .await
+            .expect("asset")
+            .bytes()
+            .await
+            .expect("bytes")
+            .len();
+    }
+    println!("page weight: {wire} bytes gzip on the wire, {raw} bytes as stored (HTML, script, styles, uPlot)");
+
+    let expr = r#"pod{namespace="bench"} |= "timeout""#;
+    let runs = 15;
+    let mut api = Vec::new();
+    for _ in 0..runs {
+        let started = std::time::Instant::now();
+        let r = client
+            .post(format!("{}/api/v1/query_range", janus.url))
+            .form(&[
+                ("query", expr),
+                ("start", "2023-12-31T15:00:00Z"),
+                ("end", "2024-01-01T03:00:00Z"),
+                ("limit", "1000"),
+                ("direction", "backward"),
+                ("format", "streams"),
+            ])
+            .send()
+            .await
+            .expect("api");
+        let body = r.bytes().await.expect("body");
+        api.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(body.len() > 10_000);
+    }
+    let mut browser = Browser::launch().await;
+    let mut page_ms = Vec::new();
+    let url = page(
+        &janus,
+        &[
+            ("g0.expr", expr),
+            ("g0.range_input", "12h"),
+            ("g0.end_input", MID_INPUT),
+        ],
+    );
+    for _ in 0..runs {
+        browser.open(&url, &[], false).await;
+        assert_eq!(browser.settled().await, "done");
+        assert_eq!(
+            number(
+                &mut browser,
+                "document.getElementById('log-list').dataset.lines"
+            )
+            .await,
+            1000
+        );
+        page_ms.push(number(&mut browser, "document.body.dataset.firstResultMs").await as f64);
+    }
+    // Where the last run's time went: the document and scripts, then the two queries (lines,
+    // and the volume histogram beside them).
+    let parts = browser
+        .eval("JSON.stringify({scripts_done: Math.round(performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd), fetches: performance.getEntriesByType('resource').filter(r => r.initiatorType === 'fetch').map(r => [Math.round(r.startTime), Math.round(r.responseEnd)])})")
+        .await;
+    println!(
+        "last run, ms from navigation: {}",
+        parts.as_str().unwrap_or_default()
+    );
+    // The floor: the same browser opening a page of plain text from Janus.
+    let mut floor = Vec::new();
+    for _ in 0..runs {
+        browser
+            .open(&format!("{}/-/healthy", janus.url), &[], false)
+            .await;
+        floor.push(
+            browser
+                .eval("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd")
+                .await
+                .as_f64()
+                .unwrap_or_default(),
+        );
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "1,000-line answer, median of {runs}: API alone {:.1} ms; page, navigation to lines painted {:.1} ms; a plain-text page loaded in the same browser {:.1} ms",
+        median(&mut api),
+        median(&mut page_ms),
+        median(&mut floor)
+    );
+}

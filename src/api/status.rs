@@ -89,7 +89,10 @@ pub async fn root(State(state): State<SharedState>, request: axum::extract::Requ
     };
     let checked = health
         .checked_at
-        .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())
+        .map(|t| {
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
         .unwrap_or_else(|| "never".into());
     let upstream = card(
         "Upstream (metrics)",
@@ -125,11 +128,8 @@ pub async fn root(State(state): State<SharedState>, request: axum::extract::Requ
             card(
                 "Results cache",
                 &[
-                    ("Holds", format!("{} bytes", held)),
-                    (
-                        "Of at most",
-                        format!("{} bytes", state.config.results_cache.max_bytes),
-                    ),
+                    ("Holds", bytes(held)),
+                    ("Of at most", bytes(state.config.results_cache.max_bytes)),
                 ],
             )
         }
@@ -218,6 +218,22 @@ fn rules_card(state: &SharedState) -> String {
             ),
         ],
     )
+}
+
+/// Bytes as a person reads them (binary units, as the flags take them).
+fn bytes(n: u64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
 }
 
 /// A card of the status page; the values are HTML already escaped by the caller.
