@@ -561,6 +561,28 @@ async fn the_status_page_links_to_the_query_page_and_assets_are_embedded() {
         assert_eq!(status, 200, "{path}");
         assert!(content_type.starts_with(kind), "{path}: {content_type}");
     }
+    // The page may load and ask only Janus; a second load costs a 304.
+    let first = support::raw_client()
+        .get(format!("{}/graph", janus.url))
+        .send()
+        .await
+        .expect("page");
+    let csp = first.headers()["content-security-policy"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    let etag = first.headers()["etag"].clone();
+    let again = support::raw_client()
+        .get(format!("{}/graph", janus.url))
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(again.status(), 304);
     let (status, _, _) = support::get(&janus, "/ui/%2e%2e%2fCargo.toml", &[]).await;
     assert_eq!(status, 404);
     let (status, _, _) = support::get(&janus, "/ui/nothing.js", &[]).await;
@@ -685,4 +707,67 @@ async fn measure_the_page() {
         median(&mut page_ms),
         median(&mut floor)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_works_over_tls_and_loads_nothing_from_elsewhere() {
+    let dir = support::temp_dir("ui-tls");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("key");
+    std::fs::write(dir.join("server.pem"), cert.pem()).expect("cert");
+    let web_path = dir.join("web.yml");
+    std::fs::write(
+        &web_path,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            dir.join("server.pem").display(),
+            dir.join("server.key").display()
+        ),
+    )
+    .expect("web.yml");
+    let web = janus::auth::web_config::WebConfig::load(&web_path).expect("web config loads");
+    let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), move |c| {
+        c.web = web;
+        c.web_config_file = Some(web_path);
+    })
+    .await;
+    let https = janus.url.replace("http://", "https://");
+    let pushed = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client")
+        .post(format!("{https}/loki/api/v1/push"))
+        .header("Content-Type", "application/json")
+        .body(
+            json!({"streams": [{"stream": {"namespace": "tls", "pod": "p", "container": "c"},
+                "values": [[ns(MID - 10), "over tls"]]}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), 204);
+    // A certificate no browser knows: this browser is told to accept it.
+    let mut browser = Browser::launch_with(&["--ignore-certificate-errors"]).await;
+    let url = page(
+        &janus,
+        &[
+            ("g0.expr", r#"pod{namespace="tls"}"#),
+            ("g0.range_input", "1h"),
+            ("g0.end_input", MID_INPUT),
+        ],
+    )
+    .replace("http://", "https://");
+    browser.open(&url, &[], false).await;
+    assert_eq!(browser.settled().await, "done");
+    assert!(text_of(&mut browser, ".log-row").await.contains("over tls"));
+    // Everything the page loaded came from Janus itself.
+    let origins = browser
+        .eval("[...new Set(performance.getEntriesByType('resource').map(r => new URL(r.name).origin))]")
+        .await;
+    assert_eq!(origins, json!([https]), "{origins}");
 }

@@ -26,6 +26,11 @@ pub const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 impl Browser {
     /// Chromium from `JANUS_TEST_CHROMIUM` (the test command installs Debian's package).
     pub async fn launch() -> Browser {
+        Self::launch_with(&[]).await
+    }
+
+    /// The same, with more command-line switches.
+    pub async fn launch_with(extra: &[&str]) -> Browser {
         let bin = super::required_env("JANUS_TEST_CHROMIUM");
         let profile = super::temp_dir("chromium-profile");
         let mut child = Command::new(&bin)
@@ -44,6 +49,7 @@ impl Browser {
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdin(Stdio::null())
