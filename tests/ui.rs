@@ -43,6 +43,21 @@ fn page(janus: &TestJanus, params: &[(&str, &str)]) -> String {
     format!("{}/graph?{query}", janus.url)
 }
 
+/// Opens the page with these link parameters (light scheme, no credentials) and waits for its
+/// query to end; says how it ended.
+async fn show(browser: &mut Browser, janus: &TestJanus, params: &[(&str, &str)]) -> String {
+    browser.open(&page(janus, params), &[], false).await;
+    browser.settled().await
+}
+
+/// How many log lines the page holds.
+const LINES_HELD: &str = "document.getElementById('log-list').dataset.lines";
+
+/// The value in the table's first row.
+async fn table_value(browser: &mut Browser) -> String {
+    text_of(browser, "#table tbody tr td:last-child").await
+}
+
 async fn text_of(browser: &mut Browser, selector: &str) -> String {
     browser
         .eval(&format!(
@@ -71,28 +86,23 @@ async fn log_lines_show_newest_first_with_their_terms_marked_and_page_back() {
         r#"pod{namespace="page"} |= "timeout""#,
         r#"{namespace="page"} |= "timeout""#,
     ] {
-        browser
-            .open(
-                &page(
-                    &janus,
-                    &[
-                        ("g0.expr", expr),
-                        ("g0.range_input", "1h"),
-                        ("g0.end_input", MID_INPUT),
-                        ("g0.limit", "200"),
-                    ],
-                ),
-                &[],
-                false,
-            )
-            .await;
-        assert_eq!(browser.settled().await, "done", "{expr}");
         assert_eq!(
-            number(
+            show(
                 &mut browser,
-                "document.getElementById('log-list').dataset.lines"
+                &janus,
+                &[
+                    ("g0.expr", expr),
+                    ("g0.range_input", "1h"),
+                    ("g0.end_input", MID_INPUT),
+                    ("g0.limit", "200"),
+                ]
             )
             .await,
+            "done",
+            "{expr}"
+        );
+        assert_eq!(
+            number(&mut browser, LINES_HELD).await,
             200,
             "{expr}: one page"
         );
@@ -130,11 +140,7 @@ async fn log_lines_show_newest_first_with_their_terms_marked_and_page_back() {
             browser
                 .eval("document.getElementById('more').click()")
                 .await;
-            browser
-                .wait_for(&format!(
-                    "document.getElementById('log-list').dataset.lines == {held}"
-                ))
-                .await;
+            browser.wait_for(&format!("{LINES_HELD} == {held}")).await;
         }
         assert_eq!(
             browser.eval("document.getElementById('more').hidden").await,
@@ -165,30 +171,21 @@ async fn ten_thousand_lines_exist_only_where_they_are_seen() {
     let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), |_| {}).await;
     push_lines(&janus, "many", 10_000).await;
     let mut browser = Browser::launch().await;
-    browser
-        .open(
-            &page(
-                &janus,
-                &[
-                    ("g0.expr", r#"pod{namespace="many"}"#),
-                    ("g0.range_input", "6h"),
-                    ("g0.end_input", MID_INPUT),
-                    ("g0.limit", "10000"),
-                ],
-            ),
-            &[],
-            false,
-        )
-        .await;
-    assert_eq!(browser.settled().await, "done");
     assert_eq!(
-        number(
+        show(
             &mut browser,
-            "document.getElementById('log-list').dataset.lines"
+            &janus,
+            &[
+                ("g0.expr", r#"pod{namespace="many"}"#),
+                ("g0.range_input", "6h"),
+                ("g0.end_input", MID_INPUT),
+                ("g0.limit", "10000"),
+            ]
         )
         .await,
-        10_000
+        "done"
     );
+    assert_eq!(number(&mut browser, LINES_HELD).await, 10_000);
     let rows = number(&mut browser, "document.querySelectorAll('.log-row').length").await;
     assert!(rows > 10 && rows < 150, "{rows} rows in the document");
     // Halfway down, the rows there are drawn (line 5,000 from the newest is req 4999).
@@ -220,37 +217,26 @@ async fn live_mode_follows_new_lines() {
     let push = |line: &str, at: i64| json!({"streams": [{"stream": {"namespace": "live", "pod": "p", "container": "c"}, "values": [[ns(at), line]]}]});
     support::push_json(&janus, &push("before the page", now - 30)).await;
     let mut browser = Browser::launch().await;
-    browser
-        .open(
-            &page(
-                &janus,
-                &[
-                    ("g0.expr", r#"pod{namespace="live"}"#),
-                    ("g0.range_input", "5m"),
-                    ("g0.live", "1"),
-                ],
-            ),
-            &[],
-            false,
-        )
-        .await;
-    assert_eq!(browser.settled().await, "done");
     assert_eq!(
-        number(
+        show(
             &mut browser,
-            "document.getElementById('log-list').dataset.lines"
+            &janus,
+            &[
+                ("g0.expr", r#"pod{namespace="live"}"#),
+                ("g0.range_input", "5m"),
+                ("g0.live", "1"),
+            ]
         )
         .await,
-        1
+        "done"
     );
+    assert_eq!(number(&mut browser, LINES_HELD).await, 1);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64;
     support::push_json(&janus, &push("after the page", now)).await;
-    browser
-        .wait_for("document.getElementById('log-list').dataset.lines == 2")
-        .await;
+    browser.wait_for(&format!("{LINES_HELD} == 2")).await;
     let first = text_of(&mut browser, ".log-row").await;
     assert!(first.contains("after the page"), "{first}");
 }
@@ -259,22 +245,20 @@ async fn live_mode_follows_new_lines() {
 async fn a_metric_query_draws_a_series_and_fills_the_table() {
     let janus = start_janus(&required_env("JANUS_TEST_PROMETHEUS"), |_| {}).await;
     let mut browser = Browser::launch().await;
-    browser
-        .open(
-            &page(
-                &janus,
-                &[
-                    ("g0.expr", "sum by (job) (up)"),
-                    ("g0.tab", "0"),
-                    ("g0.range_input", "1h"),
-                    ("g0.end_input", MID_INPUT),
-                ],
-            ),
-            &[],
-            false,
+    assert_eq!(
+        show(
+            &mut browser,
+            &janus,
+            &[
+                ("g0.expr", "sum by (job) (up)"),
+                ("g0.tab", "0"),
+                ("g0.range_input", "1h"),
+                ("g0.end_input", MID_INPUT),
+            ]
         )
-        .await;
-    assert_eq!(browser.settled().await, "done");
+        .await,
+        "done"
+    );
     let series = number(
         &mut browser,
         "document.getElementById('chart').dataset.series",
@@ -313,25 +297,20 @@ async fn a_metric_query_draws_a_series_and_fills_the_table() {
         .unwrap_or_default()
         .contains("g0.tab=1"));
     // A link in Prometheus's format for the table (an alert's generatorURL).
-    browser
-        .open(
-            &page(
-                &janus,
-                &[
-                    ("g0.expr", "sum(up)"),
-                    ("g0.tab", "1"),
-                    ("g0.moment_input", MID_INPUT),
-                ],
-            ),
-            &[],
-            false,
-        )
-        .await;
-    assert_eq!(browser.settled().await, "done");
     assert_eq!(
-        text_of(&mut browser, "#table tbody tr td:last-child").await,
-        "3"
+        show(
+            &mut browser,
+            &janus,
+            &[
+                ("g0.expr", "sum(up)"),
+                ("g0.tab", "1"),
+                ("g0.moment_input", MID_INPUT),
+            ]
+        )
+        .await,
+        "done"
     );
+    assert_eq!(table_value(&mut browser).await, "3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,21 +327,19 @@ async fn a_mixed_expression_graphs_and_tabulates() {
     .await;
     let expr = r#"sum(count_over_time(pod{namespace="shop"} |= "timeout" [5m])) + sum(up)"#;
     let mut browser = Browser::launch().await;
-    browser
-        .open(
-            &page(
-                &janus,
-                &[
-                    ("g0.expr", expr),
-                    ("g0.range_input", "30m"),
-                    ("g0.end_input", MID_INPUT),
-                ],
-            ),
-            &[],
-            false,
+    assert_eq!(
+        show(
+            &mut browser,
+            &janus,
+            &[
+                ("g0.expr", expr),
+                ("g0.range_input", "30m"),
+                ("g0.end_input", MID_INPUT),
+            ]
         )
-        .await;
-    assert_eq!(browser.settled().await, "done");
+        .await,
+        "done"
+    );
     assert_eq!(
         number(
             &mut browser,
@@ -379,25 +356,20 @@ async fn a_mixed_expression_graphs_and_tabulates() {
         .await
             > 1
     );
-    browser
-        .open(
-            &page(
-                &janus,
-                &[
-                    ("g0.expr", expr),
-                    ("g0.tab", "1"),
-                    ("g0.end_input", MID_INPUT),
-                ],
-            ),
-            &[],
-            false,
-        )
-        .await;
-    assert_eq!(browser.settled().await, "done");
     assert_eq!(
-        text_of(&mut browser, "#table tbody tr td:last-child").await,
-        "33"
+        show(
+            &mut browser,
+            &janus,
+            &[
+                ("g0.expr", expr),
+                ("g0.tab", "1"),
+                ("g0.end_input", MID_INPUT),
+            ]
+        )
+        .await,
+        "done"
     );
+    assert_eq!(table_value(&mut browser).await, "33");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -664,14 +636,7 @@ async fn measure_the_page() {
     for _ in 0..runs {
         browser.open(&url, &[], false).await;
         assert_eq!(browser.settled().await, "done");
-        assert_eq!(
-            number(
-                &mut browser,
-                "document.getElementById('log-list').dataset.lines"
-            )
-            .await,
-            1000
-        );
+        assert_eq!(number(&mut browser, LINES_HELD).await, 1000);
         page_ms.push(number(&mut browser, "document.body.dataset.firstResultMs").await as f64);
     }
     // Where the last run's time went: the document and scripts, then the two queries (lines,

@@ -69,7 +69,7 @@ shoot() { # name dark(0|1) path-and-query
   [ "$2" = 1 ] && extra+=(--force-dark-mode)
   rm -rf "$profile"
   chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-    --disable-background-networking --disable-component-update --disable-sync --hide-scrollbars \
+    --disable-background-networking --disable-component-update --disable-sync --disable-dev-shm-usage --hide-scrollbars \
     --user-data-dir="$profile" --window-size=1280,760 --virtual-time-budget=10000 "${extra[@]}" \
     --screenshot="$out/$1.png" "$base$3" >/dev/null 2>&1
   echo "$out/$1.png"

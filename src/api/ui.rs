@@ -19,38 +19,37 @@ struct Asset {
     bytes: &'static [u8],
 }
 
+/// One entry of [`ASSETS`]: a file of `assets/ui/`, its name in URLs and its type.
+macro_rules! asset {
+    ($name:literal, $path:literal, $content_type:literal) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            bytes: include_bytes!(concat!("../../assets/ui/", $path)),
+        }
+    };
+}
+
 /// Every file the page loads. `/graph` is `graph.html`; the rest are served under `/ui/`.
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "graph.html",
-        content_type: "text/html; charset=utf-8",
-        bytes: include_bytes!("../../assets/ui/graph.html"),
-    },
-    Asset {
-        name: "graph.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../assets/ui/graph.js"),
-    },
-    Asset {
-        name: "janus.css",
-        content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../../assets/ui/janus.css"),
-    },
-    Asset {
-        name: "uPlot.iife.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../assets/ui/vendor/uPlot.iife.min.js"),
-    },
-    Asset {
-        name: "uPlot.min.css",
-        content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../../assets/ui/vendor/uPlot.min.css"),
-    },
-    Asset {
-        name: "LICENSE-uPlot.txt",
-        content_type: "text/plain; charset=utf-8",
-        bytes: include_bytes!("../../assets/ui/vendor/LICENSE-uPlot.txt"),
-    },
+    asset!("graph.html", "graph.html", "text/html; charset=utf-8"),
+    asset!("graph.js", "graph.js", "text/javascript; charset=utf-8"),
+    asset!("janus.css", "janus.css", "text/css; charset=utf-8"),
+    asset!(
+        "uPlot.iife.min.js",
+        "vendor/uPlot.iife.min.js",
+        "text/javascript; charset=utf-8"
+    ),
+    asset!(
+        "uPlot.min.css",
+        "vendor/uPlot.min.css",
+        "text/css; charset=utf-8"
+    ),
+    asset!(
+        "LICENSE-uPlot.txt",
+        "vendor/LICENSE-uPlot.txt",
+        "text/plain; charset=utf-8"
+    ),
 ];
 
 /// The page may load only Janus's own files and talk only to Janus; uPlot sizes its elements

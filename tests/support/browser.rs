@@ -44,6 +44,7 @@ impl Browser {
                 "--disable-component-update",
                 "--disable-sync",
                 "--disable-extensions",
+                "--disable-dev-shm-usage",
                 "--hide-scrollbars",
                 "--window-size=1280,900",
                 "--remote-debugging-address=127.0.0.1",
