@@ -217,6 +217,7 @@ async fn live_mode_follows_new_lines() {
     let push = |line: &str, at: i64| json!({"streams": [{"stream": {"namespace": "live", "pod": "p", "container": "c"}, "values": [[ns(at), line]]}]});
     support::push_json(&janus, &push("before the page", now - 30)).await;
     let mut browser = Browser::launch().await;
+    // Opened on a past window, which holds nothing...
     assert_eq!(
         show(
             &mut browser,
@@ -224,13 +225,28 @@ async fn live_mode_follows_new_lines() {
             &[
                 ("g0.expr", r#"pod{namespace="live"}"#),
                 ("g0.range_input", "5m"),
-                ("g0.live", "1"),
+                ("g0.end_input", MID_INPUT),
             ]
         )
         .await,
         "done"
     );
-    assert_eq!(number(&mut browser, LINES_HELD).await, 1);
+    assert_eq!(number(&mut browser, LINES_HELD).await, 0);
+    // ... then live: the window ends now, and follows.
+    browser
+        .eval("document.getElementById('live').click()")
+        .await;
+    browser.wait_for(&format!("{LINES_HELD} == 1")).await;
+    assert_eq!(
+        browser.eval("document.getElementById('end').value").await,
+        json!("")
+    );
+    assert!(browser
+        .eval("location.search")
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .contains("g0.live=1"));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

@@ -487,6 +487,7 @@
   function startLive() {
     stopLive();
     const gen = state.gen;
+    let ticks = 0;
     const tick = async () => {
       if (gen !== state.gen || !el.live.checked) return;
       if (!document.hidden && state.query) {
@@ -497,6 +498,12 @@
           const answer = await fetchLines(kind, expr, from, now, 'backward');
           if (gen !== state.gen) return;
           const added = take(linesOf(answer.data), 'front');
+          if (added > 0 && ++ticks % 5 === 0) {
+            // The histogram slides with the tail, every fifth poll that brought lines.
+            const rangeS = parseDuration(el.range.value || '1h');
+            const endMs = Date.now();
+            drawVolume(gen, expr, kind, { startMs: endMs - rangeS * 1000, endMs, rangeS }).catch(() => {});
+          }
           if (added > 0) {
             if (state.selected >= 0) state.selected += added;
             // Keep what the reader is looking at in place unless they are at the top.
@@ -868,9 +875,14 @@
   }
   el.stacked.addEventListener('change', () => { writeUrl(); if (state.lastDraw && !el.graphView.hidden) state.lastDraw(); });
   el.live.addEventListener('change', () => {
+    if (!el.live.checked) { stopLive(); writeUrl(); return; }
+    // Following the tail means a window that ends now.
+    if (el.end.value.trim() !== '' && el.end.value.trim() !== 'now') {
+      el.end.value = '';
+      if (state.query) { run(false); return; }
+    }
     writeUrl();
-    if (el.live.checked && state.query && state.query.kind.lines && document.body.dataset.state === 'done') startLive();
-    else stopLive();
+    if (state.query && state.query.kind.lines && document.body.dataset.state === 'done') startLive();
   });
   el.labelsToggle.addEventListener('click', openLabels);
   el.labelFilter.addEventListener('input', () => {
