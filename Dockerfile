@@ -3,6 +3,8 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The query page's files, compiled into the binary (src/api/ui.rs).
+COPY assets ./assets
 RUN cargo build --release --locked && strip target/release/janus
 
 # Runtime stage: Debian slim (glibc, CA certificates for TLS upstreams), non-root.

@@ -593,3 +593,83 @@ async fn the_grafana_dashboard_uses_only_metrics_janus_exports() {
     assert_eq!(venti_types, BTreeSet::from(["lethe", "prometheus"]));
     let _ = std::fs::remove_dir_all(work);
 }
+
+/// The image's build stage copies every directory the binary is compiled from: the sources, and
+/// whatever they embed with `include_bytes!`/`include_str!` (the query page's files).
+#[test]
+fn the_image_build_copies_everything_the_binary_embeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    let copied: Vec<String> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|l| !l.starts_with("--from"))
+        .flat_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            parts[..parts.len().saturating_sub(1)]
+                .iter()
+                .map(|p| p.trim_end_matches('/').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut needed = std::collections::BTreeSet::from(["src".to_string()]);
+    let mut stack = vec![root.join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            for macro_name in ["include_bytes!(", "include_str!("] {
+                for piece in text.split(macro_name).skip(1) {
+                    let mut literal = piece.trim_start().trim_start_matches("concat!(");
+                    literal = literal.trim_start_matches('"');
+                    let Some(end) = literal.find('"') else {
+                        continue;
+                    };
+                    let relative = &literal[..end];
+                    if relative.is_empty() || !relative.starts_with("..") {
+                        continue;
+                    }
+                    let target = path.parent().expect("parent").join(relative);
+                    let resolved = normalize(&target);
+                    let inside = resolved.strip_prefix(root).expect("inside the crate");
+                    let top = inside
+                        .components()
+                        .next()
+                        .expect("a component")
+                        .as_os_str()
+                        .to_string_lossy()
+                        .to_string();
+                    needed.insert(top);
+                }
+            }
+        }
+    }
+    assert!(needed.contains("assets"), "{needed:?}");
+    for dir in &needed {
+        assert!(
+            copied.contains(dir),
+            "the Dockerfile's build stage does not COPY {dir}/ (copies {copied:?})"
+        );
+    }
+}
+
+/// `a/b/../c` → `a/c`, without touching the disk.
+fn normalize(path: &Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
