@@ -628,3 +628,94 @@ async fn full_size_form_bodies_at_once_are_bounded() {
     assert!(statuses.iter().all(|&s| s == 503), "{statuses:?}");
     janus.assert_alive_and_bounded("forty 16 MiB form bodies at once");
 }
+
+/// Rule templates whose values grow — doubled, padded, escaped, expanded, nested — at load (a
+/// reload renders each template once) and when the alert fires. A 2 KB rule file doubling one
+/// value forty times used to abort the process as it loaded; now each such template renders
+/// Prometheus's `<error expanding template: …>` and Janus goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_templates_that_grow_are_bounded() {
+    let store = temp_dir("attack-rules-store");
+    let dir = temp_dir("attack-rules");
+    let rules = dir.join("rules.yml");
+    let rule = |annotations: &str| {
+        format!(
+            "groups:\n  - name: g\n    interval: 1s\n    rules:\n      - alert: Grows\n        expr: count_over_time(pod{{namespace=\"x\"}}[1h]) > 0\n        annotations:\n{annotations}"
+        )
+    };
+    std::fs::write(&rules, rule("          summary: fine\n")).expect("rules");
+    let rules_flag = format!("--rules.file={}", rules.display());
+    let mut janus = Guarded::start(
+        &store,
+        "http://127.0.0.1:1",
+        &[&rules_flag, "--rules.evaluation-interval=1s"],
+    )
+    .await;
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos()
+        .to_string();
+    let pushed = raw_client()
+        .post(format!("{}/loki/api/v1/push", janus.url))
+        .header("Content-Type", "application/json")
+        .body(
+            serde_json::json!({"streams": [{"stream": {"namespace": "x", "pod": "p", "container": "c"}, "values": [[now_ns, "a line"]]}]})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(pushed.status(), 204);
+
+    let doubling: String = (0..40)
+        .map(|i| format!("{{{{ $v{} := print $v{i} $v{i} }}}}", i + 1))
+        .collect();
+    let nesting: String = (0..40)
+        .map(|i| format!("{{{{ $m{} := args $m{i} $m{i} }}}}", i + 1))
+        .collect();
+    let hostile = [
+        ("doubled", format!("{{{{ $v0 := \"xxxxxxxxxxxxxxxx\" }}}}{doubling}{{{{ len $v40 }}}}")),
+        ("padded", "{{ printf \"%65535d%65535d%65535d%65535d%65535d%65535d%65535d%65535d\" 1 2 3 4 5 6 7 8 | len }}".to_string()),
+        ("escaped", "{{ $a := printf \"%60000s\" \"<\" }}{{ $b := html $a }}{{ $c := html $b }}{{ len $c }}".to_string()),
+        ("expanded", "{{ $a := printf \"%60000s\" \"x\" }}{{ reReplaceAll \".\" \"$0$0$0$0$0$0$0$0$0$0$0$0\" $a | len }}".to_string()),
+        ("nested", format!("{{{{ $m0 := args 1 2 }}}}{nesting}{{{{ $m40 }}}}")),
+    ];
+    let annotations: String = hostile
+        .iter()
+        .map(|(name, t)| format!("          {name}: '{t}'\n"))
+        .collect();
+    std::fs::write(&rules, rule(&annotations)).expect("rules");
+    let reloaded = raw_client()
+        .post(format!("{}/-/reload", janus.url))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(reloaded.status(), 200, "{:?}", reloaded.text().await);
+    janus.assert_alive_and_bounded("reloading rule templates that grow");
+
+    // The alert fires (a line in the last hour) and its annotations render, each to its error.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let annotations = loop {
+        let (status, body) = janus.get("/api/v1/alerts", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let found = v["data"]["alerts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["labels"]["alertname"] == "Grows"))
+            .map(|a| a["annotations"].clone());
+        if let Some(found) = found.filter(|a| a.get("doubled").is_some()) {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "no alert: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (name, _) in &hostile {
+        let text = annotations[*name].as_str().unwrap_or_default();
+        assert!(
+            text.starts_with("<error expanding template: ") && text.contains("larger than"),
+            "{name}: {text}"
+        );
+    }
+    janus.assert_alive_and_bounded("rendering rule templates that grow");
+}

@@ -53,7 +53,7 @@ thread_local! {
 
 impl RuleTemplate {
     pub fn parse(text: &str) -> Result<RuleTemplate, String> {
-        let template = functions(Template::new("__alert"))
+        let template = functions(bounded_builtins(Template::new("__alert")))
             .missing_key(MissingKey::ZeroValue)
             .max_range_iters(MAX_RANGE_ITERATIONS)
             .parse(&format!("{PREAMBLE}{text}"))
@@ -220,15 +220,21 @@ fn functions(t: Template) -> Template {
     })
     .func("reReplaceAll", |a| {
         let re = regex(&text(a.first()))?;
-        let replaced = re
-            .replace_all(&text(a.get(2)), text(a.get(1)).as_str())
-            .to_string();
-        if replaced.len() > MAX_OUTPUT_BYTES {
-            return Err(fail("reReplaceAll made too large a value"));
-        }
+        let replaced = replace_bounded(&re, &text(a.get(1)), &text(a.get(2))).ok_or_else(|| {
+            fail(format!(
+                "reReplaceAll would make a value larger than {MAX_VALUE_BYTES} bytes"
+            ))
+        })?;
         Ok(Value::from(replaced))
     })
     .func("args", |a| {
+        // A map can hold itself many times over (`$m := args $m $m`); printing it costs
+        // every copy.
+        if weight_of_all(a) > MAX_VALUE_BYTES {
+            return Err(fail(format!(
+                "args would make a value larger than {MAX_VALUE_BYTES} bytes"
+            )));
+        }
         let map: BTreeMap<String, Value> = a
             .iter()
             .enumerate()
@@ -313,6 +319,199 @@ fn functions(t: Template) -> Template {
         items.sort_by_key(key);
         Ok(Value::from(items))
     })
+}
+
+/// The largest value one template function may make. Output is cut at [`MAX_OUTPUT_BYTES`], so
+/// only an intermediate can be larger — and an intermediate can double with every step
+/// (`{{ $b := print $a $a }}`): forty such steps asked for a terabyte, and a 2 KB rule file
+/// aborted Janus when it loaded.
+const MAX_VALUE_BYTES: usize = 4 * MAX_OUTPUT_BYTES;
+
+/// What a value weighs when printed, counted up to `budget` and no further: `args` can nest a
+/// map in itself many times over, and printing it costs every path through it.
+fn weight(v: &Value, budget: usize) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::List(items) => {
+            let mut total = 2;
+            for item in items.iter() {
+                total += 1 + weight(item, budget.saturating_sub(total));
+                if total > budget {
+                    break;
+                }
+            }
+            total
+        }
+        Value::Map(m) => {
+            let mut total = 5;
+            for (k, item) in m.iter() {
+                total += 2 + k.len() + weight(item, budget.saturating_sub(total));
+                if total > budget {
+                    break;
+                }
+            }
+            total
+        }
+        // Numbers, booleans, nil, functions.
+        _ => 24,
+    }
+}
+
+fn weight_of_all(args: &[Value]) -> usize {
+    let mut total = 0;
+    for a in args {
+        total += 1 + weight(a, MAX_VALUE_BYTES.saturating_sub(total));
+        if total > MAX_VALUE_BYTES {
+            break;
+        }
+    }
+    total
+}
+
+/// The most a `printf` format can add to its arguments: its own text, and each verb's width and
+/// precision (Go pads to them; gotmpl stops them at 65,535).
+fn printf_growth(format: &str) -> usize {
+    let bytes = format.as_bytes();
+    let mut total = format.len();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        while i < bytes.len() && b"+-# 0".contains(&bytes[i]) {
+            i += 1;
+        }
+        let number = |i: &mut usize| -> usize {
+            if *i < bytes.len() && bytes[*i] == b'*' {
+                *i += 1;
+                return usize::from(u16::MAX);
+            }
+            let start = *i;
+            while *i < bytes.len() && bytes[*i].is_ascii_digit() {
+                *i += 1;
+            }
+            format[start..*i]
+                .parse::<usize>()
+                .map_or(usize::from(u16::MAX), |n| n.min(usize::from(u16::MAX)))
+        };
+        total = total.saturating_add(number(&mut i));
+        if i < bytes.len() && bytes[i] == b'.' {
+            i += 1;
+            total = total.saturating_add(number(&mut i));
+        }
+        total = total.saturating_add(32);
+    }
+    total
+}
+
+thread_local! {
+    /// Go's own builtins, called through a template of one action per name and arity: the ones
+    /// [`bounded_builtins`] replaces check the size first, then let the original do the work.
+    static ORIGINALS: RefCell<BTreeMap<(&'static str, usize), Arc<Template>>> =
+        const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Calls gotmpl's builtin `name` with `args`.
+fn original(name: &'static str, args: &[Value]) -> Result<Value, TemplateError> {
+    let template = ORIGINALS.with(|o| -> Result<Arc<Template>, TemplateError> {
+        let mut o = o.borrow_mut();
+        if let Some(t) = o.get(&(name, args.len())) {
+            return Ok(Arc::clone(t));
+        }
+        let operands: String = (0..args.len()).map(|i| format!(" (index . {i})")).collect();
+        let t = Arc::new(Template::new(name).parse(&format!("{{{{{name}{operands}}}}}"))?);
+        o.insert((name, args.len()), Arc::clone(&t));
+        Ok(t)
+    })?;
+    // The arguments were weighed by the caller: what this makes is bounded.
+    Ok(Value::from(
+        template.execute_to_string(&Value::from(args.to_vec()))?,
+    ))
+}
+
+/// Go's string-making builtins, refusing to make a value over [`MAX_VALUE_BYTES`].
+fn bounded_builtins(t: Template) -> Template {
+    let refuse = |name: &str| {
+        fail(format!(
+            "{name} would make a value larger than {MAX_VALUE_BYTES} bytes"
+        ))
+    };
+    t.func("print", move |a| {
+        if weight_of_all(a) > MAX_VALUE_BYTES {
+            return Err(refuse("print"));
+        }
+        original("print", a)
+    })
+    .func("println", move |a| {
+        if weight_of_all(a) > MAX_VALUE_BYTES {
+            return Err(refuse("println"));
+        }
+        original("println", a)
+    })
+    .func("printf", move |a| {
+        let growth = match a.first() {
+            Some(Value::String(f)) => printf_growth(f),
+            _ => 0,
+        };
+        if weight_of_all(a).saturating_add(growth) > MAX_VALUE_BYTES {
+            return Err(refuse("printf"));
+        }
+        original("printf", a)
+    })
+    // Escaping makes at most six bytes of one (`'` → `\u0027`).
+    .func("html", move |a| {
+        if weight_of_all(a).saturating_mul(6) > MAX_VALUE_BYTES {
+            return Err(refuse("html"));
+        }
+        original("html", a)
+    })
+    .func("js", move |a| {
+        if weight_of_all(a).saturating_mul(6) > MAX_VALUE_BYTES {
+            return Err(refuse("js"));
+        }
+        original("js", a)
+    })
+    .func("urlquery", move |a| {
+        if weight_of_all(a).saturating_mul(6) > MAX_VALUE_BYTES {
+            return Err(refuse("urlquery"));
+        }
+        original("urlquery", a)
+    })
+}
+
+/// `reReplaceAll`'s work, refusing to make a value over [`MAX_VALUE_BYTES`]: each expansion is
+/// weighed before it is written (a replacement of many `$0`s over a long text multiplies).
+fn replace_bounded(re: &regex::Regex, replacement: &str, text: &str) -> Option<String> {
+    struct Budgeted<'r> {
+        replacement: &'r str,
+        dollars: usize,
+        over: bool,
+    }
+    impl regex::Replacer for Budgeted<'_> {
+        fn replace_append(&mut self, caps: &regex::Captures<'_>, dst: &mut String) {
+            let matched = caps.get(0).map_or(0, |m| m.len());
+            let most = self
+                .replacement
+                .len()
+                .saturating_add(self.dollars.saturating_mul(matched));
+            if self.over || dst.len().saturating_add(most) > MAX_VALUE_BYTES {
+                self.over = true;
+                return;
+            }
+            caps.expand(self.replacement, dst);
+        }
+    }
+    let mut replacer = Budgeted {
+        replacement,
+        dollars: replacement.matches('$').count(),
+        over: false,
+    };
+    let out = re
+        .replace_all(text, regex::Replacer::by_ref(&mut replacer))
+        .into_owned();
+    (!replacer.over && out.len() <= MAX_VALUE_BYTES).then_some(out)
 }
 
 /// How Go prints NaN and the infinities, whatever the verb.
@@ -605,6 +804,50 @@ mod tests {
             huge.starts_with("<error expanding template"),
             "{}",
             &huge[..huge.len().min(80)]
+        );
+        // Values that double, pad, escape, expand or nest stop at the value bound, quickly,
+        // where they used to allocate until the process died.
+        let doubling: String = (0..40)
+            .map(|i| format!("{{{{ $v{} := print $v{i} $v{i} }}}}", i + 1))
+            .collect();
+        for (template, function) in [
+            (format!("{{{{ $v0 := \"xxxxxxxxxxxxxxxx\" }}}}{doubling}{{{{ len $v40 }}}}"), "print"),
+            (doubling.replace("print", "println").replace("{{ $v1", "{{ $v0 := \"x\" }}{{ $v1"), "println"),
+            ("{{ $a := printf \"%65535d\" 1 }}{{ $b := printf \"%s%s%s%s%s\" $a $a $a $a $a }}{{ len $b }}".to_string(), "printf"),
+            ("{{ printf \"%65535d%65535d%65535d%65535d%65535d\" 1 2 3 4 5 | len }}".to_string(), "printf"),
+            ("{{ $a := printf \"%60000s\" \"<\" }}{{ html $a | len }}".to_string(), "html"),
+            ("{{ $a := printf \"%60000s\" \"x\" }}{{ reReplaceAll \".\" \"$0$0$0$0$0$0$0$0\" $a | len }}".to_string(), "reReplaceAll"),
+            ((0..30).fold("{{ $m0 := args 1 2 }}".to_string(), |t, i| format!("{t}{{{{ $m{} := args $m{i} $m{i} }}}}", i + 1)) + "{{ $m30 }}", "args"),
+        ] {
+            let out = render(&template, &[], 0.0);
+            assert!(
+                out.starts_with("<error expanding template: ") && out.contains(function),
+                "{function}: {}",
+                &out[..out.len().min(120)]
+            );
+        }
+        // Under the bound they work as Go's do.
+        assert_eq!(render("{{ print 1 2 \"a\" \"b\" }}", &[], 0.0), "1 2ab");
+        assert_eq!(render("{{ println 1 \"a\" }}", &[], 0.0), "1 a\n");
+        assert_eq!(
+            render(
+                "{{ printf \"%5.1f|%-4s|%x\" 3.14159 \"ab\" 255 }}",
+                &[],
+                0.0
+            ),
+            "  3.1|ab  |ff"
+        );
+        assert_eq!(
+            render(
+                "{{ html \"<a&b>\" }} {{ js \"it's\" }} {{ urlquery \"a b\" }}",
+                &[],
+                0.0
+            ),
+            "&lt;a&amp;b&gt; it\\'s a+b"
+        );
+        assert_eq!(
+            render("{{ reReplaceAll \"(a)\" \"[$1]\" \"banana\" }}", &[], 0.0),
+            "b[a]n[a]n[a]"
         );
         assert_eq!(go_g4(12345.0), "1.234e+04");
         assert_eq!(go_g4(0.00001234), "1.234e-05");
