@@ -20,6 +20,10 @@ const MAX_RANGE_ITERATIONS: u64 = 100_000;
 /// The most samples a template's `query` returns.
 pub const MAX_QUERY_SAMPLES: usize = 1_000;
 
+/// The most `query` calls one rendering may make: each is an instant query, and a `range`
+/// around one would otherwise run 100,000 of them while the group waits.
+pub const MAX_QUERIES_PER_RENDERING: usize = 100;
+
 /// The names Prometheus binds before every template.
 const PREAMBLE: &str = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}";
 
@@ -49,6 +53,8 @@ thread_local! {
     /// The `query` function and external URL of the rendering running on this thread: the
     /// template's functions are registered once, at parse time, and read this when called.
     static RENDERING: RefCell<Option<(Option<Arc<QueryFn>>, String)>> = const { RefCell::new(None) };
+    /// `query` calls the rendering running on this thread may still make.
+    static QUERIES_LEFT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 impl RuleTemplate {
@@ -72,6 +78,7 @@ impl RuleTemplate {
     pub fn render(&self, data: &Data<'_>, query: Option<Arc<QueryFn>>) -> String {
         let value = to_value(data);
         RENDERING.with(|r| *r.borrow_mut() = Some((query, data.external_url.to_string())));
+        QUERIES_LEFT.with(|q| q.set(MAX_QUERIES_PER_RENDERING));
         let mut out = Bounded(String::new());
         let done = self.0.execute_fmt(&mut out, &value);
         RENDERING.with(|r| *r.borrow_mut() = None);
@@ -269,6 +276,13 @@ fn functions(t: Template) -> Template {
         let Some(query) = query else {
             return Err(fail("query is not available here"));
         };
+        let left = QUERIES_LEFT.with(|l| l.get());
+        if left == 0 {
+            return Err(fail(format!(
+                "a template may run at most {MAX_QUERIES_PER_RENDERING} queries"
+            )));
+        }
+        QUERIES_LEFT.with(|l| l.set(left - 1));
         let samples = query(&q).map_err(|e| fail(format!("error executing query: {e}")))?;
         if samples.len() > MAX_QUERY_SAMPLES {
             return Err(fail(format!(
@@ -826,6 +840,19 @@ mod tests {
                 &out[..out.len().min(120)]
             );
         }
+        // A hundred queries a rendering; the next is refused.
+        let counted = render(
+            "{{ range $i := 100 }}{{ with query \"up\" }}{{ end }}{{ end }}done",
+            &[],
+            0.0,
+        );
+        assert_eq!(counted, "done");
+        let refused = render(
+            "{{ range $i := 101 }}{{ with query \"up\" }}{{ end }}{{ end }}done",
+            &[],
+            0.0,
+        );
+        assert!(refused.contains("at most 100 queries"), "{refused}");
         // Under the bound they work as Go's do.
         assert_eq!(render("{{ print 1 2 \"a\" \"b\" }}", &[], 0.0), "1 2ab");
         assert_eq!(render("{{ println 1 \"a\" }}", &[], 0.0), "1 a\n");
