@@ -15,6 +15,7 @@ pub mod prometheus;
 mod request;
 mod ruler;
 mod status;
+mod status_page;
 pub mod tenancy;
 mod ui;
 
@@ -351,7 +352,7 @@ pub fn router(state: SharedState) -> Router {
             Handler::LokiDetectedFields => on(filter, loki::meta::detected_fields),
             Handler::LokiDetectedFieldValues => on(filter, loki::meta::detected_field_values),
             Handler::LokiFormatQuery => on(filter, loki::meta::format_query),
-            Handler::Root => on(filter, status::root),
+            Handler::Root => on(filter, status_page::root),
             Handler::Graph => on(filter, ui::graph),
             Handler::UiAsset => on(filter, ui::asset),
             Handler::Healthy => on(filter, status::healthy),
