@@ -173,6 +173,18 @@ async fn log_logql_and_mixed_alerts_fire_in_alertmanager_record_into_prometheus_
         Some(format!("{}/api/v1/write", prometheus.url)),
     );
     let janus = support::start_janus(&prometheus.url, move |c| c.rules = settings).await;
+    // Janus lists the Alertmanager it sends to, then the upstream's (none here), in
+    // Prometheus's shape.
+    let (status, listed) = json_get(&format!("{}/api/v1/alertmanagers", janus.url), &[]).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["data"],
+        serde_json::json!({
+            "activeAlertmanagers": [{"url": format!("{}/api/v2/alerts", am.url.trim_end_matches('/'))}],
+            "droppedAlertmanagers": []
+        }),
+        "{listed}"
+    );
     // Prometheus's `up` must exist before the mixed alert can hold.
     wait_for("up in Prometheus", Duration::from_secs(30), async || {
         let (_, v) = json_get(

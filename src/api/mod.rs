@@ -226,6 +226,8 @@ pub enum Handler {
     /// The ruler: rules and alerts on both faces, Loki's rules listing, reloads.
     Rules,
     Alerts,
+    /// Janus's Alertmanagers, then the upstream's.
+    Alertmanagers,
     LokiFaceRules,
     LokiFaceAlerts,
     LokiRules,
@@ -266,7 +268,7 @@ pub const ROUTES: &[Route] = &[
     Route { path: "/api/v1/targets/metadata", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/rules", methods: GET, handler: Handler::Rules },
     Route { path: "/api/v1/alerts", methods: GET, handler: Handler::Alerts },
-    Route { path: "/api/v1/alertmanagers", methods: GET, handler: Handler::Upstream },
+    Route { path: "/api/v1/alertmanagers", methods: GET, handler: Handler::Alertmanagers },
     Route { path: "/api/v1/status/buildinfo", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/status/runtimeinfo", methods: GET, handler: Handler::Upstream },
     Route { path: "/api/v1/status/flags", methods: GET, handler: Handler::Upstream },
@@ -361,6 +363,7 @@ pub fn router(state: SharedState) -> Router {
             Handler::CacheClear => on(filter, status::clear_cache),
             Handler::Rules => on(filter, ruler::rules),
             Handler::Alerts => on(filter, ruler::alerts),
+            Handler::Alertmanagers => on(filter, ruler::alertmanagers),
             Handler::LokiFaceRules => on(filter, ruler::loki_face_rules),
             Handler::LokiFaceAlerts => on(filter, ruler::loki_face_alerts),
             Handler::LokiRules => on(filter, ruler::loki_rules),

@@ -309,6 +309,60 @@ pub async fn alerts(State(state): State<SharedState>, request: Request) -> Respo
     )
 }
 
+/// `GET /api/v1/alertmanagers`: the Alertmanagers Janus's ruler sends to, then the upstream's,
+/// in Prometheus's shape (`url` is the endpoint alerts are posted to). Without Alertmanagers of
+/// its own, the upstream's answer untouched.
+pub async fn alertmanagers(State(state): State<SharedState>, request: Request) -> Response {
+    if state.ruler.alertmanagers().is_empty() {
+        return super::prometheus::proxy::handler(State(state), request).await;
+    }
+    Face::Janus.mark(
+        alertmanagers_answer(&state, request)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+    )
+}
+
+async fn alertmanagers_answer(state: &SharedState, request: Request) -> Result<Response, ApiError> {
+    let read = request::read(request).await?;
+    let mut active: Vec<Value> = state
+        .ruler
+        .alertmanagers()
+        .iter()
+        .map(|am| json!({ "url": crate::rules::notifier::alerts_endpoint(am) }))
+        .collect();
+    let mut dropped: Vec<Value> = Vec::new();
+    let mut warnings = Vec::new();
+    let pairs = read.params.pairs().to_vec();
+    match fetch_upstream(state, &read, &pairs).await {
+        UpstreamPart::Json(body) => match serde_json::from_slice::<Value>(&body) {
+            Ok(parsed) => {
+                for (key, into) in [
+                    ("activeAlertmanagers", &mut active),
+                    ("droppedAlertmanagers", &mut dropped),
+                ] {
+                    into.extend(parsed["data"][key].as_array().cloned().unwrap_or_default());
+                }
+            }
+            Err(e) => warnings.push(format!(
+                "the upstream's alertmanagers could not be read: {e}"
+            )),
+        },
+        UpstreamPart::Passthrough(r) => warnings.push(format!(
+            "the upstream answered {} for its alertmanagers; only Janus's are listed",
+            r.status()
+        )),
+        UpstreamPart::Unavailable(e) => {
+            warnings.push(format!("the upstream's alertmanagers are missing: {e}"))
+        }
+        UpstreamPart::Absent => {}
+    }
+    Ok(envelope::success(
+        json!({ "activeAlertmanagers": active, "droppedAlertmanagers": dropped }),
+        &warnings,
+    ))
+}
+
 /// `GET /prometheus/api/v1/rules` (the Loki face): Janus's rules.
 pub async fn loki_face_rules(State(state): State<SharedState>, request: Request) -> Response {
     Face::Log.mark(

@@ -101,7 +101,7 @@ impl Notifier {
         let sends = self.alertmanagers.iter().map(|am| {
             let body = body.clone();
             async move {
-                let url = format!("{}/api/v2/alerts", am.as_str().trim_end_matches('/'));
+                let url = alerts_endpoint(am);
                 let labels = crate::telemetry::AlertmanagerLabels {
                     alertmanager: url.clone(),
                 };
@@ -140,4 +140,9 @@ pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
+/// Where alerts are posted on an Alertmanager (API v2), as `/api/v1/alertmanagers` lists it.
+pub fn alerts_endpoint(am: &reqwest::Url) -> String {
+    format!("{}/api/v2/alerts", am.as_str().trim_end_matches('/'))
 }
