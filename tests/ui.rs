@@ -395,6 +395,12 @@ async fn an_invalid_query_shows_the_apis_error_at_its_position() {
     // PromQL (the upstream's parser's words), LetheQL and LogQL (Janus's).
     for (expr, words, col) in [
         ("sum(rate(up[5m])", "unclosed left parenthesis", 17),
+        // A mixed expression: Janus's parser, placed where Prometheus places it.
+        (
+            r#"sum(count_over_time(pod{namespace="x"}[5m])) + sum(up"#,
+            "unclosed left parenthesis",
+            54,
+        ),
         (
             r#"pod{namespace="x"} |= "#,
             "line filter |= needs a string literal",

@@ -89,10 +89,26 @@ pub fn parse(text: &str, tokens: Vec<Token>, dialect: Dialect) -> Result<Prepare
                 .any(|name| text.trim_start().starts_with(name));
             match logql::parse_log_query(text) {
                 Err(ours) if starts_with_selector => Ok(Prepared::Lines(Err(ours))),
-                _ => Err(SyntaxError(format!("invalid parameter \"query\": {}", e.trim())).into()),
+                _ => Err(SyntaxError(format!(
+                    "invalid parameter \"query\": {}",
+                    with_position(text, e.trim())
+                ))
+                .into()),
             }
         }
     }
+}
+
+/// promql-parser words an unclosed bracket or a cut-off expression without a place;
+/// Prometheus puts those at the end of the input (`1:17: parse error: unclosed left
+/// parenthesis`), and so does Janus (the query as written ends where the rewritten one does).
+fn with_position(text: &str, message: &str) -> String {
+    if !(message.starts_with("unclosed left") || message.starts_with("unexpected end of input")) {
+        return message.to_string();
+    }
+    let line = text.matches('\n').count() + 1;
+    let col = text.len() - text.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{line}:{col}: parse error: {message}")
 }
 
 impl Prepared {
@@ -173,5 +189,35 @@ impl Expression {
     /// Whether the expression reads the log store.
     pub fn reads_logs(&self) -> bool {
         !self.logs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_position;
+
+    #[test]
+    fn an_unfinished_expression_is_placed_at_its_end_as_prometheus_places_it() {
+        assert_eq!(
+            with_position("sum(up", "unclosed left parenthesis"),
+            "1:7: parse error: unclosed left parenthesis"
+        );
+        assert_eq!(
+            with_position("sum(\n up", "unclosed left parenthesis"),
+            "2:4: parse error: unclosed left parenthesis"
+        );
+        assert_eq!(
+            with_position("up{a=\"b\"", "unexpected end of input inside braces"),
+            "1:9: parse error: unexpected end of input inside braces"
+        );
+        assert_eq!(
+            with_position("up +", "unexpected end of input"),
+            "1:5: parse error: unexpected end of input"
+        );
+        // Other words have no place to give.
+        assert_eq!(
+            with_position("a b", "unexpected identifier"),
+            "unexpected identifier"
+        );
     }
 }
