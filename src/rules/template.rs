@@ -445,54 +445,39 @@ fn original(name: &'static str, args: &[Value]) -> Result<Value, TemplateError> 
     ))
 }
 
+/// A builtin that first weighs the most it could make (`most`), then lets Go's do the work.
+fn guarded(
+    name: &'static str,
+    most: fn(&[Value]) -> usize,
+) -> impl Fn(&[Value]) -> Result<Value, TemplateError> + Send + Sync + 'static {
+    move |a| {
+        if most(a) > MAX_VALUE_BYTES {
+            return Err(fail(format!(
+                "{name} would make a value larger than {MAX_VALUE_BYTES} bytes"
+            )));
+        }
+        original(name, a)
+    }
+}
+
 /// Go's string-making builtins, refusing to make a value over [`MAX_VALUE_BYTES`].
 fn bounded_builtins(t: Template) -> Template {
-    let refuse = |name: &str| {
-        fail(format!(
-            "{name} would make a value larger than {MAX_VALUE_BYTES} bytes"
-        ))
-    };
-    t.func("print", move |a| {
-        if weight_of_all(a) > MAX_VALUE_BYTES {
-            return Err(refuse("print"));
-        }
-        original("print", a)
-    })
-    .func("println", move |a| {
-        if weight_of_all(a) > MAX_VALUE_BYTES {
-            return Err(refuse("println"));
-        }
-        original("println", a)
-    })
-    .func("printf", move |a| {
+    let printed: fn(&[Value]) -> usize = weight_of_all;
+    let formatted: fn(&[Value]) -> usize = |a| {
         let growth = match a.first() {
             Some(Value::String(f)) => printf_growth(f),
             _ => 0,
         };
-        if weight_of_all(a).saturating_add(growth) > MAX_VALUE_BYTES {
-            return Err(refuse("printf"));
-        }
-        original("printf", a)
-    })
+        weight_of_all(a).saturating_add(growth)
+    };
     // Escaping makes at most six bytes of one (`'` → `\u0027`).
-    .func("html", move |a| {
-        if weight_of_all(a).saturating_mul(6) > MAX_VALUE_BYTES {
-            return Err(refuse("html"));
-        }
-        original("html", a)
-    })
-    .func("js", move |a| {
-        if weight_of_all(a).saturating_mul(6) > MAX_VALUE_BYTES {
-            return Err(refuse("js"));
-        }
-        original("js", a)
-    })
-    .func("urlquery", move |a| {
-        if weight_of_all(a).saturating_mul(6) > MAX_VALUE_BYTES {
-            return Err(refuse("urlquery"));
-        }
-        original("urlquery", a)
-    })
+    let escaped: fn(&[Value]) -> usize = |a| weight_of_all(a).saturating_mul(6);
+    t.func("print", guarded("print", printed))
+        .func("println", guarded("println", printed))
+        .func("printf", guarded("printf", formatted))
+        .func("html", guarded("html", escaped))
+        .func("js", guarded("js", escaped))
+        .func("urlquery", guarded("urlquery", escaped))
 }
 
 /// `reReplaceAll`'s work, refusing to make a value over [`MAX_VALUE_BYTES`]: each expansion is
