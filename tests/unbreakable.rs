@@ -629,7 +629,8 @@ async fn full_size_form_bodies_at_once_are_bounded() {
     janus.assert_alive_and_bounded("forty 16 MiB form bodies at once");
 }
 
-/// Rule templates whose values grow — doubled, padded, escaped, expanded, nested — at load (a
+/// Rule templates whose values grow — doubled, padded, escaped, expanded, nested wide or deep
+/// — at load (a
 /// reload renders each template once) and when the alert fires. A 2 KB rule file doubling one
 /// value forty times used to abort the process as it loaded; now each such template renders
 /// Prometheus's `<error expanding template: …>` and Janus goes on.
@@ -680,6 +681,7 @@ async fn rule_templates_that_grow_are_bounded() {
         ("escaped", "{{ $a := printf \"%60000s\" \"<\" }}{{ $b := html $a }}{{ $c := html $b }}{{ len $c }}".to_string()),
         ("expanded", "{{ $a := printf \"%60000s\" \"x\" }}{{ reReplaceAll \".\" \"$0$0$0$0$0$0$0$0$0$0$0$0\" $a | len }}".to_string()),
         ("nested", format!("{{{{ $m0 := args 1 2 }}}}{nesting}{{{{ $m40 }}}}")),
+        ("deep", "{{ $m := args 1 }}{{ range $i := 100000 }}{{ $m = args $m }}{{ end }}{{ len $m }}".to_string()),
     ];
     let annotations: String = hostile
         .iter()
@@ -712,8 +714,13 @@ async fn rule_templates_that_grow_are_bounded() {
     };
     for (name, _) in &hostile {
         let text = annotations[*name].as_str().unwrap_or_default();
+        let refusal = if *name == "deep" {
+            "nest maps more than 32 deep"
+        } else {
+            "larger than"
+        };
         assert!(
-            text.starts_with("<error expanding template: ") && text.contains("larger than"),
+            text.starts_with("<error expanding template: ") && text.contains(refusal),
             "{name}: {text}"
         );
     }

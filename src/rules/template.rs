@@ -242,6 +242,16 @@ fn functions(t: Template) -> Template {
                 "args would make a value larger than {MAX_VALUE_BYTES} bytes"
             )));
         }
+        // And nest itself deeply, one level a `range` step (`$m = args $m`): everything that
+        // walks or drops such a value recurses once a level, and 100,000 levels overflowed
+        // the stack.
+        if a.iter()
+            .any(|v| nested_deeper_than(v, MAX_ARGS_NESTING - 1))
+        {
+            return Err(fail(format!(
+                "args would nest maps more than {MAX_ARGS_NESTING} deep"
+            )));
+        }
         let map: BTreeMap<String, Value> = a
             .iter()
             .enumerate()
@@ -340,6 +350,24 @@ fn functions(t: Template) -> Template {
 /// (`{{ $b := print $a $a }}`): forty such steps asked for a terabyte, and a 2 KB rule file
 /// aborted Janus when it loaded.
 const MAX_VALUE_BYTES: usize = 4 * MAX_OUTPUT_BYTES;
+
+/// The deepest `args` may nest maps (query results are three levels deep).
+const MAX_ARGS_NESTING: usize = 32;
+
+/// Whether `v` holds lists or maps more than `limit` levels down (looking no deeper).
+fn nested_deeper_than(v: &Value, limit: usize) -> bool {
+    let children: Box<dyn Iterator<Item = &Value>> = match v {
+        Value::List(items) => Box::new(items.iter()),
+        Value::Map(m) => Box::new(m.values()),
+        _ => return false,
+    };
+    if limit == 0 {
+        return true;
+    }
+    children
+        .into_iter()
+        .any(|c| nested_deeper_than(c, limit - 1))
+}
 
 /// What a value weighs when printed, counted up to `budget` and no further: `args` can nest a
 /// map in itself many times over, and printing it costs every path through it.
@@ -817,6 +845,7 @@ mod tests {
             ("{{ $a := printf \"%60000s\" \"<\" }}{{ html $a | len }}".to_string(), "html"),
             ("{{ $a := printf \"%60000s\" \"x\" }}{{ reReplaceAll \".\" \"$0$0$0$0$0$0$0$0\" $a | len }}".to_string(), "reReplaceAll"),
             ((0..30).fold("{{ $m0 := args 1 2 }}".to_string(), |t, i| format!("{t}{{{{ $m{} := args $m{i} $m{i} }}}}", i + 1)) + "{{ $m30 }}", "args"),
+            ("{{ $m := args 1 }}{{ range $i := 100000 }}{{ $m = args $m }}{{ end }}{{ len $m }}".to_string(), "nest maps more than 32 deep"),
         ] {
             let out = render(&template, &[], 0.0);
             assert!(
