@@ -630,10 +630,9 @@ async fn full_size_form_bodies_at_once_are_bounded() {
 }
 
 /// Rule templates whose values grow — doubled, padded, escaped, expanded, nested wide or deep
-/// — at load (a
-/// reload renders each template once) and when the alert fires. A 2 KB rule file doubling one
-/// value forty times used to abort the process as it loaded; now each such template renders
-/// Prometheus's `<error expanding template: …>` and Janus goes on.
+/// — at load (a reload renders each template once) and when the alert fires. A 2 KB rule file
+/// doubling one value forty times used to abort the process as it loaded; now each such
+/// template renders Prometheus's `<error expanding template: …>` and Janus goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rule_templates_that_grow_are_bounded() {
     let store = temp_dir("attack-rules-store");

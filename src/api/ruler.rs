@@ -224,22 +224,38 @@ async fn upstream_list(
     read: &ReadRequest,
     key: &str,
 ) -> Result<Vec<Value>, String> {
+    let mut lists = upstream_lists(state, read, key, &[key]).await?;
+    Ok(lists.pop().unwrap_or_default())
+}
+
+/// The upstream's lists under `data.<key>` for each of `keys` (empty for a restricted
+/// tenant, or without an upstream), or why they are missing, naming them `what`.
+async fn upstream_lists(
+    state: &SharedState,
+    read: &ReadRequest,
+    what: &str,
+    keys: &[&str],
+) -> Result<Vec<Vec<Value>>, String> {
+    let none = || keys.iter().map(|_| Vec::new()).collect();
     if restricted(read).is_some() {
-        return Ok(Vec::new());
+        return Ok(none());
     }
     let pairs = read.params.pairs().to_vec();
     match fetch_upstream(state, read, &pairs).await {
         UpstreamPart::Json(body) => {
             let parsed: Value = serde_json::from_slice(&body)
-                .map_err(|e| format!("the upstream's {key} could not be read: {e}"))?;
-            Ok(parsed["data"][key].as_array().cloned().unwrap_or_default())
+                .map_err(|e| format!("the upstream's {what} could not be read: {e}"))?;
+            Ok(keys
+                .iter()
+                .map(|key| parsed["data"][key].as_array().cloned().unwrap_or_default())
+                .collect())
         }
         UpstreamPart::Passthrough(r) => Err(format!(
-            "the upstream answered {} for its {key}; only Janus's are listed",
+            "the upstream answered {} for its {what}; only Janus's are listed",
             r.status()
         )),
-        UpstreamPart::Unavailable(e) => Err(format!("the upstream's {key} are missing: {e}")),
-        UpstreamPart::Absent => Ok(Vec::new()),
+        UpstreamPart::Unavailable(e) => Err(format!("the upstream's {what} are missing: {e}")),
+        UpstreamPart::Absent => Ok(none()),
     }
 }
 
@@ -331,31 +347,15 @@ async fn alertmanagers_answer(state: &SharedState, request: Request) -> Result<R
         .iter()
         .map(|am| json!({ "url": crate::rules::notifier::alerts_endpoint(am) }))
         .collect();
-    let mut dropped: Vec<Value> = Vec::new();
+    let mut dropped = Vec::new();
     let mut warnings = Vec::new();
-    let pairs = read.params.pairs().to_vec();
-    match fetch_upstream(state, &read, &pairs).await {
-        UpstreamPart::Json(body) => match serde_json::from_slice::<Value>(&body) {
-            Ok(parsed) => {
-                for (key, into) in [
-                    ("activeAlertmanagers", &mut active),
-                    ("droppedAlertmanagers", &mut dropped),
-                ] {
-                    into.extend(parsed["data"][key].as_array().cloned().unwrap_or_default());
-                }
-            }
-            Err(e) => warnings.push(format!(
-                "the upstream's alertmanagers could not be read: {e}"
-            )),
-        },
-        UpstreamPart::Passthrough(r) => warnings.push(format!(
-            "the upstream answered {} for its alertmanagers; only Janus's are listed",
-            r.status()
-        )),
-        UpstreamPart::Unavailable(e) => {
-            warnings.push(format!("the upstream's alertmanagers are missing: {e}"))
+    let keys = ["activeAlertmanagers", "droppedAlertmanagers"];
+    match upstream_lists(state, &read, "alertmanagers", &keys).await {
+        Ok(mut theirs) => {
+            dropped = theirs.pop().unwrap_or_default();
+            active.extend(theirs.pop().unwrap_or_default());
         }
-        UpstreamPart::Absent => {}
+        Err(w) => warnings.push(w),
     }
     Ok(envelope::success(
         json!({ "activeAlertmanagers": active, "droppedAlertmanagers": dropped }),

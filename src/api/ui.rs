@@ -122,9 +122,10 @@ fn serve(i: usize, headers: &HeaderMap) -> Response {
     {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        match (&prepared.gzip, accepts_gzip(headers)) {
+        // Both forms live as long as the process: sent without a copy.
+        match (prepared.gzip.as_deref(), accepts_gzip(headers)) {
             (Some(packed), true) => {
-                let mut r = packed.clone().into_response();
+                let mut r = packed.into_response();
                 r.headers_mut()
                     .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
                 r
